@@ -1,0 +1,339 @@
+//! Records stored in the metadata tier. These are the contract between the gateway and the
+//! metadata crate: the gateway builds them, the metadata crate stores, orders and versions them.
+//!
+//! Times are Unix milliseconds (UTC). Every record is encoded with a leading format-version byte
+//! (see `docs/metadata-format.md`) so that new fields can be added without a migration.
+
+use serde::{Deserialize, Serialize};
+
+/// Unique id of one written byte stream (one PutObject body, one UploadPart body, one copy).
+/// Chunks are addressed as (blob, index); a blob is never rewritten, so an AES-GCM nonce derived
+/// from (blob, index) is never reused under one data key.
+pub type BlobId = [u8; 16];
+
+/// The version id of the `null` version (unversioned and suspended buckets).
+pub const NULL_VERSION: &str = "null";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum VersioningState {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+/// Default retention of an Object Lock enabled bucket (`ObjectLockConfiguration`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    pub mode: LockMode,
+    /// Exactly one of days/years is set, as S3 requires.
+    pub days: Option<u32>,
+    pub years: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub mode: LockMode,
+    /// Unix milliseconds, UTC.
+    pub retain_until: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: String,
+    /// User name of the owner.
+    pub owner: String,
+    pub created: i64,
+    pub region: String,
+    pub versioning: VersioningState,
+    pub object_lock_enabled: bool,
+    pub default_retention: Option<DefaultRetention>,
+    /// Lifecycle configuration as the S3 XML document the user sent (validated by the gateway).
+    pub lifecycle_xml: Option<String>,
+    pub tags: Vec<(String, String)>,
+    /// The bucket's key-encryption key, wrapped by the master key.
+    pub kek_id: String,
+    pub wrapped_kek: Vec<u8>,
+}
+
+/// A run of chunks written as one blob: a whole single-part object, or one multipart part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub blob: BlobId,
+    /// Plaintext length of the segment in bytes.
+    pub len: u64,
+    /// Plaintext size of every chunk but the last.
+    pub chunk_size: u32,
+}
+
+impl Segment {
+    pub fn chunk_count(&self) -> u32 {
+        if self.len == 0 || self.chunk_size == 0 {
+            0
+        } else {
+            self.len.div_ceil(self.chunk_size as u64) as u32
+        }
+    }
+}
+
+/// Where a version's bytes live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DataLayout {
+    /// Id and wrapped form of the version's data key (wrapped by the bucket KEK). Empty for delete
+    /// markers. Deleting the record destroys the only copy of the wrapped key (crypto-shredding).
+    pub kek_id: String,
+    pub dek_id: String,
+    pub wrapped_dek: Vec<u8>,
+    /// Segments in object order; a multipart object has one per part.
+    pub segments: Vec<Segment>,
+}
+
+/// Per-part summary kept on a completed multipart object (for `partNumber` GET/HEAD and
+/// composite checksums).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSummary {
+    pub part_number: u32,
+    pub size: u64,
+    pub etag: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+}
+
+/// One version of an object (or a delete marker).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// `"null"` or a generated, time-ordered id (see `MetaStore::new_version_id`).
+    pub version_id: String,
+    pub is_delete_marker: bool,
+    pub last_modified: i64,
+    pub size: u64,
+    /// Hex MD5 (single part) or `hex-N` (multipart), without quotes.
+    pub etag: String,
+    /// (algorithm as S3 names it, e.g. "CRC32C", base64 value).
+    pub checksum: Option<(String, String)>,
+    /// "FULL_OBJECT" or "COMPOSITE" when a checksum is present.
+    pub checksum_type: Option<String>,
+    pub content: ContentHeaders,
+    /// `x-amz-meta-*` without the prefix, lower-cased names, in the order received.
+    pub user_metadata: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub storage_class: String,
+    pub owner: String,
+    pub data: DataLayout,
+    pub parts: Vec<PartSummary>,
+    pub retention: Option<Retention>,
+    pub legal_hold: bool,
+}
+
+impl VersionRecord {
+    /// A delete marker with the given version id.
+    pub fn delete_marker(version_id: String, owner: String, now: i64) -> Self {
+        VersionRecord {
+            version_id,
+            is_delete_marker: true,
+            last_modified: now,
+            size: 0,
+            etag: String::new(),
+            checksum: None,
+            checksum_type: None,
+            content: ContentHeaders::default(),
+            user_metadata: Vec::new(),
+            tags: Vec::new(),
+            storage_class: "STANDARD".into(),
+            owner,
+            data: DataLayout::default(),
+            parts: Vec::new(),
+            retention: None,
+            legal_hold: false,
+        }
+    }
+
+    /// True while Object Lock forbids deleting this version (legal hold, or retention in the future).
+    /// `bypass_governance` lets a GOVERNANCE retention be bypassed; COMPLIANCE never can be.
+    pub fn is_locked(&self, now: i64, bypass_governance: bool) -> bool {
+        if self.legal_hold {
+            return true;
+        }
+        match &self.retention {
+            Some(r) if r.retain_until > now => match r.mode {
+                LockMode::Compliance => true,
+                LockMode::Governance => !bypass_governance,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub key: String,
+    pub initiated: i64,
+    pub owner: String,
+    /// Data key shared by all parts (each part is its own blob, so nonces never repeat).
+    pub kek_id: String,
+    pub dek_id: String,
+    pub wrapped_dek: Vec<u8>,
+    pub content: ContentHeaders,
+    pub user_metadata: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub storage_class: String,
+    /// Checksum algorithm the client declared at CreateMultipartUpload, if any.
+    pub checksum_algorithm: Option<String>,
+    pub checksum_type: Option<String>,
+    pub retention: Option<Retention>,
+    pub legal_hold: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub part_number: u32,
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: i64,
+    pub segment: Segment,
+    pub checksum: Option<(String, String)>,
+}
+
+/// Data that no version references any more; the GC worker deletes its chunks, then acks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcItem {
+    /// Queue position (opaque, ordered).
+    pub seq: u64,
+    pub segments: Vec<Segment>,
+    /// Why the data became garbage: "overwrite", "delete", "abort", "part-replaced", ...
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub created: i64,
+    pub is_admin: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub access_key: String,
+    pub user: String,
+    /// The secret, sealed (AES-256-GCM) under the master key. Never stored in plain text.
+    pub sealed_secret: Vec<u8>,
+    pub created: i64,
+    pub revoked: bool,
+}
+
+/// What a write of a new version must find first (conditional writes).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `If-None-Match: *`: fail if a current (non delete-marker) version exists.
+    IfNoneMatchStar,
+    /// `If-Match: etag`: fail unless the current version exists and has this ETag.
+    IfMatch(String),
+}
+
+/// Result of writing a new version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub version_id: String,
+    /// The version this write replaced (the previous `null` version), whose data went to the GC
+    /// queue in the same batch.
+    pub replaced: Option<VersionRecord>,
+}
+
+/// Result of a DeleteObject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// Version id of the delete marker created, or of the version removed.
+    pub version_id: Option<String>,
+    /// True when a delete marker was created, or when the removed version was a delete marker.
+    pub delete_marker: bool,
+    /// The version whose data was destroyed (queued for GC), if any.
+    pub removed: Option<VersionRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListObjectsParams {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Return only keys (and common prefixes) strictly greater than this.
+    pub start_after: Option<String>,
+    /// 0..=1000 (the gateway clamps).
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListObjectsPage {
+    /// (key, latest version); keys whose latest version is a delete marker are skipped.
+    pub objects: Vec<(String, VersionRecord)>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    /// The last key or common prefix returned, when truncated (the next `start_after`).
+    pub next_marker: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListVersionsParams {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub version_id_marker: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub key: String,
+    pub is_latest: bool,
+    pub version: VersionRecord,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListVersionsPage {
+    pub entries: Vec<VersionEntry>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_version_id_marker: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListUploadsParams {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListUploadsPage {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub is_truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ListPartsPage {
+    pub parts: Vec<PartRecord>,
+    pub is_truncated: bool,
+    pub next_part_number_marker: Option<u32>,
+}
