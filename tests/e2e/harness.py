@@ -1,0 +1,255 @@
+"""Process harness for the end-to-end suite.
+
+Starts the real `strata` binary (or, with STRATA_E2E_TARGET=moto, a reference `moto_server`) on a free
+127.0.0.1 port with a temporary data directory, and builds isolated environments for every client.
+
+Nothing here mocks anything: tests talk HTTP to a real process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET = os.environ.get("STRATA_E2E_TARGET", "strata").strip().lower()
+if TARGET not in ("strata", "moto"):
+    raise SystemExit(f"STRATA_E2E_TARGET must be 'strata' or 'moto', not {TARGET!r}")
+IS_MOTO = TARGET == "moto"
+REGION = "us-east-1"
+READY_RE = re.compile(r"^strata: ready on (http://127\.0\.0\.1:(\d+))\s*$")
+START_TIMEOUT = float(os.environ.get("STRATA_E2E_START_TIMEOUT", "60"))
+
+# Variables that silently change how clients behave. They are removed from every client environment
+# (and from this process, because boto3 runs in-process).
+_SCRUB_EXACT = {
+    "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+}
+_SCRUB_PREFIXES = ("AWS_", "RCLONE_", "RESTIC_", "S3CMD_", "BOTO_")
+
+
+def scrubbed_environ(base: dict | None = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    for k in list(env):
+        if k in _SCRUB_EXACT or k.startswith(_SCRUB_PREFIXES):
+            del env[k]
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def random_keys() -> tuple[str, str]:
+    alphabet = string.ascii_uppercase + string.digits
+    ak = "STRATATEST" + "".join(secrets.choice(alphabet) for _ in range(10))
+    sk = secrets.token_urlsafe(30)[:40]
+    return ak, sk
+
+
+def strata_binary() -> Path:
+    b = os.environ.get("STRATA_BIN")
+    return Path(b) if b else REPO / "target" / "debug" / "strata"
+
+
+def venv_bin(name: str) -> str | None:
+    """A client installed next to the running interpreter (the project .venv) wins over PATH."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    return shutil.which(name)
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class Server:
+    """One server process. `restart()` keeps the data dir and port; `kill9()` simulates a crash."""
+
+    def __init__(self, workdir: Path, name: str = "strata"):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.data_dir = self.workdir / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.log_path = self.workdir / "server.log"
+        self.port = free_port()
+        self.access_key, self.secret_key = random_keys()
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = None
+        self._threads: list[threading.Thread] = []
+        self.starts = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "Server":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        last_err = None
+        for attempt in range(3):  # a just-freed port can be briefly unavailable after a restart
+            try:
+                self._start_once()
+                self.starts += 1
+                return self
+            except ServerError as e:
+                last_err = e
+                self._reap()
+                time.sleep(1.0)
+        raise last_err  # type: ignore[misc]
+
+    def _start_once(self) -> None:
+        self._log = open(self.log_path, "ab", buffering=0)
+        self._log.write(f"\n===== start #{self.starts + 1} ({TARGET}) {time.ctime()} =====\n".encode())
+        env = scrubbed_environ()
+        if IS_MOTO:
+            moto = venv_bin("moto_server")
+            if not moto:
+                raise ServerError("moto_server not found: pip install 'moto[server]' into .venv")
+            cmd = [moto, "-H", "127.0.0.1", "-p", str(self.port)]
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                         stderr=self._log, env=env, start_new_session=True)
+            self._wait_http()
+            return
+        binary = strata_binary()
+        if not binary.exists():
+            raise ServerError(f"strata binary not found at {binary}: run `cargo build --bin strata`")
+        env.update({
+            "STRATA_ADMIN_ACCESS_KEY": self.access_key,
+            "STRATA_ADMIN_SECRET_KEY": self.secret_key,
+            "RUST_BACKTRACE": "1",
+        })
+        cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
+               "--listen", f"127.0.0.1:{self.port}", "--region", REGION]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._log, env=env, start_new_session=True)
+        ready = threading.Event()
+        found: list[str] = []
+
+        def pump(stream, log):
+            for raw in iter(stream.readline, b""):
+                log.write(b"[stdout] " + raw)
+                m = READY_RE.match(raw.decode("utf-8", "replace"))
+                if m and not ready.is_set():
+                    found.append(m.group(1))
+                    ready.set()
+            stream.close()
+
+        t = threading.Thread(target=pump, args=(self.proc.stdout, self._log), daemon=True)
+        t.start()
+        self._threads.append(t)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if ready.wait(0.1):
+                break
+            if self.proc.poll() is not None:
+                raise ServerError(f"strata exited with {self.proc.returncode} before ready\n"
+                                  + self.log_tail())
+        else:
+            self._reap()
+            raise ServerError(f"strata not ready within {START_TIMEOUT}s\n" + self.log_tail())
+        if found[0] != self.endpoint:
+            raise ServerError(f"ready line announced {found[0]}, expected {self.endpoint}")
+
+    def _wait_http(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"{TARGET} exited early\n" + self.log_tail())
+            try:
+                urllib.request.urlopen(self.endpoint + "/", timeout=1).read()
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise ServerError(f"{TARGET} not answering within {START_TIMEOUT}s\n" + self.log_tail())
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after `timeout`)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._reap()
+
+    def kill9(self) -> None:
+        """Crash: SIGKILL with no warning."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self._reap()
+
+    def restart(self, crash: bool = False) -> None:
+        if IS_MOTO:
+            raise ServerError("moto keeps state in memory; restart tests are strata-only")
+        self.kill9() if crash else self.stop()
+        self.start()
+
+    def _reap(self) -> None:
+        for t in self._threads:
+            t.join(5)
+        self._threads.clear()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text("utf-8", "replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return f"--- tail of {self.log_path} ---\n" + "\n".join(text[-lines:])
+
+    # ---- admin CLI -------------------------------------------------------------------------------
+    def admin(self, *args: str, offline: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run `strata admin ...` against this server (strata-only)."""
+        if IS_MOTO:
+            raise ServerError("admin CLI exists only for strata")
+        cmd = [str(strata_binary()), "admin"]
+        if not offline:
+            cmd += ["--endpoint", self.endpoint, "--access-key", self.access_key,
+                    "--secret-key", self.secret_key]
+        cmd += list(args)
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout, env=scrubbed_environ())
+
+    def admin_json(self, *args: str) -> dict:
+        r = self.admin(*args)
+        assert r.returncode == 0, f"strata admin {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return json.loads(r.stdout)
+
+
+def run(cmd: list[str], env: dict, timeout: float = 300, check: bool = True,
+        cwd: str | os.PathLike | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run a client command with a bounded timeout; on failure raise with its full output."""
+    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL if input is None else None, input=input)
+    if check and r.returncode != 0:
+        raise AssertionError(
+            f"command failed with exit {r.returncode}: {' '.join(map(str, cmd))}\n"
+            f"--- stdout ---\n{r.stdout.decode('utf-8', 'replace')[-4000:]}\n"
+            f"--- stderr ---\n{r.stderr.decode('utf-8', 'replace')[-4000:]}")
+    return r
