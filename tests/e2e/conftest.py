@@ -66,8 +66,8 @@ def pytest_runtest_makereport(item, call):
 
 
 # ---- servers --------------------------------------------------------------------------------------
-def _start(tmp: Path, name: str) -> Server:
-    s = Server(tmp, name)
+def _start(tmp: Path, name: str, region: str = REGION) -> Server:
+    s = Server(tmp, name, region=region)
     try:
         s.start()
     except harness.ServerError as e:
@@ -90,21 +90,33 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_server(tmp_path_factory):
-    """A dedicated server with its own data dir, for restart and crash tests."""
-    s = _start(tmp_path_factory.mktemp("fresh"), "fresh")
-    yield s
-    if s.alive() or s.proc is not None:
+def make_server(tmp_path_factory):
+    """Factory for dedicated servers (own data dir, optional region); all stopped at test end."""
+    made: list[Server] = []
+
+    def factory(region: str = REGION) -> Server:
+        s = _start(tmp_path_factory.mktemp("fresh"), "fresh", region=region)
+        made.append(s)
+        return s
+
+    yield factory
+    for s in made:
         _finish(s)
 
 
+@pytest.fixture
+def fresh_server(make_server):
+    """A dedicated server with its own data dir, for restart and crash tests."""
+    return make_server()
+
+
 # ---- boto3 ----------------------------------------------------------------------------------------
-def make_s3(endpoint: str, access_key: str, secret_key: str, **cfg):
+def make_s3(endpoint: str, access_key: str, secret_key: str, region: str = REGION, **cfg):
     import boto3
     from botocore.config import Config
 
     config = Config(
-        region_name=REGION,
+        region_name=region,
         signature_version="s3v4",
         s3={"addressing_style": "path"},
         retries={"max_attempts": 1, "mode": "standard"},
@@ -113,7 +125,7 @@ def make_s3(endpoint: str, access_key: str, secret_key: str, **cfg):
         **cfg,
     )
     session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                                    region_name=REGION)
+                                    region_name=region)
     return session.client("s3", endpoint_url=endpoint, config=config)
 
 

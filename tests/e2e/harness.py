@@ -83,10 +83,11 @@ class ServerError(RuntimeError):
 class Server:
     """One server process. `restart()` keeps the data dir and port; `kill9()` simulates a crash."""
 
-    def __init__(self, workdir: Path, name: str = "strata"):
+    def __init__(self, workdir: Path, name: str = "strata", region: str = REGION):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
+        self.region = region
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(exist_ok=True)
         self.log_path = self.workdir / "server.log"
@@ -135,7 +136,7 @@ class Server:
             "RUST_BACKTRACE": "1",
         })
         cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--region", REGION]
+               "--listen", f"127.0.0.1:{self.port}", "--region", self.region]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, start_new_session=True)
         ready = threading.Event()
