@@ -6,8 +6,8 @@
 # Builds the binary first (cargo build --bin strata) unless STRATA_BIN is set or target is moto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 TARGET="${STRATA_E2E_TARGET:-strata}"
+STRATA_E2E_TARGET="$TARGET" bash scripts/setup.sh
 if [[ "$TARGET" == strata && -z "${STRATA_BIN:-}" ]]; then
   cargo build --bin strata
   export STRATA_BIN="$PWD/target/debug/strata"

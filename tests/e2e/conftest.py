@@ -17,8 +17,9 @@ from harness import IS_MOTO, REGION, TARGET, Server, run, scrubbed_environ, venv
 _ACTIVE: list[Server] = []
 
 # boto3 runs inside this process: isolate it from the machine's AWS configuration right away.
+_clean = scrubbed_environ()
 os.environ.clear()
-os.environ.update(scrubbed_environ())
+os.environ.update(_clean)
 _ISOLATION = Path(tempfile.mkdtemp(prefix="strata-e2e-home-"))
 (_ISOLATION / "aws_config").write_text("")
 (_ISOLATION / "aws_credentials").write_text("")
@@ -66,12 +67,22 @@ def pytest_runtest_makereport(item, call):
 
 
 # ---- servers --------------------------------------------------------------------------------------
+_FATAL: list[str] = []  # a missing binary fails every later test at once, without retrying
+
+
 def _start(tmp: Path, name: str, region: str = REGION) -> Server:
+    if _FATAL:
+        pytest.fail(_FATAL[0], pytrace=False)
     s = Server(tmp, name, region=region)
+    error = None
     try:
         s.start()
     except harness.ServerError as e:
-        pytest.fail(str(e), pytrace=False)
+        error = str(e)
+        if e.fatal:
+            _FATAL.append(error)
+    if error:
+        pytest.fail(error, pytrace=False)
     _ACTIVE.append(s)
     return s
 

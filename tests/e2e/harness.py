@@ -77,7 +77,9 @@ def venv_bin(name: str) -> str | None:
 
 
 class ServerError(RuntimeError):
-    pass
+    def __init__(self, msg: str, fatal: bool = False):
+        super().__init__(msg)
+        self.fatal = fatal  # retrying cannot help (e.g. the binary does not exist)
 
 
 class Server:
@@ -109,6 +111,8 @@ class Server:
                 self.starts += 1
                 return self
             except ServerError as e:
+                if e.fatal:
+                    raise
                 last_err = e
                 self._reap()
                 time.sleep(1.0)
@@ -121,7 +125,7 @@ class Server:
         if IS_MOTO:
             moto = venv_bin("moto_server")
             if not moto:
-                raise ServerError("moto_server not found: pip install 'moto[server]' into .venv")
+                raise ServerError("moto_server not found: pip install 'moto[server]' into .venv", fatal=True)
             cmd = [moto, "-H", "127.0.0.1", "-p", str(self.port)]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=self._log, env=env, start_new_session=True)
@@ -129,7 +133,7 @@ class Server:
             return
         binary = strata_binary()
         if not binary.exists():
-            raise ServerError(f"strata binary not found at {binary}: run `cargo build --bin strata`")
+            raise ServerError(f"strata binary not found at {binary}: run `cargo build --bin strata`", fatal=True)
         env.update({
             "STRATA_ADMIN_ACCESS_KEY": self.access_key,
             "STRATA_ADMIN_SECRET_KEY": self.secret_key,
