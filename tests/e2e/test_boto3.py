@@ -510,7 +510,6 @@ def test_bucket_lifecycle(s3):
         s3.put_object(Bucket=name, Key="k", Body=b"keep me")
         expect_error(s3.delete_bucket, "BucketNotEmpty", 409, Bucket=name)
         s3.delete_object(Bucket=name, Key="k")
-        # an unfinished multipart upload does not block bucket deletion in S3 (it is aborted)
         s3.delete_bucket(Bucket=name)
         expect_error(s3.head_bucket, "404", 404, Bucket=name)
         expect_error(s3.delete_bucket, "NoSuchBucket", 404, Bucket=name)
@@ -667,16 +666,34 @@ def test_bad_signature_and_unknown_key(server, bucket):
 
 
 @pytest.mark.strata_only(reason="moto does not authenticate requests by default")
-def test_request_time_too_skewed(server, bucket):
+def test_request_time_too_skewed(server, bucket, monkeypatch):
+    import botocore.auth
+    from botocore.compat import get_current_datetime as real_now
+
     s3 = make_s3(server.endpoint, server.access_key, server.secret_key)
-    skew = dt.timedelta(minutes=20)
+    sent: list[str] = []
+    s3.meta.events.register("before-send.s3.*",
+                            lambda request, **kw: sent.append(str(request.headers["X-Amz-Date"], "ascii")
+                                                           if isinstance(request.headers["X-Amz-Date"], bytes)
+                                                           else request.headers["X-Amz-Date"]))
 
-    def shift_clock(request, **kwargs):
-        stamp = (dt.datetime.now(dt.timezone.utc) - skew).strftime("%Y%m%dT%H%M%SZ")
-        request.context["timestamp"] = stamp
+    def call_with_skew(minutes: int):
+        skew = dt.timedelta(minutes=minutes)
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: real_now(*a, **k) - skew)
+        try:
+            return s3.list_objects_v2(Bucket=bucket)
+        finally:
+            monkeypatch.setattr(botocore.auth, "get_current_datetime", real_now)
 
-    s3.meta.events.register("before-sign.s3.ListObjectsV2", shift_clock)
-    expect_error(s3.list_objects_v2, "RequestTimeTooSkewed", 403, Bucket=bucket)
+    # 10 minutes off is within S3's 15-minute window
+    call_with_skew(10)
+    with pytest.raises(ClientError) as ei:
+        call_with_skew(20)
+    err = ei.value.response
+    assert err["Error"]["Code"] == "RequestTimeTooSkewed" and err["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # the signed request really carried a time 20 minutes in the past
+    stamp = dt.datetime.strptime(sent[-1], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert 19 * 60 < (dt.datetime.now(dt.timezone.utc) - stamp).total_seconds() < 21 * 60
 
 
 @pytest.mark.strata_only(reason="users and keys are created with the strata admin CLI")
