@@ -1,22 +1,63 @@
 //! Key hierarchy: master key -> per-bucket key-encryption key (KEK) -> per-object-version data
 //! key (DEK). Lower keys are stored only wrapped (AES-256-GCM) by the key above. All key material
 //! is zeroized on drop.
+//!
+//! Wrapped / sealed format: `version (1 byte = 1) || nonce (12 random bytes) || ciphertext || tag
+//! (16 bytes)`. The AAD is a fixed purpose label followed by the caller's AAD, so a wrapped KEK
+//! can never be opened as a sealed secret (or the other way round) even under the same key.
 
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// 32 bytes of AES-256 key material, zeroized on drop.
 pub type KeyBytes = [u8; 32];
 
+/// Environment variable that, when set, holds the master key as 64 hex characters.
+pub const MASTER_KEY_ENV: &str = "STRATA_MASTER_KEY";
+
+const WRAP_VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const PURPOSE_KEK: &[u8] = b"strata/v1/kek\0";
+const PURPOSE_DEK: &[u8] = b"strata/v1/dek\0";
+const PURPOSE_SECRET: &[u8] = b"strata/v1/secret\0";
+
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct MasterKey {
-    _key: KeyBytes,
+    key: KeyBytes,
 }
 
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct KeyEncryptionKey {
-    _key: KeyBytes,
+    key: KeyBytes,
 }
 
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct DataKey {
-    _key: KeyBytes,
+    key: KeyBytes,
+}
+
+// Debug never shows key bytes, not even a fingerprint: logs end up in places keys must not.
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey(<redacted>)")
+    }
+}
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,47 +70,270 @@ pub enum KeyError {
     Io(#[from] std::io::Error),
 }
 
+fn random_key() -> KeyBytes {
+    let mut key = [0u8; 32];
+    rand::fill(&mut key);
+    key
+}
+
+/// AES-256-GCM with a fresh random nonce. Random 96-bit nonces are safe here: each key wraps few
+/// messages (keys and secrets, not data), far below the 2^32 limit for random GCM nonces.
+fn seal(key: &KeyBytes, purpose: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = Aes256Gcm::new(key.into());
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce);
+    let full_aad = [purpose, aad].concat();
+    let ciphertext = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &full_aad,
+            },
+        )
+        .expect("AES-GCM encryption of a small buffer cannot fail");
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+    out.push(WRAP_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+fn open(
+    key: &KeyBytes,
+    purpose: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != WRAP_VERSION {
+        return Err(KeyError::Unwrap);
+    }
+    let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("length checked");
+    let cipher = Aes256Gcm::new(key.into());
+    let full_aad = [purpose, aad].concat();
+    cipher
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &sealed[1 + NONCE_LEN..],
+                aad: &full_aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| KeyError::Unwrap)
+}
+
+fn key_from_slice(bytes: &[u8]) -> Result<KeyBytes, KeyError> {
+    bytes
+        .try_into()
+        .map_err(|_| KeyError::Invalid(format!("expected 32 key bytes, got {}", bytes.len())))
+}
+
 impl MasterKey {
     /// Loads the master key from `STRATA_MASTER_KEY` (64 hex chars) if set, else from `path`
     /// (32 raw bytes), creating it with mode 0600 (file and directory fsync'd) on first start.
-    pub fn load_or_create(_path: &Path) -> Result<Self, KeyError> {
-        todo!()
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        if let Ok(hex_key) = std::env::var(MASTER_KEY_ENV) {
+            let bytes = Zeroizing::new(
+                hex::decode(hex_key.trim())
+                    .map_err(|_| KeyError::Invalid(format!("{MASTER_KEY_ENV} is not hex")))?,
+            );
+            return Ok(Self {
+                key: key_from_slice(&bytes)?,
+            });
+        }
+        match fs::File::open(path) {
+            Ok(mut file) => {
+                let mode = file.metadata()?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
+                        "master key file is readable by group/others; chmod 600 it");
+                }
+                let mut bytes = Zeroizing::new(Vec::with_capacity(33));
+                // Read at most 33 bytes: enough to tell "exactly 32" from "too long".
+                Read::by_ref(&mut file).take(33).read_to_end(&mut bytes)?;
+                Ok(Self {
+                    key: key_from_slice(&bytes)?,
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(e) => Err(e.into()),
+        }
     }
+
+    /// Writes a fresh key to a temporary 0600 file, fsyncs, renames into place and fsyncs the
+    /// directory, so a crash leaves either no key file or a complete one.
+    fn create(path: &Path) -> Result<Self, KeyError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let key = Self { key: random_key() };
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&key.key)?;
+        file.sync_all()?;
+        drop(file);
+        // Never replace a key another process created meanwhile: hard_link fails if it exists.
+        let linked = fs::hard_link(&tmp, path);
+        fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => {
+                fs::File::open(dir)?.sync_all()?;
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Wraps a KEK; `aad` binds the wrapped key to its owner (e.g. the bucket name + key id).
-    pub fn wrap_kek(&self, _kek: &KeyEncryptionKey, _aad: &[u8]) -> Vec<u8> {
-        todo!()
+    pub fn wrap_kek(&self, kek: &KeyEncryptionKey, aad: &[u8]) -> Vec<u8> {
+        seal(&self.key, PURPOSE_KEK, aad, &kek.key)
     }
-    pub fn unwrap_kek(&self, _wrapped: &[u8], _aad: &[u8]) -> Result<KeyEncryptionKey, KeyError> {
-        todo!()
+    pub fn unwrap_kek(&self, wrapped: &[u8], aad: &[u8]) -> Result<KeyEncryptionKey, KeyError> {
+        let bytes = open(&self.key, PURPOSE_KEK, aad, wrapped)?;
+        Ok(KeyEncryptionKey {
+            key: key_from_slice(&bytes)?,
+        })
     }
     /// Seals a secret (e.g. an S3 secret access key) for storage; never stored in plain text.
-    pub fn seal_secret(&self, _secret: &[u8], _aad: &[u8]) -> Vec<u8> {
-        todo!()
+    pub fn seal_secret(&self, secret: &[u8], aad: &[u8]) -> Vec<u8> {
+        seal(&self.key, PURPOSE_SECRET, aad, secret)
     }
-    pub fn open_secret(&self, _sealed: &[u8], _aad: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
-        todo!()
+    pub fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        open(&self.key, PURPOSE_SECRET, aad, sealed)
     }
 }
 
 impl KeyEncryptionKey {
     pub fn generate() -> Self {
-        todo!()
+        Self { key: random_key() }
     }
-    pub fn wrap_dek(&self, _dek: &DataKey, _aad: &[u8]) -> Vec<u8> {
-        todo!()
+    pub fn wrap_dek(&self, dek: &DataKey, aad: &[u8]) -> Vec<u8> {
+        seal(&self.key, PURPOSE_DEK, aad, &dek.key)
     }
-    pub fn unwrap_dek(&self, _wrapped: &[u8], _aad: &[u8]) -> Result<DataKey, KeyError> {
-        todo!()
+    pub fn unwrap_dek(&self, wrapped: &[u8], aad: &[u8]) -> Result<DataKey, KeyError> {
+        let bytes = open(&self.key, PURPOSE_DEK, aad, wrapped)?;
+        Ok(DataKey {
+            key: key_from_slice(&bytes)?,
+        })
     }
 }
 
 impl DataKey {
     pub fn generate() -> Self {
-        todo!()
+        Self { key: random_key() }
+    }
+    /// Raw key bytes, for this crate's cipher and its HTTP transport only.
+    pub(crate) fn expose(&self) -> &KeyBytes {
+        &self.key
+    }
+    /// Rebuilds a DEK received over the node's HTTP API.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        Ok(Self {
+            key: key_from_slice(bytes)?,
+        })
     }
 }
 
 /// A new random key id (hex, 32 chars) for inventories and destruction records.
 pub fn new_key_id() -> String {
-    todo!()
+    let mut id = [0u8; 16];
+    rand::fill(&mut id);
+    hex::encode(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap_round_trip_and_wrong_aad_or_key_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::create(&dir.path().join("master.key")).unwrap();
+        let kek = KeyEncryptionKey::generate();
+        let wrapped = master.wrap_kek(&kek, b"bucket-a");
+        let unwrapped = master.unwrap_kek(&wrapped, b"bucket-a").unwrap();
+        assert_eq!(unwrapped.key, kek.key);
+        assert!(matches!(
+            master.unwrap_kek(&wrapped, b"bucket-b"),
+            Err(KeyError::Unwrap)
+        ));
+
+        let dek = DataKey::generate();
+        let wrapped_dek = kek.wrap_dek(&dek, b"v1");
+        assert_eq!(kek.unwrap_dek(&wrapped_dek, b"v1").unwrap().key, dek.key);
+        let other_kek = KeyEncryptionKey::generate();
+        assert!(matches!(
+            other_kek.unwrap_dek(&wrapped_dek, b"v1"),
+            Err(KeyError::Unwrap)
+        ));
+        // A wrapped KEK is not accepted as a sealed secret (purpose separation).
+        assert!(master.open_secret(&wrapped, b"bucket-a").is_err());
+        // Truncated / garbage input is an error, not a panic.
+        for len in 0..wrapped.len() {
+            assert!(master.unwrap_kek(&wrapped[..len], b"bucket-a").is_err());
+        }
+    }
+
+    #[test]
+    fn secrets_are_sealed_not_stored_in_plain_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::create(&dir.path().join("k")).unwrap();
+        let secret = b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let sealed = master.seal_secret(secret, b"AKIAEXAMPLE");
+        assert!(!sealed.windows(8).any(|w| secret.windows(8).any(|s| s == w)));
+        assert_eq!(
+            &master.open_secret(&sealed, b"AKIAEXAMPLE").unwrap()[..],
+            secret
+        );
+        // Two seals of the same secret differ (random nonce).
+        assert_ne!(sealed, master.seal_secret(secret, b"AKIAEXAMPLE"));
+    }
+
+    #[test]
+    fn master_key_file_is_created_0600_and_reloaded() {
+        // This test must not see a master key from the environment.
+        if std::env::var_os(MASTER_KEY_ENV).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("master.key");
+        let first = MasterKey::load_or_create(&path).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 32);
+        let second = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(first.key, second.key);
+        // No temporary file left behind.
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        // A wrong-length key file is refused.
+        fs::write(&path, [0u8; 31]).unwrap();
+        assert!(matches!(
+            MasterKey::load_or_create(&path),
+            Err(KeyError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn debug_never_prints_key_bytes() {
+        let dek = DataKey::generate();
+        let shown = format!("{dek:?} {:?}", KeyEncryptionKey::generate());
+        assert!(!shown.contains(&hex::encode(dek.key)));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn key_ids_are_unique_hex() {
+        let a = new_key_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_key_id());
+    }
 }

@@ -5,12 +5,21 @@
 //! One implementation ([`LocalChunkStore`]) serves both the in-process API (the [`ChunkService`]
 //! trait) and the HTTP service that `strata node` runs.
 
+pub mod format;
+pub mod http;
 pub mod keys;
+pub mod pipeline;
+mod store;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use http::{RemoteChunkStore, serve_http};
 pub use keys::{DataKey, KeyEncryptionKey, MasterKey};
+pub use store::{
+    BadShard, HealReport, LocalChunkStore, NodeConfig, ReadReport, ScrubReport, ShardFault,
+    ShardProblem, disk_usage_fraction,
+};
 
 /// Identity of one chunk: the blob (one written byte stream) and the chunk's index in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,7 +61,12 @@ pub enum NodeError {
 pub trait ChunkService: Send + Sync + 'static {
     /// Encrypts, erasure-codes and durably stores the chunk. Returns only when every shard is
     /// fsync'd. Putting an existing id replaces it atomically.
-    async fn put_chunk(&self, id: ChunkId, dek: &DataKey, plaintext: Bytes) -> Result<(), NodeError>;
+    async fn put_chunk(
+        &self,
+        id: ChunkId,
+        dek: &DataKey,
+        plaintext: Bytes,
+    ) -> Result<(), NodeError>;
     /// Reads any k valid shards, decodes and decrypts. Bad shards are reported in the log and
     /// healed in the background.
     async fn get_chunk(&self, id: ChunkId, dek: &DataKey) -> Result<Bytes, NodeError>;

@@ -1,0 +1,568 @@
+//! The chunk store against real directories on disk: what an operator or the gateway would check.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use strata_storage_node::{
+    ChunkId, ChunkService, DataKey, LocalChunkStore, NodeConfig, NodeError, ShardProblem,
+};
+
+fn test_store(root: &Path) -> LocalChunkStore {
+    let mut config = NodeConfig::under(root, 6);
+    // Tests look at shard files after reads; a background heal would race with them.
+    config.heal_on_read = false;
+    LocalChunkStore::open(config).unwrap()
+}
+
+fn random_id() -> ChunkId {
+    ChunkId {
+        blob: rand::random(),
+        index: rand::random::<u32>() % 1000,
+    }
+}
+
+fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Every regular file under `dir`, recursively.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn round_trip_many_sizes_and_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    for (n, len) in [
+        0usize,
+        1,
+        2,
+        15,
+        16,
+        17,
+        4095,
+        4096,
+        65_537,
+        1 << 20,
+        (5 << 20) + 3,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = ChunkId {
+            blob: [n as u8 + 1; 16],
+            index: n as u32,
+        };
+        let data = pseudo_random_bytes(len, n as u64);
+        store
+            .put_chunk(id, &dek, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+        let got = store.get_chunk(id, &dek).await.unwrap();
+        assert_eq!(got.len(), len);
+        assert!(got == data, "chunk of {len} bytes came back different");
+        let stat = store.stat_chunk(id).await.unwrap();
+        assert_eq!(
+            (stat.len, stat.healthy_shards, stat.total_shards),
+            (len as u64, 6, 6)
+        );
+    }
+}
+
+#[tokio::test]
+async fn shards_land_on_six_distinct_disks_under_opaque_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let id = random_id();
+    store
+        .put_chunk(id, &DataKey::generate(), Bytes::from(vec![1u8; 1000]))
+        .await
+        .unwrap();
+    let shard_files: Vec<PathBuf> = all_files(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/shards/"))
+        .collect();
+    assert_eq!(shard_files.len(), 6);
+    let disks: std::collections::BTreeSet<_> = shard_files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(dir.path())
+                .unwrap()
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(disks.len(), 6, "{shard_files:?}");
+    for (shard, path) in (0..6).map(|s| (s, store.shard_path(id, s))) {
+        assert!(path.exists());
+        assert!(
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&hex::encode(id.blob))
+        );
+        assert!(
+            path.to_str()
+                .unwrap()
+                .ends_with(&format!(".{}.{shard}", id.index))
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_file_under_the_data_dir_contains_the_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let marker = b"STRATA-PLAINTEXT-MARKER-0123456789";
+    let data: Vec<u8> = marker.iter().copied().cycle().take(3 << 20).collect();
+    for index in 0..3 {
+        store
+            .put_chunk(
+                ChunkId {
+                    blob: [9; 16],
+                    index,
+                },
+                &dek,
+                Bytes::from(data.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    // A 16-byte window of the pattern is enough to recognise it; check every file, every offset.
+    let needle = &marker[..16];
+    let files = all_files(dir.path());
+    assert!(files.len() >= 18);
+    for file in files {
+        let bytes = fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "plaintext found in {}",
+            file.display()
+        );
+    }
+    // And the data is still there.
+    assert!(
+        store
+            .get_chunk(
+                ChunkId {
+                    blob: [9; 16],
+                    index: 1
+                },
+                &dek
+            )
+            .await
+            .unwrap()
+            == data
+    );
+}
+
+#[tokio::test]
+async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let chunks: Vec<(ChunkId, Vec<u8>)> = (0..12)
+        .map(|n| (random_id(), pseudo_random_bytes(100_000 + n * 7, n as u64)))
+        .collect();
+    for (id, data) in &chunks {
+        store
+            .put_chunk(*id, &dek, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+    }
+    fs::remove_dir_all(dir.path().join("disk1")).unwrap();
+    fs::remove_dir_all(dir.path().join("disk4")).unwrap();
+    for (id, data) in &chunks {
+        let (got, report) = store.get_chunk_with_report(*id, &dek).await.unwrap();
+        assert!(got == *data);
+        assert!(
+            report
+                .bad_shards
+                .iter()
+                .all(|b| b.problem == ShardProblem::Missing)
+        );
+        assert_eq!(store.stat_chunk(*id).await.unwrap().healthy_shards, 4);
+    }
+    fs::remove_dir_all(dir.path().join("disk2")).unwrap();
+    for (id, _) in &chunks {
+        match store.get_chunk(*id, &dek).await {
+            Err(NodeError::Unrecoverable {
+                available: 3,
+                needed: 4,
+            }) => {}
+            other => panic!("expected Unrecoverable, got {other:?}"),
+        }
+    }
+    // Puts are refused while a disk is missing: a 200 must mean all k + m shards are durable.
+    assert!(
+        store
+            .put_chunk(random_id(), &dek, Bytes::from_static(b"x"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn flipped_byte_is_detected_reported_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    let data = pseudo_random_bytes(300_000, 5);
+    store
+        .put_chunk(id, &dek, Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let shard_file = store.shard_path(id, 2);
+    let original = fs::read(&shard_file).unwrap();
+    let mut damaged = original.clone();
+    damaged[128 + 1234] ^= 0x40;
+    fs::write(&shard_file, &damaged).unwrap();
+
+    let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
+    assert!(got == data);
+    assert_eq!(report.bad_shards.len(), 1);
+    assert_eq!(report.bad_shards[0].shard, 2);
+    assert!(
+        matches!(&report.bad_shards[0].problem, ShardProblem::Corrupt(why) if why.contains("checksum"))
+    );
+    assert_eq!(store.stat_chunk(id).await.unwrap().healthy_shards, 5);
+
+    let heal = store.heal(id).await.unwrap();
+    assert_eq!(heal.rebuilt, vec![2]);
+    assert!(heal.failed.is_empty());
+    // The rebuilt body is the original shard body (the header differs only if the write id
+    // would; it is copied from the survivors, so the whole file matches).
+    assert_eq!(fs::read(&shard_file).unwrap(), original);
+    assert!(
+        store
+            .get_chunk_with_report(id, &dek)
+            .await
+            .unwrap()
+            .1
+            .bad_shards
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn heal_restores_deleted_shard_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    let data = pseudo_random_bytes(77_777, 6);
+    store
+        .put_chunk(id, &dek, Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    let before: Vec<Vec<u8>> = (0..6)
+        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
+        .collect();
+    fs::remove_file(store.shard_path(id, 0)).unwrap();
+    fs::remove_file(store.shard_path(id, 5)).unwrap();
+    let heal = store.heal(id).await.unwrap();
+    assert_eq!(heal.rebuilt, vec![0, 5]);
+    let after: Vec<Vec<u8>> = (0..6)
+        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(store.heal(id).await.unwrap().rebuilt, Vec::<usize>::new());
+}
+
+#[tokio::test]
+async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let chunks: Vec<(ChunkId, Vec<u8>)> = (0..20)
+        .map(|n| (random_id(), pseudo_random_bytes(5_000 + n * 101, n as u64)))
+        .collect();
+    for (id, data) in &chunks {
+        store
+            .put_chunk(*id, &dek, Bytes::from(data.clone()))
+            .await
+            .unwrap();
+    }
+    let clean = store.scrub(false).await.unwrap();
+    assert_eq!(
+        (
+            clean.chunks_checked,
+            clean.shards_checked,
+            clean.shards_healthy
+        ),
+        (20, 120, 120)
+    );
+    assert!(clean.faults.is_empty() && clean.unrecoverable.is_empty());
+
+    // Damage: a flipped body byte, a truncated file, a deleted shard, a flipped header byte.
+    let flip = |path: PathBuf, at: usize| {
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[at] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+    };
+    flip(store.shard_path(chunks[0].0, 1), 200);
+    let truncated = store.shard_path(chunks[1].0, 3);
+    let len = fs::metadata(&truncated).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    fs::remove_file(store.shard_path(chunks[2].0, 4)).unwrap();
+    flip(store.shard_path(chunks[3].0, 0), 30);
+
+    let found = store.scrub(false).await.unwrap();
+    assert_eq!(found.faults.len(), 4, "{:#?}", found.faults);
+    assert_eq!(found.shards_repaired, 0);
+    let faulty: std::collections::BTreeSet<(String, usize)> = found
+        .faults
+        .iter()
+        .map(|f| (f.chunk.clone(), f.shard))
+        .collect();
+    for (chunk, shard) in [(0, 1), (1, 3), (2, 4), (3, 0)] {
+        assert!(faulty.contains(&(
+            format!(
+                "{}/{}",
+                hex::encode(chunks[chunk].0.blob),
+                chunks[chunk].0.index
+            ),
+            shard
+        )));
+    }
+    assert!(
+        serde_json::to_string(&found)
+            .unwrap()
+            .contains("\"corrupt\"")
+    );
+
+    let repaired = store.scrub(true).await.unwrap();
+    assert_eq!(repaired.shards_repaired, 4);
+    assert!(repaired.repair_failures.is_empty());
+    let after = store.scrub(false).await.unwrap();
+    assert!(after.faults.is_empty(), "{:#?}", after.faults);
+    assert_eq!(after.shards_healthy, 120);
+    for (id, data) in &chunks {
+        assert!(store.get_chunk(*id, &dek).await.unwrap() == *data);
+    }
+}
+
+#[tokio::test]
+async fn orphan_temporaries_are_removed_at_open_and_real_shards_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = random_id();
+    let dek = DataKey::generate();
+    {
+        let store = test_store(dir.path());
+        store
+            .put_chunk(id, &dek, Bytes::from_static(b"survives restart"))
+            .await
+            .unwrap();
+    }
+    // What a crash between write and rename leaves behind.
+    let stray = dir
+        .path()
+        .join("disk3")
+        .join("tmp")
+        .join(format!("{}.0.1.00000000deadbeef", hex::encode([7u8; 16])));
+    fs::write(&stray, b"half a shard").unwrap();
+    let store = test_store(dir.path());
+    assert!(!stray.exists(), "stray temporary not removed at open");
+    assert_eq!(
+        &store.get_chunk(id, &dek).await.unwrap()[..],
+        b"survives restart"
+    );
+}
+
+#[tokio::test]
+async fn wrong_dek_is_an_integrity_error_and_missing_chunk_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let id = random_id();
+    store
+        .put_chunk(
+            id,
+            &DataKey::generate(),
+            Bytes::from_static(b"secret bytes"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get_chunk(id, &DataKey::generate()).await,
+        Err(NodeError::Integrity)
+    ));
+    assert!(matches!(
+        store.get_chunk(random_id(), &DataKey::generate()).await,
+        Err(NodeError::NotFound)
+    ));
+    assert!(matches!(
+        store.stat_chunk(random_id()).await,
+        Err(NodeError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn shards_swapped_between_chunks_fail_authentication() {
+    // Shard files are self-consistent (valid checksums) but belong to another chunk: the header
+    // identity check rejects them; even with headers forged, AAD = chunk id would.
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let (a, b) = (
+        ChunkId {
+            blob: [1; 16],
+            index: 0,
+        },
+        ChunkId {
+            blob: [1; 16],
+            index: 1,
+        },
+    );
+    store
+        .put_chunk(a, &dek, Bytes::from(vec![0xaa; 4000]))
+        .await
+        .unwrap();
+    store
+        .put_chunk(b, &dek, Bytes::from(vec![0xbb; 4000]))
+        .await
+        .unwrap();
+    for s in 0..6 {
+        fs::copy(store.shard_path(a, s), store.shard_path(b, s)).unwrap();
+    }
+    assert!(store.get_chunk(b, &dek).await.is_err());
+}
+
+#[tokio::test]
+async fn delete_removes_every_shard_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    store
+        .put_chunk(id, &dek, Bytes::from(vec![3u8; 10_000]))
+        .await
+        .unwrap();
+    store.delete_chunk(id).await.unwrap();
+    assert!((0..6).all(|s| !store.shard_path(id, s).exists()));
+    assert!(matches!(
+        store.get_chunk(id, &dek).await,
+        Err(NodeError::NotFound)
+    ));
+    store.delete_chunk(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn replacing_a_chunk_serves_the_new_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    store
+        .put_chunk(id, &dek, Bytes::from(vec![1u8; 5000]))
+        .await
+        .unwrap();
+    store
+        .put_chunk(id, &dek, Bytes::from(vec![2u8; 7000]))
+        .await
+        .unwrap();
+    assert!(store.get_chunk(id, &dek).await.unwrap() == vec![2u8; 7000]);
+}
+
+#[tokio::test]
+async fn writes_are_refused_above_the_high_water_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::under(dir.path(), 6);
+    // Any real filesystem holding this test is more than 0% used.
+    config.high_water = 0.0;
+    let store = LocalChunkStore::open(config).unwrap();
+    let result = store
+        .put_chunk(random_id(), &DataKey::generate(), Bytes::from_static(b"x"))
+        .await;
+    assert!(
+        matches!(result, Err(NodeError::InsufficientStorage)),
+        "{result:?}"
+    );
+    assert!(
+        all_files(dir.path()).is_empty(),
+        "a refused put wrote files"
+    );
+}
+
+#[tokio::test]
+async fn oversized_chunks_and_bad_geometry_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::under(dir.path(), 6);
+    config.max_chunk_len = 1000;
+    let store = LocalChunkStore::open(config).unwrap();
+    let result = store
+        .put_chunk(
+            random_id(),
+            &DataKey::generate(),
+            Bytes::from(vec![0u8; 1001]),
+        )
+        .await;
+    assert!(matches!(result, Err(NodeError::Invalid(_))));
+    // 4 + 2 shards need 6 distinct disks.
+    assert!(matches!(
+        LocalChunkStore::open(NodeConfig::under(dir.path(), 5)),
+        Err(NodeError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_puts_and_gets_stay_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(test_store(dir.path()));
+    let dek = std::sync::Arc::new(DataKey::generate());
+    let mut tasks = Vec::new();
+    for n in 0..16u64 {
+        let (store, dek) = (store.clone(), dek.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = ChunkId {
+                blob: [n as u8; 16],
+                index: n as u32,
+            };
+            let data = pseudo_random_bytes(200_000 + n as usize, n);
+            store
+                .put_chunk(id, &dek, Bytes::from(data.clone()))
+                .await
+                .unwrap();
+            assert!(store.get_chunk(id, &dek).await.unwrap() == data);
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(std::time::Duration::from_secs(60), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
