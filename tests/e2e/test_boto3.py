@@ -162,7 +162,6 @@ def test_conditional_put(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"first"
 
 
-@pytest.mark.strata_only(reason="moto ignores If-Match on PutObject")
 def test_conditional_put_if_match(s3, bucket):
     etag = s3.put_object(Bucket=bucket, Key="cas", Body=b"v1")["ETag"]
     s3.put_object(Bucket=bucket, Key="cas", Body=b"v2", IfMatch=etag)
@@ -520,7 +519,6 @@ def test_bucket_lifecycle(s3):
         empty_bucket(s3, name)
 
 
-@pytest.mark.strata_only(reason="moto answers BucketAlreadyExists (409) where AWS us-east-1 answers 200")
 def test_create_existing_bucket_us_east_1(s3, bucket):
     # AWS legacy behaviour in us-east-1: re-creating your own bucket is a 200 no-op.
     s3.put_object(Bucket=bucket, Key="survives", Body=b"x")
