@@ -1,0 +1,68 @@
+//! Request metrics in the Prometheus text format, served at `/_strata/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const METHODS: [&str; 6] = ["GET", "PUT", "POST", "DELETE", "HEAD", "OTHER"];
+const CLASSES: [&str; 3] = ["2xx_3xx", "4xx", "5xx"];
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; 3]; 6],
+    latency_buckets: [AtomicU64; 10],
+    latency_count: AtomicU64,
+    latency_micros_sum: AtomicU64,
+}
+
+fn method_index(m: &str) -> usize {
+    METHODS.iter().position(|x| *x == m).unwrap_or(5)
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, status: u16, elapsed: Duration) {
+        let class = match status {
+            500.. => 2,
+            400..=499 => 1,
+            _ => 0,
+        };
+        self.requests[method_index(method)][class].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_micros_sum
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s.push_str("# HELP strata_requests_total S3 requests by method and status class.\n# TYPE strata_requests_total counter\n");
+        for (mi, m) in METHODS.iter().enumerate() {
+            for (ci, c) in CLASSES.iter().enumerate() {
+                let v = self.requests[mi][ci].load(Ordering::Relaxed);
+                s.push_str(&format!(
+                    "strata_requests_total{{method=\"{m}\",status=\"{c}\"}} {v}\n"
+                ));
+            }
+        }
+        s.push_str("# HELP strata_request_duration_seconds Request latency.\n# TYPE strata_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let v = self.latency_buckets[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "strata_request_duration_seconds_bucket{{le=\"{b}\"}} {v}\n"
+            ));
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        s.push_str(&format!(
+            "strata_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"
+        ));
+        let sum = self.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+        s.push_str(&format!("strata_request_duration_seconds_sum {sum}\nstrata_request_duration_seconds_count {count}\n"));
+        s
+    }
+}

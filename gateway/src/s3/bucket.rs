@@ -1,0 +1,333 @@
+//! Bucket operations: create/head/list/delete, location, versioning and Object Lock configuration.
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_metadata::{
+    BucketRecord, DefaultRetention as StoredDefault, LockMode, MetaError, VersioningState,
+};
+
+use super::StrataS3;
+use super::common::ts;
+use crate::context::now_ms;
+use crate::errors;
+
+impl StrataS3 {
+    pub(crate) async fn op_list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let prefix = req.input.prefix.clone().unwrap_or_default();
+        let buckets: Vec<Bucket> = self
+            .ctx
+            .meta
+            .list_buckets()
+            .map_err(errors::meta)?
+            .into_iter()
+            .filter(|b| b.owner == who.user && b.name.starts_with(&prefix))
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(ts(b.created)),
+                bucket_region: Some(b.region),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some(who.user.clone()),
+                id: Some(who.user),
+            }),
+            prefix: req.input.prefix,
+            continuation_token: None,
+        }))
+    }
+
+    pub(crate) async fn op_create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let input = req.input;
+        let region = &self.ctx.cfg.region;
+        if let Some(lc) = input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+        {
+            if lc.as_str() != region.as_str() {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
+                    format!(
+                        "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",
+                        lc.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(existing) = self
+            .ctx
+            .meta
+            .get_bucket(&input.bucket)
+            .map_err(errors::meta)?
+        {
+            if existing.owner != who.user {
+                return Err(s3_error!(BucketAlreadyExists));
+            }
+            // us-east-1 keeps S3's legacy answer: re-creating your own bucket succeeds.
+            if region == "us-east-1" {
+                return Ok(S3Response::new(CreateBucketOutput {
+                    location: Some(format!("/{}", input.bucket)),
+                }));
+            }
+            return Err(s3_error!(BucketAlreadyOwnedByYou));
+        }
+        let lock = input.object_lock_enabled_for_bucket.unwrap_or(false);
+        let (kek_id, wrapped_kek) = self.ctx.new_bucket_kek(&input.bucket);
+        let rec = BucketRecord {
+            name: input.bucket.clone(),
+            owner: who.user.clone(),
+            created: now_ms(),
+            region: region.clone(),
+            // Object Lock needs versions to protect, so it switches versioning on.
+            versioning: if lock {
+                VersioningState::Enabled
+            } else {
+                VersioningState::Unversioned
+            },
+            object_lock_enabled: lock,
+            default_retention: None,
+            lifecycle_xml: None,
+            tags: Vec::new(),
+            kek_id,
+            wrapped_kek,
+        };
+        match self.ctx.meta.create_bucket(rec) {
+            Ok(()) => {}
+            Err(MetaError::BucketAlreadyExists) => {
+                let owner = self
+                    .ctx
+                    .meta
+                    .get_bucket(&input.bucket)
+                    .map_err(errors::meta)?
+                    .map(|b| b.owner);
+                return Err(if owner.as_deref() == Some(&who.user) {
+                    s3_error!(BucketAlreadyOwnedByYou)
+                } else {
+                    s3_error!(BucketAlreadyExists)
+                });
+            }
+            Err(e) => return Err(errors::meta(e)),
+        }
+        tracing::info!(bucket = %input.bucket, owner = %who.user, object_lock = lock, "bucket created");
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{}", input.bucket)),
+        }))
+    }
+
+    pub(crate) async fn op_head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(b.region),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn op_delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let who = self.caller(&req.credentials)?;
+        self.owned_bucket(&who, &req.input.bucket)?;
+        self.ctx
+            .meta
+            .delete_bucket(&req.input.bucket)
+            .map_err(errors::meta)?;
+        tracing::info!(bucket = %req.input.bucket, user = %who.user, "bucket deleted");
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(crate) async fn op_get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        // S3 answers an empty LocationConstraint for us-east-1.
+        let lc = if b.region == "us-east-1" {
+            None
+        } else {
+            Some(BucketLocationConstraint::from(b.region))
+        };
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: lc,
+        }))
+    }
+
+    pub(crate) async fn op_put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        if req
+            .input
+            .versioning_configuration
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "Enabled")
+        {
+            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+        }
+        let state = match req
+            .input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|s| s.as_str())
+        {
+            Some("Enabled") => VersioningState::Enabled,
+            Some("Suspended") => {
+                if b.object_lock_enabled {
+                    return Err(s3_error!(
+                        InvalidBucketState,
+                        "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+                    ));
+                }
+                VersioningState::Suspended
+            }
+            _ => return Err(s3_error!(MalformedXML)),
+        };
+        self.ctx
+            .meta
+            .update_bucket(&b.name, |rec| {
+                rec.versioning = state;
+                Ok(())
+            })
+            .map_err(errors::meta)?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    pub(crate) async fn op_get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let status = match b.versioning {
+            VersioningState::Unversioned => None,
+            VersioningState::Enabled => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            VersioningState::Suspended => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::SUSPENDED,
+            )),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            mfa_delete: None,
+        }))
+    }
+
+    pub(crate) async fn op_put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let cfg = req
+            .input
+            .object_lock_configuration
+            .ok_or_else(|| s3_error!(MalformedXML))?;
+        if cfg.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some("Enabled") {
+            return Err(s3_error!(MalformedXML, "ObjectLockEnabled must be Enabled"));
+        }
+        if !b.object_lock_enabled {
+            // S3 allows enabling Object Lock on an existing bucket only when versioning is on.
+            if b.versioning != VersioningState::Enabled {
+                return Err(s3_error!(
+                    InvalidBucketState,
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+                ));
+            }
+        }
+        let default = match cfg.rule.and_then(|r| r.default_retention) {
+            None => None,
+            Some(d) => Some(parse_default_retention(&d)?),
+        };
+        self.ctx
+            .meta
+            .update_bucket(&b.name, |rec| {
+                rec.object_lock_enabled = true;
+                rec.versioning = VersioningState::Enabled;
+                rec.default_retention = default.clone();
+                Ok(())
+            })
+            .map_err(errors::meta)?;
+        tracing::info!(bucket = %b.name, user = %who.user, "object lock configuration set");
+        Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
+    }
+
+    pub(crate) async fn op_get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        if !b.object_lock_enabled {
+            return Err(s3_error!(
+                ObjectLockConfigurationNotFoundError,
+                "Object Lock configuration does not exist for this bucket"
+            ));
+        }
+        let rule = b.default_retention.map(|d| ObjectLockRule {
+            default_retention: Some(DefaultRetention {
+                mode: Some(ObjectLockRetentionMode::from(mode_str(d.mode).to_string())),
+                days: d.days.map(|x| x as i32),
+                years: d.years.map(|x| x as i32),
+            }),
+        });
+        Ok(S3Response::new(GetObjectLockConfigurationOutput {
+            object_lock_configuration: Some(ObjectLockConfiguration {
+                object_lock_enabled: Some(ObjectLockEnabled::from_static(
+                    ObjectLockEnabled::ENABLED,
+                )),
+                rule,
+            }),
+        }))
+    }
+}
+
+pub fn mode_str(m: LockMode) -> &'static str {
+    match m {
+        LockMode::Governance => "GOVERNANCE",
+        LockMode::Compliance => "COMPLIANCE",
+    }
+}
+
+pub fn parse_mode(s: &str) -> S3Result<LockMode> {
+    match s {
+        "GOVERNANCE" => Ok(LockMode::Governance),
+        "COMPLIANCE" => Ok(LockMode::Compliance),
+        _ => Err(s3_error!(InvalidArgument, "Unknown wormMode directive.")),
+    }
+}
+
+fn parse_default_retention(d: &DefaultRetention) -> S3Result<StoredDefault> {
+    let mode = parse_mode(d.mode.as_ref().map(|m| m.as_str()).unwrap_or(""))?;
+    let (days, years) = match (d.days, d.years) {
+        (Some(n), None) if n > 0 => (Some(n as u32), None),
+        (None, Some(n)) if n > 0 => (None, Some(n as u32)),
+        (Some(_), Some(_)) => return Err(s3_error!(MalformedXML)),
+        _ => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Default retention period must be a positive integer value."
+            ));
+        }
+    };
+    Ok(StoredDefault { mode, days, years })
+}
