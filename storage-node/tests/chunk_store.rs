@@ -228,6 +228,79 @@ async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
             .await
             .is_err()
     );
+    // Nothing is left behind on the disks that are still there.
+    for disk in [0, 3, 5] {
+        let tmp = dir.path().join(format!("disk{disk}")).join("tmp");
+        assert_eq!(
+            fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "temporaries left in {}",
+            tmp.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_put_fails_cleanly_when_one_disk_is_unwritable_and_old_data_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    let old = pseudo_random_bytes(50_000, 1);
+    store
+        .put_chunk(id, &dek, Bytes::from(old.clone()))
+        .await
+        .unwrap();
+    // Take away the temporary directory of the disk holding shard 3: the replacement cannot be
+    // made durable everywhere, so it must fail and leave the old version intact.
+    fs::remove_dir_all(store.shard_disk(id, 3).join("tmp")).unwrap();
+    let replaced = store
+        .put_chunk(id, &dek, Bytes::from(vec![9u8; 60_000]))
+        .await;
+    assert!(matches!(replaced, Err(NodeError::Io(_))), "{replaced:?}");
+    assert!(store.get_chunk(id, &dek).await.unwrap() == old);
+}
+
+#[tokio::test]
+async fn shards_left_from_an_interrupted_replacement_are_ignored_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = test_store(dir.path());
+    let dek = DataKey::generate();
+    let id = random_id();
+    store
+        .put_chunk(id, &dek, Bytes::from(vec![1u8; 40_000]))
+        .await
+        .unwrap();
+    let old: Vec<Vec<u8>> = (0..6)
+        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
+        .collect();
+    let new_data = pseudo_random_bytes(40_000, 2);
+    store
+        .put_chunk(id, &dek, Bytes::from(new_data.clone()))
+        .await
+        .unwrap();
+    // A crash during the rename phase of the second put would leave some old shards in place.
+    fs::write(store.shard_path(id, 1), &old[1]).unwrap();
+    fs::write(store.shard_path(id, 4), &old[4]).unwrap();
+    let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
+    assert!(got == new_data);
+    let stale: Vec<usize> = report
+        .bad_shards
+        .iter()
+        .filter(|b| b.problem == ShardProblem::Stale)
+        .map(|b| b.shard)
+        .collect();
+    assert_eq!(stale, vec![1, 4]);
+    assert_eq!(store.heal(id).await.unwrap().rebuilt, vec![1, 4]);
+    assert!(
+        store
+            .get_chunk_with_report(id, &dek)
+            .await
+            .unwrap()
+            .1
+            .bad_shards
+            .is_empty()
+    );
 }
 
 #[tokio::test]

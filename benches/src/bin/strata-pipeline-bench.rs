@@ -1,0 +1,185 @@
+//! Micro-benchmark of the chunk pipeline (no disk I/O): each stage alone, then the whole
+//! encrypt + erasure-code + checksum path and its reverse, at 1 MiB and 8 MiB chunks.
+//!
+//! Figures are GiB/s of *chunk plaintext* processed, so stages are comparable (CRC32C touches
+//! 1.5x the bytes under RS(4, 2) but is reported per chunk byte). Usage:
+//!   cargo run --release -p strata-bench --bin strata-pipeline-bench [-- --seconds 1.0]
+
+use std::time::{Duration, Instant};
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use strata_erasure::Codec;
+use strata_storage_node::pipeline::{open_chunk, seal_chunk};
+use strata_storage_node::{ChunkId, DataKey, format};
+
+/// Runs `body` repeatedly for about `budget` (at least 3, at most 100 000 times) and returns
+/// GiB/s for `bytes_per_call` bytes per call. `body` returns the time it wants counted, so
+/// untimed setup (cloning inputs) can be excluded.
+fn measure(bytes_per_call: usize, budget: Duration, mut body: impl FnMut() -> Duration) -> f64 {
+    // Warm-up: caches, page faults, CPU frequency.
+    for _ in 0..2 {
+        body();
+    }
+    let started = Instant::now();
+    let mut counted = Duration::ZERO;
+    let mut calls = 0u64;
+    while (started.elapsed() < budget || calls < 3) && calls < 100_000 {
+        counted += body();
+        calls += 1;
+    }
+    (bytes_per_call as f64 * calls as f64) / counted.as_secs_f64() / (1u64 << 30) as f64
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+fn main() {
+    let mut budget = Duration::from_secs_f64(1.0);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--seconds" {
+            let secs: f64 = args.next().and_then(|s| s.parse().ok()).expect("--seconds <float>");
+            budget = Duration::from_secs_f64(secs.clamp(0.05, 30.0));
+        } else {
+            eprintln!("usage: strata-pipeline-bench [--seconds S]");
+            std::process::exit(2);
+        }
+    }
+    let codec = Codec::new(4, 2).expect("RS(4, 2)");
+    let dek = DataKey::generate();
+    let id = ChunkId { blob: [0x42; 16], index: 7 };
+    println!("RS({}, {}), {:.1} s per figure, GiB/s of chunk plaintext, single thread unless noted", codec.data_shards(), codec.parity_shards(), budget.as_secs_f64());
+    println!("{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "chunk", "aes-enc", "aes-dec", "rs-enc", "rs-simd", "rs-rebld", "crc32c", "blake3", "seal", "open", "open-dgr", "seal-2thr");
+    for chunk_len in [1usize << 20, 8 << 20] {
+        let plaintext: Vec<u8> = (0..chunk_len).map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8).collect();
+        let ciphertext_len = chunk_len + 16;
+        let key = [7u8; 32];
+        let cipher = Aes256Gcm::new(&key.into());
+        let nonce = Nonce::from([1u8; 12]);
+
+        // Stage: AES-256-GCM alone, in place on a reused buffer.
+        let mut buffer = plaintext.clone();
+        let aes_enc = measure(chunk_len, budget, || {
+            timed(|| {
+                let _tag = cipher.encrypt_inout_detached(&nonce, b"aad", buffer.as_mut_slice().into()).unwrap();
+            })
+        });
+        let mut sealed_buf = plaintext.clone();
+        let tag = cipher.encrypt_inout_detached(&nonce, b"aad", sealed_buf.as_mut_slice().into()).unwrap();
+        let aes_dec = measure(chunk_len, budget, || {
+            let mut work = sealed_buf.clone();
+            timed(|| cipher.decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag).unwrap())
+        });
+
+        // Stage: Reed-Solomon encode alone (parity into the stripe buffer), and rebuild of two
+        // lost data shards.
+        let mut stripe = vec![0u8; codec.stripe_len(ciphertext_len)];
+        stripe[..chunk_len].copy_from_slice(&plaintext);
+        let rs_enc = measure(chunk_len, budget, || timed(|| codec.encode_stripe(&mut stripe, ciphertext_len).unwrap()));
+        let shard_len = codec.shard_len(ciphertext_len);
+        // The alternative backend on the same shards (it needs an even shard length).
+        let simd_shard_len = shard_len.next_multiple_of(2);
+        let simd_data: Vec<Vec<u8>> = stripe[..4 * shard_len].chunks(shard_len).map(|s| { let mut v = s.to_vec(); v.resize(simd_shard_len, 0); v }).collect();
+        let mut simd_encoder = reed_solomon_simd::ReedSolomonEncoder::new(4, 2, simd_shard_len).expect("RS(4, 2)");
+        let rs_simd = measure(chunk_len, budget, || {
+            timed(|| {
+                simd_encoder.reset(4, 2, simd_shard_len).expect("reset");
+                for shard in &simd_data {
+                    simd_encoder.add_original_shard(shard).expect("add");
+                }
+                let result = simd_encoder.encode().expect("encode");
+                std::hint::black_box(result.recovery(0));
+            })
+        });
+        let shards: Vec<Vec<u8>> = stripe.chunks(shard_len).map(<[u8]>::to_vec).collect();
+        let rs_rebuild = measure(chunk_len, budget, || {
+            let mut damaged: Vec<Option<Vec<u8>>> = shards.iter().cloned().map(Some).collect();
+            damaged[0] = None;
+            damaged[2] = None;
+            timed(|| drop(codec.decode(damaged, ciphertext_len).unwrap()))
+        });
+
+        // Stage: checksums alone, over every shard of the stripe (1.5x the chunk).
+        let crc = measure(chunk_len, budget, || {
+            timed(|| {
+                let sum: u32 = stripe.chunks(shard_len).map(format::crc32c).fold(0, |a, c| a ^ c);
+                std::hint::black_box(sum);
+            })
+        });
+        let blake = measure(chunk_len, budget, || {
+            timed(|| {
+                for shard in stripe.chunks(shard_len) {
+                    std::hint::black_box(blake3::hash(shard));
+                }
+            })
+        });
+
+        // Whole pipeline: encrypt -> encode -> checksum, reusing the stripe buffer.
+        let mut reuse = Vec::new();
+        let seal = measure(chunk_len, budget, || {
+            let mut out = None;
+            let d = timed(|| out = Some(seal_chunk(&codec, id, &dek, &plaintext, std::mem::take(&mut reuse))));
+            reuse = out.expect("sealed").into_buffer();
+            d
+        });
+        // Reverse: verify shard checksums, decode, decrypt. Healthy (data shards only) and
+        // degraded (two data shards lost, rebuilt from parity).
+        let sealed = seal_chunk(&codec, id, &dek, &plaintext, Vec::new());
+        let checksums = sealed.checksums.clone();
+        let all: Vec<Vec<u8>> = (0..6).map(|i| sealed.shard(i).to_vec()).collect();
+        let open = |missing: &[usize]| {
+            measure(chunk_len, budget, || {
+                let shards: Vec<Option<Vec<u8>>> = all.iter().enumerate().map(|(i, s)| (!missing.contains(&i) && (i < 4 || !missing.is_empty())).then(|| s.clone())).collect();
+                timed(|| {
+                    for (i, shard) in shards.iter().enumerate() {
+                        if let Some(s) = shard {
+                            assert_eq!(format::crc32c(s), checksums[i]);
+                        }
+                    }
+                    let out = open_chunk(&codec, id, &dek, shards, chunk_len as u64).unwrap();
+                    assert_eq!(out.len(), chunk_len);
+                })
+            })
+        };
+        let open_ok = open(&[]);
+        let open_degraded = open(&[0, 2]);
+
+        // Two puts at once (two threads), as the node runs concurrent chunk puts.
+        let two_threads = {
+            let started = Instant::now();
+            let per_thread: Vec<u64> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (codec, dek, plaintext) = (&codec, &dek, &plaintext);
+                        scope.spawn(move || {
+                            let mut reuse = Vec::new();
+                            let mut calls = 0u64;
+                            while (started.elapsed() < budget || calls < 3) && calls < 100_000 {
+                                reuse = seal_chunk(codec, id, dek, plaintext, reuse).into_buffer();
+                                calls += 1;
+                            }
+                            calls
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+            });
+            let secs = started.elapsed().as_secs_f64();
+            per_thread.iter().sum::<u64>() as f64 * chunk_len as f64 / secs / (1u64 << 30) as f64
+        };
+
+        println!(
+            "{:>4}Mi {aes_enc:>9.2} {aes_dec:>9.2} {rs_enc:>9.2} {rs_simd:>9.2} {rs_rebuild:>9.2} {crc:>9.2} {blake:>9.2} {seal:>9.2} {open_ok:>9.2} {open_degraded:>9.2} {two_threads:>9.2}",
+            chunk_len >> 20
+        );
+        println!(
+            "       seal = {:.0}% of AES-GCM encrypt alone; open = {:.0}% of AES-GCM decrypt alone",
+            100.0 * seal / aes_enc,
+            100.0 * open_ok / aes_dec
+        );
+    }
+}
