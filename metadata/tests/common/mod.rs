@@ -1,0 +1,128 @@
+//! Builders shared by the integration tests.
+#![allow(dead_code)]
+
+use strata_metadata::*;
+
+pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
+    BucketRecord {
+        name: name.into(),
+        owner: "alice".into(),
+        created: 1_700_000_000_000,
+        region: "us-east-1".into(),
+        versioning,
+        object_lock_enabled: false,
+        default_retention: None,
+        lifecycle_xml: None,
+        tags: vec![],
+        kek_id: "kek-1".into(),
+        wrapped_kek: vec![1, 2, 3],
+    }
+}
+
+/// A blob id that encodes (a, b) so tests can tell blobs apart.
+pub fn blob(a: u64, b: u64) -> BlobId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&a.to_be_bytes());
+    id[8..].copy_from_slice(&b.to_be_bytes());
+    id
+}
+
+pub fn segment(a: u64, b: u64, len: u64) -> Segment {
+    Segment {
+        blob: blob(a, b),
+        len,
+        chunk_size: 4 << 20,
+    }
+}
+
+pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
+    VersionRecord {
+        version_id: id,
+        is_delete_marker: false,
+        last_modified: 1_700_000_000_000,
+        size: seg.as_ref().map_or(0, |s| s.len),
+        etag: etag.into(),
+        checksum: None,
+        checksum_type: None,
+        content: ContentHeaders::default(),
+        user_metadata: vec![("k".into(), "v".into())],
+        tags: vec![],
+        storage_class: "STANDARD".into(),
+        owner: "alice".into(),
+        data: DataLayout {
+            kek_id: "kek-1".into(),
+            dek_id: "dek".into(),
+            wrapped_dek: vec![9; 40],
+            segments: seg.into_iter().collect(),
+        },
+        parts: vec![],
+        retention: None,
+        legal_hold: false,
+    }
+}
+
+pub fn upload(store: &MetaStore, key: &str) -> UploadRecord {
+    UploadRecord {
+        upload_id: store.new_upload_id(),
+        key: key.into(),
+        initiated: 1_700_000_000_000,
+        owner: "alice".into(),
+        kek_id: "kek-1".into(),
+        dek_id: "dek".into(),
+        wrapped_dek: vec![7; 40],
+        content: ContentHeaders::default(),
+        user_metadata: vec![],
+        tags: vec![],
+        storage_class: "STANDARD".into(),
+        checksum_algorithm: None,
+        checksum_type: None,
+        retention: None,
+        legal_hold: false,
+    }
+}
+
+pub fn part(number: u32, etag: &str, size: u64, seg: Segment) -> PartRecord {
+    PartRecord {
+        part_number: number,
+        etag: etag.into(),
+        size,
+        last_modified: 1_700_000_000_000,
+        segment: seg,
+        checksum: None,
+    }
+}
+
+/// The version built from chosen parts, as the gateway would.
+pub fn build_from_parts(
+    store: &MetaStore,
+    up: &UploadRecord,
+    parts: &[PartRecord],
+) -> VersionRecord {
+    let mut v = version(
+        store.new_version_id(),
+        &format!("mpu-{}", parts.len()),
+        None,
+    );
+    v.size = parts.iter().map(|p| p.size).sum();
+    v.data.segments = parts.iter().map(|p| p.segment.clone()).collect();
+    v.data.wrapped_dek = up.wrapped_dek.clone();
+    v.parts = parts
+        .iter()
+        .map(|p| PartSummary {
+            part_number: p.part_number,
+            size: p.size,
+            etag: p.etag.clone(),
+        })
+        .collect();
+    v
+}
+
+/// Every segment blob in the GC queue.
+pub fn gc_blobs(store: &MetaStore) -> Vec<BlobId> {
+    store
+        .gc_pending(1_000_000)
+        .unwrap()
+        .into_iter()
+        .flat_map(|i| i.segments.into_iter().map(|s| s.blob))
+        .collect()
+}
