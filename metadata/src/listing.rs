@@ -93,6 +93,16 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Size of the first read. Without a delimiter a page needs about `max + 1` entries. With one,
+/// the first entries may all roll into one common prefix that the walk then seeks past, so
+/// start small and let the walker double the batch as needed.
+fn first_batch(delimiter: Option<&str>, max: usize) -> usize {
+    match delimiter {
+        Some(_) => 32.min(max + 1),
+        None => max + 1,
+    }
+}
+
 /// The common prefix `key` rolls up into, if any.
 fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
     let d = delimiter.filter(|d| !d.is_empty())?;
@@ -119,7 +129,14 @@ impl MetaStore {
             start = start.max(keys::after_object(bucket, sa));
         }
         let end = keys::after_prefix(bucket, &p.prefix);
-        let mut walk = Walker::new(self, Space::Versions, bucket, start, end, p.max_keys + 1);
+        let mut walk = Walker::new(
+            self,
+            Space::Versions,
+            bucket,
+            start,
+            end,
+            first_batch(delimiter, p.max_keys),
+        );
         let mut count = 0;
         while let Some((key, _, value)) = walk.next()? {
             let cp = common_prefix(&key, &p.prefix, delimiter);
@@ -204,7 +221,14 @@ impl MetaStore {
             start = start.max(resume);
         }
         let end = keys::after_prefix(bucket, &p.prefix);
-        let mut walk = Walker::new(self, Space::Versions, bucket, start, end, p.max_keys + 1);
+        let mut walk = Walker::new(
+            self,
+            Space::Versions,
+            bucket,
+            start,
+            end,
+            first_batch(delimiter, p.max_keys),
+        );
         let mut count = 0;
         while let Some((key, _, value)) = walk.next()? {
             if let Some(cp) = common_prefix(&key, &p.prefix, delimiter) {
@@ -267,7 +291,14 @@ impl MetaStore {
             start = start.max(resume);
         }
         let end = keys::after_prefix(bucket, &p.prefix);
-        let mut walk = Walker::new(self, Space::Uploads, bucket, start, end, p.max_uploads + 1);
+        let mut walk = Walker::new(
+            self,
+            Space::Uploads,
+            bucket,
+            start,
+            end,
+            first_batch(delimiter, p.max_uploads),
+        );
         let mut count = 0;
         while let Some((key, _, value)) = walk.next()? {
             if let Some(cp) = common_prefix(&key, &p.prefix, delimiter) {
