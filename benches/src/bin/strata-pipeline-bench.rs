@@ -13,22 +13,31 @@ use strata_erasure::Codec;
 use strata_storage_node::pipeline::{open_chunk, seal_chunk};
 use strata_storage_node::{ChunkId, DataKey, format};
 
-/// Runs `body` repeatedly for about `budget` (at least 3, at most 100 000 times) and returns
-/// GiB/s for `bytes_per_call` bytes per call. `body` returns the time it wants counted, so
+/// Best-of-trials throughput in GiB/s for `bytes_per_call` bytes per call. The machine is shared,
+/// so `budget` is split into 8 short trials and the fastest one is kept: the best trial is the one
+/// least disturbed by other processes, which makes stage-to-stage ratios meaningful. Each trial
+/// calls `body` at least 3 and at most 100 000 times. `body` returns the time it wants counted, so
 /// untimed setup (cloning inputs) can be excluded.
 fn measure(bytes_per_call: usize, budget: Duration, mut body: impl FnMut() -> Duration) -> f64 {
+    const TRIALS: u32 = 8;
     // Warm-up: caches, page faults, CPU frequency.
     for _ in 0..2 {
         body();
     }
-    let started = Instant::now();
-    let mut counted = Duration::ZERO;
-    let mut calls = 0u64;
-    while (started.elapsed() < budget || calls < 3) && calls < 100_000 {
-        counted += body();
-        calls += 1;
+    let mut best = 0.0f64;
+    for _ in 0..TRIALS {
+        let started = Instant::now();
+        let mut counted = Duration::ZERO;
+        let mut calls = 0u64;
+        while (started.elapsed() < budget / TRIALS || calls < 3) && calls < 100_000 {
+            counted += body();
+            calls += 1;
+        }
+        let rate =
+            (bytes_per_call as f64 * calls as f64) / counted.as_secs_f64() / (1u64 << 30) as f64;
+        best = best.max(rate);
     }
-    (bytes_per_call as f64 * calls as f64) / counted.as_secs_f64() / (1u64 << 30) as f64
+    best
 }
 
 fn timed(f: impl FnOnce()) -> Duration {
@@ -42,7 +51,10 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--seconds" {
-            let secs: f64 = args.next().and_then(|s| s.parse().ok()).expect("--seconds <float>");
+            let secs: f64 = args
+                .next()
+                .and_then(|s| s.parse().ok())
+                .expect("--seconds <float>");
             budget = Duration::from_secs_f64(secs.clamp(0.05, 30.0));
         } else {
             eprintln!("usage: strata-pipeline-bench [--seconds S]");
@@ -51,11 +63,35 @@ fn main() {
     }
     let codec = Codec::new(4, 2).expect("RS(4, 2)");
     let dek = DataKey::generate();
-    let id = ChunkId { blob: [0x42; 16], index: 7 };
-    println!("RS({}, {}), {:.1} s per figure, GiB/s of chunk plaintext, single thread unless noted", codec.data_shards(), codec.parity_shards(), budget.as_secs_f64());
-    println!("{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "chunk", "aes-enc", "aes-dec", "rs-enc", "rs-simd", "rs-rebld", "crc32c", "blake3", "seal", "open", "open-dgr", "seal-2thr");
+    let id = ChunkId {
+        blob: [0x42; 16],
+        index: 7,
+    };
+    println!(
+        "RS({}, {}), {:.1} s per figure, GiB/s of chunk plaintext (best of 8 trials), single thread unless noted",
+        codec.data_shards(),
+        codec.parity_shards(),
+        budget.as_secs_f64()
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "chunk",
+        "aes-enc",
+        "aes-dec",
+        "rs-enc",
+        "rs-simd",
+        "rs-rebld",
+        "crc32c",
+        "blake3",
+        "seal",
+        "open",
+        "open-dgr",
+        "seal-2thr"
+    );
     for chunk_len in [1usize << 20, 8 << 20] {
-        let plaintext: Vec<u8> = (0..chunk_len).map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8).collect();
+        let plaintext: Vec<u8> = (0..chunk_len)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
+            .collect();
         let ciphertext_len = chunk_len + 16;
         let key = [7u8; 32];
         let cipher = Aes256Gcm::new(&key.into());
@@ -65,26 +101,44 @@ fn main() {
         let mut buffer = plaintext.clone();
         let aes_enc = measure(chunk_len, budget, || {
             timed(|| {
-                let _tag = cipher.encrypt_inout_detached(&nonce, b"aad", buffer.as_mut_slice().into()).unwrap();
+                let _tag = cipher
+                    .encrypt_inout_detached(&nonce, b"aad", buffer.as_mut_slice().into())
+                    .unwrap();
             })
         });
         let mut sealed_buf = plaintext.clone();
-        let tag = cipher.encrypt_inout_detached(&nonce, b"aad", sealed_buf.as_mut_slice().into()).unwrap();
+        let tag = cipher
+            .encrypt_inout_detached(&nonce, b"aad", sealed_buf.as_mut_slice().into())
+            .unwrap();
         let aes_dec = measure(chunk_len, budget, || {
             let mut work = sealed_buf.clone();
-            timed(|| cipher.decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag).unwrap())
+            timed(|| {
+                cipher
+                    .decrypt_inout_detached(&nonce, b"aad", work.as_mut_slice().into(), &tag)
+                    .unwrap()
+            })
         });
 
         // Stage: Reed-Solomon encode alone (parity into the stripe buffer), and rebuild of two
         // lost data shards.
         let mut stripe = vec![0u8; codec.stripe_len(ciphertext_len)];
         stripe[..chunk_len].copy_from_slice(&plaintext);
-        let rs_enc = measure(chunk_len, budget, || timed(|| codec.encode_stripe(&mut stripe, ciphertext_len).unwrap()));
+        let rs_enc = measure(chunk_len, budget, || {
+            timed(|| codec.encode_stripe(&mut stripe, ciphertext_len).unwrap())
+        });
         let shard_len = codec.shard_len(ciphertext_len);
         // The alternative backend on the same shards (it needs an even shard length).
         let simd_shard_len = shard_len.next_multiple_of(2);
-        let simd_data: Vec<Vec<u8>> = stripe[..4 * shard_len].chunks(shard_len).map(|s| { let mut v = s.to_vec(); v.resize(simd_shard_len, 0); v }).collect();
-        let mut simd_encoder = reed_solomon_simd::ReedSolomonEncoder::new(4, 2, simd_shard_len).expect("RS(4, 2)");
+        let simd_data: Vec<Vec<u8>> = stripe[..4 * shard_len]
+            .chunks(shard_len)
+            .map(|s| {
+                let mut v = s.to_vec();
+                v.resize(simd_shard_len, 0);
+                v
+            })
+            .collect();
+        let mut simd_encoder =
+            reed_solomon_simd::ReedSolomonEncoder::new(4, 2, simd_shard_len).expect("RS(4, 2)");
         let rs_simd = measure(chunk_len, budget, || {
             timed(|| {
                 simd_encoder.reset(4, 2, simd_shard_len).expect("reset");
@@ -106,7 +160,10 @@ fn main() {
         // Stage: checksums alone, over every shard of the stripe (1.5x the chunk).
         let crc = measure(chunk_len, budget, || {
             timed(|| {
-                let sum: u32 = stripe.chunks(shard_len).map(format::crc32c).fold(0, |a, c| a ^ c);
+                let sum: u32 = stripe
+                    .chunks(shard_len)
+                    .map(format::crc32c)
+                    .fold(0, |a, c| a ^ c);
                 std::hint::black_box(sum);
             })
         });
@@ -122,7 +179,15 @@ fn main() {
         let mut reuse = Vec::new();
         let seal = measure(chunk_len, budget, || {
             let mut out = None;
-            let d = timed(|| out = Some(seal_chunk(&codec, id, &dek, &plaintext, std::mem::take(&mut reuse))));
+            let d = timed(|| {
+                out = Some(seal_chunk(
+                    &codec,
+                    id,
+                    &dek,
+                    &plaintext,
+                    std::mem::take(&mut reuse),
+                ))
+            });
             reuse = out.expect("sealed").into_buffer();
             d
         });
@@ -133,7 +198,13 @@ fn main() {
         let all: Vec<Vec<u8>> = (0..6).map(|i| sealed.shard(i).to_vec()).collect();
         let open = |missing: &[usize]| {
             measure(chunk_len, budget, || {
-                let shards: Vec<Option<Vec<u8>>> = all.iter().enumerate().map(|(i, s)| (!missing.contains(&i) && (i < 4 || !missing.is_empty())).then(|| s.clone())).collect();
+                let shards: Vec<Option<Vec<u8>>> = all
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        (!missing.contains(&i) && (i < 4 || !missing.is_empty())).then(|| s.clone())
+                    })
+                    .collect();
                 timed(|| {
                     for (i, shard) in shards.iter().enumerate() {
                         if let Some(s) = shard {
@@ -166,7 +237,10 @@ fn main() {
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("bench thread"))
+                    .collect()
             });
             let secs = started.elapsed().as_secs_f64();
             per_thread.iter().sum::<u64>() as f64 * chunk_len as f64 / secs / (1u64 << 30) as f64
