@@ -4,7 +4,7 @@
 //! (the chunk, zero-padded at the end) followed by `m` parity shards of the same length. Any `k`
 //! of the `k + m` shards give back the chunk.
 //!
-//! Backend: `reed-solomon-erasure` 6 (GF(2^8), SIMD-accelerated). See docs/storage-node.md for
+//! Backend: `reed-solomon-erasure` 6 (GF(2^8), SIMD-accelerated). See docs/benchmarks.md for
 //! the measured comparison with `reed-solomon-simd`.
 
 use reed_solomon_erasure::galois_8::ReedSolomon;
