@@ -265,6 +265,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn list_uploads_pages_match_model(
+        keys in prop::collection::vec(key_strategy(), 0..25),
+        prefix in prefix_strategy(),
+        delimiter in delimiter_strategy(),
+        max_uploads in 1usize..5,
+    ) {
+        let b = fresh_bucket(VersioningState::Unversioned);
+        // Model: (key, upload id) in order, common prefixes rolled up.
+        let mut made = Vec::new();
+        for k in &keys {
+            let up = upload(store(), k);
+            store().create_upload(&b, up.clone()).unwrap();
+            made.push((k.clone(), up.upload_id));
+        }
+        made.sort();
+        let mut expect: Vec<(String, Option<String>)> = Vec::new();
+        for (k, id) in made.iter().filter(|(k, _)| k.starts_with(prefix.as_str())) {
+            match rollup(k, &prefix, delimiter.as_deref()) {
+                Some(cp) => {
+                    if expect.last().map(|e| e.0.as_str()) != Some(cp) {
+                        expect.push((cp.to_string(), None));
+                    }
+                }
+                None => expect.push((k.clone(), Some(id.clone()))),
+            }
+        }
+        let mut got: Vec<(String, Option<String>)> = Vec::new();
+        let mut p = ListUploadsParams { prefix, delimiter, max_uploads, ..Default::default() };
+        for _ in 0..=expect.len() + 1 {
+            let page = store().list_uploads(&b, &p).unwrap();
+            let mut entries: Vec<(String, Option<String>)> = page
+                .uploads
+                .iter()
+                .map(|u| (u.key.clone(), Some(u.upload_id.clone())))
+                .chain(page.common_prefixes.iter().map(|c| (c.clone(), None)))
+                .collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            prop_assert!(entries.len() <= max_uploads);
+            got.extend(entries);
+            if !page.is_truncated {
+                break;
+            }
+            p.key_marker = page.next_key_marker;
+            p.upload_id_marker = page.next_upload_id_marker;
+        }
+        prop_assert_eq!(got, expect);
+    }
+}
+
 #[test]
 fn start_after_inside_a_common_prefix_and_deleted_prefixes() {
     let b = fresh_bucket(VersioningState::Enabled);
