@@ -128,8 +128,10 @@ pub fn stamp_from_suffix(suffix: &[u8]) -> Result<Stamp> {
 
 // ----- version ids -----
 
-/// Order-preserving URL-safe alphabet (ASCII ascending): string order = binary order.
-const ALPHABET: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+/// Order-preserving URL-safe alphabet (ASCII ascending): string order = binary order. It has no
+/// `-`, so an id never starts with one (command-line parsers would read it as an option: the AWS
+/// CLI rejects `--upload-id ----x`).
+const ALPHABET: &[u8; 64] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~";
 /// 128 bits in 6-bit digits.
 pub const ID_LEN: usize = 22;
 
@@ -229,6 +231,11 @@ mod tests {
             prev = Some((s, id));
         }
         assert_eq!(decode_id("null"), None);
+        assert!(!encode_id(&[0; 16]).starts_with('-'));
+        assert!(
+            ALPHABET.windows(2).all(|w| w[0] < w[1]),
+            "alphabet must be ASCII ascending"
+        );
         assert_eq!(encode_id(&[0xFF; 16]).len(), ID_LEN);
         assert_eq!(decode_id(&encode_id(&[0xFF; 16])), Some([0xFF; 16]));
         assert_eq!(decode_id(&encode_id(&[0; 16])), Some([0; 16]));
