@@ -111,8 +111,14 @@ enum UserVerb {
 
 #[derive(Subcommand)]
 enum KeyVerb {
-    Create { user: String },
-    Revoke { access_key: String },
+    Create {
+        user: String,
+    },
+    /// (named `key_id` so it cannot collide with the global `--access-key` option)
+    Revoke {
+        #[arg(value_name = "ACCESS_KEY")]
+        key_id: String,
+    },
 }
 
 fn init_tracing() {
@@ -175,8 +181,8 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             verb: KeyVerb::Create { user },
         } => ("key-create", json!({"user": user})),
         AdminVerb::Key {
-            verb: KeyVerb::Revoke { access_key },
-        } => ("key-revoke", json!({"access_key": access_key})),
+            verb: KeyVerb::Revoke { key_id },
+        } => ("key-revoke", json!({"access_key": key_id})),
         AdminVerb::Backup { dir } => {
             let dir = std::path::absolute(&dir)?;
             ("backup", json!({"dir": dir}))

@@ -127,6 +127,16 @@ pub fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
     None
 }
 
+/// Presigned URLs may live at most 7 days (s3s checks expiry, not this upper bound).
+fn presign_too_long(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|p| {
+            p.strip_prefix("X-Amz-Expires=")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 604_800))
+        })
+    })
+}
+
 pub fn new_request_id() -> String {
     let r: u64 = rand::random();
     format!("{r:016X}")
@@ -146,11 +156,73 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Adds RequestId and Resource to an S3 error document that lacks them.
+/// The message S3 sends with a code, for errors raised without one.
+fn default_message(code: &str) -> &'static str {
+    match code {
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchBucket" => "The specified bucket does not exist.",
+        "NoSuchVersion" => "The specified version does not exist.",
+        "NoSuchUpload" => {
+            "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."
+        }
+        "AccessDenied" => "Access Denied",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "BucketNotEmpty" => "The bucket you tried to delete is not empty",
+        "BucketAlreadyExists" => {
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+        }
+        "BucketAlreadyOwnedByYou" => {
+            "Your previous request to create the named bucket succeeded and you already own it."
+        }
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold",
+        "InvalidRange" => "The requested range is not satisfiable",
+        "BadDigest" => "The Content-MD5 you specified did not match what we received.",
+        "InvalidDigest" => "The Content-MD5 you specified is not valid.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "EntityTooSmall" => "Your proposed upload is smaller than the minimum allowed object size.",
+        "InvalidPart" => {
+            "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."
+        }
+        "InvalidPartOrder" => {
+            "The list of parts was not in ascending order. Parts must be ordered by part number."
+        }
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema."
+        }
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the current time is too large."
+        }
+        "KeyTooLongError" => "Your key is too long",
+        "IncompleteBody" => {
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        }
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "XAmzContentSHA256Mismatch" => {
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        }
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        _ => "The request could not be completed.",
+    }
+}
+
+/// Adds Message, RequestId and Resource to an S3 error document that lacks them.
 fn complete_error_body(body: &[u8], request_id: &str, resource: &str) -> Option<Vec<u8>> {
     let s = std::str::from_utf8(body).ok()?;
     let end = s.rfind("</Error>")?;
     let mut extra = String::new();
+    if !s.contains("<Message>") {
+        let code = error_code(body).unwrap_or_default();
+        extra.push_str(&format!(
+            "<Message>{}</Message>",
+            xml_escape(default_message(&code))
+        ));
+    }
     if !s.contains("<Resource>") {
         extra.push_str(&format!("<Resource>{}</Resource>", xml_escape(resource)));
     }
@@ -160,13 +232,20 @@ fn complete_error_body(body: &[u8], request_id: &str, resource: &str) -> Option<
     Some(format!("{}{}{}", &s[..end], extra, &s[end..]).into_bytes())
 }
 
-fn slow_down(request_id: &str, resource: &str) -> Response<s3s::Body> {
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    resource: &str,
+) -> Response<s3s::Body> {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
+        xml_escape(message),
         xml_escape(resource)
     );
     let mut resp = Response::new(s3s::Body::from(body));
-    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
@@ -211,7 +290,21 @@ impl Front {
 
         let mut resp = if self.limiter.is_locked(claimed_key.as_deref(), peer.ip()) {
             tracing::warn!(target: "strata::security", addr = %peer.ip(), access_key = ?claimed_key, "request refused: authentication lockout");
-            slow_down(&request_id, &resource)
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SlowDown",
+                "Please reduce your request rate.",
+                &request_id,
+                &resource,
+            )
+        } else if presign_too_long(req.uri()) {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                "AuthorizationQueryParametersError",
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                &request_id,
+                &resource,
+            )
         } else {
             self.s3.call(req.map(s3s::Body::from)).await?
         };

@@ -277,43 +277,43 @@ def test_object_lock_with_awscli(clients, s3):
 def test_retention_survives_restart(fresh_server):
     srv = fresh_server
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    s3.create_bucket(Bucket="lr", ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket="lock-restart", ObjectLockEnabledForBucket=True)
     ru = until(1)
-    vc = s3.put_object(Bucket="lr", Key="c", Body=b"C", ObjectLockMode="COMPLIANCE",
+    vc = s3.put_object(Bucket="lock-restart", Key="c", Body=b"C", ObjectLockMode="COMPLIANCE",
                        ObjectLockRetainUntilDate=ru)["VersionId"]
-    vg = s3.put_object(Bucket="lr", Key="g", Body=b"G", ObjectLockMode="GOVERNANCE",
+    vg = s3.put_object(Bucket="lock-restart", Key="g", Body=b"G", ObjectLockMode="GOVERNANCE",
                        ObjectLockRetainUntilDate=ru)["VersionId"]
-    vh = s3.put_object(Bucket="lr", Key="h", Body=b"H", ObjectLockLegalHoldStatus="ON")["VersionId"]
-    expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lr", Key="c", VersionId=vc)
+    vh = s3.put_object(Bucket="lock-restart", Key="h", Body=b"H", ObjectLockLegalHoldStatus="ON")["VersionId"]
+    expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lock-restart", Key="c", VersionId=vc)
     srv.restart()
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    r = s3.get_object_retention(Bucket="lr", Key="c", VersionId=vc)["Retention"]
+    r = s3.get_object_retention(Bucket="lock-restart", Key="c", VersionId=vc)["Retention"]
     assert r["Mode"] == "COMPLIANCE" and close(r["RetainUntilDate"], ru)
-    assert s3.get_object_legal_hold(Bucket="lr", Key="h", VersionId=vh)["LegalHold"]["Status"] == "ON"
+    assert s3.get_object_legal_hold(Bucket="lock-restart", Key="h", VersionId=vh)["LegalHold"]["Status"] == "ON"
     for key, vid in (("c", vc), ("g", vg), ("h", vh)):
-        expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lr", Key=key, VersionId=vid)
-    expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lr", Key="c", VersionId=vc,
+        expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lock-restart", Key=key, VersionId=vid)
+    expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lock-restart", Key="c", VersionId=vc,
                  BypassGovernanceRetention=True)
     srv.restart(crash=True)
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    expect_error(s3.put_object_retention, "AccessDenied", 403, Bucket="lr", Key="c", VersionId=vc,
+    expect_error(s3.put_object_retention, "AccessDenied", 403, Bucket="lock-restart", Key="c", VersionId=vc,
                  Retention={"Mode": "COMPLIANCE", "RetainUntilDate": ru - dt.timedelta(hours=2)})
-    assert s3.get_object(Bucket="lr", Key="c", VersionId=vc)["Body"].read() == b"C"
-    s3.delete_object(Bucket="lr", Key="g", VersionId=vg, BypassGovernanceRetention=True)
+    assert s3.get_object(Bucket="lock-restart", Key="c", VersionId=vc)["Body"].read() == b"C"
+    s3.delete_object(Bucket="lock-restart", Key="g", VersionId=vg, BypassGovernanceRetention=True)
 
 
 @pytest.mark.strata_only(reason="strata admin backup/restore")
 def test_compliance_survives_backup_restore_and_admin_verbs(fresh_server, tmp_path):
     srv = fresh_server
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    s3.create_bucket(Bucket="lb", ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket="lock-backup", ObjectLockEnabledForBucket=True)
     ru = until(1)
-    v = s3.put_object(Bucket="lb", Key="c", Body=b"kept", ObjectLockMode="COMPLIANCE",
+    v = s3.put_object(Bucket="lock-backup", Key="c", Body=b"kept", ObjectLockMode="COMPLIANCE",
                       ObjectLockRetainUntilDate=ru)["VersionId"]
     # no admin verb removes it: scrub --repair leaves it alone
     r = srv.admin("scrub", "--repair", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert s3.get_object(Bucket="lb", Key="c", VersionId=v)["Body"].read() == b"kept"
+    assert s3.get_object(Bucket="lock-backup", Key="c", VersionId=v)["Body"].read() == b"kept"
     backup = tmp_path / "backup"
     r = srv.admin("backup", str(backup), timeout=300)
     assert r.returncode == 0, r.stderr
@@ -326,10 +326,10 @@ def test_compliance_survives_backup_restore_and_admin_verbs(fresh_server, tmp_pa
     restored.start()
     try:
         s3 = make_s3(restored.endpoint, restored.access_key, restored.secret_key)
-        assert s3.get_object(Bucket="lb", Key="c", VersionId=v)["Body"].read() == b"kept"
-        rr = s3.get_object_retention(Bucket="lb", Key="c", VersionId=v)["Retention"]
+        assert s3.get_object(Bucket="lock-backup", Key="c", VersionId=v)["Body"].read() == b"kept"
+        rr = s3.get_object_retention(Bucket="lock-backup", Key="c", VersionId=v)["Retention"]
         assert rr["Mode"] == "COMPLIANCE" and close(rr["RetainUntilDate"], ru)
-        expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lb", Key="c", VersionId=v,
+        expect_error(s3.delete_object, "AccessDenied", 403, Bucket="lock-backup", Key="c", VersionId=v,
                      BypassGovernanceRetention=True)
     finally:
         restored.stop()

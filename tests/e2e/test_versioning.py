@@ -214,21 +214,21 @@ def test_versioning_with_awscli(clients, s3):
 def test_versions_survive_restart(fresh_server):
     srv = fresh_server
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    s3.create_bucket(Bucket="vr")
-    s3.put_bucket_versioning(Bucket="vr", VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket="vers-restart")
+    s3.put_bucket_versioning(Bucket="vers-restart", VersioningConfiguration={"Status": "Enabled"})
     data = {i: det_bytes(f"vr{i}", 10_000 * i) for i in range(3)}
-    ids = [s3.put_object(Bucket="vr", Key="k", Body=data[i])["VersionId"] for i in range(3)]
-    dm = s3.delete_object(Bucket="vr", Key="k")["VersionId"]
-    before = versions_of(s3, "vr")
+    ids = [s3.put_object(Bucket="vers-restart", Key="k", Body=data[i])["VersionId"] for i in range(3)]
+    dm = s3.delete_object(Bucket="vers-restart", Key="k")["VersionId"]
+    before = versions_of(s3, "vers-restart")
     srv.restart()
     s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
-    assert versions_of(s3, "vr") == before
-    assert s3.get_bucket_versioning(Bucket="vr")["Status"] == "Enabled"
-    expect_error(s3.get_object, "NoSuchKey", 404, Bucket="vr", Key="k")
+    assert versions_of(s3, "vers-restart") == before
+    assert s3.get_bucket_versioning(Bucket="vers-restart")["Status"] == "Enabled"
+    expect_error(s3.get_object, "NoSuchKey", 404, Bucket="vers-restart", Key="k")
     for i, v in enumerate(ids):
-        assert s3.get_object(Bucket="vr", Key="k", VersionId=v)["Body"].read() == data[i]
+        assert s3.get_object(Bucket="vers-restart", Key="k", VersionId=v)["Body"].read() == data[i]
     # work continues after the restart: removing the marker restores the newest version
-    s3.delete_object(Bucket="vr", Key="k", VersionId=dm)
-    assert s3.get_object(Bucket="vr", Key="k")["Body"].read() == data[2]
-    v4 = s3.put_object(Bucket="vr", Key="k", Body=b"after restart")["VersionId"]
+    s3.delete_object(Bucket="vers-restart", Key="k", VersionId=dm)
+    assert s3.get_object(Bucket="vers-restart", Key="k")["Body"].read() == data[2]
+    v4 = s3.put_object(Bucket="vers-restart", Key="k", Body=b"after restart")["VersionId"]
     assert v4 not in ids

@@ -71,13 +71,7 @@ pub fn requested_version(v: &Option<String>) -> S3Result<Option<&str>> {
             "Version id cannot be the empty string"
         )),
         Some(s) if s == NULL_VERSION => Ok(Some(s)),
-        Some(s)
-            if s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') =>
-        {
-            Ok(Some(s))
-        }
+        Some(s) if s.len() <= 1024 && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s)),
         Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
     }
 }
@@ -133,12 +127,22 @@ pub fn content_headers(
 ) -> ContentHeaders {
     ContentHeaders {
         content_type: content_type.as_ref().map(|c| c.to_string()),
-        content_encoding: content_encoding.clone(),
+        content_encoding: content_encoding.as_deref().and_then(strip_aws_chunked),
         content_disposition: content_disposition.clone(),
         content_language: content_language.clone(),
         cache_control: cache_control.clone(),
         expires: expires.as_ref().map(fmt_http_date),
     }
+}
+
+/// Removes the `aws-chunked` token S3 clients add to Content-Encoding for streaming uploads.
+pub fn strip_aws_chunked(v: &str) -> Option<String> {
+    let rest: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(","))
 }
 
 pub fn fmt_http_date(t: &Timestamp) -> String {

@@ -409,6 +409,7 @@ impl StrataS3 {
         let bucket = self.owned_bucket(&who, &input.bucket)?;
         check_key(&input.key)?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
+        self.check_if_match_target(&bucket, &input.key, &precondition)?;
         let requested_parts = input
             .multipart_upload
             .and_then(|m| m.parts)

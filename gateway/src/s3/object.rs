@@ -245,7 +245,9 @@ impl StrataS3 {
             .meta
             .get_version(&bucket.name, key, vid)
             .map_err(|e| match e {
-                MetaError::NoSuchVersion if vid.is_some() => s3_error!(NoSuchVersion),
+                MetaError::NoSuchVersion | MetaError::NoSuchKey if vid.is_some() => {
+                    s3_error!(NoSuchVersion)
+                }
                 e => errors::meta(e),
             })?;
         if v.is_delete_marker {
@@ -274,6 +276,24 @@ impl StrataS3 {
                 Err(errors::meta(e))
             }
         }
+    }
+
+    /// `If-Match` needs a current object: S3 answers NoSuchKey when there is none. (The ETag itself
+    /// is compared atomically at commit.)
+    pub(crate) fn check_if_match_target(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        pre: &Precondition,
+    ) -> S3Result<()> {
+        if let Precondition::IfMatch(_) = pre {
+            match self.ctx.meta.get_version(&bucket.name, key, None) {
+                Ok(v) if !v.is_delete_marker => {}
+                Ok(_) | Err(MetaError::NoSuchKey) => return Err(s3_error!(NoSuchKey)),
+                Err(e) => return Err(errors::meta(e)),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn new_version_id_for(&self, bucket: &BucketRecord) -> String {
@@ -334,6 +354,7 @@ impl StrataS3 {
             &input.expires,
         );
 
+        self.check_if_match_target(&bucket, &input.key, &precondition)?;
         let dek = self.ctx.new_data_key(&bucket)?;
         let stored = datapath::store_body(
             &self.ctx,
