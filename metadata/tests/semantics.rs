@@ -150,7 +150,11 @@ fn enabled_versions_delete_markers_and_explicit_deletes() {
     assert!(v1.len() <= 32 && v2 > v1);
     assert!(
         v1.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            .all(|c| c.is_ascii_alphanumeric() || c == b'~' || c == b'_')
+    );
+    assert!(
+        !v1.starts_with('-'),
+        "CLIs would read a leading '-' as an option"
     );
     s.put_version(
         "b",
