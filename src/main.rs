@@ -162,6 +162,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             backup_dir,
             data_dir,
         } => {
+            std::fs::create_dir_all(&data_dir)?;
             let db = data_dir.join("meta");
             strata_metadata::MetaStore::restore(&backup_dir, &db)
                 .map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
