@@ -151,13 +151,13 @@ pub async fn store_body(
         }
 
         let md5: [u8; 16] = md5.finalize().into();
-        if let Some(expected) = &checks.content_md5 {
-            if expected.as_slice() != md5.as_slice() {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The Content-MD5 you specified did not match what we received."
-                ));
-            }
+        if let Some(expected) = &checks.content_md5
+            && expected.as_slice() != md5.as_slice()
+        {
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
         }
         let checksum = match hasher {
             None => None,
@@ -173,16 +173,16 @@ pub async fn store_body(
                         .filter(|(a, _)| a.eq_ignore_ascii_case(&alg))
                         .map(|(_, v)| v)
                 });
-                if let Some(expected) = expected {
-                    if expected != actual {
-                        return Err(S3Error::with_message(
-                            S3ErrorCode::BadDigest,
-                            format!(
-                                "The {} you specified did not match the calculated checksum.",
-                                alg.to_ascii_lowercase()
-                            ),
-                        ));
-                    }
+                if let Some(expected) = expected
+                    && expected != actual
+                {
+                    return Err(S3Error::with_message(
+                        S3ErrorCode::BadDigest,
+                        format!(
+                            "The {} you specified did not match the calculated checksum.",
+                            alg.to_ascii_lowercase()
+                        ),
+                    ));
                 }
                 Some((alg, actual))
             }

@@ -90,10 +90,10 @@ impl AuthLimiter {
         if Self::record(&self.by_addr, &addr, now) {
             tracing::warn!(target: "strata::security", %addr, "too many failed signatures from this address: locked out");
         }
-        if let Some(k) = key {
-            if Self::record(&self.by_key, &k.to_string(), now) {
-                tracing::warn!(target: "strata::security", access_key = %k, "too many failed signatures for this access key: locked out");
-            }
+        if let Some(k) = key
+            && Self::record(&self.by_key, &k.to_string(), now)
+        {
+            tracing::warn!(target: "strata::security", access_key = %k, "too many failed signatures for this access key: locked out");
         }
     }
 }

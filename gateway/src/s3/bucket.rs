@@ -53,16 +53,15 @@ impl StrataS3 {
             .create_bucket_configuration
             .as_ref()
             .and_then(|c| c.location_constraint.as_ref())
+            && lc.as_str() != region.as_str()
         {
-            if lc.as_str() != region.as_str() {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
-                    format!(
-                        "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",
-                        lc.as_str()
-                    ),
-                ));
-            }
+            return Err(S3Error::with_message(
+                S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
+                format!(
+                    "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",
+                    lc.as_str()
+                ),
+            ));
         }
         if let Some(existing) = self
             .ctx

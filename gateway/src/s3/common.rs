@@ -228,19 +228,19 @@ pub fn check_read_conditions(
         if !matches(c) {
             return Err(s3_error!(PreconditionFailed));
         }
-    } else if let Some(t) = if_unmodified_since {
-        if modified_secs > ts_to_ms(t) / 1000 {
-            return Err(s3_error!(PreconditionFailed));
-        }
+    } else if let Some(t) = if_unmodified_since
+        && modified_secs > ts_to_ms(t) / 1000
+    {
+        return Err(s3_error!(PreconditionFailed));
     }
     if let Some(c) = if_none_match {
         if matches(c) {
             return Err(not_modified());
         }
-    } else if let Some(t) = if_modified_since {
-        if modified_secs <= ts_to_ms(t) / 1000 {
-            return Err(not_modified());
-        }
+    } else if let Some(t) = if_modified_since
+        && modified_secs <= ts_to_ms(t) / 1000
+    {
+        return Err(not_modified());
     }
     Ok(())
 }

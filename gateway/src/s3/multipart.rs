@@ -235,14 +235,14 @@ impl StrataS3 {
                 .map(ChecksumAlgorithm::from)
         });
         let (alg, expected) = checksum_plan(declared, &sdk_alg, &headers);
-        if let (Some(a), Some(u)) = (&alg, &upload.checksum_algorithm) {
-            if a != u {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {a}",
-                    u.to_ascii_lowercase()
-                ));
-            }
+        if let (Some(a), Some(u)) = (&alg, &upload.checksum_algorithm)
+            && a != u
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {a}",
+                u.to_ascii_lowercase()
+            ));
         }
         let dek =
             self.ctx
@@ -260,14 +260,14 @@ impl StrataS3 {
             },
         )
         .await?;
-        if let Some(n) = input.content_length {
-            if stored.segment.len != n as u64 {
-                let _ = self
-                    .ctx
-                    .meta
-                    .gc_enqueue(vec![stored.segment.clone()], "incomplete-body");
-                return Err(s3_error!(IncompleteBody));
-            }
+        if let Some(n) = input.content_length
+            && stored.segment.len != n as u64
+        {
+            let _ = self
+                .ctx
+                .meta
+                .gc_enqueue(vec![stored.segment.clone()], "incomplete-body");
+            return Err(s3_error!(IncompleteBody));
         }
         let etag_hex = hex::encode(stored.md5);
         let part = PartRecord {
@@ -463,17 +463,16 @@ impl StrataS3 {
                 let build = || -> S3Result<VersionRecord> {
                     // A checksum the client lists for a part must be the one we computed for it.
                     for (p, c) in parts.iter().zip(&client_part_checksums) {
-                        if let Some((alg, val)) = c {
-                            if p.checksum
+                        if let Some((alg, val)) = c
+                            && p.checksum
                                 .as_ref()
                                 .is_some_and(|(a, v)| a == alg && v != val)
-                            {
-                                return Err(s3_error!(
-                                    InvalidPart,
-                                    "The checksum of part {} does not match",
-                                    p.part_number
-                                ));
-                            }
+                        {
+                            return Err(s3_error!(
+                                InvalidPart,
+                                "The checksum of part {} does not match",
+                                p.part_number
+                            ));
                         }
                     }
                     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
@@ -486,20 +485,19 @@ impl StrataS3 {
                             },
                             _ => (None, None),
                         };
-                    if let (Some((da, dv)), Some((a, v))) = (&declared_whole, &checksum) {
-                        if da == a
-                            && dv != v
-                            && dv
-                                .trim_end_matches(|c: char| c.is_ascii_digit())
-                                .trim_end_matches('-')
-                                != v.as_str()
-                        {
-                            return Err(s3_error!(
-                                BadDigest,
-                                "The {} you specified did not match the calculated checksum.",
-                                a.to_ascii_lowercase()
-                            ));
-                        }
+                    if let (Some((da, dv)), Some((a, v))) = (&declared_whole, &checksum)
+                        && da == a
+                        && dv != v
+                        && dv
+                            .trim_end_matches(|c: char| c.is_ascii_digit())
+                            .trim_end_matches('-')
+                            != v.as_str()
+                    {
+                        return Err(s3_error!(
+                            BadDigest,
+                            "The {} you specified did not match the calculated checksum.",
+                            a.to_ascii_lowercase()
+                        ));
                     }
                     let size: u64 = parts.iter().map(|p| p.size).sum();
                     if input.mpu_object_size.is_some_and(|n| n as u64 != size) {

@@ -152,15 +152,14 @@ fn delete_marker_error(bucket: &BucketRecord, v: &VersionRecord, by_version: boo
         "x-amz-delete-marker",
         http::HeaderValue::from_static("true"),
     );
-    if let Some(id) = shown_version_id(bucket, v) {
-        if let Ok(val) = http::HeaderValue::from_str(&id) {
-            h.insert("x-amz-version-id", val);
-        }
+    if let Some(id) = shown_version_id(bucket, v)
+        && let Ok(val) = http::HeaderValue::from_str(&id)
+    {
+        h.insert("x-amz-version-id", val);
     }
-    if by_version {
-        if let Ok(val) = http::HeaderValue::from_str(&fmt_http_date(&ts(v.last_modified))) {
-            h.insert("last-modified", val);
-        }
+    if by_version && let Ok(val) = http::HeaderValue::from_str(&fmt_http_date(&ts(v.last_modified)))
+    {
+        h.insert("last-modified", val);
     }
     e.set_headers(h);
     e
@@ -268,10 +267,10 @@ impl StrataS3 {
         match self.ctx.meta.put_version(&bucket.name, key, v, pre) {
             Ok(out) => Ok(out.version_id),
             Err(e) => {
-                if !segments.is_empty() {
-                    if let Err(ge) = self.ctx.meta.gc_enqueue(segments, "rejected-write") {
-                        tracing::error!(error = %ge, "could not queue a rejected write for GC");
-                    }
+                if !segments.is_empty()
+                    && let Err(ge) = self.ctx.meta.gc_enqueue(segments, "rejected-write")
+                {
+                    tracing::error!(error = %ge, "could not queue a rejected write for GC");
                 }
                 Err(errors::meta(e))
             }
@@ -369,14 +368,14 @@ impl StrataS3 {
             },
         )
         .await?;
-        if let Some(n) = input.content_length {
-            if stored.segment.len != n as u64 {
-                let _ = self
-                    .ctx
-                    .meta
-                    .gc_enqueue(vec![stored.segment.clone()], "incomplete-body");
-                return Err(s3_error!(IncompleteBody));
-            }
+        if let Some(n) = input.content_length
+            && stored.segment.len != n as u64
+        {
+            let _ = self
+                .ctx
+                .meta
+                .gc_enqueue(vec![stored.segment.clone()], "incomplete-body");
+            return Err(s3_error!(IncompleteBody));
         }
 
         let etag_hex = hex::encode(stored.md5);
