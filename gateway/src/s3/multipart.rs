@@ -17,6 +17,8 @@ use crate::context::now_ms;
 use crate::datapath::{self, BodyChecks};
 use crate::errors;
 
+/// Largest object assembled from parts: 5 TiB.
+const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 /// Largest part: 5 GiB.
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -500,6 +502,9 @@ impl StrataS3 {
                         ));
                     }
                     let size: u64 = parts.iter().map(|p| p.size).sum();
+                if size > MAX_OBJECT_SIZE {
+                    return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size of 5 TiB."));
+                }
                     if input.mpu_object_size.is_some_and(|n| n as u64 != size) {
                         return Err(s3_error!(
                             InvalidRequest,
