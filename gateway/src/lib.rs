@@ -14,6 +14,7 @@ pub mod checksum;
 pub mod context;
 pub mod datapath;
 pub mod errors;
+pub mod fuzzing;
 pub mod gc;
 pub mod http;
 pub mod metrics;
