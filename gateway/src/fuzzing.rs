@@ -9,9 +9,11 @@
 //! Input layout (decoded with [`arbitrary::Unstructured`]; short inputs are padded with zeros):
 //!
 //! - byte 0: the mode, `byte % 3`:
-//!   - [`MODE_RAW`]: arbitrary method, URI, headers and body, unsigned. Some choices splice the
-//!     garbage into an `Authorization: AWS4-HMAC-SHA256 ...` header or into presigned-URL query
-//!     parameters so the SigV4 parsers see structured garbage, not only random strings.
+//!   - [`MODE_RAW`]: arbitrary method, URI, headers and body, not correctly signed. Byte 2 picks
+//!     a style: plain garbage; garbage spliced into an `Authorization: AWS4-HMAC-SHA256 ...`
+//!     header, into presigned-URL query parameters or into a SigV2 `AWS ak:sig` header; or a
+//!     correctly signed (header or presigned-query) request whose signature then gets a few
+//!     byte edits, so the SigV4 parsers see near-valid input, not only random strings.
 //!   - [`MODE_SIGNED_XML`]: byte 1 picks an operation with an XML request body ([`XML_OPS`]),
 //!     byte 2 holds flags (bit 0: send a correct `Content-MD5`); the remaining bytes are the body
 //!     of a correctly signed request (payload hash = SHA-256 of those bytes).
@@ -31,8 +33,8 @@ use std::sync::Arc;
 use arbitrary::Unstructured;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
-    sign,
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -317,15 +319,32 @@ impl FuzzHarness {
         &self,
         method: &str,
         path_and_query: &str,
+        headers: Vec<(String, String)>,
+        payload_hash: &str,
+        body: Bytes,
+    ) -> anyhow::Result<http::Request<s3s::Body>> {
+        self.signed_at(method, path_and_query, headers, payload_hash, body, false)
+    }
+
+    /// [`FuzzHarness::signed`], with the signature in the headers or (`presign`) in the query.
+    fn signed_at(
+        &self,
+        method: &str,
+        path_and_query: &str,
         mut headers: Vec<(String, String)>,
         payload_hash: &str,
         body: Bytes,
+        presign: bool,
     ) -> anyhow::Result<http::Request<s3s::Body>> {
         headers.push(("host".into(), HOST.into()));
         let url = format!("http://{HOST}{path_and_query}");
         let mut settings = SigningSettings::default();
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        if presign {
+            settings.signature_location = SignatureLocation::QueryParams;
+            settings.expires_in = Some(std::time::Duration::from_secs(600));
+        }
         let params = v4::SigningParams::builder()
             .identity(&self.identity)
             .region(REGION)
@@ -356,12 +375,15 @@ impl FuzzHarness {
         let method = pick_or_bytes(u, METHODS, 16);
         let method = http::Method::from_bytes(&method).unwrap_or(http::Method::GET);
         let style = u.arbitrary::<u8>().unwrap_or(0);
+        if style % 6 >= 4 {
+            return self.mutated_signed_request(u, method, style % 6 == 5);
+        }
         let mut uri = pick_or_bytes(u, PATHS, 256);
         if uri.first() != Some(&b'/') {
             uri.insert(0, b'/');
         }
         let mut headers: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"host".to_vec(), HOST.into())];
-        match style % 4 {
+        match style % 6 {
             // Authorization header with garbage in its parts.
             1 => {
                 let mut auth = b"AWS4-HMAC-SHA256 Credential=".to_vec();
@@ -422,6 +444,70 @@ impl FuzzHarness {
                 http::HeaderValue::from_bytes(&v),
             ) {
                 req.headers_mut().append(k, v);
+            }
+        }
+        Some(req)
+    }
+
+    /// A correctly signed (or presigned) request whose `Authorization` header / query string then
+    /// gets a few fuzzer-chosen byte edits: reaches the SigV4 parsers past their first checks.
+    fn mutated_signed_request(
+        &self,
+        u: &mut Unstructured<'_>,
+        method: http::Method,
+        presign: bool,
+    ) -> Option<http::Request<s3s::Body>> {
+        let mut path = String::from_utf8_lossy(&pick_or_bytes(u, PATHS, 0)).into_owned();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        let edits: Vec<(u16, u8)> = (0..u.int_in_range(0..=4u8).unwrap_or(0))
+            .map(|_| {
+                (
+                    u.arbitrary::<u16>().unwrap_or(0),
+                    u.arbitrary::<u8>().unwrap_or(0),
+                )
+            })
+            .collect();
+        let body = rest(u);
+        let headers = vec![(
+            "x-amz-content-sha256".to_string(),
+            "UNSIGNED-PAYLOAD".to_string(),
+        )];
+        let mut req = self
+            .signed_at(
+                method.as_str(),
+                &path,
+                headers,
+                "UNSIGNED-PAYLOAD",
+                body,
+                presign,
+            )
+            .ok()?;
+        let apply = |mut v: Vec<u8>| {
+            for &(pos, byte) in &edits {
+                if v.is_empty() {
+                    break;
+                }
+                let i = pos as usize % v.len();
+                match byte % 4 {
+                    0 => {
+                        v.remove(i);
+                    }
+                    1 => v.insert(i, byte),
+                    2 => v.truncate(i),
+                    _ => v[i] = byte,
+                }
+            }
+            v
+        };
+        if presign {
+            let uri = apply(req.uri().to_string().into_bytes());
+            *req.uri_mut() = http::Uri::try_from(uri_escape(&uri)).ok()?;
+        } else if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
+            let auth = apply(auth.as_bytes().to_vec());
+            if let Ok(v) = http::HeaderValue::from_bytes(&auth) {
+                req.headers_mut().insert(http::header::AUTHORIZATION, v);
             }
         }
         Some(req)
