@@ -94,6 +94,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(LocalChunkStore::open(node_cfg).context("chunk store")?);
     let chunks: Arc<dyn ChunkService> = store.clone();
 
+    // One process owns this store, so every write intent from before this start belongs to a
+    // request that died with the previous process: its chunks go to the GC queue.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    meta.sweep_interrupted_writes(started)
+        .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
     let created = bootstrap_admin(&meta, &master)?;
     let ctx = Arc::new(Context {
         meta,

@@ -24,6 +24,8 @@ use crate::errors;
 pub struct BodyChecks {
     /// Largest body accepted (`EntityTooLarge` above it).
     pub max_len: u64,
+    /// Length the client announced, if any (a tighter bound for the write intent).
+    pub expected_len: Option<u64>,
     /// Content-MD5 the client sent (decoded), if any.
     pub content_md5: Option<Vec<u8>>,
     /// Checksum algorithm to compute, and the value the client declared up front, if any.
@@ -74,6 +76,10 @@ async fn finish_one(inflight: &mut VecDeque<PutTask>) -> S3Result<()> {
 
 /// Streams `body` into chunks of a new blob under `dek`. On any failure the chunks written so far
 /// are queued for garbage collection and the error is returned; nothing is committed here.
+///
+/// Before the first chunk is written, a durable write intent names the blob
+/// (`MetaStore::begin_write`), so that chunks of a request cut short by a crash are still found and
+/// collected; the commit that references the blob clears the intent in its own batch.
 pub async fn store_body(
     ctx: &Context,
     dek: Arc<DataKey>,
@@ -82,8 +88,19 @@ pub async fn store_body(
 ) -> S3Result<StoredBlob> {
     let blob = new_blob_id();
     let chunk_size = ctx.cfg.chunk_size;
+    let segment = |len: u64| Segment {
+        blob,
+        len,
+        chunk_size: chunk_size as u32,
+    };
     let mut inflight: VecDeque<PutTask> = VecDeque::new();
-    let mut written_len: u64 = 0;
+    // Chunks handed to the chunk service so far: after a failure, any of them may exist.
+    let mut submitted: u32 = 0;
+    let intent_bound = checks
+        .expected_len
+        .unwrap_or(checks.max_len)
+        .min(checks.max_len);
+
     let result = async {
         let mut md5 = Md5::new();
         let mut hasher = match &checks.checksum_algorithm {
@@ -91,20 +108,29 @@ pub async fn store_body(
             None => None,
         };
         let mut buf = BytesMut::new();
-        let mut index: u32 = 0;
         let mut total: u64 = 0;
 
-        let submit = |data: Bytes, index: &mut u32, inflight: &mut VecDeque<PutTask>| {
+        // Hands one chunk to the chunk service, keeping at most `write_parallelism` in flight.
+        let mut submit = async |data: Bytes, inflight: &mut VecDeque<PutTask>| -> S3Result<()> {
+            if submitted == 0 {
+                ctx.meta
+                    .begin_write(&segment(intent_bound.max(1)), crate::context::now_ms())
+                    .map_err(errors::meta)?;
+            }
+            if inflight.len() >= ctx.cfg.write_parallelism {
+                finish_one(inflight).await?;
+            }
             let id = ChunkId {
                 blob,
-                index: *index,
+                index: submitted,
             };
-            *index += 1;
+            submitted += 1;
             let chunks: Arc<dyn ChunkService> = ctx.chunks.clone();
             let dek = dek.clone();
             inflight.push_back(tokio::spawn(async move {
                 chunks.put_chunk(id, &dek, data).await
             }));
+            Ok(())
         };
 
         if let Some(mut body) = body {
@@ -122,10 +148,7 @@ pub async fn store_body(
                     if buf.is_empty() && data.len() >= chunk_size {
                         // Whole chunk available: hand it on without copying.
                         let piece = data.split_to(chunk_size);
-                        if inflight.len() >= ctx.cfg.write_parallelism {
-                            finish_one(&mut inflight).await?;
-                        }
-                        submit(piece, &mut index, &mut inflight);
+                        submit(piece, &mut inflight).await?;
                         continue;
                     }
                     if buf.capacity() == 0 {
@@ -134,18 +157,14 @@ pub async fn store_body(
                     let take = (chunk_size - buf.len()).min(data.len());
                     buf.extend_from_slice(&data.split_to(take));
                     if buf.len() == chunk_size {
-                        if inflight.len() >= ctx.cfg.write_parallelism {
-                            finish_one(&mut inflight).await?;
-                        }
-                        submit(buf.split().freeze(), &mut index, &mut inflight);
+                        submit(buf.split().freeze(), &mut inflight).await?;
                     }
                 }
             }
         }
         if !buf.is_empty() {
-            submit(buf.split().freeze(), &mut index, &mut inflight);
+            submit(buf.split().freeze(), &mut inflight).await?;
         }
-        written_len = total;
         while !inflight.is_empty() {
             finish_one(&mut inflight).await?;
         }
@@ -191,11 +210,6 @@ pub async fn store_body(
     }
     .await;
 
-    let segment = |len: u64| Segment {
-        blob,
-        len,
-        chunk_size: chunk_size as u32,
-    };
     match result {
         Ok((md5, checksum, total)) => Ok(StoredBlob {
             segment: segment(total),
@@ -203,15 +217,16 @@ pub async fn store_body(
             checksum,
         }),
         Err(e) => {
-            // Let writes already started finish, then queue everything this blob may hold.
+            // Let writes already started finish, then queue every chunk this blob may hold;
+            // queuing also clears the write intent, in the same batch.
             for t in inflight.drain(..) {
                 let _ = t.await;
             }
-            let upper =
-                written_len.max(1) + chunk_size as u64 * (ctx.cfg.write_parallelism as u64 + 2);
-            let orphan = segment(upper);
-            if let Err(ge) = ctx.meta.gc_enqueue(vec![orphan], "failed-write") {
-                tracing::error!(error = %ge, "could not queue an aborted write for GC");
+            if submitted > 0 {
+                let orphan = segment(submitted as u64 * chunk_size as u64);
+                if let Err(ge) = ctx.meta.gc_enqueue(vec![orphan], "failed-write") {
+                    tracing::error!(error = %ge, "could not queue an aborted write for GC");
+                }
             }
             Err(e)
         }

@@ -35,10 +35,23 @@ pub async fn run_once(ctx: &Context, limit: usize) -> usize {
     done.len()
 }
 
-/// Runs the collector forever: drains the queue in batches, then sleeps a little.
+/// A write intent older than this belongs to a writer that is surely gone (no request lives a
+/// day), even when several gateways share the metadata store.
+const STALE_INTENT_MS: i64 = 24 * 3600 * 1000;
+
+/// Runs the collector forever: drains the queue in batches, then sleeps a little. Every few
+/// minutes it also sweeps write intents whose writers died.
 pub fn spawn(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut last_sweep = std::time::Instant::now();
         loop {
+            if last_sweep.elapsed() > Duration::from_secs(600) {
+                last_sweep = std::time::Instant::now();
+                let cutoff = crate::context::now_ms() - STALE_INTENT_MS;
+                if let Err(e) = ctx.meta.sweep_interrupted_writes(cutoff) {
+                    tracing::error!(error = %e, "gc: cannot sweep interrupted writes");
+                }
+            }
             let n = run_once(&ctx, 256).await;
             if n < 256 {
                 tokio::time::sleep(Duration::from_millis(500)).await;

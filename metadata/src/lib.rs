@@ -68,6 +68,22 @@ const FORMAT_V1: u8 = 1;
 /// Bounded retries of a read-check-commit cycle that lost a compare-and-set race.
 const MAX_ATTEMPTS: usize = 64;
 
+/// Write intents live in the Sys space under this prefix, keyed by blob id.
+const INTENT_PREFIX: &[u8] = b"intent/";
+
+fn intent_key(blob: &BlobId) -> Vec<u8> {
+    let mut k = INTENT_PREFIX.to_vec();
+    k.extend_from_slice(blob);
+    k
+}
+
+/// The blobs are now referenced (or queued for GC): their write intents are done.
+fn stage_clear_intents(b: &mut Batch, segments: &[Segment]) {
+    for s in segments {
+        b.delete(Space::Sys, intent_key(&s.blob));
+    }
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_V1];
     // postcard into a Vec cannot fail for our plain records.
@@ -387,6 +403,7 @@ impl MetaStore {
         };
         let vkey = keys::version_key(bucket, key, &stamp);
         b.absent(Space::Versions, &vkey);
+        stage_clear_intents(b, &version.data.segments);
         let version_id = version.version_id.clone();
         b.put(Space::Versions, vkey, encode(&version));
         b.unchanged(Space::Heads, &okey, st.head_raw.as_deref());
@@ -787,6 +804,7 @@ impl MetaStore {
                 let old: PartRecord = decode(old_raw)?;
                 self.stage_gc(&mut b, vec![old.segment], "part-replaced");
             }
+            stage_clear_intents(&mut b, std::slice::from_ref(&part.segment));
             b.put(Space::Parts, pkey, encode(&part));
             self.kv().commit(b)
         })
@@ -944,10 +962,73 @@ impl MetaStore {
         }
         self.kv().commit(b)
     }
+    /// Records, durably, that chunks of `segment.blob` are about to be written (`segment.len` is an
+    /// upper bound of the bytes). The commit that references the blob (`put_version`, `put_part`,
+    /// `complete_upload`) or `gc_enqueue` removes the intent in its own batch; an intent that
+    /// outlives its writer (the process died mid-request) is turned into a GC item by
+    /// [`MetaStore::sweep_interrupted_writes`], so no chunk is ever left unreferenced for good.
+    pub fn begin_write(&self, segment: &Segment, now: i64) -> Result<()> {
+        let mut b = Batch::default();
+        b.put(
+            Space::Sys,
+            intent_key(&segment.blob),
+            encode(&(now, segment.clone())),
+        );
+        self.kv().commit(b)
+    }
+
+    /// Queues for GC the blobs of every write intent begun before `started_before` (Unix ms)
+    /// and never committed. Safe only for intents whose writers are gone: call it at start-up with
+    /// the start time (one process owns the store), or with an age far beyond any request.
+    /// Returns how many intents were swept.
+    pub fn sweep_interrupted_writes(&self, started_before: i64) -> Result<usize> {
+        let range = KeyRange::new(INTENT_PREFIX.to_vec(), kv::prefix_successor(INTENT_PREFIX));
+        let mut swept = 0;
+        // Bounded: at most 1000 batches of 256 per call.
+        for _ in 0..1000 {
+            let page = self
+                .kv()
+                .scan(Space::Sys, &range, Direction::Forward, 256)?;
+            let mut b = Batch::default();
+            let mut stale = Vec::new();
+            for (k, v) in &page {
+                let (started, seg): (i64, Segment) = decode(v)?;
+                if started < started_before {
+                    b.equals(Space::Sys, k, v);
+                    b.delete(Space::Sys, k.clone());
+                    stale.push(seg);
+                }
+            }
+            if stale.is_empty() {
+                break;
+            }
+            swept += stale.len();
+            self.stage_gc(&mut b, stale, "interrupted-write");
+            self.kv().commit(b)?;
+            if page.len() < 256 {
+                break;
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, "queued the chunks of interrupted writes for GC");
+        }
+        Ok(swept)
+    }
+
+    /// Write intents not yet committed or swept (for tests and the consistency check).
+    pub fn pending_writes(&self) -> Result<usize> {
+        let range = KeyRange::new(INTENT_PREFIX.to_vec(), kv::prefix_successor(INTENT_PREFIX));
+        Ok(self
+            .kv()
+            .scan(Space::Sys, &range, Direction::Forward, usize::MAX)?
+            .len())
+    }
+
     /// Queues segments written but never committed (e.g. a PUT that failed after writing chunks).
     pub fn gc_enqueue(&self, segments: Vec<Segment>, reason: &str) -> Result<()> {
         self.retry(|| {
             let mut b = Batch::default();
+            stage_clear_intents(&mut b, &segments);
             self.stage_gc(&mut b, segments.clone(), reason);
             if b.ops.is_empty() {
                 return Ok(());

@@ -840,3 +840,60 @@ fn reopen_keeps_everything() {
     assert_eq!(s.get_version("b", "k/é", None).unwrap().version_id, id);
     assert_eq!(s.verify().unwrap().problems, Vec::<String>::new());
 }
+
+#[test]
+fn write_intents_are_cleared_by_commits_and_swept_after_a_crash() {
+    let (_d, s) = open();
+    s.create_bucket(bucket("b", VersioningState::Enabled))
+        .unwrap();
+    let upl = upload(&s, "mp");
+    s.create_upload("b", upl.clone()).unwrap();
+    // Three writes begin: a PUT that commits, a part that commits, and one whose writer dies.
+    let committed = segment(7, 1, 10);
+    let part_seg = segment(7, 2, 6 << 20);
+    let lost = segment(7, 3, 4 << 20);
+    for seg in [&committed, &part_seg, &lost] {
+        s.begin_write(seg, NOW).unwrap();
+    }
+    assert_eq!(s.pending_writes().unwrap(), 3);
+    let id = s.new_version_id();
+    s.put_version(
+        "b",
+        "k",
+        version(id, "e", Some(committed.clone())),
+        &Precondition::None,
+    )
+    .unwrap();
+    s.put_part(
+        "b",
+        "mp",
+        &upl.upload_id,
+        part(1, "p1", 6 << 20, part_seg.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        s.pending_writes().unwrap(),
+        1,
+        "commits clear their blobs' intents"
+    );
+
+    // An intent younger than the cutoff is left alone (its writer may still be running).
+    assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 0);
+    assert!(gc_blobs(&s).is_empty());
+    // Past the cutoff, the dead writer's blob goes to the GC queue, and only that blob.
+    assert_eq!(s.sweep_interrupted_writes(NOW + 1).unwrap(), 1);
+    assert_eq!(gc_blobs(&s), vec![lost.blob]);
+    assert_eq!(s.pending_writes().unwrap(), 0);
+    assert_eq!(
+        s.sweep_interrupted_writes(NOW + 1).unwrap(),
+        0,
+        "a sweep is idempotent"
+    );
+
+    // A failed write queued for GC by its writer clears its intent in the same batch.
+    let failed = segment(7, 4, 1);
+    s.begin_write(&failed, NOW).unwrap();
+    s.gc_enqueue(vec![failed.clone()], "failed-write").unwrap();
+    assert_eq!(s.pending_writes().unwrap(), 0);
+    assert!(s.verify().unwrap().problems.is_empty());
+}

@@ -565,6 +565,13 @@ def test_invalid_bucket_names(s3):
         expect_error(s3.create_bucket, "InvalidBucketName", 400, Bucket=bad)
 
 
+@pytest.mark.strata_only(reason="found by the gateway fuzz harness; checked against strata's status mapping")
+def test_location_constraint_of_another_region(s3):
+    # The server runs in us-east-1: a bucket cannot be created for eu-west-1 here.
+    expect_error(s3.create_bucket, "IllegalLocationConstraintException", 400, Bucket=unique_bucket("loc"),
+                 CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+
+
 # ---- errors and authentication ---------------------------------------------------------------------
 @pytest.mark.strata_only(reason="moto omits x-amz-request-id on HEAD and some other responses")
 def test_request_id_on_every_response(s3, bucket):

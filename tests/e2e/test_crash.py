@@ -104,3 +104,56 @@ def test_graceful_restart_keeps_everything(fresh_server):
     assert s3.get_object_tagging(Bucket="restart", Key="a")["TagSet"] == [{"Key": "t", "Value": "1"}]
     # the admin keys given on first start stay valid; they are not regenerated
     assert "restart" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def _shard_files(srv) -> int:
+    return sum(1 for p in (srv.data_dir / "disks").rglob("*") if p.is_file())
+
+
+def test_chunks_of_an_upload_cut_by_kill9_are_collected(fresh_server):
+    """kill -9 in the middle of a PUT: the chunks already on disk belong to no object. The write
+    intent recorded before them lets the restarted server queue them for GC, so they disappear."""
+    import socket
+    import urllib.parse
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    srv = fresh_server
+    s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="cut")
+    s3.put_object(Bucket="cut", Key="kept", Body=b"survives the crash")
+    baseline = _shard_files(srv)
+
+    total = 64 * 1024 * 1024
+    url = f"{srv.endpoint}/cut/interrupted"
+    req = AWSRequest(method="PUT", url=url, headers={
+        "Content-Length": str(total), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(Credentials(srv.access_key, srv.secret_key), "s3", "us-east-1").add_auth(req)
+    host = urllib.parse.urlparse(srv.endpoint)
+    sock = socket.create_connection((host.hostname, host.port), timeout=30)
+    try:
+        head = f"PUT /cut/interrupted HTTP/1.1\r\nHost: {host.netloc}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host")
+        sock.sendall((head + "\r\n").encode())
+        block = det_bytes("cut", 1024 * 1024)
+        for _ in range(24):  # 24 MiB of 64: several 4 MiB chunks are stored by now
+            sock.sendall(block)
+        deadline = time.time() + 30
+        while _shard_files(srv) < baseline + 6 * 3 and time.time() < deadline:
+            time.sleep(0.1)
+        assert _shard_files(srv) >= baseline + 6 * 3, "the partial upload wrote no chunks"
+        srv.kill9()
+    finally:
+        sock.close()
+
+    assert _shard_files(srv) > baseline  # orphans on disk after the crash
+    srv.start()
+    s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
+    deadline = time.time() + 60
+    while _shard_files(srv) > baseline and time.time() < deadline:
+        time.sleep(0.25)
+    assert _shard_files(srv) == baseline, "chunks of the interrupted upload were not collected"
+    assert s3.get_object(Bucket="cut", Key="kept")["Body"].read() == b"survives the crash"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="cut")["Contents"]] == ["kept"]

@@ -55,13 +55,16 @@ impl StrataS3 {
             .and_then(|c| c.location_constraint.as_ref())
             && lc.as_str() != region.as_str()
         {
-            return Err(S3Error::with_message(
+            // A custom code has no status of its own in s3s: S3 answers 400.
+            let mut e = S3Error::with_message(
                 S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
                 format!(
                     "The {} location constraint is incompatible for the region specific endpoint this request was sent to.",
                     lc.as_str()
                 ),
-            ));
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            return Err(e);
         }
         if let Some(existing) = self
             .ctx

@@ -255,6 +255,7 @@ impl StrataS3 {
             input.body,
             BodyChecks {
                 max_len: MAX_PART_SIZE,
+                expected_len: input.content_length.map(|n| n.max(0) as u64),
                 content_md5: content_md5(&input.content_md5)?,
                 checksum_algorithm: alg,
                 checksum_expected: expected,
@@ -358,6 +359,7 @@ impl StrataS3 {
             Some(body),
             BodyChecks {
                 max_len: MAX_PART_SIZE,
+                expected_len: None,
                 content_md5: None,
                 checksum_algorithm: upload.checksum_algorithm.clone(),
                 checksum_expected: None,
@@ -502,9 +504,12 @@ impl StrataS3 {
                         ));
                     }
                     let size: u64 = parts.iter().map(|p| p.size).sum();
-                if size > MAX_OBJECT_SIZE {
-                    return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size of 5 TiB."));
-                }
+                    if size > MAX_OBJECT_SIZE {
+                        return Err(s3_error!(
+                            EntityTooLarge,
+                            "Your proposed upload exceeds the maximum allowed object size of 5 TiB."
+                        ));
+                    }
                     if input.mpu_object_size.is_some_and(|n| n as u64 != size) {
                         return Err(s3_error!(
                             InvalidRequest,

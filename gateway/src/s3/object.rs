@@ -361,6 +361,7 @@ impl StrataS3 {
             input.body,
             BodyChecks {
                 max_len: MAX_PUT_SIZE,
+                expected_len: input.content_length.map(|n| n.max(0) as u64),
                 content_md5: content_md5(&input.content_md5)?,
                 checksum_algorithm,
                 checksum_expected,
@@ -857,6 +858,7 @@ impl StrataS3 {
             Some(body),
             BodyChecks {
                 max_len: MAX_PUT_SIZE,
+                expected_len: Some(src.size),
                 content_md5: None,
                 checksum_algorithm: algorithm,
                 checksum_expected: None,
