@@ -103,8 +103,64 @@ pub fn seal_chunk(
     }
 }
 
+/// The ciphertext length of a `plaintext_len`-byte chunk, if it is within the format's limit.
+fn ciphertext_len_of(plaintext_len: u64) -> Result<usize, NodeError> {
+    usize::try_from(plaintext_len)
+        .ok()
+        .and_then(|n| n.checked_add(GCM_TAG_LEN as usize))
+        .filter(|&n| n as u64 <= format::MAX_CIPHERTEXT_LEN)
+        .ok_or_else(|| NodeError::Invalid(format!("chunk length {plaintext_len} out of range")))
+}
+
+/// Decrypts `buf` in place: `buf` is the ciphertext of chunk `id` with its 16-byte tag
+/// appended (anything after that is ignored). Returns the plaintext length, the prefix of `buf`
+/// now holding the plaintext.
+fn decrypt_in_place(
+    id: ChunkId,
+    dek: &DataKey,
+    buf: &mut [u8],
+    ciphertext_len: usize,
+) -> Result<usize, NodeError> {
+    let plaintext_len = ciphertext_len - GCM_TAG_LEN as usize;
+    let tag = Tag::try_from(&buf[plaintext_len..ciphertext_len]).expect("16-byte tag");
+    let cipher = Aes256Gcm::new(dek.expose().into());
+    cipher
+        .decrypt_inout_detached(
+            &Nonce::from(chunk_nonce(id)),
+            &chunk_aad(id),
+            (&mut buf[..plaintext_len]).into(),
+            &tag,
+        )
+        .map_err(|_| NodeError::Integrity)?;
+    Ok(plaintext_len)
+}
+
+/// The healthy read path: `data` holds the k data shards of the chunk back to back
+/// (`k * shard_len` bytes, as the store reads them straight from the shard files into one
+/// buffer), each already checked against its header checksum. No Reed-Solomon work is needed:
+/// the concatenated data shards *are* the ciphertext plus tag plus zero padding, so this only
+/// decrypts in place. Returns the plaintext length: `data[..len]` is the chunk.
+pub fn open_data_shards(
+    codec: &Codec,
+    id: ChunkId,
+    dek: &DataKey,
+    data: &mut [u8],
+    plaintext_len: u64,
+) -> Result<usize, NodeError> {
+    let ciphertext_len = ciphertext_len_of(plaintext_len)?;
+    let expected = codec.data_shards() * codec.shard_len(ciphertext_len);
+    if data.len() != expected {
+        return Err(NodeError::Invalid(format!(
+            "data shards are {} bytes, expected {expected}",
+            data.len()
+        )));
+    }
+    decrypt_in_place(id, dek, data, ciphertext_len)
+}
+
 /// Decodes verified shards (any k of k + m, `None` for missing) and decrypts. The caller has
-/// already checked each present shard against its header checksum.
+/// already checked each present shard against its header checksum. This is the degraded path
+/// (and the fuzz path); a read with all k data shards healthy uses [`open_data_shards`].
 pub fn open_chunk(
     codec: &Codec,
     id: ChunkId,
@@ -112,30 +168,44 @@ pub fn open_chunk(
     shards: Vec<Option<Vec<u8>>>,
     plaintext_len: u64,
 ) -> Result<Vec<u8>, NodeError> {
-    let ciphertext_len = usize::try_from(plaintext_len)
-        .ok()
-        .and_then(|n| n.checked_add(GCM_TAG_LEN as usize))
-        .filter(|&n| n as u64 <= format::MAX_CIPHERTEXT_LEN)
-        .ok_or_else(|| NodeError::Invalid(format!("chunk length {plaintext_len} out of range")))?;
+    let ciphertext_len = ciphertext_len_of(plaintext_len)?;
     let mut data = codec.decode(shards, ciphertext_len).map_err(|e| match e {
         strata_erasure::ErasureError::TooFewShards { available, needed } => {
             NodeError::Unrecoverable { available, needed }
         }
         other => NodeError::Invalid(other.to_string()),
     })?;
-    let plaintext_len = ciphertext_len - GCM_TAG_LEN as usize;
-    let tag = Tag::try_from(&data[plaintext_len..]).expect("16-byte tag");
-    let cipher = Aes256Gcm::new(dek.expose().into());
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(chunk_nonce(id)),
-            &chunk_aad(id),
-            (&mut data[..plaintext_len]).into(),
-            &tag,
-        )
-        .map_err(|_| NodeError::Integrity)?;
+    let plaintext_len = decrypt_in_place(id, dek, &mut data, ciphertext_len)?;
     data.truncate(plaintext_len);
     Ok(data)
+}
+
+/// AES-256-GCM alone, in place, for the pipeline benchmark's reference figures. It lives here so
+/// it is compiled like the pipeline (aes-gcm is generic: its hot loops are compiled in the calling
+/// crate, and storage-node is built at opt-level 3 even in dev, the benchmark crate is not).
+pub fn aes_gcm_encrypt_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; 16] {
+    Aes256Gcm::new(key.into())
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+        .expect("below the AES-GCM length limit")
+        .into()
+}
+
+/// Counterpart of [`aes_gcm_encrypt_in_place`]; returns whether the tag verified.
+pub fn aes_gcm_decrypt_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; 16],
+) -> bool {
+    Aes256Gcm::new(key.into())
+        .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into(), &Tag::from(*tag))
+        .is_ok()
 }
 
 /// Fuzz/CI entry point: runs arbitrary shard-file bytes through header parsing, body verification,
@@ -217,6 +287,17 @@ mod tests {
                     "ciphertext must differ from plaintext"
                 );
             }
+            let mut data = sealed.stripe[..4 * sealed.shard_len].to_vec();
+            let n = open_data_shards(&codec, id, &dek, &mut data, len as u64).unwrap();
+            assert_eq!(&data[..n], &plain[..]);
+            let mut short = sealed.stripe[..4 * sealed.shard_len - 1].to_vec();
+            assert!(open_data_shards(&codec, id, &dek, &mut short, len as u64).is_err());
+            let mut flipped = sealed.stripe[..4 * sealed.shard_len].to_vec();
+            flipped[len / 2] ^= 1;
+            assert!(matches!(
+                open_data_shards(&codec, id, &dek, &mut flipped, len as u64),
+                Err(NodeError::Integrity)
+            ));
             for missing in [(0, 1), (2, 5), (4, 5)] {
                 let shards = (0..6)
                     .map(|i| (i != missing.0 && i != missing.1).then(|| sealed.shard(i).to_vec()))
