@@ -105,3 +105,34 @@ pub fn decode_b64(v: &str) -> Option<Vec<u8>> {
         .decode(v.trim())
         .ok()
 }
+
+/// Copies the checksum fields of a [`Checksum`] onto any S3 output that has the same field names
+/// (PutObjectOutput, GetObjectOutput, CopyObjectResult, ...).
+#[macro_export]
+macro_rules! fill_checksums {
+    ($out:expr, $c:expr) => {{
+        let c: s3s::dto::Checksum = $c;
+        $out.checksum_crc32 = c.checksum_crc32;
+        $out.checksum_crc32c = c.checksum_crc32c;
+        $out.checksum_crc64nvme = c.checksum_crc64nvme;
+        $out.checksum_sha1 = c.checksum_sha1;
+        $out.checksum_sha256 = c.checksum_sha256;
+        $out.checksum_type = c.checksum_type;
+    }};
+}
+
+/// The checksum a request declared in its five `x-amz-checksum-*` fields (any input struct that
+/// has them: PutObjectInput, UploadPartInput, CompleteMultipartUploadInput, CompletedPart).
+#[macro_export]
+macro_rules! declared_checksum {
+    ($input:expr) => {
+        $crate::checksum::declared(&s3s::dto::Checksum {
+            checksum_crc32: $input.checksum_crc32.clone(),
+            checksum_crc32c: $input.checksum_crc32c.clone(),
+            checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+            checksum_sha1: $input.checksum_sha1.clone(),
+            checksum_sha256: $input.checksum_sha256.clone(),
+            checksum_type: None,
+        })
+    };
+}

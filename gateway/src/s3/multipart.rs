@@ -222,14 +222,7 @@ impl StrataS3 {
         {
             return Err(s3_error!(EntityTooLarge));
         }
-        let declared = checksum::declared(&Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            checksum_type: None,
-        });
+        let declared = crate::declared_checksum!(input);
         let sdk_alg = input.checksum_algorithm.clone().or_else(|| {
             upload
                 .checksum_algorithm
@@ -436,23 +429,9 @@ impl StrataS3 {
                 check_part_number(n).map_err(|_| s3_error!(InvalidPart))?,
                 e.value().trim_matches('"').to_string(),
             ));
-            client_part_checksums.push(checksum::declared(&Checksum {
-                checksum_crc32: p.checksum_crc32.clone(),
-                checksum_crc32c: p.checksum_crc32c.clone(),
-                checksum_crc64nvme: p.checksum_crc64nvme.clone(),
-                checksum_sha1: p.checksum_sha1.clone(),
-                checksum_sha256: p.checksum_sha256.clone(),
-                checksum_type: None,
-            }));
+            client_part_checksums.push(crate::declared_checksum!(p));
         }
-        let declared_whole = checksum::declared(&Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            checksum_type: None,
-        });
+        let declared_whole = crate::declared_checksum!(input);
         let version_id = self.new_version_id_for(&bucket);
         let owner = who.user.clone();
         let mut built: Option<VersionRecord> = None;

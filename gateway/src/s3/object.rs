@@ -165,6 +165,15 @@ fn delete_marker_error(bucket: &BucketRecord, v: &VersionRecord, by_version: boo
     e
 }
 
+/// A GET/HEAD after its checks: the version, the byte window to send, and the response headers.
+pub(crate) struct ReadPlan {
+    bucket: BucketRecord,
+    version: VersionRecord,
+    window: std::ops::Range<u64>,
+    partial: bool,
+    out: GetObjectOutput,
+}
+
 /// Byte range of part `n` (1-based) of a version, and the part count.
 fn part_range(v: &VersionRecord, n: i32) -> S3Result<(std::ops::Range<u64>, i32)> {
     if n < 1 {
@@ -331,14 +340,7 @@ impl StrataS3 {
             &input.object_lock_legal_hold_status,
         )?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
-        let declared = checksum::declared(&Checksum {
-            checksum_crc32: input.checksum_crc32.clone(),
-            checksum_crc32c: input.checksum_crc32c.clone(),
-            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-            checksum_sha1: input.checksum_sha1.clone(),
-            checksum_sha256: input.checksum_sha256.clone(),
-            checksum_type: None,
-        });
+        let declared = crate::declared_checksum!(input);
         let client_sent_checksum = declared.is_some()
             || input.checksum_algorithm.is_some()
             || headers.contains_key("x-amz-trailer");
@@ -418,23 +420,15 @@ impl StrataS3 {
         }
         if client_sent_checksum {
             let c = checksum::to_dto(&shown.checksum, &shown.checksum_type);
-            out.checksum_crc32 = c.checksum_crc32;
-            out.checksum_crc32c = c.checksum_crc32c;
-            out.checksum_crc64nvme = c.checksum_crc64nvme;
-            out.checksum_sha1 = c.checksum_sha1;
-            out.checksum_sha256 = c.checksum_sha256;
-            out.checksum_type = c.checksum_type;
+            crate::fill_checksums!(out, c);
         }
         Ok(S3Response::new(out))
     }
 
-    pub(crate) async fn op_get_object(
-        &self,
-        req: S3Request<GetObjectInput>,
-    ) -> S3Result<S3Response<GetObjectOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+    /// What GET and HEAD share: find the version, check conditions, pick the byte window
+    /// (whole object, Range, or one part) and describe it. The body is GET's business.
+    fn read_object(&self, who: &crate::auth::Caller, input: &GetObjectInput) -> S3Result<ReadPlan> {
+        let bucket = self.owned_bucket(who, &input.bucket)?;
         check_key(&input.key)?;
         let v = self.readable_version(&bucket, &input.key, &input.version_id)?;
         check_read_conditions(
@@ -444,8 +438,7 @@ impl StrataS3 {
             &input.if_modified_since,
             &input.if_unmodified_since,
         )?;
-
-        let (range, parts_count, partial) = match (&input.part_number, &input.range) {
+        let (window, parts_count, partial) = match (&input.part_number, &input.range) {
             (Some(_), Some(_)) => {
                 return Err(s3_error!(
                     InvalidRequest,
@@ -462,20 +455,15 @@ impl StrataS3 {
             },
             (None, None) => (0..v.size, None, false),
         };
-        let dek = self.ctx.layout_key(&bucket, &v.data)?;
-        let len = range.end - range.start;
-        let body = datapath::read_range(&self.ctx, dek, &v.data.segments, range.clone());
-
         let (lock_mode, lock_until, hold) = lock_fields(&v);
         let mut out = GetObjectOutput {
-            body: Some(body),
             accept_ranges: Some("bytes".into()),
-            content_length: Some(len as i64),
+            content_length: Some((window.end - window.start) as i64),
             content_range: partial.then(|| {
                 format!(
                     "bytes {}-{}/{}",
-                    range.start,
-                    range.end.saturating_sub(1),
+                    window.start,
+                    window.end.saturating_sub(1),
                     v.size
                 )
             }),
@@ -514,22 +502,40 @@ impl StrataS3 {
             &input.response_cache_control,
             &input.response_expires,
         );
+        // The stored checksum describes the whole object, so a partial read does not carry it.
         if input
             .checksum_mode
             .as_ref()
             .is_some_and(|m| m.as_str() == "ENABLED")
             && !partial
         {
-            let c = checksum::to_dto(&v.checksum, &v.checksum_type);
-            out.checksum_crc32 = c.checksum_crc32;
-            out.checksum_crc32c = c.checksum_crc32c;
-            out.checksum_crc64nvme = c.checksum_crc64nvme;
-            out.checksum_sha1 = c.checksum_sha1;
-            out.checksum_sha256 = c.checksum_sha256;
-            out.checksum_type = c.checksum_type;
+            crate::fill_checksums!(out, checksum::to_dto(&v.checksum, &v.checksum_type));
         }
+        Ok(ReadPlan {
+            bucket,
+            version: v,
+            window,
+            partial,
+            out,
+        })
+    }
+
+    pub(crate) async fn op_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let who = self.caller(&req.credentials)?;
+        let plan = self.read_object(&who, &req.input)?;
+        let dek = self.ctx.layout_key(&plan.bucket, &plan.version.data)?;
+        let mut out = plan.out;
+        out.body = Some(datapath::read_range(
+            &self.ctx,
+            dek,
+            &plan.version.data.segments,
+            plan.window,
+        ));
         let mut resp = S3Response::new(out);
-        if partial {
+        if plan.partial {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
         }
         Ok(resp)
@@ -540,96 +546,57 @@ impl StrataS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let who = self.caller(&req.credentials)?;
-        let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
-        check_key(&input.key)?;
-        let v = self.readable_version(&bucket, &input.key, &input.version_id)?;
-        check_read_conditions(
-            &v,
-            &input.if_match,
-            &input.if_none_match,
-            &input.if_modified_since,
-            &input.if_unmodified_since,
-        )?;
-        let (range, parts_count, partial) = match (&input.part_number, &input.range) {
-            (Some(_), Some(_)) => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "Cannot specify both Range header and partNumber query parameter"
-                ));
-            }
-            (Some(n), None) => {
-                let (r, count) = part_range(&v, *n)?;
-                (r, Some(count), true)
-            }
-            (None, Some(r)) => match r.check(v.size) {
-                Ok(r) => (r, None, true),
-                Err(_) => return Err(invalid_range(v.size)),
-            },
-            (None, None) => (0..v.size, None, false),
-        };
-        let (lock_mode, lock_until, hold) = lock_fields(&v);
-        let mut out = HeadObjectOutput {
-            accept_ranges: Some("bytes".into()),
-            content_length: Some((range.end - range.start) as i64),
-            content_range: partial.then(|| {
-                format!(
-                    "bytes {}-{}/{}",
-                    range.start,
-                    range.end.saturating_sub(1),
-                    v.size
-                )
-            }),
-            e_tag: Some(etag(&v.etag)),
-            last_modified: Some(ts(v.last_modified)),
-            metadata: metadata_dto(&v.user_metadata),
-            version_id: shown_version_id(&bucket, &v),
-            storage_class: storage_class_dto(&v),
-            parts_count,
-            object_lock_mode: lock_mode,
-            object_lock_retain_until_date: lock_until,
-            object_lock_legal_hold_status: hold,
+        let i = req.input;
+        let as_get = GetObjectInput {
+            bucket: i.bucket,
+            key: i.key,
+            version_id: i.version_id,
+            checksum_mode: i.checksum_mode,
+            if_match: i.if_match,
+            if_none_match: i.if_none_match,
+            if_modified_since: i.if_modified_since,
+            if_unmodified_since: i.if_unmodified_since,
+            part_number: i.part_number,
+            range: i.range,
+            response_cache_control: i.response_cache_control,
+            response_content_disposition: i.response_content_disposition,
+            response_content_encoding: i.response_content_encoding,
+            response_content_language: i.response_content_language,
+            response_content_type: i.response_content_type,
+            response_expires: i.response_expires,
             ..Default::default()
         };
-        apply_content(
-            &v.content,
-            &mut out.content_type,
-            &mut out.content_encoding,
-            &mut out.content_disposition,
-            &mut out.content_language,
-            &mut out.cache_control,
-            &mut out.expires,
-        );
-        apply_overrides(
-            &mut out.content_type,
-            &mut out.content_encoding,
-            &mut out.content_disposition,
-            &mut out.content_language,
-            &mut out.cache_control,
-            &mut out.expires,
-            &input.response_content_type,
-            &input.response_content_encoding,
-            &input.response_content_disposition,
-            &input.response_content_language,
-            &input.response_cache_control,
-            &input.response_expires,
-        );
-        if input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == "ENABLED")
-            && !partial
-        {
-            let c = checksum::to_dto(&v.checksum, &v.checksum_type);
-            out.checksum_crc32 = c.checksum_crc32;
-            out.checksum_crc32c = c.checksum_crc32c;
-            out.checksum_crc64nvme = c.checksum_crc64nvme;
-            out.checksum_sha1 = c.checksum_sha1;
-            out.checksum_sha256 = c.checksum_sha256;
-            out.checksum_type = c.checksum_type;
-        }
+        let plan = self.read_object(&who, &as_get)?;
+        let o = plan.out;
+        let out = HeadObjectOutput {
+            accept_ranges: o.accept_ranges,
+            cache_control: o.cache_control,
+            checksum_crc32: o.checksum_crc32,
+            checksum_crc32c: o.checksum_crc32c,
+            checksum_crc64nvme: o.checksum_crc64nvme,
+            checksum_sha1: o.checksum_sha1,
+            checksum_sha256: o.checksum_sha256,
+            checksum_type: o.checksum_type,
+            content_disposition: o.content_disposition,
+            content_encoding: o.content_encoding,
+            content_language: o.content_language,
+            content_length: o.content_length,
+            content_range: o.content_range,
+            content_type: o.content_type,
+            e_tag: o.e_tag,
+            expires: o.expires,
+            last_modified: o.last_modified,
+            metadata: o.metadata,
+            object_lock_legal_hold_status: o.object_lock_legal_hold_status,
+            object_lock_mode: o.object_lock_mode,
+            object_lock_retain_until_date: o.object_lock_retain_until_date,
+            parts_count: o.parts_count,
+            storage_class: o.storage_class,
+            version_id: o.version_id,
+            ..Default::default()
+        };
         let mut resp = S3Response::new(out);
-        if partial {
+        if plan.partial {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
         }
         Ok(resp)
