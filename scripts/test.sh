@@ -16,15 +16,24 @@ bash scripts/setup.sh
 
 command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found (install the Rust toolchain, see rust-version in Cargo.toml)"; exit 1; }
 
-section "cargo build --workspace"
+# In CI, keep the build outside the fresh clone so that later runs on the same machine reuse it
+# (a fresh machine simply builds everything). Always whole-workspace builds: building one crate
+# with -p changes feature unification and recompiles RocksDB.
+if [[ "${CI:-}" == "true" && -z "${CARGO_TARGET_DIR:-}" ]]; then
+  export CARGO_TARGET_DIR="$HOME/.cache/strata-ci/target"
+  mkdir -p "$CARGO_TARGET_DIR"
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+section "cargo build --workspace (target: $TARGET_DIR)"
 cargo build --workspace
 
 section "cargo test --workspace"
 cargo test --workspace
 
-section "end-to-end: pytest tests/e2e against target/debug/strata"
+section "end-to-end: pytest tests/e2e against $TARGET_DIR/debug/strata"
 export STRATA_E2E_TARGET=strata
-export STRATA_BIN="$PWD/target/debug/strata"
+export STRATA_BIN="$TARGET_DIR/debug/strata"
 set +e
 timeout -k 30 35m .venv/bin/pytest tests/e2e
 rc=$?
