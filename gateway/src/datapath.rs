@@ -24,7 +24,8 @@ use crate::errors;
 pub struct BodyChecks {
     /// Largest body accepted (`EntityTooLarge` above it).
     pub max_len: u64,
-    /// Length the client announced, if any (a tighter bound for the write intent).
+    /// Length the client announced, if any: the body must have exactly this length, and it is
+    /// the write intent's bound.
     pub expected_len: Option<u64>,
     /// Content-MD5 the client sent (decoded), if any.
     pub content_md5: Option<Vec<u8>>,
@@ -167,6 +168,10 @@ pub async fn store_body(
         }
         while !inflight.is_empty() {
             finish_one(&mut inflight).await?;
+        }
+        // A body shorter or longer than announced is never committed (its chunks go to GC below).
+        if checks.expected_len.is_some_and(|n| n != total) {
+            return Err(s3_error!(IncompleteBody));
         }
 
         let md5: [u8; 16] = md5.finalize().into();

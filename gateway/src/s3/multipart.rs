@@ -256,15 +256,6 @@ impl StrataS3 {
             },
         )
         .await?;
-        if let Some(n) = input.content_length
-            && stored.segment.len != n as u64
-        {
-            let _ = self
-                .ctx
-                .meta
-                .gc_enqueue(vec![stored.segment.clone()], "incomplete-body");
-            return Err(s3_error!(IncompleteBody));
-        }
         let etag_hex = hex::encode(stored.md5);
         let part = PartRecord {
             part_number,
