@@ -100,6 +100,23 @@ enum AdminVerb {
         #[arg(long)]
         repair: bool,
     },
+    /// Background workers (GC, intent sweep, rebalance): list their status, tune them.
+    Worker {
+        #[command(subcommand)]
+        verb: WorkerVerb,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerVerb {
+    /// Every worker's state, progress counters and last error, as JSON.
+    List,
+    /// Sets a worker's tranquility: after a unit of work that took t, it pauses N x t.
+    Set {
+        name: String,
+        #[arg(long)]
+        tranquility: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +206,15 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             ("backup", json!({"dir": dir}))
         }
         AdminVerb::Scrub { repair } => ("scrub", json!({"repair": repair})),
+        AdminVerb::Worker {
+            verb: WorkerVerb::List,
+        } => ("worker-list", json!({})),
+        AdminVerb::Worker {
+            verb: WorkerVerb::Set { name, tranquility },
+        } => (
+            "worker-set",
+            json!({"name": name, "tranquility": tranquility}),
+        ),
     };
     let ak = args
         .access_key

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use strata_engine::{Engine, EngineConfig};
 use strata_gateway::admin::NodeAdmin;
 use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
@@ -37,6 +38,12 @@ pub struct ServeArgs {
     /// Plaintext bytes per chunk.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub chunk_size: usize,
+    /// Seconds deleted data waits before its chunks are removed (in-flight reads finish first).
+    #[arg(long, env = "STRATA_GC_GRACE", default_value_t = 900)]
+    pub gc_grace: u64,
+    /// MiB of object data all requests together may hold in memory buffers.
+    #[arg(long, env = "STRATA_BUFFER_MEMORY", default_value_t = 1024)]
+    pub buffer_memory: usize,
 }
 
 struct LocalNodeAdmin(Arc<LocalChunkStore>);
@@ -61,11 +68,8 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
 
 /// Creates the admin user on first start: with the keys from STRATA_ADMIN_ACCESS_KEY /
 /// STRATA_ADMIN_SECRET_KEY if set, else fresh random ones that are printed once.
-fn bootstrap_admin(
-    meta: &MetaStore,
-    master: &MasterKey,
-) -> anyhow::Result<Option<(String, String, bool)>> {
-    if meta.list_users()?.iter().any(|u| u.is_admin) {
+async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, String, bool)>> {
+    if engine.list_users().await?.iter().any(|u| u.is_admin) {
         return Ok(None);
     }
     let given = match (
@@ -77,7 +81,7 @@ fn bootstrap_admin(
         _ => None,
     };
     let from_env = given.is_some();
-    let (ak, sk) = strata_gateway::auth::create_user_with_key(meta, master, "admin", true, given)?;
+    let (ak, sk) = engine.create_user("admin", true, given).await?;
     Ok(Some((ak, sk, from_env)))
 }
 
@@ -101,20 +105,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .as_millis() as i64;
     meta.sweep_interrupted_writes(started)
         .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
-    let created = bootstrap_admin(&meta, &master)?;
-    let ctx = Arc::new(Context {
+    let engine = Engine::new(
         meta,
         chunks,
         master,
+        EngineConfig {
+            chunk_size: args.chunk_size,
+            gc_grace: std::time::Duration::from_secs(args.gc_grace),
+            buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
+            ..Default::default()
+        },
+    );
+    let created = bootstrap_admin(&engine).await?;
+    engine.start_background();
+    let ctx = Arc::new(Context {
+        engine: engine.clone(),
         cfg: GatewayConfig {
             region: args.region.clone(),
-            chunk_size: args.chunk_size,
             domain: args.domain.clone(),
-            ..Default::default()
         },
     });
     let front = strata_gateway::build_front(ctx.clone(), Some(Arc::new(LocalNodeAdmin(store))));
-    let _gc = strata_gateway::gc::spawn(ctx.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -152,6 +163,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         r = strata_gateway::http::serve(listener, front) => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    engine
+        .workers()
+        .shutdown(std::time::Duration::from_secs(5))
+        .await;
     Ok(())
 }
 

@@ -49,6 +49,7 @@ struct Args {
     dir: Option<String>,
     #[serde(default)]
     repair: bool,
+    tranquility: Option<u32>,
 }
 
 fn valid_user_name(n: &str) -> bool {
@@ -71,7 +72,7 @@ impl S3Route for AdminRoute {
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
-        let who = auth::caller(&self.ctx.meta, &req.credentials)?;
+        let who = auth::caller(&self.ctx.engine, &req.credentials).await?;
         if !who.is_admin {
             tracing::warn!(target: "strata::security", user = %who.user, "admin API refused: not an admin");
             return Err(s3_error!(AccessDenied));
@@ -91,22 +92,23 @@ impl S3Route for AdminRoute {
         } else {
             serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON: {e}")))?
         };
-        let meta = &self.ctx.meta;
-        let master = &self.ctx.master;
+        let engine = &self.ctx.engine;
         let out: Value = match verb.as_str() {
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
                 if !valid_user_name(&name) {
                     return Err(bad("user names are 1-64 characters of A-Z a-z 0-9 - _ . @"));
                 }
-                let (ak, sk) = auth::create_user_with_key(meta, master, &name, false, None)
-                    .map_err(errors::meta)?;
+                let (ak, sk) = engine
+                    .create_user(&name, false, None)
+                    .await
+                    .map_err(errors::engine)?;
                 tracing::info!(target: "strata::audit", admin = %who.user, user = %name, access_key = %ak, "user created");
                 json!({"user": name, "access_key": ak, "secret_key": sk})
             }
             "user-list" => {
-                let keys = meta.list_access_keys().map_err(errors::meta)?;
-                let users = meta.list_users().map_err(errors::meta)?;
+                let keys = engine.list_access_keys().await.map_err(errors::engine)?;
+                let users = engine.list_users().await.map_err(errors::engine)?;
                 Value::Array(
                     users
                         .into_iter()
@@ -123,23 +125,31 @@ impl S3Route for AdminRoute {
             }
             "user-remove" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
-                let u = meta
-                    .get_user(&name)
-                    .map_err(errors::meta)?
+                let u = engine
+                    .list_users()
+                    .await
+                    .map_err(errors::engine)?
+                    .into_iter()
+                    .find(|u| u.name == name)
                     .ok_or_else(|| bad("no such user"))?;
                 if u.is_admin {
                     return Err(bad("the admin user cannot be removed"));
                 }
-                meta.delete_user(&name).map_err(errors::meta)?;
+                engine.delete_user(&name).await.map_err(errors::engine)?;
                 tracing::info!(target: "strata::audit", admin = %who.user, user = %name, "user removed");
                 json!({"removed": name})
             }
             "key-create" => {
                 let user = args.user.ok_or_else(|| bad("user is required"))?;
-                meta.get_user(&user)
-                    .map_err(errors::meta)?
-                    .ok_or_else(|| bad("no such user"))?;
-                let (ak, sk) = auth::add_key(meta, master, &user, None).map_err(errors::meta)?;
+                let (ak, sk) = engine
+                    .add_access_key(&user, None)
+                    .await
+                    .map_err(|e| match e {
+                        strata_engine::EngineError::Meta(
+                            strata_metadata::MetaError::NoSuchUser,
+                        ) => bad("no such user"),
+                        e => errors::engine(e),
+                    })?;
                 tracing::info!(target: "strata::audit", admin = %who.user, user = %user, access_key = %ak, "access key created");
                 json!({"user": user, "access_key": ak, "secret_key": sk})
             }
@@ -147,26 +157,38 @@ impl S3Route for AdminRoute {
                 let ak = args
                     .access_key
                     .ok_or_else(|| bad("access_key is required"))?;
-                let mut rec = meta
-                    .get_access_key(&ak)
-                    .map_err(errors::meta)?
-                    .ok_or_else(|| bad("no such access key"))?;
-                rec.revoked = true;
-                meta.put_access_key(rec).map_err(errors::meta)?;
+                engine.revoke_access_key(&ak).await.map_err(|e| match e {
+                    strata_engine::EngineError::Meta(strata_metadata::MetaError::NoSuchUser) => {
+                        bad("no such access key")
+                    }
+                    e => errors::engine(e),
+                })?;
                 tracing::info!(target: "strata::audit", admin = %who.user, access_key = %ak, "access key revoked");
                 json!({"revoked": ak})
             }
             "backup" => {
                 let dir = PathBuf::from(args.dir.ok_or_else(|| bad("dir is required"))?);
                 let started = std::time::Instant::now();
-                let meta = meta.clone();
                 let d = dir.clone();
-                tokio::task::spawn_blocking(move || meta.backup(&d))
+                engine
+                    .meta_call(move |m| m.backup(&d))
                     .await
-                    .map_err(|_| s3_error!(InternalError))?
                     .map_err(|e| bad(format!("backup failed: {e}")))?;
                 tracing::info!(target: "strata::audit", admin = %who.user, dir = %dir.display(), "metadata backup taken");
                 json!({"backup": dir, "millis": started.elapsed().as_millis() as u64})
+            }
+            "worker-list" => serde_json::to_value(engine.workers().list())
+                .map_err(|_| s3_error!(InternalError))?,
+            "worker-set" => {
+                let name = args.name.ok_or_else(|| bad("name is required"))?;
+                let t = args
+                    .tranquility
+                    .ok_or_else(|| bad("tranquility is required"))?;
+                if !engine.workers().set_tranquility(&name, t) {
+                    return Err(bad(format!("no worker named {name:?}")));
+                }
+                tracing::info!(target: "strata::audit", admin = %who.user, worker = %name, tranquility = t, "worker tuned");
+                json!({"worker": name, "tranquility": t})
             }
             "scrub" => {
                 let node = self

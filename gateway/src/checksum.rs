@@ -1,61 +1,15 @@
-//! Object checksums (`x-amz-checksum-*`): computed while bytes stream through, compared with what
-//! the client declared in a header or an aws-chunked trailer, stored with the version.
+//! Object checksums at the S3 edge: the `x-amz-checksum-*` fields of requests and responses,
+//! and the trailing checksum of an aws-chunked upload. Computing them is the engine's job
+//! (`strata_engine::checksum`).
 
-use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
+use std::sync::Arc;
+
 use s3s::dto::Checksum;
-use s3s::{S3Error, S3ErrorCode, S3Result};
+use strata_engine::Rejection;
+use strata_engine::checksum::ALGORITHMS;
+use strata_engine::write::LateChecksum;
 
-use base64::Engine as _;
-
-pub const ALGORITHMS: [&str; 5] = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
-
-pub enum Hasher {
-    Crc32(Crc32),
-    Crc32c(Crc32c),
-    Crc64(Crc64Nvme),
-    Sha1(Sha1),
-    Sha256(Sha256),
-}
-
-impl Hasher {
-    pub fn new(algorithm: &str) -> S3Result<Self> {
-        Ok(match algorithm.to_ascii_uppercase().as_str() {
-            "CRC32" => Hasher::Crc32(Crc32::new()),
-            "CRC32C" => Hasher::Crc32c(Crc32c::new()),
-            "CRC64NVME" => Hasher::Crc64(Crc64Nvme::new()),
-            "SHA1" => Hasher::Sha1(Sha1::new()),
-            "SHA256" => Hasher::Sha256(Sha256::new()),
-            other => {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::InvalidRequest,
-                    format!("Checksum algorithm {other:?} is not supported"),
-                ));
-            }
-        })
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Crc32(h) => h.update(data),
-            Hasher::Crc32c(h) => h.update(data),
-            Hasher::Crc64(h) => h.update(data),
-            Hasher::Sha1(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-        }
-    }
-
-    /// Base64 of the digest, as S3 headers carry it.
-    pub fn finalize(self) -> String {
-        let b = base64::engine::general_purpose::STANDARD;
-        match self {
-            Hasher::Crc32(h) => b.encode(h.finalize()),
-            Hasher::Crc32c(h) => b.encode(h.finalize()),
-            Hasher::Crc64(h) => b.encode(h.finalize()),
-            Hasher::Sha1(h) => b.encode(h.finalize()),
-            Hasher::Sha256(h) => b.encode(h.finalize()),
-        }
-    }
-}
+use crate::framing::ChunkedFraming;
 
 /// The checksum (algorithm, base64 value) a client sent as `x-amz-checksum-*` headers, if any.
 pub fn declared(c: &Checksum) -> Option<(String, String)> {
@@ -69,6 +23,48 @@ pub fn declared(c: &Checksum) -> Option<(String, String)> {
     pairs
         .into_iter()
         .find_map(|(a, v)| v.as_ref().map(|v| (a.to_string(), v.clone())))
+}
+
+/// The algorithm an `x-amz-trailer: x-amz-checksum-<alg>` header announces, if any.
+pub fn announced_trailer(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .strip_prefix("x-amz-checksum-")
+                .map(|a| a.to_ascii_uppercase())
+        })
+}
+
+/// What the engine checks once an upload's body has ended: an aws-chunked body must have ended
+/// with its final zero-length chunk, and if the client announced a trailing checksum
+/// (`x-amz-trailer`), it must have arrived and be of that algorithm, as S3 requires.
+pub fn late_checksum(
+    headers: &http::HeaderMap,
+    extensions: &http::Extensions,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> Option<LateChecksum> {
+    let announced = announced_trailer(headers);
+    let framing = extensions.get::<Arc<ChunkedFraming>>().cloned();
+    if announced.is_none() && trailers.is_none() && framing.is_none() {
+        return None;
+    }
+    Some(Box::new(move || {
+        if framing.as_ref().is_some_and(|f| !f.complete()) {
+            return Err(Rejection::IncompleteBody);
+        }
+        let sent = trailers
+            .as_ref()
+            .and_then(|t| t.read(from_trailers))
+            .flatten();
+        match (announced, sent) {
+            (Some(a), Some((b, v))) if a == b => Ok(Some((b, v))),
+            (Some(_), _) => Err(Rejection::TrailerMismatch),
+            (None, sent) => Ok(sent),
+        }
+    }))
 }
 
 /// The declared checksum from a trailer header map (`x-amz-checksum-<alg>`).
@@ -97,13 +93,6 @@ pub fn to_dto(stored: &Option<(String, String)>, checksum_type: &Option<String>)
         c.checksum_type = checksum_type.clone().map(s3s::dto::ChecksumType::from);
     }
     c
-}
-
-/// Decodes a base64 digest, mapping bad input to InvalidDigest / InvalidRequest.
-pub fn decode_b64(v: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.trim())
-        .ok()
 }
 
 /// Copies the checksum fields of a [`Checksum`] onto any S3 output that has the same field names

@@ -1,10 +1,67 @@
-//! Mapping of the storage tiers' errors onto S3 error codes. Every S3 error body also gets a
+//! Mapping of the engine's errors onto S3 error codes. Every S3 error body also gets a
 //! RequestId (added in `http.rs`), so handlers only pick the code and message.
 
 use s3s::{S3Error, S3ErrorCode, s3_error};
+use strata_engine::{EngineError, Rejection};
 use strata_metadata::MetaError;
 use strata_storage_node::NodeError;
-use strata_storage_node::keys::KeyError;
+
+pub fn engine(e: EngineError) -> S3Error {
+    match e {
+        EngineError::Meta(e) => meta(e),
+        EngineError::Storage(e) => node(e),
+        EngineError::Rejected(r) => rejection(r),
+        EngineError::Key(e) => {
+            tracing::error!(error = %e, "key hierarchy failure");
+            s3_error!(InternalError)
+        }
+        EngineError::Internal(_) => s3_error!(InternalError),
+    }
+}
+
+pub fn rejection(r: Rejection) -> S3Error {
+    match r {
+        Rejection::Md5Mismatch => s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ),
+        Rejection::ChecksumMismatch { algorithm } => S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!(
+                "The {} you specified did not match the calculated checksum.",
+                algorithm.to_ascii_lowercase()
+            ),
+        ),
+        Rejection::UnsupportedChecksum(a) => S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!("Checksum algorithm {a:?} is not supported"),
+        ),
+        Rejection::TrailerMismatch => S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "The trailing checksum announced in x-amz-trailer was not sent, or another algorithm was sent.",
+        ),
+        Rejection::IncompleteBody => s3_error!(IncompleteBody),
+        Rejection::BodySignature => {
+            s3_error!(SignatureDoesNotMatch, "The chunk signature does not match.")
+        }
+        Rejection::TooLarge { limit } => S3Error::with_message(
+            S3ErrorCode::EntityTooLarge,
+            format!("Your proposed upload exceeds the maximum allowed size ({limit} bytes)."),
+        ),
+        Rejection::PartChecksumMismatch(n) => S3Error::with_message(
+            S3ErrorCode::InvalidPart,
+            format!("The checksum of part {n} does not match"),
+        ),
+        Rejection::SizeMismatch => s3_error!(
+            InvalidRequest,
+            "The provided MpuObjectSize does not match the object size"
+        ),
+        Rejection::BadPartEtag => s3_error!(InvalidPart, "Part ETag is not a valid MD5"),
+        Rejection::FullObjectNeedsCrc => {
+            s3_error!(InvalidRequest, "FULL_OBJECT checksums need a CRC algorithm")
+        }
+    }
+}
 
 pub fn meta(e: MetaError) -> S3Error {
     match e {
@@ -54,11 +111,6 @@ pub fn node(e: NodeError) -> S3Error {
             s3_error!(InternalError)
         }
     }
-}
-
-pub fn key(e: KeyError) -> S3Error {
-    tracing::error!(error = %e, "key hierarchy failure");
-    s3_error!(InternalError)
 }
 
 trait WithStatus {

@@ -306,7 +306,12 @@ impl Front {
                 &resource,
             )
         } else {
-            self.s3.call(req.map(s3s::Body::from)).await?
+            let req = if crate::framing::is_aws_chunked(req.headers()) {
+                crate::framing::watch(req).map(s3s::Body::http_body)
+            } else {
+                req.map(s3s::Body::from)
+            };
+            self.s3.call(req).await?
         };
 
         let status = resp.status();

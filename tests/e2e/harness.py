@@ -85,7 +85,12 @@ class ServerError(RuntimeError):
 class Server:
     """One server process. `restart()` keeps the data dir and port; `kill9()` simulates a crash."""
 
-    def __init__(self, workdir: Path, name: str = "strata", region: str = REGION):
+    # Deleted data waits this long before GC removes it (`--gc-grace`). Tests that check space is
+    # reclaimed need it short; reads in flight are still protected by the server's read pins.
+    DEFAULT_ARGS = ("--gc-grace", "1")
+
+    def __init__(self, workdir: Path, name: str = "strata", region: str = REGION,
+                 extra_args: list[str] | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -100,6 +105,9 @@ class Server:
         self._log = None
         self._threads: list[threading.Thread] = []
         self.starts = 0
+        # `strata serve` options beyond data dir, listen address and region; may be changed
+        # between restarts (e.g. a different --disks).
+        self.extra_args: list[str] = list(self.DEFAULT_ARGS) + list(extra_args or [])
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -140,7 +148,7 @@ class Server:
             "RUST_BACKTRACE": "1",
         })
         cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--region", self.region]
+               "--listen", f"127.0.0.1:{self.port}", "--region", self.region, *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, start_new_session=True)
         ready = threading.Event()

@@ -2,13 +2,12 @@
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use strata_metadata::{
-    BucketRecord, DefaultRetention as StoredDefault, LockMode, MetaError, VersioningState,
-};
+use strata_engine::EngineError;
+use strata_engine::buckets::NewBucket;
+use strata_metadata::{DefaultRetention as StoredDefault, LockMode, MetaError, VersioningState};
 
 use super::StrataS3;
 use super::common::ts;
-use crate::context::now_ms;
 use crate::errors;
 
 impl StrataS3 {
@@ -16,13 +15,14 @@ impl StrataS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let prefix = req.input.prefix.clone().unwrap_or_default();
         let buckets: Vec<Bucket> = self
             .ctx
-            .meta
+            .engine
             .list_buckets()
-            .map_err(errors::meta)?
+            .await
+            .map_err(errors::engine)?
             .into_iter()
             .filter(|b| b.owner == who.user && b.name.starts_with(&prefix))
             .map(|b| Bucket {
@@ -46,7 +46,7 @@ impl StrataS3 {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
         let region = &self.ctx.cfg.region;
         if let Some(lc) = input
@@ -68,9 +68,10 @@ impl StrataS3 {
         }
         if let Some(existing) = self
             .ctx
-            .meta
-            .get_bucket(&input.bucket)
-            .map_err(errors::meta)?
+            .engine
+            .bucket(&input.bucket)
+            .await
+            .map_err(errors::engine)?
         {
             if existing.owner != who.user {
                 return Err(s3_error!(BucketAlreadyExists));
@@ -84,33 +85,25 @@ impl StrataS3 {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
         }
         let lock = input.object_lock_enabled_for_bucket.unwrap_or(false);
-        let (kek_id, wrapped_kek) = self.ctx.new_bucket_kek(&input.bucket);
-        let rec = BucketRecord {
-            name: input.bucket.clone(),
-            owner: who.user.clone(),
-            created: now_ms(),
-            region: region.clone(),
-            // Object Lock needs versions to protect, so it switches versioning on.
-            versioning: if lock {
-                VersioningState::Enabled
-            } else {
-                VersioningState::Unversioned
-            },
-            object_lock_enabled: lock,
-            default_retention: None,
-            lifecycle_xml: None,
-            tags: Vec::new(),
-            kek_id,
-            wrapped_kek,
-        };
-        match self.ctx.meta.create_bucket(rec) {
-            Ok(()) => {}
-            Err(MetaError::BucketAlreadyExists) => {
+        let created = self
+            .ctx
+            .engine
+            .create_bucket(NewBucket {
+                name: input.bucket.clone(),
+                owner: who.user.clone(),
+                region: region.clone(),
+                object_lock: lock,
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(EngineError::Meta(MetaError::BucketAlreadyExists)) => {
                 let owner = self
                     .ctx
-                    .meta
-                    .get_bucket(&input.bucket)
-                    .map_err(errors::meta)?
+                    .engine
+                    .bucket(&input.bucket)
+                    .await
+                    .map_err(errors::engine)?
                     .map(|b| b.owner);
                 return Err(if owner.as_deref() == Some(&who.user) {
                     s3_error!(BucketAlreadyOwnedByYou)
@@ -118,9 +111,8 @@ impl StrataS3 {
                     s3_error!(BucketAlreadyExists)
                 });
             }
-            Err(e) => return Err(errors::meta(e)),
+            Err(e) => return Err(errors::engine(e)),
         }
-        tracing::info!(bucket = %input.bucket, owner = %who.user, object_lock = lock, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }))
@@ -130,8 +122,8 @@ impl StrataS3 {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(b.region),
             ..Default::default()
@@ -142,13 +134,13 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        let who = self.caller(&req.credentials)?;
-        self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        self.owned_bucket(&who, &req.input.bucket).await?;
         self.ctx
-            .meta
+            .engine
             .delete_bucket(&req.input.bucket)
-            .map_err(errors::meta)?;
-        tracing::info!(bucket = %req.input.bucket, user = %who.user, "bucket deleted");
+            .await
+            .map_err(errors::engine)?;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
@@ -156,8 +148,8 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         // S3 answers an empty LocationConstraint for us-east-1.
         let lc = if b.region == "us-east-1" {
             None
@@ -173,8 +165,8 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         if req
             .input
             .versioning_configuration
@@ -204,12 +196,13 @@ impl StrataS3 {
             _ => return Err(s3_error!(MalformedXML)),
         };
         self.ctx
-            .meta
-            .update_bucket(&b.name, |rec| {
+            .engine
+            .update_bucket(&b.name, move |rec| {
                 rec.versioning = state;
                 Ok(())
             })
-            .map_err(errors::meta)?;
+            .await
+            .map_err(errors::engine)?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 
@@ -217,8 +210,8 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         let status = match b.versioning {
             VersioningState::Unversioned => None,
             VersioningState::Enabled => Some(BucketVersioningStatus::from_static(
@@ -238,8 +231,8 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         let cfg = req
             .input
             .object_lock_configuration
@@ -261,14 +254,15 @@ impl StrataS3 {
             Some(d) => Some(parse_default_retention(&d)?),
         };
         self.ctx
-            .meta
-            .update_bucket(&b.name, |rec| {
+            .engine
+            .update_bucket(&b.name, move |rec| {
                 rec.object_lock_enabled = true;
                 rec.versioning = VersioningState::Enabled;
                 rec.default_retention = default.clone();
                 Ok(())
             })
-            .map_err(errors::meta)?;
+            .await
+            .map_err(errors::engine)?;
         tracing::info!(bucket = %b.name, user = %who.user, "object lock configuration set");
         Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
     }
@@ -277,8 +271,8 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
-        let who = self.caller(&req.credentials)?;
-        let b = self.owned_bucket(&who, &req.input.bucket)?;
+        let who = self.caller(&req.credentials).await?;
+        let b = self.owned_bucket(&who, &req.input.bucket).await?;
         if !b.object_lock_enabled {
             return Err(s3_error!(
                 ObjectLockConfigurationNotFoundError,

@@ -18,17 +18,18 @@ pub const MAX_PARTS: u32 = 10_000;
 pub const MAX_USER_METADATA: usize = 2 * 1024;
 
 impl StrataS3 {
-    pub(crate) fn caller(&self, creds: &Option<s3s::auth::Credentials>) -> S3Result<Caller> {
-        caller(&self.ctx.meta, creds)
+    pub(crate) async fn caller(&self, creds: &Option<s3s::auth::Credentials>) -> S3Result<Caller> {
+        caller(&self.ctx.engine, creds).await
     }
 
     /// The bucket, if it exists and the caller owns it (`NoSuchBucket`, `AccessDenied`).
-    pub(crate) fn owned_bucket(&self, who: &Caller, name: &str) -> S3Result<BucketRecord> {
+    pub(crate) async fn owned_bucket(&self, who: &Caller, name: &str) -> S3Result<BucketRecord> {
         let b = self
             .ctx
-            .meta
-            .get_bucket(name)
-            .map_err(errors::meta)?
+            .engine
+            .bucket(name)
+            .await
+            .map_err(errors::engine)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
         if b.owner != who.user {
             tracing::warn!(user = %who.user, bucket = %name, "access denied: not the bucket owner");
@@ -199,11 +200,11 @@ pub fn validate_tags(tags: &[(String, String)]) -> S3Result<()> {
 }
 
 /// Decodes Content-MD5 (base64 of 16 bytes) or answers InvalidDigest.
-pub fn content_md5(v: &Option<String>) -> S3Result<Option<Vec<u8>>> {
+pub fn content_md5(v: &Option<String>) -> S3Result<Option<[u8; 16]>> {
     match v {
         None => Ok(None),
-        Some(s) => match crate::checksum::decode_b64(s) {
-            Some(d) if d.len() == 16 => Ok(Some(d)),
+        Some(s) => match strata_engine::checksum::decode_b64(s).map(<[u8; 16]>::try_from) {
+            Some(Ok(d)) => Ok(Some(d)),
             _ => Err(s3_error!(InvalidDigest)),
         },
     }
@@ -279,4 +280,39 @@ pub fn storage_class(s: &Option<s3s::dto::StorageClass>) -> S3Result<String> {
         )),
         Some(_) => Err(s3_error!(InvalidStorageClass)),
     }
+}
+
+/// A delete-marker answer: 404 NoSuchKey (latest) or 405 MethodNotAllowed (by version id),
+/// with the headers S3 sends.
+pub(crate) fn delete_marker_error(
+    bucket: &BucketRecord,
+    v: &VersionRecord,
+    by_version: bool,
+) -> S3Error {
+    let mut e = if by_version {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::MethodNotAllowed,
+            "The specified method is not allowed against this resource.",
+        );
+        e.set_status_code(http::StatusCode::METHOD_NOT_ALLOWED);
+        e
+    } else {
+        s3_error!(NoSuchKey)
+    };
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Some(id) = shown_version_id(bucket, v)
+        && let Ok(val) = http::HeaderValue::from_str(&id)
+    {
+        h.insert("x-amz-version-id", val);
+    }
+    if by_version && let Ok(val) = http::HeaderValue::from_str(&fmt_http_date(&ts(v.last_modified)))
+    {
+        h.insert("last-modified", val);
+    }
+    e.set_headers(h);
+    e
 }

@@ -90,9 +90,9 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         let after = match &input.continuation_token {
@@ -109,9 +109,10 @@ impl StrataS3 {
             Default::default()
         } else {
             self.ctx
-                .meta
-                .list_objects(&bucket.name, &params)
-                .map_err(errors::meta)?
+                .engine
+                .list_objects(&bucket.name, params.clone())
+                .await
+                .map_err(errors::engine)?
         };
         let fetch_owner = input.fetch_owner.unwrap_or(false);
         let contents: Vec<Object> = page
@@ -152,9 +153,9 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         let params = ListObjectsParams {
@@ -167,9 +168,10 @@ impl StrataS3 {
             Default::default()
         } else {
             self.ctx
-                .meta
-                .list_objects(&bucket.name, &params)
-                .map_err(errors::meta)?
+                .engine
+                .list_objects(&bucket.name, params.clone())
+                .await
+                .map_err(errors::engine)?
         };
         let contents: Vec<Object> = page
             .objects
@@ -209,9 +211,9 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
@@ -237,9 +239,10 @@ impl StrataS3 {
             Default::default()
         } else {
             self.ctx
-                .meta
-                .list_versions(&bucket.name, &params)
-                .map_err(errors::meta)?
+                .engine
+                .list_versions(&bucket.name, params.clone())
+                .await
+                .map_err(errors::engine)?
         };
         let owner = Owner {
             display_name: Some(bucket.owner.clone()),

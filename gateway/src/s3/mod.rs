@@ -1,11 +1,19 @@
-//! The S3 API of Strata: one `impl S3` that routes each operation to the module that owns it.
+//! The S3 API of Strata: one `impl S3` that routes each operation to the module that owns it,
+//! one module per operation family. Handlers translate S3 requests into calls of the object
+//! engine (`strata_engine`) and its answers back into S3 responses; no S3 type goes below them.
 //! Operations not listed here fall through to s3s's default, which answers `NotImplemented` (501).
 
 mod bucket;
 pub(crate) mod common;
+mod copy;
+mod delete;
+mod get;
 mod list;
 mod multipart;
-mod object;
+mod put;
+mod retention;
+mod tagging;
+mod write_args;
 
 use std::sync::Arc;
 

@@ -1,26 +1,17 @@
-//! Multipart uploads: create, upload part (and part copy), list, complete, abort.
+//! Multipart uploads: create, upload part (and part copy), list, complete, abort. The engine
+//! stores parts and assembles the object; this module translates S3's requests and answers.
 
-use base64::Engine as _;
-use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use strata_metadata::{
-    BucketRecord, DataLayout, ListUploadsParams, PartRecord, PartSummary, UploadRecord,
-    VersionRecord, VersioningState,
-};
+use strata_engine::WriteSpec;
+use strata_engine::multipart::{CompleteRequest, MAX_PART_SIZE, UploadAttrs};
+use strata_metadata::{BucketRecord, ListUploadsParams, UploadRecord, VersioningState};
 
 use super::StrataS3;
 use super::common::*;
-use super::object::{checksum_plan, lock_request, write_precondition};
+use super::write_args::{checksum_plan, lock_request, write_precondition};
 use crate::checksum;
-use crate::context::now_ms;
-use crate::datapath::{self, BodyChecks};
 use crate::errors;
-
-/// Largest object assembled from parts: 5 TiB.
-const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
-/// Largest part: 5 GiB.
-const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 fn check_part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PARTS as i32).contains(&n) {
@@ -33,95 +24,27 @@ fn check_part_number(n: i32) -> S3Result<u32> {
     }
 }
 
-/// The multipart ETag: MD5 of the concatenated binary part MD5s, then `-N`.
-pub fn multipart_etag(part_etags: &[&str]) -> S3Result<String> {
-    let mut h = Md5::new();
-    for e in part_etags {
-        let raw =
-            hex::decode(e).map_err(|_| s3_error!(InvalidPart, "Part ETag is not a valid MD5"))?;
-        h.update(&raw);
-    }
-    Ok(format!(
-        "{}-{}",
-        hex::encode(h.finalize()),
-        part_etags.len()
-    ))
-}
-
-fn crc_algorithm(alg: &str) -> Option<(crc_fast::CrcAlgorithm, usize)> {
-    match alg {
-        "CRC32" => Some((crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4)),
-        "CRC32C" => Some((crc_fast::CrcAlgorithm::Crc32Iscsi, 4)),
-        "CRC64NVME" => Some((crc_fast::CrcAlgorithm::Crc64Nvme, 8)),
-        _ => None,
-    }
-}
-
-fn decode_checksum(v: &str, width: usize) -> S3Result<u64> {
-    let raw = checksum::decode_b64(v)
-        .filter(|r| r.len() == width)
-        .ok_or_else(|| s3_error!(InvalidPart, "Invalid part checksum"))?;
-    Ok(raw.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
-}
-
-/// The whole-object checksum of a completed upload from its parts' checksums: COMPOSITE is the
-/// checksum of the concatenated part checksums plus `-N`; FULL_OBJECT (CRCs only) combines the
-/// part CRCs mathematically, as if the whole object had been hashed in one pass.
-fn combined_checksum(alg: &str, kind: &str, parts: &[PartRecord]) -> S3Result<Option<String>> {
-    let values: Option<Vec<&str>> = parts
-        .iter()
-        .map(|p| {
-            p.checksum
-                .as_ref()
-                .filter(|(a, _)| a == alg)
-                .map(|(_, v)| v.as_str())
-        })
-        .collect();
-    let Some(values) = values else {
-        return Ok(None);
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if kind == "FULL_OBJECT" {
-        let (crc, width) = crc_algorithm(alg).ok_or_else(|| {
-            s3_error!(InvalidRequest, "FULL_OBJECT checksums need a CRC algorithm")
-        })?;
-        let mut acc: Option<u64> = None;
-        for (p, v) in parts.iter().zip(&values) {
-            let c = decode_checksum(v, width)?;
-            acc = Some(match acc {
-                None => c,
-                Some(a) => crc_fast::checksum_combine(crc, a, c, p.size),
-            });
-        }
-        let v = acc.unwrap_or(0);
-        let bytes = v.to_be_bytes();
-        return Ok(Some(b64.encode(&bytes[8 - width..])));
-    }
-    let mut h = checksum::Hasher::new(alg)?;
-    for v in &values {
-        h.update(
-            &checksum::decode_b64(v)
-                .ok_or_else(|| s3_error!(InvalidPart, "Invalid part checksum"))?,
-        );
-    }
-    Ok(Some(format!("{}-{}", h.finalize(), parts.len())))
-}
-
 impl StrataS3 {
-    fn upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+    async fn upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<UploadRecord> {
         self.ctx
-            .meta
-            .get_upload(&bucket.name, key, upload_id)
-            .map_err(errors::meta)
+            .engine
+            .upload(&bucket.name, key, upload_id)
+            .await
+            .map_err(errors::engine)
     }
 
     pub(crate) async fn op_create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         check_key(&input.key)?;
         let lock = lock_request(
             &bucket,
@@ -138,7 +61,7 @@ impl StrataS3 {
             &algorithm,
         ) {
             (Some(t), Some(a)) => {
-                if t == "FULL_OBJECT" && crc_algorithm(a).is_none() {
+                if t == "FULL_OBJECT" && strata_engine::checksum::crc_algorithm(a).is_none() {
                     return Err(s3_error!(
                         InvalidRequest,
                         "The FULL_OBJECT checksum type cannot be used with the {a} checksum algorithm."
@@ -159,19 +82,7 @@ impl StrataS3 {
             }),
             (None, None) => None,
         };
-        if let Some(a) = &algorithm {
-            checksum::Hasher::new(a)?;
-        }
-        let dek = self.ctx.new_data_key(&bucket)?;
-        let upload_id = self.ctx.meta.new_upload_id();
-        let rec = UploadRecord {
-            upload_id: upload_id.clone(),
-            key: input.key.clone(),
-            initiated: now_ms(),
-            owner: who.user.clone(),
-            kek_id: bucket.kek_id.clone(),
-            dek_id: dek.dek_id,
-            wrapped_dek: dek.wrapped,
+        let attrs = UploadAttrs {
             content: content_headers(
                 &input.content_type,
                 &input.content_encoding,
@@ -186,15 +97,19 @@ impl StrataS3 {
                 None => Vec::new(),
             },
             storage_class: storage_class(&input.storage_class)?,
+            owner: who.user.clone(),
             checksum_algorithm: algorithm.clone(),
             checksum_type: kind.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
         };
-        self.ctx
-            .meta
-            .create_upload(&bucket.name, rec)
-            .map_err(errors::meta)?;
+        let upload = self
+            .ctx
+            .engine
+            .create_upload(&bucket, &input.key, attrs)
+            .await
+            .map_err(errors::engine)?;
+        let upload_id = upload.upload_id;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key),
@@ -209,13 +124,14 @@ impl StrataS3 {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let headers = req.headers;
+        let extensions = req.extensions;
         let trailers = req.trailing_headers;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let part_number = check_part_number(input.part_number)?;
-        let upload = self.upload(&bucket, &input.key, &input.upload_id)?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         if input
             .content_length
             .is_some_and(|n| n as u64 > MAX_PART_SIZE)
@@ -239,46 +155,29 @@ impl StrataS3 {
                 u.to_ascii_lowercase()
             ));
         }
-        let dek =
-            self.ctx
-                .data_key(&bucket, &upload.kek_id, &upload.dek_id, &upload.wrapped_dek)?;
-        let stored = datapath::store_body(
-            &self.ctx,
-            dek,
-            input.body,
-            BodyChecks {
-                max_len: MAX_PART_SIZE,
-                expected_len: input.content_length.map(|n| n.max(0) as u64),
-                content_md5: content_md5(&input.content_md5)?,
-                checksum_algorithm: alg,
-                checksum_expected: expected,
-                trailers,
-            },
-        )
-        .await?;
-        let etag_hex = hex::encode(stored.md5);
-        let part = PartRecord {
-            part_number,
-            etag: etag_hex.clone(),
-            size: stored.segment.len,
-            last_modified: now_ms(),
-            segment: stored.segment.clone(),
-            checksum: stored.checksum.clone(),
+        let spec = WriteSpec {
+            max_len: MAX_PART_SIZE,
+            expected_len: input.content_length.map(|n| n.max(0) as u64),
+            content_md5: content_md5(&input.content_md5)?,
+            checksum_algorithm: alg,
+            checksum_expected: expected,
+            late_checksum: checksum::late_checksum(&headers, &extensions, trailers),
         };
-        if let Err(e) = self
+        let part = self
             .ctx
-            .meta
-            .put_part(&bucket.name, &input.key, &input.upload_id, part)
-        {
-            let _ = self
-                .ctx
-                .meta
-                .gc_enqueue(vec![stored.segment], "rejected-part");
-            return Err(errors::meta(e));
-        }
-        let c = checksum::to_dto(&stored.checksum, &None);
+            .engine
+            .upload_part(
+                &bucket,
+                &upload,
+                part_number,
+                crate::body::request_body(input.body),
+                spec,
+            )
+            .await
+            .map_err(errors::engine)?;
+        let c = checksum::to_dto(&part.checksum, &None);
         Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&etag_hex)),
+            e_tag: Some(etag(&part.etag)),
             checksum_crc32: c.checksum_crc32,
             checksum_crc32c: c.checksum_crc32c,
             checksum_crc64nvme: c.checksum_crc64nvme,
@@ -292,11 +191,11 @@ impl StrataS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let part_number = check_part_number(input.part_number)?;
-        let upload = self.upload(&bucket, &input.key, &input.upload_id)?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let CopySource::Bucket {
             bucket: src_bucket_name,
             key: src_key,
@@ -308,9 +207,11 @@ impl StrataS3 {
                 "Access point copy sources are not supported"
             ));
         };
-        let src_bucket = self.owned_bucket(&who, src_bucket_name)?;
+        let src_bucket = self.owned_bucket(&who, src_bucket_name).await?;
         let src_vid = src_vid.as_ref().map(|s| s.to_string());
-        let src = self.readable_version(&src_bucket, src_key, &src_vid)?;
+        let src = self
+            .readable_version(&src_bucket, src_key, &src_vid)
+            .await?;
         check_read_conditions(
             &src,
             &input.copy_source_if_match,
@@ -332,51 +233,17 @@ impl StrataS3 {
         if range.end - range.start > MAX_PART_SIZE {
             return Err(s3_error!(EntityTooLarge));
         }
-        let src_dek = self.ctx.layout_key(&src_bucket, &src.data)?;
-        let body = datapath::read_range(&self.ctx, src_dek, &src.data.segments, range);
-        let dek =
-            self.ctx
-                .data_key(&bucket, &upload.kek_id, &upload.dek_id, &upload.wrapped_dek)?;
-        let stored = datapath::store_body(
-            &self.ctx,
-            dek,
-            Some(body),
-            BodyChecks {
-                max_len: MAX_PART_SIZE,
-                expected_len: None,
-                content_md5: None,
-                checksum_algorithm: upload.checksum_algorithm.clone(),
-                checksum_expected: None,
-                trailers: None,
-            },
-        )
-        .await?;
-        let etag_hex = hex::encode(stored.md5);
-        let now = now_ms();
-        let part = PartRecord {
-            part_number,
-            etag: etag_hex.clone(),
-            size: stored.segment.len,
-            last_modified: now,
-            segment: stored.segment.clone(),
-            checksum: stored.checksum.clone(),
-        };
-        if let Err(e) = self
+        let part = self
             .ctx
-            .meta
-            .put_part(&bucket.name, &input.key, &input.upload_id, part)
-        {
-            let _ = self
-                .ctx
-                .meta
-                .gc_enqueue(vec![stored.segment], "rejected-part");
-            return Err(errors::meta(e));
-        }
-        let c = checksum::to_dto(&stored.checksum, &None);
+            .engine
+            .upload_part_copy(&bucket, &upload, part_number, &src_bucket, &src, range)
+            .await
+            .map_err(errors::engine)?;
+        let c = checksum::to_dto(&part.checksum, &None);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
-                e_tag: Some(etag(&etag_hex)),
-                last_modified: Some(ts(now)),
+                e_tag: Some(etag(&part.etag)),
+                last_modified: Some(ts(part.last_modified)),
                 checksum_crc32: c.checksum_crc32,
                 checksum_crc32c: c.checksum_crc32c,
                 checksum_crc64nvme: c.checksum_crc64nvme,
@@ -392,12 +259,18 @@ impl StrataS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         check_key(&input.key)?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
-        self.check_if_match_target(&bucket, &input.key, &precondition)?;
+        if matches!(precondition, strata_metadata::Precondition::IfMatch(_)) {
+            self.ctx
+                .engine
+                .require_current(&bucket.name, &input.key)
+                .await
+                .map_err(errors::engine)?;
+        }
         let requested_parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -422,123 +295,20 @@ impl StrataS3 {
             ));
             client_part_checksums.push(crate::declared_checksum!(p));
         }
-        let declared_whole = crate::declared_checksum!(input);
-        let version_id = self.new_version_id_for(&bucket);
-        let owner = who.user.clone();
-        let mut built: Option<VersionRecord> = None;
-        let mut build_err: Option<S3Error> = None;
-        let outcome = self.ctx.meta.complete_upload(
-            &bucket.name,
-            &input.key,
-            &input.upload_id,
-            &requested,
-            &precondition,
-            |upload, parts| {
-                let build = || -> S3Result<VersionRecord> {
-                    // A checksum the client lists for a part must be the one we computed for it.
-                    for (p, c) in parts.iter().zip(&client_part_checksums) {
-                        if let Some((alg, val)) = c
-                            && p.checksum
-                                .as_ref()
-                                .is_some_and(|(a, v)| a == alg && v != val)
-                        {
-                            return Err(s3_error!(
-                                InvalidPart,
-                                "The checksum of part {} does not match",
-                                p.part_number
-                            ));
-                        }
-                    }
-                    let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
-                    let etag = multipart_etag(&etags)?;
-                    let (checksum, checksum_type) =
-                        match (&upload.checksum_algorithm, &upload.checksum_type) {
-                            (Some(a), Some(k)) => match combined_checksum(a, k, parts)? {
-                                Some(v) => (Some((a.clone(), v)), Some(k.clone())),
-                                None => (None, None),
-                            },
-                            _ => (None, None),
-                        };
-                    if let (Some((da, dv)), Some((a, v))) = (&declared_whole, &checksum)
-                        && da == a
-                        && dv != v
-                        && dv
-                            .trim_end_matches(|c: char| c.is_ascii_digit())
-                            .trim_end_matches('-')
-                            != v.as_str()
-                    {
-                        return Err(s3_error!(
-                            BadDigest,
-                            "The {} you specified did not match the calculated checksum.",
-                            a.to_ascii_lowercase()
-                        ));
-                    }
-                    let size: u64 = parts.iter().map(|p| p.size).sum();
-                    if size > MAX_OBJECT_SIZE {
-                        return Err(s3_error!(
-                            EntityTooLarge,
-                            "Your proposed upload exceeds the maximum allowed object size of 5 TiB."
-                        ));
-                    }
-                    if input.mpu_object_size.is_some_and(|n| n as u64 != size) {
-                        return Err(s3_error!(
-                            InvalidRequest,
-                            "The provided MpuObjectSize does not match the object size"
-                        ));
-                    }
-                    Ok(VersionRecord {
-                        version_id: version_id.clone(),
-                        is_delete_marker: false,
-                        last_modified: now_ms(),
-                        size,
-                        etag,
-                        checksum,
-                        checksum_type,
-                        content: upload.content.clone(),
-                        user_metadata: upload.user_metadata.clone(),
-                        tags: upload.tags.clone(),
-                        storage_class: upload.storage_class.clone(),
-                        owner: owner.clone(),
-                        data: DataLayout {
-                            kek_id: upload.kek_id.clone(),
-                            dek_id: upload.dek_id.clone(),
-                            wrapped_dek: upload.wrapped_dek.clone(),
-                            segments: parts
-                                .iter()
-                                .filter(|p| p.size > 0)
-                                .map(|p| p.segment.clone())
-                                .collect(),
-                        },
-                        parts: parts
-                            .iter()
-                            .map(|p| PartSummary {
-                                part_number: p.part_number,
-                                size: p.size,
-                                etag: p.etag.clone(),
-                            })
-                            .collect(),
-                        retention: upload.retention.clone(),
-                        legal_hold: upload.legal_hold,
-                    })
-                };
-                match build() {
-                    Ok(v) => {
-                        built = Some(v.clone());
-                        Ok(v)
-                    }
-                    Err(e) => {
-                        build_err = Some(e);
-                        Err(strata_metadata::MetaError::Conflict)
-                    }
-                }
-            },
-        );
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => return Err(build_err.take().unwrap_or_else(|| errors::meta(e))),
+        let req = CompleteRequest {
+            parts: requested,
+            part_checksums: client_part_checksums,
+            whole_checksum: crate::declared_checksum!(input),
+            object_size: input.mpu_object_size.map(|n| n.max(0) as u64),
+            owner: who.user.clone(),
         };
-        let v = built.ok_or_else(|| s3_error!(InternalError))?;
-        tracing::info!(bucket = %bucket.name, key = %input.key, size = v.size, parts = v.parts.len(), "multipart upload completed");
+        let written = self
+            .ctx
+            .engine
+            .complete_upload(&bucket, &input.key, &input.upload_id, req, precondition)
+            .await
+            .map_err(errors::engine)?;
+        let v = &written.version;
         let c = checksum::to_dto(&v.checksum, &v.checksum_type);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(bucket.name.clone()),
@@ -546,7 +316,7 @@ impl StrataS3 {
             location: Some(format!("/{}/{}", bucket.name, input.key)),
             e_tag: Some(etag(&v.etag)),
             version_id: (bucket.versioning != VersioningState::Unversioned)
-                .then_some(outcome.version_id),
+                .then_some(written.outcome.version_id.clone()),
             checksum_crc32: c.checksum_crc32,
             checksum_crc32c: c.checksum_crc32c,
             checksum_crc64nvme: c.checksum_crc64nvme,
@@ -561,13 +331,14 @@ impl StrataS3 {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         self.ctx
-            .meta
+            .engine
             .abort_upload(&bucket.name, &input.key, &input.upload_id)
-            .map_err(errors::meta)?;
+            .await
+            .map_err(errors::engine)?;
         let mut resp = S3Response::new(AbortMultipartUploadOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -577,10 +348,10 @@ impl StrataS3 {
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
-        let upload = self.upload(&bucket, &input.key, &input.upload_id)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let max = match input.max_parts {
             None => 1000,
             Some(n) if n < 0 => {
@@ -603,9 +374,10 @@ impl StrataS3 {
         };
         let page = self
             .ctx
-            .meta
+            .engine
             .list_parts(&bucket.name, &input.key, &input.upload_id, marker, max)
-            .map_err(errors::meta)?;
+            .await
+            .map_err(errors::engine)?;
         let parts = page
             .parts
             .iter()
@@ -656,9 +428,9 @@ impl StrataS3 {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let who = self.caller(&req.credentials)?;
+        let who = self.caller(&req.credentials).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket)?;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let url = super::list::url_encoding(&input.encoding_type)?;
         let max = super::list::max_keys(input.max_uploads)?;
         let params = ListUploadsParams {
@@ -672,9 +444,10 @@ impl StrataS3 {
             Default::default()
         } else {
             self.ctx
-                .meta
-                .list_uploads(&bucket.name, &params)
-                .map_err(errors::meta)?
+                .engine
+                .list_uploads(&bucket.name, params.clone())
+                .await
+                .map_err(errors::engine)?
         };
         let enc = |s: String| if url { url_encode_key(&s) } else { s };
         let uploads = page
@@ -753,48 +526,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multipart_etag_matches_s3_rule() {
-        // Two parts whose MD5s are those of "a" and "b".
-        let a = hex::encode(Md5::digest(b"a"));
-        let b = hex::encode(Md5::digest(b"b"));
-        let mut h = Md5::new();
-        h.update(Md5::digest(b"a"));
-        h.update(Md5::digest(b"b"));
-        let want = format!("{}-2", hex::encode(h.finalize()));
-        assert_eq!(multipart_etag(&[&a, &b]).unwrap(), want);
-        assert!(multipart_etag(&["zz"]).is_err());
-    }
-
-    #[test]
     fn copy_range_parsing() {
         assert_eq!(parse_copy_range("bytes=0-9", 10).unwrap(), 0..10);
         assert!(parse_copy_range("bytes=0-10", 10).is_err());
         assert!(parse_copy_range("bytes=5-1", 10).is_err());
         assert!(parse_copy_range("0-1", 10).is_err());
-    }
-
-    #[test]
-    fn full_object_crc_combines_like_one_pass() {
-        use s3s::crypto::Checksum as _;
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let (p1, p2) = data.split_at(6000);
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let crc = |d: &[u8]| b64.encode(s3s::crypto::Crc32::checksum(d));
-        let part = |n: u32, d: &[u8]| PartRecord {
-            part_number: n,
-            etag: String::new(),
-            size: d.len() as u64,
-            last_modified: 0,
-            segment: strata_metadata::Segment {
-                blob: [0; 16],
-                len: d.len() as u64,
-                chunk_size: 1,
-            },
-            checksum: Some(("CRC32".into(), crc(d))),
-        };
-        let got = combined_checksum("CRC32", "FULL_OBJECT", &[part(1, p1), part(2, p2)])
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, crc(&data));
     }
 }

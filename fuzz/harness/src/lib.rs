@@ -3,8 +3,11 @@
 //! The SigV4 header/query parser, the aws-chunked decoder (with trailers) and the XML request body
 //! parsers live in the `s3s` crate, in private modules. [`FuzzHarness`] drives them the only way a
 //! client can: it turns fuzzer bytes into one HTTP request and sends it through the real S3 service
-//! built by [`crate::build_front`], over a real [`Context`] (RocksDB metadata store and local chunk
-//! store in a temporary directory) with one user and one bucket.
+//! built by [`strata_gateway::build_front`], over a real engine (RocksDB metadata store and local
+//! chunk store in a temporary directory) with one user and one bucket.
+//!
+//! This crate is not part of the production build: the `strata` binary does not depend on it, so
+//! the harness and its dependencies (arbitrary, tempfile, the SigV4 signer) stay out of it.
 //!
 //! Input layout (decoded with [`arbitrary::Unstructured`]; short inputs are padded with zeros):
 //!
@@ -42,11 +45,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use md5::Md5;
 use sha2::{Digest, Sha256};
+use strata_engine::{Engine, EngineConfig};
+use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
 use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{ChunkService, LocalChunkStore, NodeConfig};
-
-use crate::{Context, GatewayConfig};
 
 /// Mode byte (`data[0] % 3`): unsigned arbitrary request.
 pub const MODE_RAW: u8 = 0;
@@ -158,7 +161,7 @@ const TRAILERS: &[&str] = &[
 /// module documentation.
 pub struct FuzzHarness {
     rt: tokio::runtime::Runtime,
-    front: Arc<crate::http::Front>,
+    front: Arc<strata_gateway::http::Front>,
     identity: Identity,
     upload_id: String,
     // Last: the store files are removed after everything that uses them is dropped.
@@ -180,25 +183,29 @@ impl FuzzHarness {
             .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
         let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), 6))?;
         let chunks: Arc<dyn ChunkService> = Arc::new(store);
-        crate::auth::create_user_with_key(
-            &meta,
-            &master,
-            "admin",
-            true,
-            Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string())),
-        )
-        .map_err(|e| anyhow::anyhow!("user: {e}"))?;
-        let ctx = Arc::new(Context {
+        let engine = Engine::new(
             meta,
             chunks,
             master,
-            cfg: GatewayConfig {
-                region: REGION.to_string(),
+            EngineConfig {
                 chunk_size: 64 * 1024,
                 ..Default::default()
             },
+        );
+        rt.block_on(engine.create_user(
+            "admin",
+            true,
+            Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string())),
+        ))
+        .map_err(|e| anyhow::anyhow!("user: {e}"))?;
+        let ctx = Arc::new(Context {
+            engine,
+            cfg: GatewayConfig {
+                region: REGION.to_string(),
+                ..Default::default()
+            },
         });
-        let front = rt.block_on(async { crate::build_front(ctx, None) });
+        let front = rt.block_on(async { strata_gateway::build_front(ctx, None) });
         let identity: Identity =
             Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "strata-fuzz").into();
         let mut h = FuzzHarness {

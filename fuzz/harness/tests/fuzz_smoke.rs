@@ -1,11 +1,11 @@
-//! Smoke run of the fuzzing harness (`strata_gateway::fuzzing`) in ordinary CI: a few thousand
+//! Smoke run of the fuzzing harness (`strata_fuzz_harness`) in ordinary CI: a few thousand
 //! deterministic pseudo-random and mutated inputs per mode go through the real S3 service; the
 //! test fails if any of them panics, or if the service no longer answers a valid signed request
 //! afterwards. The real fuzz target is `fuzz/fuzz_targets/s3_request.rs` (cargo-fuzz, nightly).
 
 use std::time::{Duration, Instant};
 
-use strata_gateway::fuzzing::{FuzzHarness, MODE_AWS_CHUNKED, MODE_RAW, MODE_SIGNED_XML, XML_OPS};
+use strata_fuzz_harness::{FuzzHarness, MODE_AWS_CHUNKED, MODE_RAW, MODE_SIGNED_XML, XML_OPS};
 
 /// Inputs per mode, unless the mode's time budget runs out first.
 const PER_MODE: usize = 5000;

@@ -1,0 +1,72 @@
+//! Buckets: create (with the bucket's own key-encryption key), look up, configure, delete.
+
+use strata_metadata::{BucketRecord, VersioningState};
+
+use crate::error::Result;
+use crate::{Engine, now_ms};
+
+/// A bucket to create.
+#[derive(Clone, Debug)]
+pub struct NewBucket {
+    pub name: String,
+    /// User id of the owner.
+    pub owner: String,
+    pub region: String,
+    pub object_lock: bool,
+}
+
+impl Engine {
+    /// Creates the bucket with a fresh KEK. `BucketAlreadyExists` if the name is taken (by
+    /// anyone: the caller decides what to answer an owner).
+    pub async fn create_bucket(&self, spec: NewBucket) -> Result<BucketRecord> {
+        let (kek_id, wrapped_kek) = self.keys().new_bucket_kek(&spec.name);
+        let rec = BucketRecord {
+            name: spec.name,
+            owner: spec.owner,
+            created: now_ms(),
+            region: spec.region,
+            // Object Lock needs versions to protect, so it switches versioning on.
+            versioning: if spec.object_lock {
+                VersioningState::Enabled
+            } else {
+                VersioningState::Unversioned
+            },
+            object_lock_enabled: spec.object_lock,
+            default_retention: None,
+            lifecycle_xml: None,
+            tags: Vec::new(),
+            kek_id,
+            wrapped_kek,
+        };
+        let r = rec.clone();
+        self.meta_call(move |m| m.create_bucket(r)).await?;
+        tracing::info!(bucket = %rec.name, owner = %rec.owner, object_lock = rec.object_lock_enabled, "bucket created");
+        Ok(rec)
+    }
+
+    pub async fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let n = name.to_string();
+        self.meta_call(move |m| m.get_bucket(&n)).await
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.meta_call(|m| m.list_buckets()).await
+    }
+
+    /// Atomic read-modify-write of a bucket's settings.
+    pub async fn update_bucket<F>(&self, name: &str, f: F) -> Result<BucketRecord>
+    where
+        F: FnMut(&mut BucketRecord) -> strata_metadata::Result<()> + Send + 'static,
+    {
+        let n = name.to_string();
+        self.meta_call(move |m| m.update_bucket(&n, f)).await
+    }
+
+    /// `BucketNotEmpty` while any version, delete marker or upload remains.
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let n = name.to_string();
+        self.meta_call(move |m| m.delete_bucket(&n)).await?;
+        tracing::info!(bucket = %name, "bucket deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! What can go wrong in the object engine, in the engine's own terms. The S3 gateway maps each
+//! variant to an S3 error code and status at its edge (`gateway/src/errors.rs`); other callers
+//! (lifecycle, importer, admin) read them directly.
+
+use strata_metadata::MetaError;
+use strata_storage_node::NodeError;
+use strata_storage_node::keys::KeyError;
+
+/// Why a body or a request's own data was refused (the client's fault, nothing stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The body's MD5 differs from the Content-MD5 the client sent.
+    #[error("the body does not match its Content-MD5")]
+    Md5Mismatch,
+    /// The body's checksum differs from the one the client declared (header or trailer).
+    #[error("the body does not match its {algorithm} checksum")]
+    ChecksumMismatch { algorithm: String },
+    /// A checksum algorithm we do not compute.
+    #[error("checksum algorithm {0:?} is not supported")]
+    UnsupportedChecksum(String),
+    /// The client announced a trailing checksum (`x-amz-trailer`) and did not send it, or sent
+    /// another algorithm than announced.
+    #[error("the announced trailing checksum was missing or of another algorithm")]
+    TrailerMismatch,
+    /// The body ended before (or went on after) the length the client announced, or its framing
+    /// was cut short.
+    #[error("the body is shorter or longer than announced")]
+    IncompleteBody,
+    /// A chunk signature of a streaming body did not verify.
+    #[error("a chunk signature does not match")]
+    BodySignature,
+    /// More bytes than the operation accepts.
+    #[error("entity larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// A part listed at completion carries a checksum other than the one stored for it.
+    #[error("the checksum of part {0} does not match")]
+    PartChecksumMismatch(u32),
+    /// The whole-object size a client asserted (e.g. MpuObjectSize) is not the real size.
+    #[error("the declared object size does not match")]
+    SizeMismatch,
+    /// A part ETag that is not an MD5.
+    #[error("part ETag is not a valid MD5")]
+    BadPartEtag,
+    /// FULL_OBJECT checksums need a CRC algorithm.
+    #[error("FULL_OBJECT checksums need a CRC algorithm")]
+    FullObjectNeedsCrc,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// What exists, preconditions, Object Lock: the metadata tier's answer.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// The chunk store failed (or is full).
+    #[error(transparent)]
+    Storage(#[from] NodeError),
+    /// The key hierarchy could not unwrap a key (corruption or a foreign key).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// A bug or an impossible state (logged where it is raised).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn internal(msg: impl Into<String>) -> Self {
+        let msg = msg.into();
+        tracing::error!(error = %msg, "engine internal error");
+        EngineError::Internal(msg)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,170 @@
+//! Garbage collection: deletes the chunks of data no version references any more, from the
+//! metadata tier's durable queue (a crash only delays deletion, never loses it).
+//!
+//! Data waits in the queue for the grace period before it is deleted, so reads, copies and
+//! UploadPartCopy already streaming it finish; blobs this process is reading right now are
+//! deferred even past the grace (see `read.rs`). Deleting a chunk twice is harmless: a crash
+//! between deletion and acknowledgement repeats it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strata_metadata::Segment;
+use strata_storage_node::ChunkId;
+
+use crate::workers::{WorkState, Worker};
+use crate::{Engine, now_ms};
+
+/// Items taken from the queue per unit of work.
+const BATCH: usize = 64;
+
+/// Deletes every chunk of the segments (idempotent).
+pub async fn delete_segments(engine: &Engine, segments: &[Segment]) -> Result<u64, String> {
+    let mut deleted = 0;
+    for seg in segments {
+        for index in 0..seg.chunk_count() {
+            engine
+                .chunks()
+                .delete_chunk(ChunkId {
+                    blob: seg.blob,
+                    index,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+pub struct GcWorker {
+    engine: Engine,
+    items_done: u64,
+    chunks_deleted: u64,
+    bytes_deleted: u64,
+    /// Items skipped because this process is still reading their data.
+    deferred: u64,
+    last_batch: usize,
+}
+
+impl GcWorker {
+    pub fn new(engine: Engine) -> Self {
+        GcWorker {
+            engine,
+            items_done: 0,
+            chunks_deleted: 0,
+            bytes_deleted: 0,
+            deferred: 0,
+            last_batch: 0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for GcWorker {
+    fn name(&self) -> &'static str {
+        "gc"
+    }
+
+    async fn work(&mut self) -> Result<WorkState, String> {
+        let items = self
+            .engine
+            .meta_call(|m| m.gc_pending(BATCH))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.last_batch = items.len();
+        let mut done = Vec::with_capacity(items.len());
+        for item in &items {
+            if item
+                .segments
+                .iter()
+                .any(|s| self.engine.pins().is_pinned(&s.blob))
+            {
+                self.deferred += 1;
+                continue;
+            }
+            match delete_segments(&self.engine, &item.segments).await {
+                Ok(n) => {
+                    self.chunks_deleted += n;
+                    self.bytes_deleted += item.segments.iter().map(|s| s.len).sum::<u64>();
+                    done.push(item.seq);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, seq = item.seq, "gc: chunk deletion failed; will retry")
+                }
+            }
+        }
+        if done.is_empty() {
+            return Ok(WorkState::Idle);
+        }
+        let n = done.len();
+        self.engine
+            .meta_call(move |m| m.gc_ack(&done))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.items_done += n as u64;
+        tracing::debug!(count = n, "gc: deleted unreferenced data");
+        Ok(if items.len() == BATCH {
+            WorkState::Busy
+        } else {
+            WorkState::Idle
+        })
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "items_done": self.items_done,
+            "chunks_deleted": self.chunks_deleted,
+            "bytes_deleted": self.bytes_deleted,
+            "deferred_in_use": self.deferred,
+            "last_batch": self.last_batch,
+            "grace_secs": self.engine.cfg().gc_grace.as_secs(),
+        })
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+}
+
+/// A write intent older than this belongs to a writer that is surely gone (no request lives a
+/// day), even when several gateways share the metadata store.
+const STALE_INTENT_MS: i64 = 24 * 3600 * 1000;
+
+/// Turns the write intents of dead writers into GC items.
+pub struct IntentSweeper {
+    engine: Engine,
+    swept: u64,
+}
+
+impl IntentSweeper {
+    pub fn new(engine: Engine) -> Self {
+        IntentSweeper { engine, swept: 0 }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for IntentSweeper {
+    fn name(&self) -> &'static str {
+        "intent-sweep"
+    }
+
+    async fn work(&mut self) -> Result<WorkState, String> {
+        let cutoff = now_ms() - STALE_INTENT_MS;
+        let n = self
+            .engine
+            .meta_call(move |m| m.sweep_interrupted_writes(cutoff))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.swept += n as u64;
+        Ok(WorkState::Idle)
+    }
+
+    fn status(&self) -> Value {
+        json!({ "swept": self.swept })
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+}

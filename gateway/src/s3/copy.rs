@@ -1,0 +1,167 @@
+//! CopyObject: the engine re-encrypts the source's bytes under the new version's own key.
+
+use s3s::dto::*;
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_engine::objects::ObjectAttrs;
+use strata_metadata::{Precondition, VersioningState};
+
+use super::StrataS3;
+use super::common::*;
+use super::write_args::lock_request;
+use crate::checksum;
+use crate::errors;
+
+impl StrataS3 {
+    pub(crate) async fn op_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let who = self.caller(&req.credentials).await?;
+        let input = req.input;
+        let dst_bucket = self.owned_bucket(&who, &input.bucket).await?;
+        check_key(&input.key)?;
+        let CopySource::Bucket {
+            bucket: src_bucket_name,
+            key: src_key,
+            version_id: src_vid,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Access point copy sources are not supported"
+            ));
+        };
+        let src_bucket = self.owned_bucket(&who, src_bucket_name).await?;
+        let src_vid = src_vid.as_ref().map(|s| s.to_string());
+        let src = match self.readable_version(&src_bucket, src_key, &src_vid).await {
+            Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "The source of a copy request may not specifically refer to a delete marker by version id."
+                ));
+            }
+            r => r?,
+        };
+        // x-amz-copy-source-if-*: every failed condition is 412 for a copy.
+        check_read_conditions(
+            &src,
+            &input.copy_source_if_match,
+            &input.copy_source_if_none_match,
+            &input.copy_source_if_modified_since,
+            &input.copy_source_if_unmodified_since,
+        )
+        .map_err(|e| {
+            if *e.code() == S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
+        if src.size > MAX_PUT_SIZE {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120"
+            ));
+        }
+
+        let replace_meta = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+            None | Some("COPY") => false,
+            Some("REPLACE") => true,
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive.")),
+        };
+        let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some("COPY") => false,
+            Some("REPLACE") => true,
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
+        };
+        let new_class = storage_class(&input.storage_class)?;
+        let same_object =
+            src_bucket.name == dst_bucket.name && **src_key == *input.key && src_vid.is_none();
+        if same_object
+            && !replace_meta
+            && new_class == src.storage_class
+            && input.storage_class.is_none()
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        let (content, user_meta) = if replace_meta {
+            (
+                content_headers(
+                    &input.content_type,
+                    &input.content_encoding,
+                    &input.content_disposition,
+                    &input.content_language,
+                    &input.cache_control,
+                    &input.expires,
+                ),
+                user_metadata(&input.metadata)?,
+            )
+        } else {
+            (src.content.clone(), src.user_metadata.clone())
+        };
+        let tags = if replace_tags {
+            match &input.tagging {
+                Some(t) => parse_tag_header(t)?,
+                None => Vec::new(),
+            }
+        } else {
+            src.tags.clone()
+        };
+        let lock = lock_request(
+            &dst_bucket,
+            &input.object_lock_mode,
+            &input.object_lock_retain_until_date,
+            &input.object_lock_legal_hold_status,
+        )?;
+
+        let algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_ascii_uppercase())
+            .or_else(|| src.checksum.as_ref().map(|c| c.0.clone()));
+        let attrs = ObjectAttrs {
+            content,
+            user_metadata: user_meta,
+            tags,
+            storage_class: new_class,
+            owner: who.user.clone(),
+            retention: lock.retention,
+            legal_hold: lock.legal_hold,
+        };
+        let written = self
+            .ctx
+            .engine
+            .copy_object(
+                &src_bucket,
+                &src,
+                &dst_bucket,
+                &input.key,
+                attrs,
+                algorithm,
+                Precondition::None,
+            )
+            .await
+            .map_err(errors::engine)?;
+        let v = &written.version;
+        let c = checksum::to_dto(&v.checksum, &Some("FULL_OBJECT".into()));
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&v.etag)),
+                last_modified: Some(ts(v.last_modified)),
+                checksum_crc32: c.checksum_crc32,
+                checksum_crc32c: c.checksum_crc32c,
+                checksum_crc64nvme: c.checksum_crc64nvme,
+                checksum_sha1: c.checksum_sha1,
+                checksum_sha256: c.checksum_sha256,
+                checksum_type: c.checksum_type,
+            }),
+            copy_source_version_id: shown_version_id(&src_bucket, &src),
+            version_id: (dst_bucket.versioning != VersioningState::Unversioned)
+                .then_some(written.outcome.version_id.clone()),
+            ..Default::default()
+        }))
+    }
+}

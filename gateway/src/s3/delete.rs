@@ -1,0 +1,130 @@
+//! DeleteObject and DeleteObjects. The versioning and Object Lock rules are the metadata tier's;
+//! this module only shapes S3's answers.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::objects::DeleteRequest;
+use strata_metadata::{BucketRecord, VersioningState};
+
+use super::StrataS3;
+use super::common::*;
+use crate::errors;
+
+/// Keys per DeleteObjects request (S3's limit).
+const MAX_KEYS_PER_DELETE: usize = 1000;
+
+impl StrataS3 {
+    /// Deletes one key (or version); returns the version id to show and whether a delete marker
+    /// was involved.
+    async fn delete_one(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        version_id: &Option<String>,
+        bypass: bool,
+        actor: &str,
+    ) -> S3Result<(Option<String>, bool)> {
+        check_key(key)?;
+        let vid = requested_version(version_id)?;
+        let out = self
+            .ctx
+            .engine
+            .delete_object(
+                bucket,
+                key,
+                DeleteRequest {
+                    version_id: vid.map(str::to_string),
+                    bypass_governance: bypass,
+                    actor: actor.to_string(),
+                },
+            )
+            .await
+            .map_err(errors::engine)?;
+        let shown = match (&out.version_id, bucket.versioning) {
+            (Some(_), VersioningState::Unversioned) => None,
+            (v, _) => v.clone(),
+        };
+        Ok((shown, out.delete_marker))
+    }
+
+    pub(crate) async fn op_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let who = self.caller(&req.credentials).await?;
+        let input = req.input;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        if input.if_match.is_some()
+            || input.if_match_size.is_some()
+            || input.if_match_last_modified_time.is_some()
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional DeleteObject is not supported yet"
+            ));
+        }
+        let (version_id, marker) = self
+            .delete_one(&bucket, &input.key, &input.version_id, bypass, &who.user)
+            .await?;
+        let mut resp = S3Response::new(DeleteObjectOutput {
+            delete_marker: marker.then_some(true),
+            version_id,
+            ..Default::default()
+        });
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    pub(crate) async fn op_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let who = self.caller(&req.credentials).await?;
+        let input = req.input;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
+            return Err(s3_error!(
+                MalformedXML,
+                "The request must contain no more than 1000 keys"
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut failed = Vec::new();
+        for obj in input.delete.objects {
+            match self
+                .delete_one(&bucket, &obj.key, &obj.version_id, bypass, &who.user)
+                .await
+            {
+                Ok((version_id, marker)) => {
+                    if !quiet {
+                        let (vid, dm_vid) = if marker && obj.version_id.is_none() {
+                            (None, version_id)
+                        } else {
+                            (version_id, None)
+                        };
+                        deleted.push(DeletedObject {
+                            key: Some(obj.key),
+                            version_id: vid.or(obj.version_id),
+                            delete_marker: marker.then_some(true),
+                            delete_marker_version_id: dm_vid,
+                        });
+                    }
+                }
+                Err(e) => failed.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    message: e.message().map(str::to_string),
+                    key: Some(obj.key),
+                    version_id: obj.version_id,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!deleted.is_empty()).then_some(deleted),
+            errors: (!failed.is_empty()).then_some(failed),
+            ..Default::default()
+        }))
+    }
+}

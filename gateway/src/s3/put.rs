@@ -1,0 +1,112 @@
+//! PutObject: validate the S3 request, hand the body to the engine, answer with the ETag,
+//! version id and checksum.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::WriteSpec;
+use strata_engine::objects::ObjectAttrs;
+use strata_metadata::VersioningState;
+
+use super::StrataS3;
+use super::common::*;
+use super::write_args::{checksum_plan, lock_request, write_precondition};
+use crate::checksum;
+use crate::errors;
+
+impl StrataS3 {
+    pub(crate) async fn op_put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let who = self.caller(&req.credentials).await?;
+        let headers = req.headers;
+        let extensions = req.extensions;
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        check_key(&input.key)?;
+        if input
+            .content_length
+            .is_some_and(|n| n as u64 > MAX_PUT_SIZE)
+        {
+            return Err(s3_error!(EntityTooLarge));
+        }
+        let user_metadata = user_metadata(&input.metadata)?;
+        let tags = match &input.tagging {
+            Some(t) => parse_tag_header(t)?,
+            None => Vec::new(),
+        };
+        let storage_class = storage_class(&input.storage_class)?;
+        let lock = lock_request(
+            &bucket,
+            &input.object_lock_mode,
+            &input.object_lock_retain_until_date,
+            &input.object_lock_legal_hold_status,
+        )?;
+        let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
+        let declared = crate::declared_checksum!(input);
+        let client_sent_checksum = declared.is_some()
+            || input.checksum_algorithm.is_some()
+            || headers.contains_key("x-amz-trailer");
+        let (checksum_algorithm, checksum_expected) =
+            checksum_plan(declared, &input.checksum_algorithm, &headers);
+        let content = content_headers(
+            &input.content_type,
+            &input.content_encoding,
+            &input.content_disposition,
+            &input.content_language,
+            &input.cache_control,
+            &input.expires,
+        );
+        if matches!(precondition, strata_metadata::Precondition::IfMatch(_)) {
+            self.ctx
+                .engine
+                .require_current(&bucket.name, &input.key)
+                .await
+                .map_err(errors::engine)?;
+        }
+        let spec = WriteSpec {
+            max_len: MAX_PUT_SIZE,
+            expected_len: input.content_length.map(|n| n.max(0) as u64),
+            content_md5: content_md5(&input.content_md5)?,
+            checksum_algorithm,
+            checksum_expected,
+            late_checksum: checksum::late_checksum(&headers, &extensions, trailers),
+        };
+        let attrs = ObjectAttrs {
+            content,
+            user_metadata,
+            tags,
+            storage_class,
+            owner: who.user.clone(),
+            retention: lock.retention,
+            legal_hold: lock.legal_hold,
+        };
+        let written = self
+            .ctx
+            .engine
+            .put_object(
+                &bucket,
+                &input.key,
+                crate::body::request_body(input.body),
+                spec,
+                attrs,
+                precondition,
+            )
+            .await
+            .map_err(errors::engine)?;
+        let v = &written.version;
+        let mut out = PutObjectOutput {
+            e_tag: Some(etag(&v.etag)),
+            ..Default::default()
+        };
+        if bucket.versioning != VersioningState::Unversioned {
+            out.version_id = Some(written.outcome.version_id.clone());
+        }
+        if client_sent_checksum {
+            let c = checksum::to_dto(&v.checksum, &v.checksum_type);
+            crate::fill_checksums!(out, c);
+        }
+        Ok(S3Response::new(out))
+    }
+}
