@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 # ---- where things live under the data dir: the only place that knows the layout ------------------
 # Paths are matched relative to the data dir. A shard is "a file under a disk's tmp/ renamed to a
@@ -29,6 +29,13 @@ SHARD_TMP_RE = re.compile(r"^(disks/[^/]+)/tmp/[^/]+$")
 SHARD_FINAL_RE = re.compile(r"^(disks/[^/]+)/shards/.+$")
 SHARDS_ROOT_RE = re.compile(r"^disks/[^/]+/shards$")
 WAL_RE = re.compile(r"^meta/[^/]+\.log$")  # RocksDB write-ahead log files
+
+
+def shard_files(data_dir: str) -> list[str]:
+    """Data-dir-relative paths of the files under every disk's shards/ now."""
+    root = Path(data_dir)
+    return sorted(str(f.relative_to(root)) for f in root.glob("disks/*/shards/**/*")
+                  if f.is_file() and SHARD_FINAL_RE.match(str(f.relative_to(root))))
 
 # Syscalls traced (a regex, so names that an architecture lacks are simply not matched).
 TRACED = ("/^(open|openat|openat2|creat|read|readv|recvfrom|recvmsg|write|writev|pwrite64|pwritev|"
@@ -254,13 +261,6 @@ def exchanges(calls: list[Call], port: int) -> list[Exchange]:
 
 
 # ---- durability rules ---------------------------------------------------------------------------
-@dataclass
-class Window:
-    """What the server did on the file system while one request was in progress."""
-    ex: Exchange
-    calls: list[Call] = field(default_factory=list)
-
-
 class Trace:
     """A parsed log plus the data dir, with path helpers. Paths are resolved to data-dir-relative
     strings; anything outside the data dir is None."""
@@ -320,19 +320,26 @@ class Trace:
 class Verdict:
     label: str
     problems: list[str]
-    renames: int = 0
+    published: list[str] = field(default_factory=list)  # files renamed into shards/
     wal_commit: bool = False
 
 
-def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
-                 min_renames: int, self_syncing: set[str]) -> Verdict:
+def window(trace: Trace, ex: Exchange) -> list[Call]:
+    """Calls that started after the request line was read and before the response was written."""
+    assert ex.response is not None
+    return [c for c in trace.calls if ex.request.end < c.start < ex.response.start]
+
+
+def check_exchange(trace: Trace, ex: Exchange, label: str, *, min_renames: int,
+                   self_syncing: set[str]) -> Verdict:
     """The rules for one acknowledged mutating request (see docs/testing.md, "Durability order").
 
-    `calls` are the traced calls made while the request was in progress; `self_syncing` the paths
-    opened with O_SYNC/O_DSYNC (each of their writes is its own sync).
+    `self_syncing` are the paths opened with O_SYNC/O_DSYNC (each of their writes is its own sync).
     """
     v = Verdict(label, [])
     p = v.problems
+    calls = window(trace, ex)
+    resp = ex.response
     before_resp = [c for c in calls if c.end < resp.start]
     # Everything that made a shard durable; the metadata commit must come after all of it.
     shard_durable_end = -1
@@ -349,10 +356,13 @@ def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
                 and ((c.name in FILE_SYNCS and trace.fd_rel(c) == rel)
                      or c.name in GLOBAL_SYNCS)]
 
+    def first_done(syncs: list[Call]) -> Call:
+        return min(syncs, key=lambda c: c.end)
+
     # Shards must never be written in place.
     for c in calls:
         if c.name in FILE_WRITES and SHARD_FINAL_RE.match(trace.fd_rel(c) or ""):
-            p.append(f"{label}: {c.where()} writes {trace.fd_rel(c)} in place under shards/ "
+            p.append(f"{label}: WRITTEN IN PLACE: {c.where()} writes {trace.fd_rel(c)} under shards/ "
                      "(a shard must be written under tmp/, fsynced, then renamed)")
 
     renames = [c for c in calls if c.name in RENAMES and c.ok]
@@ -360,23 +370,29 @@ def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
         src, dst = trace.renamed(r)
         if not (dst and SHARD_FINAL_RE.match(dst)):
             continue
-        v.renames += 1
+        v.published.append(dst)
         ms, md = SHARD_TMP_RE.match(src or ""), SHARD_FINAL_RE.match(dst)
         if not ms or ms.group(1) != md.group(1):
-            p.append(f"{label}: {r.where()} puts {dst} into shards/ from {src!r}, "
+            p.append(f"{label}: NOT FROM TMP: {r.where()} puts {dst} into shards/ from {src!r}, "
                      "not from the same disk's tmp/")
             continue
         if r.end >= resp.start:
-            p.append(f"{label}: {r.where()} renames {src} -> {dst} after the response")
+            p.append(f"{label}: RENAMED AFTER RESPONSE: {r.where()} renames {src} -> {dst} but "
+                     f"returns only after the response ({resp.where()})")
             continue
         # 1. The temporary file: written, then synced after its last write, before the rename.
-        writes = [c for c in calls if c.name in FILE_WRITES and c.ok and trace.fd_rel(c) == src
-                  and c.start < r.start]
+        writes = [c for c in trace.calls if c.name in FILE_WRITES and c.ok
+                  and trace.fd_rel(c) == src and c.start < r.start]
         if not writes:
-            p.append(f"{label}: no write to {src} seen before its rename at {r.where()} "
-                     "(the trace cannot show what made this file)")
+            p.append(f"{label}: UNSEEN WRITE: no write to {src} seen before its rename at "
+                     f"{r.where()} (the trace cannot show what made this file)")
             continue
         last_write = max(writes, key=lambda c: c.end)
+        if last_write.start < ex.request.end:
+            p.append(f"{label}: LATE PUBLISH: {src} was written before this request began "
+                     f"({last_write.where()}) and renamed into shards/ only now ({r.where()}): "
+                     "an earlier request was acknowledged before its shard was in place")
+            continue
         if src in self_syncing:
             durable_at(last_write, f"O_SYNC write to {src}")
         else:
@@ -386,7 +402,7 @@ def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
                          f"({r.where()}) without an fsync/fdatasync after its last write "
                          f"({last_write.where()})")
             else:
-                durable_at(synced[0], f"fsync of {src}")
+                durable_at(first_done(synced), f"fsync of {src}")
         durable_at(r, f"rename to {dst}")
         # 2. The destination directory: synced after the rename, before the response.
         ddir = str(PurePosixPath(dst).parent)
@@ -396,7 +412,7 @@ def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
                      f"the rename of {src} into it ({r.where()}) and before the response "
                      f"({resp.where()})")
         else:
-            durable_at(dsync[0], f"fsync of directory {ddir}")
+            durable_at(first_done(dsync), f"fsync of directory {ddir}")
 
     # 3. Directories created under shards/: their parent synced after the mkdir.
     for c in calls:
@@ -411,11 +427,12 @@ def check_window(trace: Trace, calls: list[Call], resp: Call, label: str, *,
             p.append(f"{label}: MISSING DIRECTORY FSYNC: {made} was created ({c.where()}) but its "
                      f"parent {parent} was not fsynced before the response")
         else:
-            durable_at(psync[0], f"fsync of {parent} after mkdir")
+            durable_at(first_done(psync), f"fsync of {parent} after mkdir")
 
-    if v.renames < min_renames:
-        p.append(f"{label}: expected at least {min_renames} shard file(s) renamed from tmp/ into "
-                 f"shards/ while the request was in progress, saw {v.renames}")
+    if len(v.published) < min_renames:
+        p.append(f"{label}: NO SHARDS: expected at least {min_renames} shard file(s) renamed "
+                 f"from tmp/ into shards/ while the request was in progress, "
+                 f"saw {len(v.published)}")
 
     # 4. The metadata commit: a WAL write after every shard is durable, then a WAL sync, then the
     #    response.
@@ -458,3 +475,13 @@ def unsupported(trace: Trace) -> list[str]:
     """Syscalls that would make writes invisible to this kind of check."""
     return [f"{c.where()}: io_uring is in use; strace cannot see the file I/O it submits"
             for c in trace.calls if c.name == "io_uring_setup" and c.ok]
+
+
+def summary(problems: list[str]) -> str:
+    """'3 MISSING WAL SYNC, 1 MISORDERED': the kinds of problem found, most frequent first."""
+    kinds: dict[str, int] = {}
+    for prob in problems:
+        m = re.search(r"(?:^|: )([A-Z][A-Z ]+[A-Z]): ", prob)
+        k = m.group(1) if m else "other"
+        kinds[k] = kinds.get(k, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))

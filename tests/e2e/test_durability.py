@@ -14,6 +14,7 @@ docs/testing.md, "Durability order"):
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,7 @@ def _match(trace: syscalls.Trace, ops: list[Op]) -> list[tuple[Op, syscalls.Exch
     pairs = []
     for op, ex in zip(ops, exs):
         line = ex.request_line
-        assert line.startswith(f"{op.method} {op.path}") and line[len(op.method) + 1 + len(op.path)] in " ?", (
+        assert re.match(rf"{re.escape(op.method)} {re.escape(op.path)}[ ?]", line), (
             f"{op.label}: expected a request for {op.method} {op.path}, the trace has {line!r}")
         assert ex.response is not None, f"{op.label}: no response found in the trace"
         assert ex.status == op.status, f"{op.label}: trace shows status {ex.status}, client got {op.status}"
@@ -130,7 +131,7 @@ def test_acknowledged_writes_are_durable_in_order(make_server):
     trace_path = srv.workdir / "strace.log"
 
     bucket = f"dura-{uuid.uuid4().hex[:16]}"
-    ops, kept = _drive(srv, bucket)
+    driver, kept = _drive(srv, bucket)
     # Stopping the server ends strace too, which flushes the log.
     srv.stop()
     assert trace_path.exists(), f"strace wrote no log at {trace_path}"
@@ -138,30 +139,23 @@ def test_acknowledged_writes_are_durable_in_order(make_server):
     trace = syscalls.Trace(text, str(srv.data_dir), cwd=str(Path.cwd()), port=srv.port)
     assert not syscalls.unsupported(trace), syscalls.unsupported(trace)
 
-    pairs = _match(trace, ops.ops)
+    pairs = _match(trace, driver.ops)
     self_syncing = syscalls.self_syncing_paths(trace)
     problems: list[str] = []
     published: set[str] = set()
     for op, ex in pairs:
-        window = [c for c in trace.calls if ex.request.end < c.start < ex.response.start]
-        v = syscalls.check_window(trace, window, ex.response, op.label,
-                                  min_renames=op.min_renames, self_syncing=self_syncing)
+        v = syscalls.check_exchange(trace, ex, op.label, min_renames=op.min_renames,
+                                    self_syncing=self_syncing)
         problems += v.problems
-        for c in window:
-            if c.name in syscalls.RENAMES and c.ok:
-                _, dst = trace.renamed(c)
-                if dst:
-                    published.add(dst)
+        published.update(v.published)
 
     # Every shard file on disk now was published, and checked, inside an acknowledged request.
-    data = Path(trace.data_dir)
-    for f in sorted(data.glob("disks/*/shards/**/*")):
-        rel = str(f.relative_to(data))
-        if f.is_file() and syscalls.SHARD_FINAL_RE.match(rel) and rel not in published:
-            problems.append(f"{rel} is on disk but was not renamed into place during an "
-                            "acknowledged request (written another way, or the trace missed it)")
-    assert not problems, (f"{len(problems)} durability problem(s); trace: {trace_path}\n"
-                          + "\n".join(problems[:40]))
+    for rel in syscalls.shard_files(trace.data_dir):
+        if rel not in published:
+            problems.append(f"UNACCOUNTED: {rel} is on disk but was not renamed into place during "
+                            "an acknowledged request (written another way, or the trace missed it)")
+    assert not problems, (f"{len(problems)} durability problem(s) ({syscalls.summary(problems)}); "
+                          f"trace: {trace_path}\n" + "\n".join(problems[:40]))
 
     # And the data is what was written (read back without tracing).
     srv.command_prefix = []
