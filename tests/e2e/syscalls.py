@@ -27,7 +27,6 @@ from pathlib import Path, PurePosixPath
 # file under the same disk's shards/"; file names inside those directories are not interpreted.
 SHARD_TMP_RE = re.compile(r"^(disks/[^/]+)/tmp/[^/]+$")
 SHARD_FINAL_RE = re.compile(r"^(disks/[^/]+)/shards/.+$")
-SHARDS_ROOT_RE = re.compile(r"^disks/[^/]+/shards$")
 WAL_RE = re.compile(r"^meta/[^/]+\.log$")  # RocksDB write-ahead log files
 
 
