@@ -71,10 +71,11 @@ def pytest_runtest_makereport(item, call):
 _FATAL: list[str] = []  # a missing binary fails every later test at once, without retrying
 
 
-def _start(tmp: Path, name: str, region: str = REGION, extra_args: list[str] | None = None) -> Server:
+def _start(tmp: Path, name: str, region: str = REGION, extra_args: list[str] | None = None,
+           command_prefix: list[str] | None = None) -> Server:
     if _FATAL:
         pytest.fail(_FATAL[0], pytrace=False)
-    s = Server(tmp, name, region=region, extra_args=extra_args)
+    s = Server(tmp, name, region=region, extra_args=extra_args, command_prefix=command_prefix)
     error = None
     try:
         s.start()
@@ -103,11 +104,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def make_server(tmp_path_factory):
-    """Factory for dedicated servers (own data dir, optional region); all stopped at test end."""
+    """Factory for dedicated servers (own data dir, optional region, optional command prefix such
+    as strace); all stopped at test end."""
     made: list[Server] = []
 
-    def factory(region: str = REGION, extra_args: list[str] | None = None) -> Server:
-        s = _start(tmp_path_factory.mktemp("fresh"), "fresh", region=region, extra_args=extra_args)
+    def factory(region: str = REGION, extra_args: list[str] | None = None,
+                command_prefix: list[str] | None = None) -> Server:
+        s = _start(tmp_path_factory.mktemp("fresh"), "fresh", region=region,
+                   extra_args=extra_args, command_prefix=command_prefix)
         made.append(s)
         return s
 

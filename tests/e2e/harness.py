@@ -90,8 +90,12 @@ class Server:
     DEFAULT_ARGS = ("--gc-grace", "1")
 
     def __init__(self, workdir: Path, name: str = "strata", region: str = REGION,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, command_prefix: list[str] | None = None):
         self.workdir = Path(workdir)
+        # Runs the server under another program (e.g. strace); "{workdir}" in it is replaced by
+        # the work dir. Signals then go to the server itself, the prefix's child, so the wrapper
+        # sees it exit and finishes on its own.
+        self.command_prefix = [a.replace("{workdir}", str(self.workdir)) for a in command_prefix or []]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.region = region
@@ -147,8 +151,9 @@ class Server:
             "STRATA_ADMIN_SECRET_KEY": self.secret_key,
             "RUST_BACKTRACE": "1",
         })
-        cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--region", self.region, *self.extra_args]
+        cmd = self.command_prefix + [str(binary), "serve", "--data-dir", str(self.data_dir),
+                                     "--listen", f"127.0.0.1:{self.port}", "--region", self.region,
+                                     *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, start_new_session=True)
         ready = threading.Event()
@@ -193,14 +198,40 @@ class Server:
                 time.sleep(0.1)
         raise ServerError(f"{TARGET} not answering within {START_TIMEOUT}s\n" + self.log_tail())
 
+    def server_pid(self) -> int | None:
+        """Pid of the server process: the one started, or with a command prefix, its child."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        if not self.command_prefix:
+            return self.proc.pid
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.proc.pid:  # field 4 of stat, the parent pid
+                return int(stat.parent.name)
+        return None
+
+    def _signal(self, sig: int) -> None:
+        pid = self.server_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (SIGTERM, then SIGKILL after `timeout`)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # the wrapper and the server
+                except ProcessLookupError:
+                    pass
                 self.proc.wait(10)
         self._reap()
 
@@ -208,7 +239,7 @@ class Server:
         """Crash: SIGKILL with no warning."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             self.proc.wait(10)
         self._reap()
 
