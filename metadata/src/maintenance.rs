@@ -2,7 +2,9 @@
 
 use crate::keys;
 use crate::kv::Space;
-use crate::{Head, MetaError, MetaStore, NULL_VERSION, Result, VersionRecord, decode};
+use crate::multipart::decode_upload;
+use crate::store::{Head, decode};
+use crate::{MetaError, MetaStore, NULL_VERSION, Result, VersionRecord};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -216,7 +218,7 @@ impl MetaStore {
         r.uploads = uploads.len();
         let mut upload_ids = BTreeSet::new();
         for (k, v) in &uploads {
-            match crate::decode_upload(v) {
+            match decode_upload(v) {
                 Ok(u) => {
                     let bucket = split_bucket(k).unwrap_or_default();
                     if keys::upload_key(&bucket, &u.key, &u.upload_id) != *k {
