@@ -94,25 +94,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(LocalChunkStore::open(node_cfg).context("chunk store")?);
     let chunks: Arc<dyn ChunkService> = store.clone();
 
-    // One process owns this store, so every write intent from before this start belongs to a
-    // request that died with the previous process: its chunks go to the GC queue.
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    meta.sweep_interrupted_writes(started)
+    // The placement geometry this start writes with; a different one supersedes it, so
+    // segments written before keep naming theirs.
+    let now = strata_gateway::context::now_ms();
+    let disk_names: Vec<String> = (0..args.disks).map(|i| format!("disk{i}")).collect();
+    let layout = meta
+        .ensure_current_layout(
+            &disk_names,
+            u8::try_from(args.data_shards).context("--data-shards")?,
+            u8::try_from(args.parity_shards).context("--parity-shards")?,
+            u32::try_from(args.chunk_size).context("--chunk-size")?,
+            now,
+        )
+        .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?;
+
+    // This process owns its write intents through an instance with a lease. It holds the
+    // RocksDB lock, so every other instance is a dead earlier process: expire them, then sweep
+    // their intents (requests cut short by a crash) into the GC queue.
+    let instance = hex::encode(rand::random::<[u8; 16]>());
+    meta.register_instance(&instance, INSTANCE_LEASE_MS, now)
+        .map_err(|e| anyhow::anyhow!("registering the instance: {e}"))?;
+    meta.expire_other_instances(&instance, now)
+        .map_err(|e| anyhow::anyhow!("expiring earlier instances: {e}"))?;
+    meta.sweep_interrupted_writes(now)
         .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
     let created = bootstrap_admin(&meta, &master)?;
     let ctx = Arc::new(Context {
         meta,
+        instance: instance.clone(),
         chunks,
         master,
         cfg: GatewayConfig {
             region: args.region.clone(),
             chunk_size: args.chunk_size,
             domain: args.domain.clone(),
+            layout: layout.id,
             ..Default::default()
         },
     });
+    let _lease = spawn_lease_renewal(ctx.clone());
     let front = strata_gateway::build_front(ctx.clone(), Some(Arc::new(LocalNodeAdmin(store))));
     let _gc = strata_gateway::gc::spawn(ctx.clone());
 
@@ -152,7 +172,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         r = strata_gateway::http::serve(listener, front) => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    // Clean shutdown: requests cut short now leave intents that the next start sweeps at once.
+    if let Err(e) = ctx.meta.retire_instance(&ctx.instance) {
+        tracing::warn!(error = %e, "could not retire the instance");
+    }
     Ok(())
+}
+
+/// Lease of this process's instance record, renewed every `INSTANCE_RENEW`.
+const INSTANCE_LEASE_MS: i64 = 30_000;
+const INSTANCE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Renews the instance lease. If the lease is lost (record gone or expired), another process
+/// may already have swept this one's intents, so it must stop writing: it exits.
+fn spawn_lease_renewal(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(INSTANCE_RENEW).await;
+            let now = strata_gateway::context::now_ms();
+            match ctx.meta.renew_instance(&ctx.instance, INSTANCE_LEASE_MS, now) {
+                Ok(()) => {}
+                Err(e @ strata_metadata::MetaError::InstanceExpired(_)) => {
+                    // TODO(engine): stop accepting writes and drain instead of exiting.
+                    tracing::error!(error = %e, "instance lease lost; stopping to keep other processes' GC safe");
+                    std::process::exit(1);
+                }
+                // A transient failure: the lease (30 s) outlives a few missed renewals.
+                Err(e) => tracing::warn!(error = %e, "could not renew the instance lease"),
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

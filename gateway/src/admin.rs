@@ -113,10 +113,10 @@ impl S3Route for AdminRoute {
                         .map(|u| {
                             let mine: Vec<Value> = keys
                                 .iter()
-                                .filter(|k| k.user == u.name)
+                                .filter(|k| k.user == u.id)
                                 .map(|k| json!({"access_key": k.access_key, "revoked": k.revoked, "created": k.created}))
                                 .collect();
-                            json!({"user": u.name, "is_admin": u.is_admin, "created": u.created, "keys": mine})
+                            json!({"user": u.name, "id": u.id, "is_admin": u.is_admin, "created": u.created, "keys": mine})
                         })
                         .collect(),
                 )
@@ -136,10 +136,11 @@ impl S3Route for AdminRoute {
             }
             "key-create" => {
                 let user = args.user.ok_or_else(|| bad("user is required"))?;
-                meta.get_user(&user)
+                let rec = meta
+                    .get_user(&user)
                     .map_err(errors::meta)?
                     .ok_or_else(|| bad("no such user"))?;
-                let (ak, sk) = auth::add_key(meta, master, &user, None).map_err(errors::meta)?;
+                let (ak, sk) = auth::add_key(meta, master, &rec.id, None).map_err(errors::meta)?;
                 tracing::info!(target: "strata::audit", admin = %who.user, user = %user, access_key = %ak, "access key created");
                 json!({"user": user, "access_key": ak, "secret_key": sk})
             }

@@ -55,7 +55,10 @@ impl S3Auth for MetaAuth {
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// The user's name (for logs and display).
     pub user: String,
+    /// The user's canonical id: what ownership checks compare.
+    pub id: String,
     pub is_admin: bool,
 }
 
@@ -68,12 +71,14 @@ pub fn caller(meta: &MetaStore, creds: &Option<Credentials>) -> S3Result<Caller>
         .map_err(crate::errors::meta)?
         .filter(|k| !k.revoked)
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
+    // The key names its user by id: a removed user's key never resolves to a new namesake.
     let user: UserRecord = meta
-        .get_user(&key.user)
+        .get_user_by_id(&key.user)
         .map_err(crate::errors::meta)?
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
     Ok(Caller {
         user: user.name,
+        id: user.id,
         is_admin: user.is_admin,
     })
 }
@@ -86,22 +91,15 @@ pub fn create_user_with_key(
     is_admin: bool,
     keys: Option<(String, String)>,
 ) -> strata_metadata::Result<(String, String)> {
-    if meta.get_user(name)?.is_some() {
-        return Err(strata_metadata::MetaError::AlreadyExists);
-    }
-    meta.put_user(UserRecord {
-        name: name.to_string(),
-        created: crate::context::now_ms(),
-        is_admin,
-    })?;
-    add_key(meta, master, name, keys)
+    let user = meta.create_user(name, is_admin, crate::context::now_ms())?;
+    add_key(meta, master, &user.id, keys)
 }
 
-/// Adds an access key to an existing user.
+/// Adds an access key to an existing user (by user id).
 pub fn add_key(
     meta: &MetaStore,
     master: &MasterKey,
-    user: &str,
+    user_id: &str,
     keys: Option<(String, String)>,
 ) -> strata_metadata::Result<(String, String)> {
     let (ak, sk) = keys.unwrap_or_else(generate_key_pair);
@@ -111,7 +109,7 @@ pub fn add_key(
     let sealed = master.seal_secret(sk.as_bytes(), &secret_aad(&ak));
     meta.put_access_key(AccessKeyRecord {
         access_key: ak.clone(),
-        user: user.to_string(),
+        user: user_id.to_string(),
         sealed_secret: sealed,
         created: crate::context::now_ms(),
         revoked: false,

@@ -21,6 +21,8 @@ pub struct GatewayConfig {
     pub read_ahead: usize,
     /// Base domain for virtual-hosted-style addressing (`bucket.DOMAIN`), if enabled.
     pub domain: Option<String>,
+    /// Id of the metadata tier's current placement layout, recorded in every new segment.
+    pub layout: u32,
 }
 
 impl Default for GatewayConfig {
@@ -31,12 +33,16 @@ impl Default for GatewayConfig {
             write_parallelism: 4,
             read_ahead: 2,
             domain: None,
+            layout: 0,
         }
     }
 }
 
 pub struct Context {
     pub meta: MetaStore,
+    /// This process's instance id in the metadata tier: the owner of its write intents
+    /// (registered and renewed by whoever builds the context, e.g. `strata serve`).
+    pub instance: String,
     pub chunks: Arc<dyn ChunkService>,
     pub master: Arc<MasterKey>,
     pub cfg: GatewayConfig,

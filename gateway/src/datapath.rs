@@ -93,6 +93,8 @@ pub async fn store_body(
         blob,
         len,
         chunk_size: chunk_size as u32,
+        // TODO(engine): the chunk store should write with (and read by) this layout's geometry.
+        layout: ctx.cfg.layout,
     };
     let mut inflight: VecDeque<PutTask> = VecDeque::new();
     // Chunks handed to the chunk service so far: after a failure, any of them may exist.
@@ -115,7 +117,11 @@ pub async fn store_body(
         let mut submit = async |data: Bytes, inflight: &mut VecDeque<PutTask>| -> S3Result<()> {
             if submitted == 0 {
                 ctx.meta
-                    .begin_write(&segment(intent_bound.max(1)), crate::context::now_ms())
+                    .begin_write(
+                        &segment(intent_bound.max(1)),
+                        &ctx.instance,
+                        crate::context::now_ms(),
+                    )
                     .map_err(errors::meta)?;
             }
             if inflight.len() >= ctx.cfg.write_parallelism {
@@ -223,13 +229,13 @@ pub async fn store_body(
         }),
         Err(e) => {
             // Let writes already started finish, then queue every chunk this blob may hold;
-            // queuing also clears the write intent, in the same batch.
+            // discarding also consumes the write intent, in the same batch.
             for t in inflight.drain(..) {
                 let _ = t.await;
             }
             if submitted > 0 {
                 let orphan = segment(submitted as u64 * chunk_size as u64);
-                if let Err(ge) = ctx.meta.gc_enqueue(vec![orphan], "failed-write") {
+                if let Err(ge) = ctx.meta.discard_write(vec![orphan], "failed-write") {
                     tracing::error!(error = %ge, "could not queue an aborted write for GC");
                 }
             }
@@ -339,6 +345,7 @@ mod tests {
             blob: [b; 16],
             len,
             chunk_size: cs,
+            layout: 0,
         }
     }
 

@@ -188,8 +188,13 @@ impl FuzzHarness {
             Some((ACCESS_KEY.to_string(), SECRET_KEY.to_string())),
         )
         .map_err(|e| anyhow::anyhow!("user: {e}"))?;
+        // One process owns this throwaway store: a lease that outlives any fuzz run.
+        let instance = "fuzz".to_string();
+        meta.register_instance(&instance, i64::MAX / 4, crate::context::now_ms())
+            .map_err(|e| anyhow::anyhow!("instance: {e}"))?;
         let ctx = Arc::new(Context {
             meta,
+            instance,
             chunks,
             master,
             cfg: GatewayConfig {

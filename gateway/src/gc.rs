@@ -9,7 +9,7 @@ use crate::datapath::delete_segments;
 
 /// Deletes up to `limit` queued items; returns how many were completed.
 pub async fn run_once(ctx: &Context, limit: usize) -> usize {
-    let items = match ctx.meta.gc_pending(limit) {
+    let items = match ctx.meta.gc_pending(crate::context::now_ms(), limit) {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "gc: cannot read the queue");
@@ -35,20 +35,17 @@ pub async fn run_once(ctx: &Context, limit: usize) -> usize {
     done.len()
 }
 
-/// A write intent older than this belongs to a writer that is surely gone (no request lives a
-/// day), even when several gateways share the metadata store.
-const STALE_INTENT_MS: i64 = 24 * 3600 * 1000;
-
-/// Runs the collector forever: drains the queue in batches, then sleeps a little. Every few
-/// minutes it also sweeps write intents whose writers died.
+/// Runs the collector forever: drains the due part of the queue in batches, then sleeps a
+/// little. Every few minutes it also sweeps write intents whose owner instance is dead (safe
+/// with several gateways: a live instance's intents are never taken).
 pub fn spawn(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_sweep = std::time::Instant::now();
         loop {
             if last_sweep.elapsed() > Duration::from_secs(600) {
                 last_sweep = std::time::Instant::now();
-                let cutoff = crate::context::now_ms() - STALE_INTENT_MS;
-                if let Err(e) = ctx.meta.sweep_interrupted_writes(cutoff) {
+                // TODO(engine): in cluster mode only the elected process runs the sweep.
+                if let Err(e) = ctx.meta.sweep_interrupted_writes(crate::context::now_ms()) {
                     tracing::error!(error = %e, "gc: cannot sweep interrupted writes");
                 }
             }

@@ -7,17 +7,21 @@
 //!   users/keys, written only against the `kv` interface.
 //!
 //! Module map (one family of operations per module, all `impl MetaStore`):
-//! `store` (handle, open, retry loop, record encoding, shared read/stage helpers), `buckets`,
-//! `objects` (versions, delete markers, per-version updates), `multipart`, `listing`, `gc` (GC
-//! queue, write intents), `users` (users, access keys), `maintenance` (backup, restore, verify);
-//! `keys` (key encoding, ids) and `types` (the records) are the shared vocabulary.
+//! `store` (handle, open, format check, retry loop, record encoding, shared read helpers),
+//! `buckets`, `objects` (versions, delete markers), `lock` (Object Lock rules; the only way to
+//! change retention, legal hold and tags), `multipart`, `listing`, `gc` (GC queue with grace,
+//! write intents, process instances, worker state), `layouts` (placement layouts, the rebalance
+//! walk and segment swap), `users` (users by id, access keys), `maintenance` (backup, restore,
+//! verify); `keys` (key encoding, ids) and `types` (the records) are the shared vocabulary.
 
 mod buckets;
 mod error;
 mod gc;
 pub mod keys;
 pub mod kv;
+mod layouts;
 mod listing;
+mod lock;
 mod maintenance;
 mod multipart;
 mod objects;
@@ -26,7 +30,9 @@ pub mod types;
 mod users;
 
 pub use error::{MetaError, Result};
+pub use gc::GC_STATS_LIMIT;
+pub use lock::check_retention_change;
 pub use maintenance::VerifyReport;
 pub use multipart::MIN_PART_SIZE;
-pub use store::MetaStore;
+pub use store::{DEFAULT_GC_GRACE_MS, MetaStore};
 pub use types::*;

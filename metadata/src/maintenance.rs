@@ -149,6 +149,9 @@ impl MetaStore {
         let versions = self.scan_all(Space::Versions, Vec::new())?;
         r.versions = versions.len();
         let mut objects_with_versions = BTreeSet::new();
+        // Blobs that committed records reference: none may be queued for GC or still have a
+        // write intent.
+        let mut referenced: BTreeSet<crate::BlobId> = BTreeSet::new();
         for (k, v) in &versions {
             let Some(bucket) = split_bucket(k) else {
                 r.problems.push(format!("version key without bucket {k:?}"));
@@ -195,6 +198,7 @@ impl MetaStore {
                 r.problems
                     .push(format!("{bucket}/{key}: version id does not match its key"));
             }
+            referenced.extend(rec.data.segments.iter().map(|s| s.blob));
             objects_with_versions.insert(okey);
         }
         for (okey, head) in &head_map {
@@ -236,17 +240,43 @@ impl MetaStore {
             if k.len() < 4 || !upload_ids.contains(&k[..k.len() - 4]) {
                 r.problems.push(format!("part {k:?} without its upload"));
             }
-            if let Err(e) = decode::<crate::PartRecord>(v) {
-                r.problems.push(format!("part {k:?}: {e}"));
+            match decode::<crate::PartRecord>(v) {
+                Ok(p) => {
+                    referenced.insert(p.segment.blob);
+                }
+                Err(e) => r.problems.push(format!("part {k:?}: {e}")),
             }
         }
         let gc = self.scan_all(Space::Gc, Vec::new())?;
         r.gc_items = gc.len();
         for (k, v) in &gc {
             match decode::<crate::GcItem>(v) {
-                Ok(item) if item.seq.to_be_bytes().as_slice() == k.as_slice() => {}
-                Ok(_) => r.problems.push(format!("gc item {k:?} with a wrong seq")),
+                Ok(item) if item.seq.to_be_bytes().as_slice() != k.as_slice() => {
+                    r.problems.push(format!("gc item {k:?} with a wrong seq"))
+                }
+                Ok(item) => {
+                    for s in &item.segments {
+                        if referenced.contains(&s.blob) {
+                            r.problems.push(format!(
+                                "gc item {} queues blob {} that a record references",
+                                item.seq,
+                                hex::encode(s.blob)
+                            ));
+                        }
+                    }
+                }
                 Err(e) => r.problems.push(format!("gc item {k:?}: {e}")),
+            }
+        }
+        for (k, _) in self.scan_all(Space::Sys, crate::gc::INTENT_PREFIX.to_vec())? {
+            let blob = &k[crate::gc::INTENT_PREFIX.len()..];
+            if let Ok(blob) = crate::BlobId::try_from(blob)
+                && referenced.contains(&blob)
+            {
+                r.problems.push(format!(
+                    "write intent of blob {} that a record references",
+                    hex::encode(blob)
+                ));
             }
         }
         Ok(r)

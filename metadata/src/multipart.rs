@@ -1,9 +1,9 @@
 //! Multipart uploads: create, parts, list parts, complete (one batch), abort.
 
-use crate::gc::stage_clear_intents;
-use crate::keys::{self, Stamp};
+use crate::gc::stage_consume_intents;
+use crate::keys::{self, Stamp, now_ms};
 use crate::kv::{self, Batch, Direction, KeyRange, Space};
-use crate::store::{FORMAT_V1, decode, encode, etag_eq};
+use crate::store::{FORMAT, decode, decode_body, encode, encode_into, etag_eq};
 use crate::{
     ListPartsPage, MetaError, MetaStore, PartRecord, Precondition, PutOutcome, Result, Segment,
     UploadRecord, VersionRecord,
@@ -15,17 +15,17 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Upload value: format byte, a change tag (fresh on every part write, so complete/abort see
 /// any concurrent part), then the record.
 pub(crate) fn encode_upload(tag: &Stamp, rec: &UploadRecord) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT];
     out.extend_from_slice(tag);
-    out.extend(postcard::to_stdvec(rec).expect("postcard encodes plain records"));
+    encode_into(&mut out, rec);
     out
 }
 
 pub(crate) fn decode_upload(raw: &[u8]) -> Result<UploadRecord> {
-    if raw.first() != Some(&FORMAT_V1) || raw.len() < 17 {
+    if raw.first() != Some(&FORMAT) || raw.len() < 17 {
         return Err(MetaError::Corrupt("upload record".into()));
     }
-    postcard::from_bytes(&raw[17..]).map_err(|e| MetaError::Corrupt(e.to_string()))
+    decode_body(&raw[17..])
 }
 
 impl MetaStore {
@@ -76,7 +76,8 @@ impl MetaStore {
         self.read_upload(bucket, key, upload_id)
             .map(|(_, _, rec)| rec)
     }
-    /// Stores a part; a part with the same number is replaced and its data queued for GC.
+    /// Stores a part; a part with the same number is replaced and its data queued for GC. The
+    /// part's blob is new: its write intent is consumed (`WriteAborted` if it was swept).
     pub fn put_part(
         &self,
         bucket: &str,
@@ -99,11 +100,12 @@ impl MetaStore {
             b.unchanged(Space::Parts, &pkey, old_raw.as_deref());
             if let Some(old_raw) = &old_raw {
                 let old: PartRecord = decode(old_raw)?;
-                self.stage_gc(&mut b, vec![old.segment], "part-replaced");
+                self.stage_gc(&mut b, vec![old.segment], "part-replaced", now_ms());
             }
-            stage_clear_intents(&mut b, std::slice::from_ref(&part.segment));
+            let new = std::slice::from_ref(&part.segment);
+            stage_consume_intents(&mut b, new);
             b.put(Space::Parts, pkey, encode(&part));
-            self.kv().commit(b)
+            self.commit_consuming(b, new)
         })
     }
     /// Parts numbered above `part_number_marker`, at most `max_parts`. `next_part_number_marker`
@@ -141,8 +143,9 @@ impl MetaStore {
     /// CompleteMultipartUpload: checks `requested` (part number, ETag without quotes) against the
     /// stored parts (`InvalidPart`, `InvalidPartOrder`, `EntityTooSmall` for a non-last part under
     /// `MIN_PART_SIZE`), builds the version with `build(upload, chosen_parts)`, writes it like
-    /// `put_version` (same versioning/precondition rules), queues unused parts for GC and removes
-    /// the upload — all in one batch.
+    /// `put_version` (same versioning/precondition/default-retention rules), queues unused parts
+    /// for GC and removes the upload — all in one batch. (The parts' intents were consumed by
+    /// `put_part`.)
     pub fn complete_upload<F>(
         &self,
         bucket: &str,
@@ -207,7 +210,7 @@ impl MetaStore {
                 .filter(|(_, p)| !used.contains(&p.part_number))
                 .map(|(_, p)| p.segment.clone())
                 .collect();
-            self.stage_gc(&mut b, unused, "multipart-unused-part");
+            self.stage_gc(&mut b, unused, "multipart-unused-part", now_ms());
             for (pkey, _) in &stored {
                 b.delete(Space::Parts, pkey.clone());
             }
@@ -224,7 +227,7 @@ impl MetaStore {
             let mut b = Batch::default();
             b.equals(Space::Uploads, &ukey, &uraw);
             let segments = stored.iter().map(|(_, p)| p.segment.clone()).collect();
-            self.stage_gc(&mut b, segments, "abort");
+            self.stage_gc(&mut b, segments, "abort", now_ms());
             for (pkey, _) in stored {
                 b.delete(Space::Parts, pkey);
             }

@@ -1,13 +1,13 @@
 //! Object versions: writing a version under the bucket's versioning state, finding one, deleting
 //! (delete markers, null versions, explicit versions), and per-version updates.
 
-use crate::gc::stage_clear_intents;
+use crate::gc::stage_consume_intents;
 use crate::keys::{self, Stamp, decode_id, encode_id, now_ms};
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::store::{Head, ObjectState, decode, encode, etag_eq};
 use crate::{
     BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, PutOutcome, Precondition,
-    Result, VersionRecord, VersioningState,
+    Result, Retention, VersionRecord, VersioningState,
 };
 
 impl MetaStore {
@@ -41,6 +41,21 @@ impl MetaStore {
                 _ => return Err(MetaError::PreconditionFailed),
             },
         }
+        let now = now_ms();
+        // Every writer gets the bucket's default retention (S3 applies it at creation).
+        if version.retention.is_none()
+            && !version.is_delete_marker
+            && bucket_rec.object_lock_enabled
+            && let Some(d) = &bucket_rec.default_retention
+        {
+            let retain_until = d.retain_until(now).ok_or_else(|| {
+                MetaError::InvalidRetention("the bucket's default retention is out of range".into())
+            })?;
+            version.retention = Some(Retention {
+                mode: d.mode,
+                retain_until,
+            });
+        }
         let okey = keys::object_key(bucket, key);
         let mut head = Head {
             tag: self.inner.stamps.next(),
@@ -63,12 +78,12 @@ impl MetaStore {
                 let old_key = keys::version_key(bucket, key, &old_stamp);
                 if let Some(old_raw) = self.kv().get(Space::Versions, &old_key)? {
                     let old: VersionRecord = decode(&old_raw)?;
-                    if old.is_locked(now_ms(), false) {
+                    if old.is_locked(now, false) {
                         return Err(MetaError::ObjectLocked);
                     }
                     b.equals(Space::Versions, &old_key, &old_raw);
                     b.delete(Space::Versions, old_key);
-                    self.stage_gc(b, old.data.segments.clone(), "overwrite");
+                    self.stage_gc(b, old.data.segments.clone(), "overwrite", now);
                     replaced = Some(old);
                 }
             }
@@ -79,7 +94,6 @@ impl MetaStore {
         };
         let vkey = keys::version_key(bucket, key, &stamp);
         b.absent(Space::Versions, &vkey);
-        stage_clear_intents(b, &version.data.segments);
         let version_id = version.version_id.clone();
         b.put(Space::Versions, vkey, encode(&version));
         b.unchanged(Space::Heads, &okey, st.head_raw.as_deref());
@@ -100,6 +114,10 @@ impl MetaStore {
     /// In an `Enabled` bucket a version id that `new_version_id` did not produce is replaced by
     /// a fresh one (returned in `PutOutcome::version_id`). Versions are ordered by their id, i.e.
     /// by the time the id was generated (S3: the request with the latest timestamp wins).
+    ///
+    /// A version without retention in a bucket with a default retention gets it here. Every
+    /// segment of `version` is a new blob: its write intent (`begin_write`) must still exist and
+    /// is consumed in the same batch; if the sweep took it, `WriteAborted` and nothing changes.
     pub fn put_version(
         &self,
         bucket: &str,
@@ -121,13 +139,14 @@ impl MetaStore {
                 version.clone(),
                 precondition,
             )?;
-            self.kv().commit(b)?;
+            stage_consume_intents(&mut b, &version.data.segments);
+            self.commit_consuming(b, &version.data.segments)?;
             Ok(out)
         })
     }
 
     /// Finds a version: `None` = latest. Returns (encoded key, raw value, record).
-    fn locate_version(
+    pub(crate) fn locate_version(
         &self,
         bucket: &str,
         key: &str,
@@ -225,38 +244,37 @@ impl MetaStore {
                 tag: self.inner.stamps.next(),
                 null_stamp: st.head.as_ref().and_then(|h| h.null_stamp),
             };
-            // The version to remove, if any: (stamp, record).
-            let target: Option<(Stamp, VersionRecord)> = match version_id {
+            // The version to remove, if any: (stamp, raw value, record).
+            let read_at = |stamp: Stamp| -> Result<Option<(Stamp, Vec<u8>, VersionRecord)>> {
+                self.kv()
+                    .get(Space::Versions, &keys::version_key(bucket, key, &stamp))?
+                    .map(|raw| decode::<VersionRecord>(&raw).map(|v| (stamp, raw, v)))
+                    .transpose()
+            };
+            let target = match version_id {
                 Some(id) => match self.stamp_of(st.head.as_ref(), id) {
-                    Some(stamp) => self
-                        .kv()
-                        .get(Space::Versions, &keys::version_key(bucket, key, &stamp))?
-                        .map(|raw| decode::<VersionRecord>(&raw))
-                        .transpose()?
-                        .filter(|v| v.version_id == id)
-                        .map(|v| (stamp, v)),
+                    Some(stamp) => read_at(stamp)?.filter(|(_, _, v)| v.version_id == id),
                     None => None,
                 },
                 None if brec.versioning == VersioningState::Enabled => None,
                 None => match head.null_stamp {
-                    Some(stamp) => self
-                        .kv()
-                        .get(Space::Versions, &keys::version_key(bucket, key, &stamp))?
-                        .map(|raw| decode::<VersionRecord>(&raw))
-                        .transpose()?
-                        .map(|v| (stamp, v)),
+                    Some(stamp) => read_at(stamp)?,
                     None => None,
                 },
             };
             let mut removed = None;
             let mut remaining_versions = st.latest.is_some() as usize;
-            if let Some((stamp, rec)) = target {
+            if let Some((stamp, raw, rec)) = target {
                 if rec.is_locked(now, bypass_governance) {
                     return Err(MetaError::ObjectLocked);
                 }
                 let vkey = keys::version_key(bucket, key, &stamp);
+                // Exactly the record the lock check saw: a retention or legal-hold change
+                // (which does not touch the head) that lands first makes this a conflict, and
+                // the retry checks the lock again.
+                b.equals(Space::Versions, &vkey, &raw);
                 b.delete(Space::Versions, vkey);
-                self.stage_gc(&mut b, rec.data.segments.clone(), "delete");
+                self.stage_gc(&mut b, rec.data.segments.clone(), "delete", now);
                 if head.null_stamp == Some(stamp) {
                     head.null_stamp = None;
                 }
@@ -305,37 +323,4 @@ impl MetaStore {
             Ok(outcome)
         })
     }
-
-    /// Atomic read-modify-write of one version (tags, retention, legal hold, metadata).
-    /// `None` means the latest version; a delete marker gives `NoSuchKey` (latest) or is passed to
-    /// `f` (explicit id) so the caller can answer MethodNotAllowed.
-    pub fn update_version<F>(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        mut f: F,
-    ) -> Result<VersionRecord>
-    where
-        F: FnMut(&mut VersionRecord) -> Result<()>,
-    {
-        self.retry(|| {
-            self.require_bucket(bucket)?;
-            let (vkey, raw, rec) = self.locate_version(bucket, key, version_id)?;
-            if version_id.is_none() && rec.is_delete_marker {
-                return Err(MetaError::NoSuchKey);
-            }
-            let mut new = rec.clone();
-            f(&mut new)?;
-            // Identity is fixed by the key; the closure may not move the version.
-            new.version_id = rec.version_id.clone();
-            new.is_delete_marker = rec.is_delete_marker;
-            let mut b = Batch::default();
-            b.equals(Space::Versions, &vkey, &raw);
-            b.put(Space::Versions, vkey, encode(&new));
-            self.kv().commit(b)?;
-            Ok(new)
-        })
-    }
-
 }

@@ -7,28 +7,39 @@ use crate::{BucketRecord, MetaError, NULL_VERSION, Result, VersionRecord};
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
-/// Format of every stored record: first byte of the value (see `docs/metadata-format.md`).
-pub(crate) const FORMAT_V1: u8 = 1;
+/// Store format: `sys/format` holds this one byte, and every record value starts with it (see
+/// `docs/metadata-format.md`). Format 1 (postcard) stores are refused at open.
+pub(crate) const FORMAT: u8 = 2;
 /// Bounded retries of a read-check-commit cycle that lost a compare-and-set race.
 pub(crate) const MAX_ATTEMPTS: usize = 64;
+/// Default grace period between queuing data for GC and deleting its chunks.
+pub const DEFAULT_GC_GRACE_MS: i64 = 15 * 60 * 1000;
 
+/// `FORMAT` then the record as a MessagePack map with field names: a field added later (with
+/// `#[serde(default)]`) decodes from records written before it.
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
-    // postcard into a Vec cannot fail for our plain records.
-    out.extend(postcard::to_stdvec(v).expect("postcard encodes plain records"));
+    let mut out = vec![FORMAT];
+    encode_into(&mut out, v);
     out
+}
+
+pub(crate) fn encode_into<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+    // Into a Vec, with plain records (string map keys), this cannot fail.
+    rmp_serde::encode::write_named(out, v).expect("MessagePack encodes plain records");
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T> {
     match raw.split_first() {
-        Some((&FORMAT_V1, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| MetaError::Corrupt(e.to_string()))
-        }
+        Some((&FORMAT, rest)) => decode_body(rest),
         Some((v, _)) => Err(MetaError::Corrupt(format!("unknown record format {v}"))),
         None => Err(MetaError::Corrupt("empty record".into())),
     }
+}
+
+pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(body).map_err(|e| MetaError::Corrupt(e.to_string()))
 }
 
 /// Per-object record in `Space::Heads`: the CAS point for every change to an object's versions.
@@ -42,7 +53,7 @@ pub(crate) struct Head {
 impl Head {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(34);
-        out.push(FORMAT_V1);
+        out.push(FORMAT);
         out.extend_from_slice(&self.tag);
         match &self.null_stamp {
             Some(s) => {
@@ -55,7 +66,7 @@ impl Head {
     }
     pub(crate) fn decode(raw: &[u8]) -> Result<Head> {
         let corrupt = || MetaError::Corrupt("head record".into());
-        if raw.first() != Some(&FORMAT_V1) || raw.len() < 18 {
+        if raw.first() != Some(&FORMAT) || raw.len() < 18 {
             return Err(corrupt());
         }
         let tag: Stamp = raw[1..17].try_into().map_err(|_| corrupt())?;
@@ -95,9 +106,10 @@ pub struct MetaStore {
 pub(crate) struct Inner {
     pub(crate) kv: Arc<dyn OrderedKv>,
     pub(crate) stamps: keys::StampGen,
-    /// Next GC queue position; starts above anything stored and above the clock in µs, so
-    /// positions keep increasing across restarts.
+    /// Low bits of GC queue positions (see `gc.rs`); random start, so that processes sharing
+    /// the store rarely pick the same position in the same millisecond.
     pub(crate) gc_seq: AtomicU64,
+    pub(crate) gc_grace_ms: AtomicI64,
 }
 
 impl MetaStore {
@@ -110,47 +122,38 @@ impl MetaStore {
     /// A store over any [`OrderedKv`] engine.
     pub fn with_kv(kv: Arc<dyn OrderedKv>) -> Result<Self> {
         match kv.get(Space::Sys, b"format")? {
-            Some(v) if v == [FORMAT_V1] => {}
+            Some(v) if v == [FORMAT] => {}
+            Some(v) if v == [1] => {
+                return Err(MetaError::UnsupportedFormat(
+                    "this metadata store has format 1 (written by a pre-release Strata before \
+                     format 2); this version reads only format 2 and does not convert. Stop the \
+                     server, move the data directory away (or restore a format 2 backup) and \
+                     start again with an empty data directory"
+                        .into(),
+                ));
+            }
             Some(v) => {
-                return Err(MetaError::Corrupt(format!(
-                    "unsupported store format {v:?}"
+                return Err(MetaError::UnsupportedFormat(format!(
+                    "unknown metadata store format {v:?} (this version reads format {FORMAT}); \
+                     was it written by a newer Strata?"
                 )));
             }
             None => {
                 let mut b = Batch::default();
                 b.absent(Space::Sys, b"format");
-                b.put(Space::Sys, b"format".to_vec(), vec![FORMAT_V1]);
+                b.put(Space::Sys, b"format".to_vec(), vec![FORMAT]);
                 match kv.commit(b) {
                     Ok(()) | Err(MetaError::Conflict) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        let last = kv.scan(
-            Space::Gc,
-            &KeyRange::new(Vec::new(), None),
-            Direction::Reverse,
-            1,
-        )?;
-        let after_last = match last.first() {
-            Some((k, _)) => {
-                u64::from_be_bytes(
-                    k.as_slice()
-                        .try_into()
-                        .map_err(|_| MetaError::Corrupt("gc key".into()))?,
-                ) + 1
-            }
-            None => 0,
-        };
-        let clock_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
         Ok(MetaStore {
             inner: Arc::new(Inner {
                 kv,
                 stamps: keys::StampGen::default(),
-                gc_seq: AtomicU64::new(after_last.max(clock_us)),
+                gc_seq: AtomicU64::new(rand::random()),
+                gc_grace_ms: AtomicI64::new(DEFAULT_GC_GRACE_MS),
             }),
         })
     }

@@ -1,8 +1,9 @@
 //! strata-meta-bench: scale benchmark of the metadata tier on a real RocksDB.
 //!
 //! 1. inserts N objects (default 1,000,000) into one bucket, all under the prefix `big/`, plus a
-//!    handful of keys around it, through `MetaStore::put_version` from many threads (each commit
-//!    WAL-synced; concurrent commits share an fsync);
+//!    handful of keys around it, as a PUT does: `MetaStore::begin_write` (the write intent) then
+//!    `put_version`, from many threads (each commit WAL-synced; concurrent commits share an
+//!    fsync);
 //! 2. pages through every object, 1000 per ListObjects page;
 //! 3. lists one page with delimiter `/` — the listing must seek past the N keys under `big/`;
 //!    the number of KV entries the listing read is printed to show it did not scan them.
@@ -103,6 +104,7 @@ fn version(id: String, i: u64) -> VersionRecord {
                 blob: (i as u128).to_be_bytes(),
                 len: 4096,
                 chunk_size: 4 << 20,
+                layout: 1,
             }],
         },
         parts: vec![],
@@ -135,7 +137,7 @@ fn main() {
         store
             .create_bucket(BucketRecord {
                 name: bucket.into(),
-                owner: "bench".into(),
+                owner: "0".repeat(64),
                 created: 0,
                 region: "us-east-1".into(),
                 versioning: VersioningState::Unversioned,
@@ -148,6 +150,12 @@ fn main() {
             })
             .unwrap();
     }
+    // Writers own their write intents through a live instance.
+    let instance = format!("bench-{}", std::process::id());
+    store
+        .register_instance(&instance, i64::MAX / 4, 0)
+        .expect("register the bench instance");
+    let instance = Arc::new(instance);
     println!(
         "strata-meta-bench: {} objects, {} writer threads, db {}",
         args.objects,
@@ -161,6 +169,7 @@ fn main() {
     let threads: Vec<_> = (0..args.threads)
         .map(|_| {
             let (store, next, n) = (store.clone(), next.clone(), args.objects);
+            let instance = instance.clone();
             std::thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -168,8 +177,12 @@ fn main() {
                         break;
                     }
                     let key = format!("big/{i:09}");
+                    let v = version(String::new(), i);
                     store
-                        .put_version(bucket, &key, version(String::new(), i), &Precondition::None)
+                        .begin_write(&v.data.segments[0], &instance, 1)
+                        .unwrap();
+                    store
+                        .put_version(bucket, &key, v, &Precondition::None)
                         .unwrap();
                 }
             })
@@ -190,14 +203,18 @@ fn main() {
     for t in threads {
         t.join().unwrap();
     }
-    for key in ["a", "b/1", "b/2", "bigger", "c", "zz/1"] {
+    for (j, key) in ["a", "b/1", "b/2", "bigger", "c", "zz/1"].iter().enumerate() {
+        let v = version(String::new(), args.objects + j as u64);
         store
-            .put_version(bucket, key, version(String::new(), 0), &Precondition::None)
+            .begin_write(&v.data.segments[0], &instance, 1)
+            .unwrap();
+        store
+            .put_version(bucket, key, v, &Precondition::None)
             .unwrap();
     }
     let insert_s = started.elapsed().as_secs_f64();
     println!(
-        "insert: {} objects in {insert_s:.1} s = {:.0} keys/s (each put: 1 synced commit, group-committed)",
+        "insert: {} objects in {insert_s:.1} s = {:.0} keys/s (each put: begin_write + put_version = 2 synced commits, group-committed)",
         args.objects,
         args.objects as f64 / insert_s
     );

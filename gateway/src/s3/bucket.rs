@@ -24,7 +24,7 @@ impl StrataS3 {
             .list_buckets()
             .map_err(errors::meta)?
             .into_iter()
-            .filter(|b| b.owner == who.user && b.name.starts_with(&prefix))
+            .filter(|b| b.owner == who.id && b.name.starts_with(&prefix))
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(ts(b.created)),
@@ -35,7 +35,7 @@ impl StrataS3 {
             buckets: Some(buckets),
             owner: Some(Owner {
                 display_name: Some(who.user.clone()),
-                id: Some(who.user),
+                id: Some(who.id),
             }),
             prefix: req.input.prefix,
             continuation_token: None,
@@ -72,7 +72,7 @@ impl StrataS3 {
             .get_bucket(&input.bucket)
             .map_err(errors::meta)?
         {
-            if existing.owner != who.user {
+            if existing.owner != who.id {
                 return Err(s3_error!(BucketAlreadyExists));
             }
             // us-east-1 keeps S3's legacy answer: re-creating your own bucket succeeds.
@@ -87,7 +87,7 @@ impl StrataS3 {
         let (kek_id, wrapped_kek) = self.ctx.new_bucket_kek(&input.bucket);
         let rec = BucketRecord {
             name: input.bucket.clone(),
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             created: now_ms(),
             region: region.clone(),
             // Object Lock needs versions to protect, so it switches versioning on.
@@ -112,7 +112,7 @@ impl StrataS3 {
                     .get_bucket(&input.bucket)
                     .map_err(errors::meta)?
                     .map(|b| b.owner);
-                return Err(if owner.as_deref() == Some(&who.user) {
+                return Err(if owner.as_deref() == Some(&who.id) {
                     s3_error!(BucketAlreadyOwnedByYou)
                 } else {
                     s3_error!(BucketAlreadyExists)
@@ -331,5 +331,6 @@ fn parse_default_retention(d: &DefaultRetention) -> S3Result<StoredDefault> {
             ));
         }
     };
-    Ok(StoredDefault { mode, days, years })
+    // The metadata tier enforces S3's upper bounds (36500 days, 100 years): InvalidArgument.
+    StoredDefault::new(mode, days, years).map_err(errors::meta)
 }

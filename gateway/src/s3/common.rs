@@ -30,7 +30,7 @@ impl StrataS3 {
             .get_bucket(name)
             .map_err(errors::meta)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        if b.owner != who.user {
+        if b.owner != who.id {
             tracing::warn!(user = %who.user, bucket = %name, "access denied: not the bucket owner");
             return Err(s3_error!(AccessDenied));
         }

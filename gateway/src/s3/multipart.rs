@@ -168,7 +168,7 @@ impl StrataS3 {
             upload_id: upload_id.clone(),
             key: input.key.clone(),
             initiated: now_ms(),
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             kek_id: bucket.kek_id.clone(),
             dek_id: dek.dek_id,
             wrapped_dek: dek.wrapped,
@@ -270,10 +270,15 @@ impl StrataS3 {
             .meta
             .put_part(&bucket.name, &input.key, &input.upload_id, part)
         {
-            let _ = self
+            // TODO(engine): one "commit or discard" helper for every writer. discard_write is
+            // conditioned on the intent, so it queues nothing if the commit landed or was swept.
+            if let Err(ge) = self
                 .ctx
                 .meta
-                .gc_enqueue(vec![stored.segment], "rejected-part");
+                .discard_write(vec![stored.segment], "rejected-part")
+            {
+                tracing::error!(error = %ge, "could not queue a rejected part for GC");
+            }
             return Err(errors::meta(e));
         }
         let c = checksum::to_dto(&stored.checksum, &None);
@@ -366,10 +371,15 @@ impl StrataS3 {
             .meta
             .put_part(&bucket.name, &input.key, &input.upload_id, part)
         {
-            let _ = self
+            // TODO(engine): one "commit or discard" helper for every writer. discard_write is
+            // conditioned on the intent, so it queues nothing if the commit landed or was swept.
+            if let Err(ge) = self
                 .ctx
                 .meta
-                .gc_enqueue(vec![stored.segment], "rejected-part");
+                .discard_write(vec![stored.segment], "rejected-part")
+            {
+                tracing::error!(error = %ge, "could not queue a rejected part for GC");
+            }
             return Err(errors::meta(e));
         }
         let c = checksum::to_dto(&stored.checksum, &None);
@@ -424,7 +434,7 @@ impl StrataS3 {
         }
         let declared_whole = crate::declared_checksum!(input);
         let version_id = self.new_version_id_for(&bucket);
-        let owner = who.user.clone();
+        let owner = who.id.clone();
         let mut built: Option<VersionRecord> = None;
         let mut build_err: Option<S3Error> = None;
         let outcome = self.ctx.meta.complete_upload(
@@ -789,6 +799,7 @@ mod tests {
                 blob: [0; 16],
                 len: d.len() as u64,
                 chunk_size: 1,
+                layout: 0,
             },
             checksum: Some(("CRC32".into(), crc(d))),
         };

@@ -5,7 +5,7 @@ use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_metadata::{
-    BucketRecord, ContentHeaders, DataLayout, LockMode, MetaError, NULL_VERSION, Precondition,
+    BucketRecord, ContentHeaders, DataLayout, MetaError, NULL_VERSION, Precondition,
     Retention, VersionRecord, VersioningState,
 };
 
@@ -23,7 +23,8 @@ pub(crate) struct LockRequest {
     pub legal_hold: bool,
 }
 
-/// Reads `x-amz-object-lock-*` headers and applies the bucket's default retention.
+/// Reads `x-amz-object-lock-*` headers. The bucket's default retention is applied by the
+/// metadata tier when the version is committed (`put_version` / `complete_upload`).
 pub(crate) fn lock_request(
     bucket: &BucketRecord,
     mode: &Option<ObjectLockMode>,
@@ -69,19 +70,8 @@ pub(crate) fn lock_request(
             "Bucket is missing Object Lock Configuration"
         ));
     }
-    let retention = explicit.or_else(|| {
-        bucket.default_retention.as_ref().map(|d| {
-            let day = 24 * 3600 * 1000i64;
-            let span = d.days.map(|n| n as i64 * day).unwrap_or(0)
-                + d.years.map(|n| n as i64 * 365 * day).unwrap_or(0);
-            Retention {
-                mode: d.mode,
-                retain_until: now + span,
-            }
-        })
-    });
     Ok(LockRequest {
-        retention,
+        retention: explicit,
         legal_hold: hold,
     })
 }
@@ -276,8 +266,10 @@ impl StrataS3 {
         match self.ctx.meta.put_version(&bucket.name, key, v, pre) {
             Ok(out) => Ok(out.version_id),
             Err(e) => {
+                // TODO(engine): one "commit or discard" helper for every writer. discard_write is
+                // conditioned on the intent: after WriteAborted (swept) it queues nothing.
                 if !segments.is_empty()
-                    && let Err(ge) = self.ctx.meta.gc_enqueue(segments, "rejected-write")
+                    && let Err(ge) = self.ctx.meta.discard_write(segments, "rejected-write")
                 {
                     tracing::error!(error = %ge, "could not queue a rejected write for GC");
                 }
@@ -384,7 +376,7 @@ impl StrataS3 {
             user_metadata,
             tags,
             storage_class,
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             data: DataLayout {
                 kek_id: bucket.kek_id.clone(),
                 dek_id: dek.dek_id,
@@ -635,7 +627,7 @@ impl StrataS3 {
             ));
         }
         let (version_id, marker) =
-            self.delete_one(&bucket, &input.key, &input.version_id, bypass, &who.user)?;
+            self.delete_one(&bucket, &input.key, &input.version_id, bypass, &who.id)?;
         let mut resp = S3Response::new(DeleteObjectOutput {
             delete_marker: marker.then_some(true),
             version_id,
@@ -663,7 +655,7 @@ impl StrataS3 {
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
         for obj in input.delete.objects {
-            match self.delete_one(&bucket, &obj.key, &obj.version_id, bypass, &who.user) {
+            match self.delete_one(&bucket, &obj.key, &obj.version_id, bypass, &who.id) {
                 Ok((version_id, marker)) => {
                     if !quiet {
                         let (vid, dm_vid) = if marker && obj.version_id.is_none() {
@@ -837,7 +829,7 @@ impl StrataS3 {
             user_metadata: user_meta,
             tags,
             storage_class: new_class,
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             data: DataLayout {
                 kek_id: dst_bucket.kek_id.clone(),
                 dek_id: dek.dek_id,
@@ -873,33 +865,18 @@ impl StrataS3 {
         }))
     }
 
-    /// Read-modify-write of one version's sub-resource (tags, retention, legal hold).
-    fn update_version<F>(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        version_id: &Option<String>,
-        mut f: F,
-    ) -> S3Result<VersionRecord>
-    where
-        F: FnMut(&mut VersionRecord) -> S3Result<()>,
-    {
-        check_key(key)?;
-        let vid = requested_version(version_id)?;
-        let mut inner_err: Option<S3Error> = None;
-        let r = self.ctx.meta.update_version(&bucket.name, key, vid, |v| {
-            if v.is_delete_marker {
-                inner_err = Some(delete_marker_error(bucket, v, vid.is_some()));
-                return Err(MetaError::Conflict);
+    /// Maps the errors of a per-version change (tags, retention, legal hold): a delete marker
+    /// addressed by id answers 405 MethodNotAllowed with the delete-marker headers.
+    fn version_change_error(&self, bucket: &BucketRecord, e: MetaError) -> S3Error {
+        match e {
+            MetaError::IsDeleteMarker {
+                version_id,
+                last_modified,
+            } => {
+                let marker = VersionRecord::delete_marker(version_id, String::new(), last_modified);
+                delete_marker_error(bucket, &marker, true)
             }
-            f(v).map_err(|e| {
-                inner_err = Some(e);
-                MetaError::Conflict
-            })
-        });
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => Err(inner_err.take().unwrap_or_else(|| errors::meta(e))),
+            e => errors::meta(e),
         }
     }
 
@@ -938,10 +915,13 @@ impl StrataS3 {
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
         validate_tags(&tags)?;
-        let v = self.update_version(&bucket, &input.key, &input.version_id, |v| {
-            v.tags = tags.clone();
-            Ok(())
-        })?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        let v = self
+            .ctx
+            .meta
+            .set_tags(&bucket.name, &input.key, vid, tags)
+            .map_err(|e| self.version_change_error(&bucket, e))?;
         Ok(S3Response::new(PutObjectTaggingOutput {
             version_id: shown_version_id(&bucket, &v),
         }))
@@ -954,10 +934,13 @@ impl StrataS3 {
         let who = self.caller(&req.credentials)?;
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket)?;
-        let v = self.update_version(&bucket, &input.key, &input.version_id, |v| {
-            v.tags.clear();
-            Ok(())
-        })?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        let v = self
+            .ctx
+            .meta
+            .set_tags(&bucket.name, &input.key, vid, Vec::new())
+            .map_err(|e| self.version_change_error(&bucket, e))?;
         let mut resp = S3Response::new(DeleteObjectTaggingOutput {
             version_id: shown_version_id(&bucket, &v),
         });
@@ -999,12 +982,13 @@ impl StrataS3 {
                 _ => return Err(s3_error!(MalformedXML)),
             },
         };
-        let now = now_ms();
-        self.update_version(&bucket, &input.key, &input.version_id, |v| {
-            check_retention_change(v.retention.as_ref(), wanted.as_ref(), now, bypass)?;
-            v.retention = wanted.clone();
-            Ok(())
-        })?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        // The Object Lock rules (and the bucket's Object Lock check) are the metadata tier's.
+        self.ctx
+            .meta
+            .set_retention(&bucket.name, &input.key, vid, wanted, bypass, now_ms())
+            .map_err(|e| self.version_change_error(&bucket, e))?;
         tracing::info!(bucket = %bucket.name, key = %input.key, user = %who.user, "object retention set");
         Ok(S3Response::new(PutObjectRetentionOutput::default()))
     }
@@ -1060,10 +1044,12 @@ impl StrataS3 {
             Some("OFF") => false,
             _ => return Err(s3_error!(MalformedXML)),
         };
-        self.update_version(&bucket, &input.key, &input.version_id, |v| {
-            v.legal_hold = on;
-            Ok(())
-        })?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        self.ctx
+            .meta
+            .set_legal_hold(&bucket.name, &input.key, vid, on)
+            .map_err(|e| self.version_change_error(&bucket, e))?;
         tracing::info!(bucket = %bucket.name, key = %input.key, user = %who.user, on, "legal hold set");
         Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
     }
@@ -1091,38 +1077,6 @@ impl StrataS3 {
                 status: Some(ObjectLockLegalHoldStatus::from_static(status)),
             }),
         }))
-    }
-}
-
-/// Object Lock's rules for changing a version's retention: COMPLIANCE can only be extended (by
-/// anyone, never shortened, removed or weakened); GOVERNANCE can be shortened, removed or changed
-/// only with the bypass header; extending is always allowed. An expired retention imposes nothing.
-pub(crate) fn check_retention_change(
-    current: Option<&Retention>,
-    wanted: Option<&Retention>,
-    now: i64,
-    bypass: bool,
-) -> S3Result<()> {
-    let Some(cur) = current.filter(|c| c.retain_until > now) else {
-        return Ok(());
-    };
-    let extends = |w: &Retention| w.mode == cur.mode && w.retain_until >= cur.retain_until;
-    let upgrade = |w: &Retention| {
-        cur.mode == LockMode::Governance
-            && w.mode == LockMode::Compliance
-            && w.retain_until >= cur.retain_until
-    };
-    match wanted {
-        Some(w) if extends(w) || upgrade(w) => Ok(()),
-        _ if cur.mode == LockMode::Governance && bypass => Ok(()),
-        _ => Err(S3Error::with_message(
-            S3ErrorCode::AccessDenied,
-            if cur.mode == LockMode::Compliance {
-                "Access Denied because object protected by object lock (COMPLIANCE mode can only be extended)."
-            } else {
-                "Access Denied because object protected by object lock (GOVERNANCE requires x-amz-bypass-governance-retention)."
-            },
-        )),
     }
 }
 
@@ -1180,56 +1134,5 @@ fn apply_overrides(
     }
     if r_expires.is_some() {
         *expires = r_expires.clone();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(mode: LockMode, until: i64) -> Retention {
-        Retention {
-            mode,
-            retain_until: until,
-        }
-    }
-
-    #[test]
-    fn compliance_can_only_be_extended() {
-        let cur = r(LockMode::Compliance, 1000);
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 2000)), 10, false)
-                .is_ok()
-        );
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 500)), 10, true)
-                .is_err()
-        );
-        assert!(check_retention_change(Some(&cur), None, 10, true).is_err());
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 5000)), 10, true)
-                .is_err()
-        );
-        // Once expired, anything goes.
-        assert!(check_retention_change(Some(&cur), None, 2000, false).is_ok());
-    }
-
-    #[test]
-    fn governance_needs_bypass_to_shorten() {
-        let cur = r(LockMode::Governance, 1000);
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 500)), 10, false)
-                .is_err()
-        );
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 500)), 10, true)
-                .is_ok()
-        );
-        assert!(check_retention_change(Some(&cur), None, 10, false).is_err());
-        assert!(check_retention_change(Some(&cur), None, 10, true).is_ok());
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 1000)), 10, false)
-                .is_ok()
-        );
     }
 }
