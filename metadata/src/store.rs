@@ -262,3 +262,75 @@ impl MetaStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A record as an older version wrote it.
+    #[derive(Serialize)]
+    struct Before {
+        name: String,
+        size: u64,
+    }
+
+    /// The same record after a release added fields.
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct After {
+        name: String,
+        size: u64,
+        #[serde(default)]
+        archived: bool,
+        #[serde(default)]
+        restore_expiry: Option<i64>,
+    }
+
+    #[test]
+    fn a_record_missing_a_new_field_decodes_with_its_default() {
+        let raw = encode(&Before {
+            name: "k".into(),
+            size: 7,
+        });
+        assert_eq!(raw[0], FORMAT);
+        let got: After = decode(&raw).unwrap();
+        assert_eq!(
+            got,
+            After {
+                name: "k".into(),
+                size: 7,
+                archived: false,
+                restore_expiry: None
+            }
+        );
+        // And the other way: an older reader skips fields it does not know.
+        #[derive(Serialize)]
+        struct Newer {
+            name: String,
+            size: u64,
+            epoch: u32,
+        }
+        let raw = encode(&Newer {
+            name: "k".into(),
+            size: 7,
+            epoch: 3,
+        });
+        let old: After = decode(&raw).unwrap();
+        assert_eq!(old.size, 7);
+    }
+
+    #[test]
+    fn records_of_another_format_are_corrupt_not_misread() {
+        let mut raw = encode(&Before {
+            name: "k".into(),
+            size: 7,
+        });
+        raw[0] = 1;
+        assert!(matches!(decode::<After>(&raw), Err(MetaError::Corrupt(_))));
+        assert!(matches!(decode::<After>(&[]), Err(MetaError::Corrupt(_))));
+        assert!(matches!(
+            decode::<After>(&[FORMAT, 0xc1]),
+            Err(MetaError::Corrupt(_))
+        ));
+    }
+}
