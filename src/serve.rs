@@ -190,7 +190,10 @@ fn spawn_lease_renewal(ctx: Arc<Context>) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::time::sleep(INSTANCE_RENEW).await;
             let now = strata_gateway::context::now_ms();
-            match ctx.meta.renew_instance(&ctx.instance, INSTANCE_LEASE_MS, now) {
+            match ctx
+                .meta
+                .renew_instance(&ctx.instance, INSTANCE_LEASE_MS, now)
+            {
                 Ok(()) => {}
                 Err(e @ strata_metadata::MetaError::InstanceExpired(_)) => {
                     // TODO(engine): stop accepting writes and drain instead of exiting.

@@ -6,7 +6,6 @@ use crate::store::{decode, encode};
 use crate::{BucketRecord, MetaError, MetaStore, Result};
 
 impl MetaStore {
-
     /// `BucketAlreadyExists` if the name is taken (the gateway maps it to
     /// BucketAlreadyOwnedByYou when the caller owns it). Name validity is checked by the gateway.
     pub fn create_bucket(&self, rec: BucketRecord) -> Result<()> {
@@ -72,5 +71,4 @@ impl MetaStore {
             self.kv().commit(b)
         })
     }
-
 }

@@ -345,11 +345,7 @@ impl MetaStore {
                 }
                 if !checked_owners.contains(&intent.owner) {
                     // A renewal or re-registration racing this batch makes it a conflict.
-                    b.unchanged(
-                        Space::Sys,
-                        &instance_key(&intent.owner),
-                        raw.as_deref(),
-                    );
+                    b.unchanged(Space::Sys, &instance_key(&intent.owner), raw.as_deref());
                     checked_owners.push(intent.owner.clone());
                 }
                 b.equals(Space::Sys, k, v);

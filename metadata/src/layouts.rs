@@ -89,7 +89,11 @@ impl MetaStore {
             b.unchanged(Space::Sys, CURRENT_LAYOUT, current_raw.as_deref());
             b.absent(Space::Sys, &layout_key(id));
             b.put(Space::Sys, layout_key(id), encode(&rec));
-            b.put(Space::Sys, CURRENT_LAYOUT.to_vec(), id.to_be_bytes().to_vec());
+            b.put(
+                Space::Sys,
+                CURRENT_LAYOUT.to_vec(),
+                id.to_be_bytes().to_vec(),
+            );
             self.kv().commit(b)?;
             tracing::info!(
                 layout = id,

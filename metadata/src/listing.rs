@@ -8,12 +8,12 @@
 
 use crate::keys;
 use crate::kv::{Direction, KeyRange, Space};
+use crate::multipart::decode_upload;
+use crate::store::decode;
 use crate::{
     ListObjectsPage, ListObjectsParams, ListUploadsPage, ListUploadsParams, ListVersionsPage,
     ListVersionsParams, MetaError, MetaStore, NULL_VERSION, Result, VersionEntry, VersionRecord,
 };
-use crate::multipart::decode_upload;
-use crate::store::decode;
 use std::collections::VecDeque;
 
 /// Largest read from the KV in one scan.

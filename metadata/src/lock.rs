@@ -40,7 +40,9 @@ impl DefaultRetention {
     pub fn retain_until(&self, now: i64) -> Option<i64> {
         let days = match (self.days, self.years) {
             (Some(d), None) if (1..=MAX_DEFAULT_DAYS).contains(&d) => i64::from(d),
-            (None, Some(y)) if (1..=MAX_DEFAULT_YEARS).contains(&y) => i64::from(y).checked_mul(365)?,
+            (None, Some(y)) if (1..=MAX_DEFAULT_YEARS).contains(&y) => {
+                i64::from(y).checked_mul(365)?
+            }
             _ => return None,
         };
         now.checked_add(days.checked_mul(DAY_MS)?)
@@ -106,7 +108,12 @@ impl MetaStore {
         now: i64,
     ) -> Result<VersionRecord> {
         self.change_version(bucket, key, version_id, true, |v| {
-            check_retention_change(v.retention.as_ref(), wanted.as_ref(), now, bypass_governance)?;
+            check_retention_change(
+                v.retention.as_ref(),
+                wanted.as_ref(),
+                now,
+                bypass_governance,
+            )?;
             v.retention = wanted.clone();
             Ok(())
         })

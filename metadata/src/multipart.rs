@@ -29,7 +29,6 @@ pub(crate) fn decode_upload(raw: &[u8]) -> Result<UploadRecord> {
 }
 
 impl MetaStore {
-
     pub fn create_upload(&self, bucket: &str, upload: UploadRecord) -> Result<()> {
         self.retry(|| {
             let (braw, _) = self.read_bucket(bucket)?;
@@ -235,5 +234,4 @@ impl MetaStore {
             self.kv().commit(b)
         })
     }
-
 }

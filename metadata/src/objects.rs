@@ -6,7 +6,7 @@ use crate::keys::{self, Stamp, decode_id, encode_id, now_ms};
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::store::{Head, ObjectState, decode, encode, etag_eq};
 use crate::{
-    BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, PutOutcome, Precondition,
+    BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, Precondition, PutOutcome,
     Result, Retention, VersionRecord, VersioningState,
 };
 
@@ -103,7 +103,6 @@ impl MetaStore {
             replaced,
         })
     }
-
 
     /// Writes a new version of `key` following the bucket's versioning state: `Enabled` adds a
     /// version with `version.version_id` (which the caller set with `new_version_id`);

@@ -186,7 +186,6 @@ impl MetaStore {
         Err(MetaError::Conflict)
     }
 
-
     pub(crate) fn read_bucket(&self, name: &str) -> Result<(Vec<u8>, BucketRecord)> {
         let raw = self
             .kv()
@@ -238,7 +237,11 @@ impl MetaStore {
     }
 
     /// Every entry whose key starts with `prefix`, read page by page.
-    pub(crate) fn scan_all(&self, space: Space, prefix: Vec<u8>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn scan_all(
+        &self,
+        space: Space,
+        prefix: Vec<u8>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         const PAGE: usize = 1000;
         let end = kv::prefix_successor(&prefix);
         let mut start = prefix;

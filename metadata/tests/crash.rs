@@ -71,7 +71,8 @@ fn crash_child() {
                     }
                     let key = format!("k{}", (i + t) % 5);
                     let id = s2.new_version_id();
-                    put(&s2, 
+                    put(
+                        &s2,
                         "v",
                         &key,
                         version(id.clone(), "e", None),

@@ -57,7 +57,12 @@ fn instances_register_renew_expire_and_retire() {
     s.register_instance("p2", LEASE, NOW).unwrap();
     s.register_instance("me", LEASE, NOW).unwrap();
     assert_eq!(s.expire_other_instances("me", NOW).unwrap(), 2);
-    let ids: Vec<_> = s.list_instances().unwrap().into_iter().map(|i| i.id).collect();
+    let ids: Vec<_> = s
+        .list_instances()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(ids, ["me"]);
     s.retire_instance("me").unwrap();
     assert!(s.list_instances().unwrap().is_empty());
@@ -67,7 +72,8 @@ fn instances_register_renew_expire_and_retire() {
 fn the_sweep_takes_only_intents_of_dead_instances() {
     let (_d, s) = open();
     s.register_instance("live", LEASE, NOW).unwrap();
-    s.register_instance("dying", LEASE, NOW - 2 * LEASE).unwrap();
+    s.register_instance("dying", LEASE, NOW - 2 * LEASE)
+        .unwrap();
     s.register_instance("retired", LEASE, NOW).unwrap();
     let live = segment(2, 1, 10);
     let dying = segment(2, 2, 10);
@@ -85,16 +91,30 @@ fn the_sweep_takes_only_intents_of_dead_instances() {
     got.sort();
     assert_eq!(got, vec![dying.blob, retired.blob]);
     assert!(queued.iter().all(|i| i.reason == "interrupted-write"));
-    assert_eq!(s.pending_writes().unwrap(), 1, "the live instance's intent survives");
+    assert_eq!(
+        s.pending_writes().unwrap(),
+        1,
+        "the live instance's intent survives"
+    );
     assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 0, "idempotent");
     // The full pass also dropped the expired instance record.
-    let ids: Vec<_> = s.list_instances().unwrap().into_iter().map(|i| i.id).collect();
+    let ids: Vec<_> = s
+        .list_instances()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(ids, ["live"]);
 
     // The live writer commits its blob normally.
     let id = s.new_version_id();
-    s.put_version("b", "k", version(id, "e", Some(live.clone())), &Precondition::None)
-        .unwrap();
+    s.put_version(
+        "b",
+        "k",
+        version(id, "e", Some(live.clone())),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(s.pending_writes().unwrap(), 0);
     // Even once that instance is dead, a committed blob is never swept.
     assert_eq!(s.sweep_interrupted_writes(NOW + 10 * LEASE).unwrap(), 0);
@@ -111,15 +131,25 @@ fn a_commit_after_its_intent_was_swept_is_aborted_and_changes_nothing() {
     // A committed null version that the aborted PUT would have replaced.
     let old = segment(3, 1, 10);
     s.begin_write(&old, "w", NOW).unwrap();
-    s.put_version("u", "k", version(String::new(), "old", Some(old.clone())), &Precondition::None)
-        .unwrap();
+    s.put_version(
+        "u",
+        "k",
+        version(String::new(), "old", Some(old.clone())),
+        &Precondition::None,
+    )
+    .unwrap();
     let new = segment(3, 2, 10);
     s.begin_write(&new, "w", NOW).unwrap();
     // The writer stalls past its lease; the sweep takes it for dead.
     assert_eq!(s.sweep_interrupted_writes(NOW + 2 * LEASE).unwrap(), 1);
     let before = s.gc_pending(i64::MAX, 100).unwrap();
     assert_eq!(
-        s.put_version("u", "k", version(String::new(), "new", Some(new.clone())), &Precondition::None),
+        s.put_version(
+            "u",
+            "k",
+            version(String::new(), "new", Some(new.clone())),
+            &Precondition::None
+        ),
         Err(MetaError::WriteAborted)
     );
     assert_eq!(s.get_version("u", "k", None).unwrap().etag, "old");
@@ -139,7 +169,12 @@ fn a_commit_after_its_intent_was_swept_is_aborted_and_changes_nothing() {
         s.put_part("u", "mp", &up.upload_id, part(1, "p", 10, part_seg)),
         Err(MetaError::WriteAborted)
     );
-    assert!(s.list_parts("u", "mp", &up.upload_id, 0, 10).unwrap().parts.is_empty());
+    assert!(
+        s.list_parts("u", "mp", &up.upload_id, 0, 10)
+            .unwrap()
+            .parts
+            .is_empty()
+    );
     // After an abort the writer's discard finds no intent and queues nothing more.
     let n = s.gc_pending(i64::MAX, 100).unwrap().len();
     s.discard_write(vec![new], "rejected-write").unwrap();
@@ -156,8 +191,13 @@ fn discard_after_a_successful_commit_queues_nothing() {
     s.begin_write(&committed, "w", NOW).unwrap();
     s.begin_write(&failed, "w", NOW).unwrap();
     let id = s.new_version_id();
-    s.put_version("b", "k", version(id, "e", Some(committed.clone())), &Precondition::None)
-        .unwrap();
+    s.put_version(
+        "b",
+        "k",
+        version(id, "e", Some(committed.clone())),
+        &Precondition::None,
+    )
+    .unwrap();
     // The caller (wrongly) thinks both failed: only the uncommitted one is queued.
     s.discard_write(vec![committed.clone(), failed.clone()], "failed-write")
         .unwrap();
@@ -197,8 +237,16 @@ fn the_sweep_is_bounded_per_call_and_resumes() {
         seg.blob[0] = 0xF0;
         s.begin_write(&seg, "dead", NOW - 2 * LEASE).unwrap();
     }
-    assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 0, "first call stops in the live ones");
-    assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 10, "the next resumes and finishes");
+    assert_eq!(
+        s.sweep_interrupted_writes(NOW).unwrap(),
+        0,
+        "first call stops in the live ones"
+    );
+    assert_eq!(
+        s.sweep_interrupted_writes(NOW).unwrap(),
+        10,
+        "the next resumes and finishes"
+    );
     assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 0);
     assert_eq!(s.pending_writes().unwrap(), per_call + 100);
 }

@@ -84,7 +84,8 @@ fn apply(bucket: &str, ops: &[Op]) -> Model {
         match op {
             Op::Put(key) => {
                 let id = s.new_version_id();
-                put(&s, 
+                put(
+                    s,
                     bucket,
                     key,
                     version(id.clone(), "e", None),

@@ -56,7 +56,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
             let s = s.clone();
             sc.spawn(move || {
                 for i in (t..BIG).step_by(THREADS as usize) {
-                    put(&s, 
+                    put(
+                        &s,
                         "b",
                         &format!("big/{i:06}"),
                         version(s.new_version_id(), "e", None),
@@ -69,7 +70,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
     });
     // A key with a long history right before the prefix, and a few keys around it.
     for _ in 0..500 {
-        put(&s, 
+        put(
+            &s,
             "b",
             "a",
             version(s.new_version_id(), "e", None),
@@ -78,7 +80,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
         .unwrap();
     }
     for k in ["c", "d/1", "e"] {
-        put(&s, 
+        put(
+            &s,
             "b",
             k,
             version(s.new_version_id(), "e", None),

@@ -48,7 +48,8 @@ fn buckets_create_list_update_delete() {
         Err(MetaError::NoSuchBucket)
     );
 
-    put(&s, 
+    put(
+        &s,
         "b1",
         "k",
         version(s.new_version_id(), "e", None),
@@ -84,23 +85,25 @@ fn unversioned_overwrite_replaces_null_and_queues_gc() {
     let (_d, s) = open();
     s.create_bucket(bucket("b", VersioningState::Unversioned))
         .unwrap();
-    let out = put(&s, 
-            "b",
-            "k",
-            version("ignored".into(), "e1", Some(segment(1, 1, 10))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version("ignored".into(), "e1", Some(segment(1, 1, 10))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, NULL_VERSION);
     assert_eq!(out.replaced, None);
     assert!(gc_blobs(&s).is_empty());
-    let out = put(&s, 
-            "b",
-            "k",
-            version("x".into(), "e2", Some(segment(1, 2, 20))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version("x".into(), "e2", Some(segment(1, 2, 20))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.replaced.unwrap().etag, "e1");
     assert_eq!(gc_blobs(&s), vec![blob(1, 1)]);
     let latest = s.get_version("b", "k", None).unwrap();
@@ -158,20 +161,22 @@ fn enabled_versions_delete_markers_and_explicit_deletes() {
         !v1.starts_with('-'),
         "CLIs would read a leading '-' as an option"
     );
-    put(&s, 
+    put(
+        &s,
         "b",
         "k",
         version(v1.clone(), "e1", Some(segment(2, 1, 1))),
         &Precondition::None,
     )
     .unwrap();
-    let out = put(&s, 
-            "b",
-            "k",
-            version(v2.clone(), "e2", Some(segment(2, 2, 1))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version(v2.clone(), "e2", Some(segment(2, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, v2);
     assert_eq!(out.replaced, None);
     assert!(
@@ -268,7 +273,8 @@ fn suspended_bucket_null_version_semantics() {
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     let v1 = s.new_version_id();
-    put(&s, 
+    put(
+        &s,
         "b",
         "k",
         version(v1.clone(), "e1", Some(segment(3, 1, 1))),
@@ -280,15 +286,17 @@ fn suspended_bucket_null_version_semantics() {
         Ok(())
     })
     .unwrap();
-    let out = put(&s, 
-            "b",
-            "k",
-            version(s.new_version_id(), "n1", Some(segment(3, 2, 1))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version(s.new_version_id(), "n1", Some(segment(3, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, "null");
-    put(&s, 
+    put(
+        &s,
         "b",
         "k",
         version(s.new_version_id(), "n2", Some(segment(3, 3, 1))),
@@ -330,7 +338,8 @@ fn suspended_bucket_null_version_semantics() {
     assert!(latest.is_delete_marker && latest.version_id == "null");
     assert_eq!(s.get_version("b", "k", Some(&v1)).unwrap().etag, "e1");
     // Putting again replaces the null marker.
-    put(&s, 
+    put(
+        &s,
         "b",
         "k",
         version(String::new(), "n3", None),
@@ -397,7 +406,8 @@ fn concurrent_if_none_match_has_exactly_one_winner() {
             .map(|i| {
                 let s = s.clone();
                 sc.spawn(move || {
-                    put(&s, 
+                    put(
+                        &s,
                         "b",
                         "k",
                         version(s.new_version_id(), &format!("e{i}"), None),
@@ -506,7 +516,14 @@ fn object_lock_blocks_delete_and_replace() {
     // Without Object Lock on the bucket, neither retention nor hold can be set.
     s.create_bucket(bucket("plain", VersioningState::Enabled))
         .unwrap();
-    put(&s, "plain", "k", version(s.new_version_id(), "e", None), &Precondition::None).unwrap();
+    put(
+        &s,
+        "plain",
+        "k",
+        version(s.new_version_id(), "e", None),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(
         s.set_retention("plain", "k", None, gov(NOW + 1), false, NOW),
         Err(MetaError::ObjectLockNotEnabled)
@@ -523,7 +540,13 @@ fn object_lock_blocks_delete_and_replace() {
     v.legal_hold = true;
     put(&s, "u", "k", v, &Precondition::None).unwrap();
     assert_eq!(
-        put(&s, "u", "k", version(String::new(), "e2", None), &Precondition::None),
+        put(
+            &s,
+            "u",
+            "k",
+            version(String::new(), "e2", None),
+            &Precondition::None
+        ),
         Err(MetaError::ObjectLocked)
     );
     assert_eq!(s.get_version("u", "k", None).unwrap().etag, "e");
@@ -535,7 +558,14 @@ fn set_tags_changes_only_that_version() {
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     let id = s.new_version_id();
-    put(&s, "b", "k", version(id.clone(), "e", None), &Precondition::None).unwrap();
+    put(
+        &s,
+        "b",
+        "k",
+        version(id.clone(), "e", None),
+        &Precondition::None,
+    )
+    .unwrap();
     let out = s
         .set_tags("b", "k", None, vec![("a".into(), "1".into())])
         .unwrap();
@@ -575,18 +605,34 @@ fn multipart_complete_validates_and_commits_atomically() {
         Err(MetaError::NoSuchUpload)
     );
     let mib5 = MIN_PART_SIZE;
-    put_part(&s, "b", "big", &id, part(1, "p1", mib5, segment(5, 1, mib5)))
-        .unwrap();
-    put_part(&s, "b", "big", &id, part(2, "p2old", mib5, segment(5, 2, mib5)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(1, "p1", mib5, segment(5, 1, mib5)),
+    )
+    .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(2, "p2old", mib5, segment(5, 2, mib5)),
+    )
+    .unwrap();
     // Replacing part 2 queues the old data.
-    put_part(&s, "b", "big", &id, part(2, "p2", mib5, segment(5, 3, mib5)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(2, "p2", mib5, segment(5, 3, mib5)),
+    )
+    .unwrap();
     assert_eq!(gc_blobs(&s), vec![blob(5, 2)]);
-    put_part(&s, "b", "big", &id, part(3, "p3", 10, segment(5, 4, 10)))
-        .unwrap();
-    put_part(&s, "b", "big", &id, part(4, "p4", 10, segment(5, 5, 10)))
-        .unwrap();
+    put_part(&s, "b", "big", &id, part(3, "p3", 10, segment(5, 4, 10))).unwrap();
+    put_part(&s, "b", "big", &id, part(4, "p4", 10, segment(5, 5, 10))).unwrap();
 
     let page = s.list_parts("b", "big", &id, 0, 2).unwrap();
     assert_eq!(
@@ -668,10 +714,22 @@ fn multipart_abort_frees_every_part_and_single_part_may_be_small() {
         .unwrap();
     let up = upload(&s, "k");
     s.create_upload("b", up.clone()).unwrap();
-    put_part(&s, "b", "k", &up.upload_id, part(1, "a", 1, segment(6, 1, 1)))
-        .unwrap();
-    put_part(&s, "b", "k", &up.upload_id, part(7, "b", 1, segment(6, 2, 1)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "k",
+        &up.upload_id,
+        part(1, "a", 1, segment(6, 1, 1)),
+    )
+    .unwrap();
+    put_part(
+        &s,
+        "b",
+        "k",
+        &up.upload_id,
+        part(7, "b", 1, segment(6, 2, 1)),
+    )
+    .unwrap();
     s.abort_upload("b", "k", &up.upload_id).unwrap();
     let mut blobs = gc_blobs(&s);
     blobs.sort();
@@ -681,13 +739,20 @@ fn multipart_abort_frees_every_part_and_single_part_may_be_small() {
         Err(MetaError::NoSuchUpload)
     );
     assert_eq!(
-        put_part(&s, "b", "k", &up.upload_id, part(1, "a", 1, segment(6, 3, 1))),
+        put_part(
+            &s,
+            "b",
+            "k",
+            &up.upload_id,
+            part(1, "a", 1, segment(6, 3, 1))
+        ),
         Err(MetaError::NoSuchUpload)
     );
 
     let up = upload(&s, "k");
     s.create_upload("b", up.clone()).unwrap();
-    put_part(&s, 
+    put_part(
+        &s,
         "b",
         "k",
         &up.upload_id,
@@ -815,8 +880,14 @@ fn gc_items_wait_for_the_grace_period() {
         .unwrap();
     let grace = 60_000;
     s.set_gc_grace_ms(grace);
-    put(&s, "b", "k", version(String::new(), "e1", Some(segment(8, 1, 1))), &Precondition::None)
-        .unwrap();
+    put(
+        &s,
+        "b",
+        "k",
+        version(String::new(), "e1", Some(segment(8, 1, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     // The delete happens at NOW: its data is due at NOW + grace, not before.
     s.delete_object("b", "k", None, ALICE, NOW, false).unwrap();
     assert!(s.gc_pending(NOW, 10).unwrap().is_empty());
@@ -827,8 +898,14 @@ fn gc_items_wait_for_the_grace_period() {
     assert_eq!(due[0].reason, "delete");
     // A later item with a shorter grace is due first: order is due order.
     s.set_gc_grace_ms(0);
-    put(&s, "b", "k2", version(String::new(), "e2", Some(segment(8, 2, 1))), &Precondition::None)
-        .unwrap();
+    put(
+        &s,
+        "b",
+        "k2",
+        version(String::new(), "e2", Some(segment(8, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     s.delete_object("b", "k2", None, ALICE, NOW + 10, false)
         .unwrap();
     let all = s.gc_pending(NOW + grace, 10).unwrap();
@@ -855,7 +932,12 @@ fn users_have_stable_ids_and_unique_names() {
     let bob = s.create_user("bob", false, NOW).unwrap();
     let alice = s.create_user("alice", true, NOW).unwrap();
     assert_eq!(alice.id.len(), 64);
-    assert!(alice.id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+    assert!(
+        alice
+            .id
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    );
     assert_ne!(alice.id, bob.id);
     assert_eq!(
         s.create_user("alice", false, NOW),
@@ -901,7 +983,10 @@ fn users_have_stable_ids_and_unique_names() {
     assert_ne!(alice2.id, alice.id);
     let owner = s.get_bucket("alices").unwrap().unwrap().owner;
     assert_eq!(owner, alice.id, "the bucket stays with the dead id");
-    assert_ne!(owner, alice2.id, "the new alice does not own the old alice's bucket");
+    assert_ne!(
+        owner, alice2.id,
+        "the new alice does not own the old alice's bucket"
+    );
     // A key cannot be added for a removed user.
     assert_eq!(
         s.put_access_key(AccessKeyRecord {
@@ -926,7 +1011,8 @@ fn reopen_keeps_everything() {
         s.create_bucket(bucket("b", VersioningState::Enabled))
             .unwrap();
         id = s.new_version_id();
-        put(&s, 
+        put(
+            &s,
             "b",
             "k/é",
             version(id.clone(), "e", None),
@@ -947,9 +1033,18 @@ fn default_retention_is_applied_by_the_store_and_bounded() {
     b.default_retention = Some(DefaultRetention::new(LockMode::Governance, Some(2), None).unwrap());
     s.create_bucket(b).unwrap();
     let before = keys::now_ms();
-    let out = put(&s, "b", "k", version(s.new_version_id(), "e", None), &Precondition::None).unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version(s.new_version_id(), "e", None),
+        &Precondition::None,
+    )
+    .unwrap();
     let v = s.get_version("b", "k", Some(&out.version_id)).unwrap();
-    let r = v.retention.expect("the bucket default applies to a plain PUT");
+    let r = v
+        .retention
+        .expect("the bucket default applies to a plain PUT");
     assert_eq!(r.mode, LockMode::Governance);
     let day = 24 * 3600 * 1000;
     assert!(r.retain_until >= before + 2 * day && r.retain_until <= keys::now_ms() + 2 * day);
@@ -958,17 +1053,31 @@ fn default_retention_is_applied_by_the_store_and_bounded() {
     v.retention = gov(NOW + 5);
     let out = put(&s, "b", "k", v, &Precondition::None).unwrap();
     assert_eq!(
-        s.get_version("b", "k", Some(&out.version_id)).unwrap().retention,
+        s.get_version("b", "k", Some(&out.version_id))
+            .unwrap()
+            .retention,
         gov(NOW + 5)
     );
     // A completed multipart upload gets it too.
     let up = upload(&s, "mp");
     s.create_upload("b", up.clone()).unwrap();
-    put_part(&s, "b", "mp", &up.upload_id, part(1, "p", 3, segment(11, 1, 3))).unwrap();
+    put_part(
+        &s,
+        "b",
+        "mp",
+        &up.upload_id,
+        part(1, "p", 3, segment(11, 1, 3)),
+    )
+    .unwrap();
     let out = s
-        .complete_upload("b", "mp", &up.upload_id, &[(1, "p".into())], &Precondition::None, |u, p| {
-            Ok(build_from_parts(&s, u, p))
-        })
+        .complete_upload(
+            "b",
+            "mp",
+            &up.upload_id,
+            &[(1, "p".into())],
+            &Precondition::None,
+            |u, p| Ok(build_from_parts(&s, u, p)),
+        )
         .unwrap();
     let v = s.get_version("b", "mp", Some(&out.version_id)).unwrap();
     assert_eq!(v.retention.map(|r| r.mode), Some(LockMode::Governance));
@@ -983,7 +1092,13 @@ fn default_retention_is_applied_by_the_store_and_bounded() {
     })
     .unwrap();
     assert!(matches!(
-        put(&s, "b", "k", version(s.new_version_id(), "e", None), &Precondition::None),
+        put(
+            &s,
+            "b",
+            "k",
+            version(s.new_version_id(), "e", None),
+            &Precondition::None
+        ),
         Err(MetaError::InvalidRetention(_))
     ));
 }
@@ -998,7 +1113,14 @@ fn legal_hold_never_lost_to_a_racing_delete() {
     for round in 0..40 {
         let key = format!("k{round}");
         let id = s.new_version_id();
-        put(&s, "b", &key, version(id.clone(), "e", None), &Precondition::None).unwrap();
+        put(
+            &s,
+            "b",
+            &key,
+            version(id.clone(), "e", None),
+            &Precondition::None,
+        )
+        .unwrap();
         let (hold, deleted) = std::thread::scope(|sc| {
             let h = sc.spawn(|| s.set_legal_hold("b", &key, Some(&id), true));
             let d = sc.spawn(|| {
@@ -1018,7 +1140,10 @@ fn legal_hold_never_lost_to_a_racing_delete() {
         let now = s.get_version("b", &key, Some(&id));
         match hold {
             Ok(_) => {
-                assert!(!deleted, "round {round}: hold acknowledged but the version was deleted");
+                assert!(
+                    !deleted,
+                    "round {round}: hold acknowledged but the version was deleted"
+                );
                 assert!(now.unwrap().legal_hold, "round {round}: hold lost");
             }
             Err(MetaError::NoSuchVersion | MetaError::NoSuchKey) => {

@@ -203,7 +203,10 @@ fn main() {
     for t in threads {
         t.join().unwrap();
     }
-    for (j, key) in ["a", "b/1", "b/2", "bigger", "c", "zz/1"].iter().enumerate() {
+    for (j, key) in ["a", "b/1", "b/2", "bigger", "c", "zz/1"]
+        .iter()
+        .enumerate()
+    {
         let v = version(String::new(), args.objects + j as u64);
         store
             .begin_write(&v.data.segments[0], &instance, 1)
@@ -217,6 +220,20 @@ fn main() {
         "insert: {} objects in {insert_s:.1} s = {:.0} keys/s (each put: begin_write + put_version = 2 synced commits, group-committed)",
         args.objects,
         args.objects as f64 / insert_s
+    );
+
+    let first = kv
+        .inner
+        .scan(
+            Space::Versions,
+            &KeyRange::new(Vec::new(), None),
+            Direction::Forward,
+            1,
+        )
+        .unwrap();
+    println!(
+        "version record: {} bytes stored (format byte + encoded VersionRecord)",
+        first[0].1.len()
     );
 
     // 2. Page through everything, 1000 per page.

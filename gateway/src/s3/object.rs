@@ -5,8 +5,8 @@ use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_metadata::{
-    BucketRecord, ContentHeaders, DataLayout, MetaError, NULL_VERSION, Precondition,
-    Retention, VersionRecord, VersioningState,
+    BucketRecord, ContentHeaders, DataLayout, MetaError, NULL_VERSION, Precondition, Retention,
+    VersionRecord, VersioningState,
 };
 
 use super::StrataS3;
