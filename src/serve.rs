@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Plaintext bytes per chunk.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub chunk_size: usize,
+    /// How long deleted or replaced data waits before its chunks are removed (ms), so reads
+    /// that started before the change can finish.
+    #[arg(long, env = "STRATA_GC_GRACE_MS", default_value_t = strata_metadata::DEFAULT_GC_GRACE_MS)]
+    pub gc_grace_ms: i64,
 }
 
 struct LocalNodeAdmin(Arc<LocalChunkStore>);
@@ -88,6 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    meta.set_gc_grace_ms(args.gc_grace_ms);
     let mut node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     node_cfg.data_shards = args.data_shards;
     node_cfg.parity_shards = args.parity_shards;

@@ -63,12 +63,14 @@ pub struct BucketRecord {
     pub tags: Vec<(String, String)>,
     /// The bucket's key-encryption key, wrapped by the master key.
     pub kek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_kek: Vec<u8>,
 }
 
 /// A run of chunks written as one blob: a whole single-part object, or one multipart part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    #[serde(with = "serde_bytes")]
     pub blob: BlobId,
     /// Plaintext length of the segment in bytes.
     pub len: u64,
@@ -96,6 +98,7 @@ pub struct DataLayout {
     /// markers. Deleting the record destroys the only copy of the wrapped key (crypto-shredding).
     pub kek_id: String,
     pub dek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
     /// Segments in object order; a multipart object has one per part.
     pub segments: Vec<Segment>,
@@ -180,6 +183,7 @@ pub struct UploadRecord {
     /// Data key shared by all parts (each part is its own blob, so nonces never repeat).
     pub kek_id: String,
     pub dek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
     pub content: ContentHeaders,
     pub user_metadata: Vec<(String, String)>,
@@ -276,6 +280,7 @@ pub struct AccessKeyRecord {
     /// [`UserRecord::id`] of the key's user.
     pub user: String,
     /// The secret, sealed (AES-256-GCM) under the master key. Never stored in plain text.
+    #[serde(with = "serde_bytes")]
     pub sealed_secret: Vec<u8>,
     pub created: i64,
     pub revoked: bool,

@@ -100,6 +100,8 @@ class Server:
         self._log = None
         self._threads: list[threading.Thread] = []
         self.starts = 0
+        # Extra environment for the next starts (e.g. STRATA_GC_GRACE_MS for crash tests).
+        self.extra_env: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -139,6 +141,7 @@ class Server:
             "STRATA_ADMIN_SECRET_KEY": self.secret_key,
             "RUST_BACKTRACE": "1",
         })
+        env.update(self.extra_env)
         cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
                "--listen", f"127.0.0.1:{self.port}", "--region", self.region]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

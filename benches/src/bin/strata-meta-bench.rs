@@ -236,36 +236,39 @@ fn main() {
         first[0].1.len()
     );
 
-    // 2. Page through everything, 1000 per page.
-    let mut latencies = Vec::new();
-    let mut params = ListObjectsParams {
-        max_keys: 1000,
-        ..Default::default()
-    };
-    let mut listed = 0u64;
-    let started = Instant::now();
-    let max_pages = args.objects / 1000 + 10;
-    for _ in 0..max_pages {
-        let t = Instant::now();
-        let page = store.list_objects(bucket, &params).unwrap();
-        latencies.push(t.elapsed());
-        listed += page.objects.len() as u64;
-        if !page.is_truncated {
-            break;
+    // 2. Page through everything, 1000 per page; three passes (the machine is shared: the
+    //    best pass is the least disturbed one).
+    for pass in 1..=3 {
+        let mut latencies = Vec::new();
+        let mut params = ListObjectsParams {
+            max_keys: 1000,
+            ..Default::default()
+        };
+        let mut listed = 0u64;
+        let started = Instant::now();
+        let max_pages = args.objects / 1000 + 10;
+        for _ in 0..max_pages {
+            let t = Instant::now();
+            let page = store.list_objects(bucket, &params).unwrap();
+            latencies.push(t.elapsed());
+            listed += page.objects.len() as u64;
+            if !page.is_truncated {
+                break;
+            }
+            params.start_after = page.next_marker;
         }
-        params.start_after = page.next_marker;
+        let list_s = started.elapsed().as_secs_f64();
+        assert_eq!(listed, args.objects + 6, "every object listed exactly once");
+        latencies.sort();
+        println!(
+            "list all (pass {pass}): {listed} keys in {} pages, {list_s:.2} s = {:.0} keys/s; page latency p50 {:?} p99 {:?} max {:?}",
+            latencies.len(),
+            listed as f64 / list_s,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().unwrap()
+        );
     }
-    let list_s = started.elapsed().as_secs_f64();
-    assert_eq!(listed, args.objects + 6, "every object listed exactly once");
-    latencies.sort();
-    println!(
-        "list all: {listed} keys in {} pages, {list_s:.1} s = {:.0} keys/s; page latency p50 {:?} p99 {:?} max {:?}",
-        latencies.len(),
-        listed as f64 / list_s,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap()
-    );
 
     // 3. One page with a delimiter: must seek past the prefix holding every object.
     let mut latencies = Vec::new();

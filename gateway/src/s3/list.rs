@@ -72,6 +72,7 @@ fn object_entry(
         last_modified: Some(ts(v.last_modified)),
         size: Some(v.size as i64),
         storage_class: Some(ObjectStorageClass::from(v.storage_class.clone())),
+        // TODO(engine): `owner` is now the canonical user id; resolve the name for DisplayName.
         owner: fetch_owner.then(|| Owner {
             display_name: Some(b.owner.clone()),
             id: Some(b.owner.clone()),
@@ -241,6 +242,7 @@ impl StrataS3 {
                 .list_versions(&bucket.name, &params)
                 .map_err(errors::meta)?
         };
+        // TODO(engine): `owner` is now the canonical user id; resolve the name for DisplayName.
         let owner = Owner {
             display_name: Some(bucket.owner.clone()),
             id: Some(bucket.owner.clone()),

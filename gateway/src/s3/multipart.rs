@@ -168,6 +168,8 @@ impl StrataS3 {
             upload_id: upload_id.clone(),
             key: input.key.clone(),
             initiated: now_ms(),
+            // TODO(engine): owners are canonical user ids now (ListParts/Uploads show them as
+            // DisplayName too until the engine resolves names).
             owner: who.id.clone(),
             kek_id: bucket.kek_id.clone(),
             dek_id: dek.dek_id,
