@@ -144,6 +144,10 @@ impl MetaStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<VersionRef>, Option<Vec<u8>>)> {
+        if limit == 0 {
+            // Nothing read: the walk is where it was, not complete.
+            return Ok((Vec::new(), Some(after.unwrap_or_default().to_vec())));
+        }
         let start = match after {
             Some(c) => [c, &[0]].concat(),
             None => Vec::new(),
@@ -154,7 +158,7 @@ impl MetaStore {
             Direction::Forward,
             limit,
         )?;
-        let next = (limit > 0 && rows.len() == limit)
+        let next = (rows.len() == limit)
             .then(|| rows.last().map(|(k, _)| k.clone()))
             .flatten();
         let mut out = Vec::with_capacity(rows.len());
