@@ -38,9 +38,10 @@ pub struct ServeArgs {
     /// Plaintext bytes per chunk.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub chunk_size: usize,
-    /// Seconds deleted data waits before its chunks are removed (in-flight reads finish first).
-    #[arg(long, env = "STRATA_GC_GRACE", default_value_t = 900)]
-    pub gc_grace: u64,
+    /// How long deleted or replaced data waits before its chunks are removed (ms), so reads
+    /// (GET, copy, UploadPartCopy) that started before the change can finish.
+    #[arg(long, env = "STRATA_GC_GRACE_MS", default_value_t = strata_metadata::DEFAULT_GC_GRACE_MS)]
+    pub gc_grace_ms: i64,
     /// MiB of object data all requests together may hold in memory buffers.
     #[arg(long, env = "STRATA_BUFFER_MEMORY", default_value_t = 1024)]
     pub buffer_memory: usize,
@@ -92,30 +93,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    meta.set_gc_grace_ms(args.gc_grace_ms);
     let mut node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     node_cfg.data_shards = args.data_shards;
     node_cfg.parity_shards = args.parity_shards;
     let store = Arc::new(LocalChunkStore::open(node_cfg).context("chunk store")?);
     let chunks: Arc<dyn ChunkService> = store.clone();
 
-    // One process owns this store, so every write intent from before this start belongs to a
-    // request that died with the previous process: its chunks go to the GC queue.
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    meta.sweep_interrupted_writes(started)
+    // The placement geometry this start writes with; a different one supersedes it, so
+    // segments written before keep naming theirs.
+    let now = strata_engine::now_ms();
+    let disk_names: Vec<String> = (0..args.disks).map(|i| format!("disk{i}")).collect();
+    let layout = meta
+        .ensure_current_layout(
+            &disk_names,
+            u8::try_from(args.data_shards).context("--data-shards")?,
+            u8::try_from(args.parity_shards).context("--parity-shards")?,
+            u32::try_from(args.chunk_size).context("--chunk-size")?,
+            now,
+        )
+        .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?;
+
+    // This process owns its write intents through an instance with a lease (renewed by the
+    // engine). It holds the RocksDB lock, so every other instance is a dead earlier process:
+    // expire them, then sweep their intents (requests cut short by a crash) into the GC queue.
+    let instance = strata_engine::instance::new_instance_id();
+    meta.register_instance(&instance, strata_engine::instance::LEASE_MS, now)
+        .map_err(|e| anyhow::anyhow!("registering the instance: {e}"))?;
+    meta.expire_other_instances(&instance, now)
+        .map_err(|e| anyhow::anyhow!("expiring earlier instances: {e}"))?;
+    meta.sweep_interrupted_writes(now)
         .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
     let engine = Engine::new(
         meta,
         chunks,
         master,
         EngineConfig {
-            chunk_size: args.chunk_size,
-            gc_grace: std::time::Duration::from_secs(args.gc_grace),
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             ..Default::default()
         },
-    );
+        layout,
+        instance,
+    )
+    .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     let ctx = Arc::new(Context {
@@ -163,10 +183,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         r = strata_gateway::http::serve(listener, front) => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
-    engine
-        .workers()
-        .shutdown(std::time::Duration::from_secs(5))
-        .await;
+    engine.shutdown().await;
     Ok(())
 }
 

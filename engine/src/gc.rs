@@ -69,7 +69,7 @@ impl Worker for GcWorker {
     async fn work(&mut self) -> Result<WorkState, String> {
         let items = self
             .engine
-            .meta_call(|m| m.gc_pending(BATCH))
+            .meta_call(|m| m.gc_pending(now_ms(), BATCH))
             .await
             .map_err(|e| e.to_string())?;
         self.last_batch = items.len();
@@ -118,7 +118,7 @@ impl Worker for GcWorker {
             "bytes_deleted": self.bytes_deleted,
             "deferred_in_use": self.deferred,
             "last_batch": self.last_batch,
-            "grace_secs": self.engine.cfg().gc_grace.as_secs(),
+            "grace_ms": self.engine.meta_blocking().gc_grace_ms(),
         })
     }
 
@@ -127,11 +127,8 @@ impl Worker for GcWorker {
     }
 }
 
-/// A write intent older than this belongs to a writer that is surely gone (no request lives a
-/// day), even when several gateways share the metadata store.
-const STALE_INTENT_MS: i64 = 24 * 3600 * 1000;
-
-/// Turns the write intents of dead writers into GC items.
+/// Turns the write intents of dead writers (instances whose lease ran out) into GC items; never
+/// those of a live instance, so it is safe with several processes sharing the metadata tier.
 pub struct IntentSweeper {
     engine: Engine,
     swept: u64,
@@ -150,10 +147,9 @@ impl Worker for IntentSweeper {
     }
 
     async fn work(&mut self) -> Result<WorkState, String> {
-        let cutoff = now_ms() - STALE_INTENT_MS;
         let n = self
             .engine
-            .meta_call(move |m| m.sweep_interrupted_writes(cutoff))
+            .meta_call(|m| m.sweep_interrupted_writes(now_ms()))
             .await
             .map_err(|e| e.to_string())?;
         self.swept += n as u64;

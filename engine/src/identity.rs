@@ -1,6 +1,7 @@
-//! Users and access keys. Access-key secrets must be recoverable for SigV4 (an HMAC over them),
-//! so they are stored sealed (AES-256-GCM) under the master key and opened only to check a
-//! signature.
+//! Users and access keys. A user has a stable random id (S3's canonical user id): buckets and
+//! versions record the owner's id, so a new user who takes a removed user's name owns nothing of
+//! the old one's. Access-key secrets must be recoverable for SigV4 (an HMAC over them), so they
+//! are stored sealed (AES-256-GCM) under the master key and opened only to check a signature.
 
 use strata_metadata::{AccessKeyRecord, MetaError, UserRecord};
 use zeroize::Zeroizing;
@@ -11,8 +12,10 @@ use crate::{Engine, now_ms};
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// The user's name (stable id once users carry one).
+    /// The user's name (for logs and display).
     pub user: String,
+    /// The user's canonical id: what ownership compares.
+    pub id: String,
     pub is_admin: bool,
 }
 
@@ -43,19 +46,27 @@ impl Engine {
         }
     }
 
-    /// The user behind a verified access key (`None`: key revoked or user gone meanwhile).
+    /// The user behind a verified access key (`None`: key revoked or user gone meanwhile). The
+    /// key names its user by id, so it never resolves to a later namesake.
     pub async fn caller(&self, access_key: &str) -> Result<Option<Caller>> {
         let ak = access_key.to_string();
         self.meta_call(move |m| {
             let Some(key) = m.get_access_key(&ak)?.filter(|k| !k.revoked) else {
                 return Ok(None);
             };
-            Ok(m.get_user(&key.user)?.map(|u| Caller {
+            Ok(m.get_user_by_id(&key.user)?.map(|u| Caller {
                 user: u.name,
+                id: u.id,
                 is_admin: u.is_admin,
             }))
         })
         .await
+    }
+
+    /// The user with this canonical id (for display names).
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        let i = id.to_string();
+        self.meta_call(move |m| m.get_user_by_id(&i)).await
     }
 
     /// Creates a user with a fresh key pair (or the given one); returns the pair.
@@ -66,21 +77,12 @@ impl Engine {
         keys: Option<(String, String)>,
     ) -> Result<(String, String)> {
         let n = name.to_string();
-        self.meta_call(move |m| {
-            if m.get_user(&n)?.is_some() {
-                return Err(MetaError::AlreadyExists);
-            }
-            m.put_user(UserRecord {
-                name: n,
-                created: now_ms(),
-                is_admin,
-            })
-        })
-        .await?;
+        self.meta_call(move |m| m.create_user(&n, is_admin, now_ms()))
+            .await?;
         self.add_access_key(name, keys).await
     }
 
-    /// Adds an access key to an existing user; returns the pair.
+    /// Adds an access key to an existing user (by name); returns the pair.
     pub async fn add_access_key(
         &self,
         user: &str,
@@ -90,15 +92,13 @@ impl Engine {
         let sealed = self.keys().seal_secret(&ak, &sk);
         let (u, a) = (user.to_string(), ak.clone());
         self.meta_call(move |m| {
-            if m.get_user(&u)?.is_none() {
-                return Err(MetaError::NoSuchUser);
-            }
+            let user = m.get_user(&u)?.ok_or(MetaError::NoSuchUser)?;
             if m.get_access_key(&a)?.is_some() {
                 return Err(MetaError::AlreadyExists);
             }
             m.put_access_key(AccessKeyRecord {
                 access_key: a,
-                user: u,
+                user: user.id,
                 sealed_secret: sealed,
                 created: now_ms(),
                 revoked: false,
@@ -108,6 +108,7 @@ impl Engine {
         Ok((ak, sk))
     }
 
+    /// Revokes an access key (`NoSuchUser` if there is no such key).
     pub async fn revoke_access_key(&self, access_key: &str) -> Result<()> {
         let a = access_key.to_string();
         self.meta_call(move |m| {
@@ -126,6 +127,7 @@ impl Engine {
         self.meta_call(|m| m.list_access_keys()).await
     }
 
+    /// Removes a user and its keys; its buckets stay owned by its (now dead) id.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         let n = name.to_string();
         self.meta_call(move |m| m.delete_user(&n)).await

@@ -27,7 +27,9 @@ pub mod checksum;
 pub mod error;
 pub mod gc;
 pub mod identity;
+pub mod instance;
 pub mod keys;
+pub mod layouts;
 pub mod multipart;
 pub mod objects;
 pub mod read;
@@ -37,7 +39,7 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_metadata::MetaStore;
+use strata_metadata::{LayoutRecord, MetaStore};
 use strata_storage_node::ChunkService;
 use strata_storage_node::keys::MasterKey;
 
@@ -47,26 +49,20 @@ pub use write::{StoredBlob, WriteSpec};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Plaintext bytes per chunk sent to the chunk store.
-    pub chunk_size: usize,
     /// Chunks of one write being stored at the same time.
     pub write_parallelism: usize,
     /// Chunks fetched ahead while streaming a read.
     pub read_ahead: usize,
     /// Total bytes of object data the engine may hold in buffers at once (all requests).
     pub buffer_budget: usize,
-    /// How long deleted data waits before its chunks are removed.
-    pub gc_grace: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            chunk_size: 4 * 1024 * 1024,
             write_parallelism: 4,
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
-            gc_grace: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -79,6 +75,8 @@ struct Inner {
     budget: budget::BufferBudget,
     pins: Arc<read::ReadPins>,
     workers: workers::Workers,
+    instance: instance::InstanceId,
+    layouts: layouts::Layouts,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -88,13 +86,19 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine over the stores. `layout` is the current placement layout (new data is written
+    /// with it; see `MetaStore::ensure_current_layout`), and `instance` this process's registered
+    /// instance id (the owner of its write intents).
     pub fn new(
         meta: MetaStore,
         chunks: Arc<dyn ChunkService>,
         master: Arc<MasterKey>,
         cfg: EngineConfig,
-    ) -> Self {
-        Engine {
+        layout: LayoutRecord,
+        instance: String,
+    ) -> Result<Self> {
+        let layouts = layouts::Layouts::load(&meta, layout)?;
+        Ok(Engine {
             inner: Arc::new(Inner {
                 meta,
                 chunks,
@@ -102,9 +106,11 @@ impl Engine {
                 budget: budget::BufferBudget::new(cfg.buffer_budget),
                 pins: Arc::default(),
                 workers: workers::Workers::default(),
+                instance: instance::InstanceId::new(instance),
+                layouts,
                 cfg,
             }),
-        }
+        })
     }
 
     pub fn cfg(&self) -> &EngineConfig {
@@ -132,11 +138,32 @@ impl Engine {
         &self.inner.workers
     }
 
-    /// Starts the background workers this process runs: the GC and the write-intent sweep.
+    /// The instance id that owns this process's new write intents.
+    pub fn instance(&self) -> &instance::InstanceId {
+        &self.inner.instance
+    }
+
+    pub fn layouts(&self) -> &layouts::Layouts {
+        &self.inner.layouts
+    }
+
+    /// Starts the background workers this process runs: the instance lease, the GC and the
+    /// write-intent sweep.
     pub fn start_background(&self) {
-        self.workers().spawn(gc::GcWorker::new(self.clone()), 0);
-        self.workers()
-            .spawn(gc::IntentSweeper::new(self.clone()), 0);
+        let w = self.workers();
+        w.spawn(instance::LeaseWorker::new(self.clone()), 0);
+        w.spawn(gc::GcWorker::new(self.clone()), 0);
+        w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+    }
+
+    /// Stops the workers (bounded wait) and retires the instance, so intents of requests cut
+    /// short now are swept at the next start at once.
+    pub async fn shutdown(&self) {
+        self.workers().shutdown(Duration::from_secs(5)).await;
+        let id = self.instance().get();
+        if let Err(e) = self.meta_call(move |m| m.retire_instance(&id)).await {
+            tracing::warn!(error = %e, "could not retire the instance");
+        }
     }
 
     /// Runs a metadata call on the blocking pool.

@@ -199,23 +199,57 @@ impl Engine {
         Ok(out)
     }
 
-    /// Atomic read-modify-write of one version's settings. `f` returning an error aborts.
-    pub async fn update_version<F>(
+    /// Replaces a version's tags (`None`: the latest; a delete marker is `IsDeleteMarker`).
+    pub async fn set_tags(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-        f: F,
-    ) -> Result<VersionRecord>
-    where
-        F: FnMut(&mut VersionRecord) -> strata_metadata::Result<()> + Send + 'static,
-    {
+        tags: Vec<(String, String)>,
+    ) -> Result<VersionRecord> {
         let (b, k, v) = (
             bucket.to_string(),
             key.to_string(),
             version_id.map(str::to_string),
         );
-        self.meta_call(move |m| m.update_version(&b, &k, v.as_deref(), f))
+        self.meta_call(move |m| m.set_tags(&b, &k, v.as_deref(), tags))
+            .await
+    }
+
+    /// Sets or removes a version's retention; the Object Lock rules (COMPLIANCE only extends,
+    /// GOVERNANCE needs the bypass to shorten) are the metadata tier's.
+    pub async fn set_retention(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        wanted: Option<Retention>,
+        bypass_governance: bool,
+    ) -> Result<VersionRecord> {
+        let (b, k, v) = (
+            bucket.to_string(),
+            key.to_string(),
+            version_id.map(str::to_string),
+        );
+        self.meta_call(move |m| {
+            m.set_retention(&b, &k, v.as_deref(), wanted, bypass_governance, now_ms())
+        })
+        .await
+    }
+
+    pub async fn set_legal_hold(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        on: bool,
+    ) -> Result<VersionRecord> {
+        let (b, k, v) = (
+            bucket.to_string(),
+            key.to_string(),
+            version_id.map(str::to_string),
+        );
+        self.meta_call(move |m| m.set_legal_hold(&b, &k, v.as_deref(), on))
             .await
     }
 

@@ -126,7 +126,13 @@ impl Engine {
             .pin(version.data.segments.iter().map(|s| s.blob).collect());
         let chunks = self.chunks().clone();
         let budget = self.budget().clone();
-        let chunk_size = self.cfg().chunk_size;
+        let chunk_size = version
+            .data
+            .segments
+            .iter()
+            .map(|s| s.chunk_size as usize)
+            .max()
+            .unwrap_or(0);
         let stream = futures::stream::iter(slices)
             .map(move |s| {
                 let chunks = chunks.clone();
@@ -169,6 +175,7 @@ mod tests {
             blob: [b; 16],
             len,
             chunk_size: cs,
+            layout: 1,
         }
     }
 

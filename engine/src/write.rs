@@ -202,6 +202,8 @@ struct BlobWriter<'a> {
     dek: Arc<DataKey>,
     blob: BlobId,
     chunk_size: usize,
+    /// The layout the chunks are written with (the current one when the write began).
+    layout: u32,
     /// Chunks handed to the chunk store so far: after a failure, any of them may exist.
     submitted: u32,
     intent_bound: u64,
@@ -214,6 +216,7 @@ impl BlobWriter<'_> {
             blob: self.blob,
             len,
             chunk_size: self.chunk_size as u32,
+            layout: self.layout,
         }
     }
 
@@ -223,8 +226,9 @@ impl BlobWriter<'_> {
     async fn submit(&mut self, data: Bytes, reservation: Reservation) -> Result<()> {
         if self.submitted == 0 {
             let intent = self.segment(self.intent_bound.max(1));
+            let owner = self.engine.instance().get();
             self.engine
-                .meta_call(move |m| m.begin_write(&intent, crate::now_ms()))
+                .meta_call(move |m| m.begin_write(&intent, &owner, crate::now_ms()))
                 .await?;
             // From here on a failure or a drop must discard what may have been written.
             self.guard.armed = Some((self.engine.clone(), self.segment(0)));
@@ -276,12 +280,14 @@ impl Engine {
         mut body: BodyStream,
         spec: WriteSpec,
     ) -> Result<StoredBlob> {
-        let chunk_size = self.cfg().chunk_size.max(1);
+        let layout = self.layouts().current();
+        let chunk_size = (layout.chunk_size as usize).max(1);
         let mut w = BlobWriter {
             engine: self,
             dek,
             blob: new_blob_id(),
             chunk_size,
+            layout: layout.id,
             submitted: 0,
             intent_bound: spec.expected_len.unwrap_or(spec.max_len).min(spec.max_len),
             guard: DiscardGuard {
@@ -421,14 +427,17 @@ impl Engine {
         }
     }
 
-    /// Queues a written, uncommitted segment for GC (no-op for an empty one).
+    /// Queues a written, uncommitted segment for GC (no-op for an empty one). The metadata tier
+    /// does it only while the blob's write intent exists, in the batch that deletes the intent: a
+    /// blob whose commit landed (or that the sweep already took) is never queued, so this is safe
+    /// after any failure, even one where it is unknown whether the commit applied.
     pub(crate) async fn discard_segment(&self, segment: Segment, reason: &'static str) {
         if segment.chunk_count() == 0 {
             return;
         }
         let blob = hex::encode(segment.blob);
         if let Err(e) = self
-            .meta_call(move |m| m.gc_enqueue(vec![segment], reason))
+            .meta_call(move |m| m.discard_write(vec![segment], reason))
             .await
         {
             tracing::error!(error = %e, %blob, "could not queue an uncommitted write for GC; the intent sweep will");

@@ -28,15 +28,23 @@ async fn fixture() -> Fixture {
     let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
     let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), 6)).unwrap();
     let chunks: Arc<dyn ChunkService> = Arc::new(store);
+    let now = strata_engine::now_ms();
+    let disks: Vec<String> = (0..6).map(|i| format!("disk{i}")).collect();
+    let layout = meta
+        .ensure_current_layout(&disks, 4, 2, CHUNK as u32, now)
+        .unwrap();
+    let instance = strata_engine::instance::new_instance_id();
+    meta.register_instance(&instance, strata_engine::instance::LEASE_MS, now)
+        .unwrap();
     let engine = Engine::new(
         meta,
         chunks,
         master,
-        EngineConfig {
-            chunk_size: CHUNK,
-            ..Default::default()
-        },
-    );
+        EngineConfig::default(),
+        layout,
+        instance,
+    )
+    .unwrap();
     let bucket = engine
         .create_bucket(NewBucket {
             name: "b".into(),
@@ -74,7 +82,10 @@ fn spec() -> WriteSpec {
 
 /// (GC items queued, blobs' segments queued, write intents pending).
 async fn gc_state(e: &Engine) -> (usize, usize) {
-    let items = e.meta_call(|m| m.gc_pending(1000)).await.unwrap();
+    let items = e
+        .meta_call(|m| m.gc_pending(i64::MAX, 1000))
+        .await
+        .unwrap();
     let intents = e.meta_call(|m| m.pending_writes()).await.unwrap();
     (items.len(), intents)
 }

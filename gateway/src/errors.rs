@@ -92,7 +92,32 @@ pub fn meta(e: MetaError) -> S3Error {
             OperationAborted,
             "A conflicting operation is in progress; retry."
         ),
-        e @ (MetaError::Corrupt(_) | MetaError::Db(_)) => {
+        MetaError::ObjectLockNotEnabled => s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ),
+        MetaError::RetentionDenied { compliance } => S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            if compliance {
+                "Access Denied because object protected by object lock (COMPLIANCE mode can only be extended)."
+            } else {
+                "Access Denied because object protected by object lock (GOVERNANCE requires x-amz-bypass-governance-retention)."
+            },
+        ),
+        MetaError::InvalidRetention(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        // Handlers that can meet a delete marker map it themselves (MethodNotAllowed + headers).
+        MetaError::IsDeleteMarker { .. } => S3Error::with_message(
+            S3ErrorCode::MethodNotAllowed,
+            "The specified method is not allowed against this resource.",
+        )
+        .with_status(http::StatusCode::METHOD_NOT_ALLOWED),
+        e @ (MetaError::Corrupt(_)
+        | MetaError::Db(_)
+        | MetaError::WriteAborted
+        | MetaError::Stale
+        | MetaError::InstanceExpired(_)
+        | MetaError::Invalid(_)
+        | MetaError::UnsupportedFormat(_)) => {
             tracing::error!(error = %e, "metadata failure");
             s3_error!(InternalError)
         }

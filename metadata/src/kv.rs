@@ -26,7 +26,8 @@ use std::thread::JoinHandle;
 /// A key space. RocksDB maps each to a column family; another engine may map each to a prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Space {
-    /// Store-wide records (format version).
+    /// Store-wide records: format version, layouts, write intents, process instances, worker
+    /// state (each under its own key prefix, see `docs/metadata-format.md`).
     Sys,
     Buckets,
     /// One small record per object key: null-version pointer + a change tag (CAS point).
@@ -123,6 +124,8 @@ pub enum Condition {
     },
     /// The key does not exist.
     Absent { space: Space, key: Vec<u8> },
+    /// The key exists, whatever its value (etcd: `version > 0`).
+    Present { space: Space, key: Vec<u8> },
     /// No key exists in the range.
     RangeEmpty { space: Space, range: KeyRange },
 }
@@ -157,6 +160,12 @@ impl Batch {
     }
     pub fn absent(&mut self, space: Space, key: &[u8]) {
         self.conditions.push(Condition::Absent {
+            space,
+            key: key.to_vec(),
+        });
+    }
+    pub fn present(&mut self, space: Space, key: &[u8]) {
+        self.conditions.push(Condition::Present {
             space,
             key: key.to_vec(),
         });
@@ -416,6 +425,7 @@ fn conditions_hold(db: &DB, overlay: &Overlay, conditions: &[Condition]) -> Resu
                 current_value(db, overlay, *space, key)?.as_deref() == Some(value.as_slice())
             }
             Condition::Absent { space, key } => current_value(db, overlay, *space, key)?.is_none(),
+            Condition::Present { space, key } => current_value(db, overlay, *space, key)?.is_some(),
             Condition::RangeEmpty { space, range } => range_empty(db, overlay, *space, range)?,
         };
         if !ok {

@@ -8,10 +8,11 @@
 
 use crate::keys;
 use crate::kv::{Direction, KeyRange, Space};
+use crate::multipart::decode_upload;
+use crate::store::decode;
 use crate::{
     ListObjectsPage, ListObjectsParams, ListUploadsPage, ListUploadsParams, ListVersionsPage,
     ListVersionsParams, MetaError, MetaStore, NULL_VERSION, Result, VersionEntry, VersionRecord,
-    decode, decode_upload,
 };
 use std::collections::VecDeque;
 
@@ -199,7 +200,7 @@ impl MetaStore {
                         let head = self
                             .kv()
                             .get(Space::Heads, &keys::object_key(bucket, km))?
-                            .map(|r| crate::Head::decode(&r))
+                            .map(|r| crate::store::Head::decode(&r))
                             .transpose()?;
                         head.and_then(|h| h.null_stamp)
                     } else {

@@ -2,7 +2,9 @@
 
 use crate::keys;
 use crate::kv::Space;
-use crate::{Head, MetaError, MetaStore, NULL_VERSION, Result, VersionRecord, decode};
+use crate::multipart::decode_upload;
+use crate::store::{Head, decode};
+use crate::{MetaError, MetaStore, NULL_VERSION, Result, VersionRecord};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -147,6 +149,9 @@ impl MetaStore {
         let versions = self.scan_all(Space::Versions, Vec::new())?;
         r.versions = versions.len();
         let mut objects_with_versions = BTreeSet::new();
+        // Blobs that committed records reference: none may be queued for GC or still have a
+        // write intent.
+        let mut referenced: BTreeSet<crate::BlobId> = BTreeSet::new();
         for (k, v) in &versions {
             let Some(bucket) = split_bucket(k) else {
                 r.problems.push(format!("version key without bucket {k:?}"));
@@ -193,6 +198,7 @@ impl MetaStore {
                 r.problems
                     .push(format!("{bucket}/{key}: version id does not match its key"));
             }
+            referenced.extend(rec.data.segments.iter().map(|s| s.blob));
             objects_with_versions.insert(okey);
         }
         for (okey, head) in &head_map {
@@ -216,7 +222,7 @@ impl MetaStore {
         r.uploads = uploads.len();
         let mut upload_ids = BTreeSet::new();
         for (k, v) in &uploads {
-            match crate::decode_upload(v) {
+            match decode_upload(v) {
                 Ok(u) => {
                     let bucket = split_bucket(k).unwrap_or_default();
                     if keys::upload_key(&bucket, &u.key, &u.upload_id) != *k {
@@ -234,17 +240,43 @@ impl MetaStore {
             if k.len() < 4 || !upload_ids.contains(&k[..k.len() - 4]) {
                 r.problems.push(format!("part {k:?} without its upload"));
             }
-            if let Err(e) = decode::<crate::PartRecord>(v) {
-                r.problems.push(format!("part {k:?}: {e}"));
+            match decode::<crate::PartRecord>(v) {
+                Ok(p) => {
+                    referenced.insert(p.segment.blob);
+                }
+                Err(e) => r.problems.push(format!("part {k:?}: {e}")),
             }
         }
         let gc = self.scan_all(Space::Gc, Vec::new())?;
         r.gc_items = gc.len();
         for (k, v) in &gc {
             match decode::<crate::GcItem>(v) {
-                Ok(item) if item.seq.to_be_bytes().as_slice() == k.as_slice() => {}
-                Ok(_) => r.problems.push(format!("gc item {k:?} with a wrong seq")),
+                Ok(item) if item.seq.to_be_bytes().as_slice() != k.as_slice() => {
+                    r.problems.push(format!("gc item {k:?} with a wrong seq"))
+                }
+                Ok(item) => {
+                    for s in &item.segments {
+                        if referenced.contains(&s.blob) {
+                            r.problems.push(format!(
+                                "gc item {} queues blob {} that a record references",
+                                item.seq,
+                                hex::encode(s.blob)
+                            ));
+                        }
+                    }
+                }
                 Err(e) => r.problems.push(format!("gc item {k:?}: {e}")),
+            }
+        }
+        for (k, _) in self.scan_all(Space::Sys, crate::gc::INTENT_PREFIX.to_vec())? {
+            let blob = &k[crate::gc::INTENT_PREFIX.len()..];
+            if let Ok(blob) = crate::BlobId::try_from(blob)
+                && referenced.contains(&blob)
+            {
+                r.problems.push(format!(
+                    "write intent of blob {} that a record references",
+                    hex::encode(blob)
+                ));
             }
         }
         Ok(r)

@@ -1,8 +1,10 @@
 //! Records stored in the metadata tier. These are the contract between the gateway and the
 //! metadata crate: the gateway builds them, the metadata crate stores, orders and versions them.
 //!
-//! Times are Unix milliseconds (UTC). Every record is encoded with a leading format-version byte
-//! (see `docs/metadata-format.md`) so that new fields can be added without a migration.
+//! Times are Unix milliseconds (UTC). Records are stored as self-describing MessagePack maps
+//! (field names included, see `docs/metadata-format.md`): a field added later must carry
+//! `#[serde(default)]` so that records written before it still decode; unknown fields are
+//! ignored, so an older reader skips fields it does not know.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +30,12 @@ pub enum LockMode {
     Compliance,
 }
 
-/// Default retention of an Object Lock enabled bucket (`ObjectLockConfiguration`).
+/// Default retention of an Object Lock enabled bucket (`ObjectLockConfiguration`). Build it
+/// with [`DefaultRetention::new`], which enforces S3's bounds (see `lock.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultRetention {
     pub mode: LockMode,
-    /// Exactly one of days/years is set, as S3 requires.
+    /// Exactly one of days (1..=36500) / years (1..=100) is set, as S3 requires.
     pub days: Option<u32>,
     pub years: Option<u32>,
 }
@@ -47,7 +50,8 @@ pub struct Retention {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub name: String,
-    /// User name of the owner.
+    /// Canonical id of the owner ([`UserRecord::id`]), never the name: a re-created name is a
+    /// different account.
     pub owner: String,
     pub created: i64,
     pub region: String,
@@ -59,17 +63,22 @@ pub struct BucketRecord {
     pub tags: Vec<(String, String)>,
     /// The bucket's key-encryption key, wrapped by the master key.
     pub kek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_kek: Vec<u8>,
 }
 
 /// A run of chunks written as one blob: a whole single-part object, or one multipart part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    #[serde(with = "serde_bytes")]
     pub blob: BlobId,
     /// Plaintext length of the segment in bytes.
     pub len: u64,
     /// Plaintext size of every chunk but the last.
     pub chunk_size: u32,
+    /// Id of the [`LayoutRecord`] (placement geometry) the chunks were written with.
+    #[serde(default)]
+    pub layout: u32,
 }
 
 impl Segment {
@@ -89,6 +98,7 @@ pub struct DataLayout {
     /// markers. Deleting the record destroys the only copy of the wrapped key (crypto-shredding).
     pub kek_id: String,
     pub dek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
     /// Segments in object order; a multipart object has one per part.
     pub segments: Vec<Segment>,
@@ -161,21 +171,6 @@ impl VersionRecord {
             legal_hold: false,
         }
     }
-
-    /// True while Object Lock forbids deleting this version (legal hold, or retention in the future).
-    /// `bypass_governance` lets a GOVERNANCE retention be bypassed; COMPLIANCE never can be.
-    pub fn is_locked(&self, now: i64, bypass_governance: bool) -> bool {
-        if self.legal_hold {
-            return true;
-        }
-        match &self.retention {
-            Some(r) if r.retain_until > now => match r.mode {
-                LockMode::Compliance => true,
-                LockMode::Governance => !bypass_governance,
-            },
-            _ => false,
-        }
-    }
 }
 
 /// A multipart upload in progress.
@@ -188,6 +183,7 @@ pub struct UploadRecord {
     /// Data key shared by all parts (each part is its own blob, so nonces never repeat).
     pub kek_id: String,
     pub dek_id: String,
+    #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
     pub content: ContentHeaders,
     pub user_metadata: Vec<(String, String)>,
@@ -210,18 +206,69 @@ pub struct PartRecord {
     pub checksum: Option<(String, String)>,
 }
 
-/// Data that no version references any more; the GC worker deletes its chunks, then acks.
+/// Data that no version references any more; the GC worker deletes its chunks once `due`, then
+/// acks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcItem {
-    /// Queue position (opaque, ordered).
+    /// Queue position (opaque, ordered by `due`; see `docs/metadata-format.md`).
     pub seq: u64,
     pub segments: Vec<Segment>,
     /// Why the data became garbage: "overwrite", "delete", "abort", "part-replaced", ...
     pub reason: String,
+    /// When it was queued, and when its chunks may be deleted (enqueued + the store's grace
+    /// period, so reads that started before the change can finish). Unix ms.
+    #[serde(default)]
+    pub enqueued: i64,
+    #[serde(default)]
+    pub due: i64,
+}
+
+/// Size of the GC queue (`MetaStore::gc_stats`). Counts stop at `GC_STATS_LIMIT` entries.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GcStats {
+    pub queued: u64,
+    /// Items whose grace period has passed.
+    pub due: u64,
+    pub oldest_due: Option<i64>,
+}
+
+/// Placement geometry: which disks, how many data/parity shards, which chunk size. Never edited,
+/// only superseded; every segment names the layout it was written with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutRecord {
+    pub id: u32,
+    /// Disk names as the storage node knows them (e.g. "disk0"), never paths.
+    pub disks: Vec<String>,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    pub chunk_size: u32,
+    pub created: i64,
+}
+
+/// One version of one object, as `MetaStore::scan_versions` walks them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRef {
+    pub bucket: String,
+    pub key: String,
+    pub version: VersionRecord,
+}
+
+/// A running process that writes chunks: its write intents are safe from the sweep while its
+/// lease lasts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub registered: i64,
+    /// Unix ms; after it the instance counts as dead and its intents are swept.
+    pub lease_until: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
+    /// Stable canonical id: 64 lowercase hex characters (S3 canonical user id), random, never
+    /// reused. Buckets and access keys refer to it.
+    pub id: String,
+    /// Unique among living users; a removed user's name can be given to a new account.
     pub name: String,
     pub created: i64,
     pub is_admin: bool,
@@ -230,8 +277,10 @@ pub struct UserRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKeyRecord {
     pub access_key: String,
+    /// [`UserRecord::id`] of the key's user.
     pub user: String,
     /// The secret, sealed (AES-256-GCM) under the master key. Never stored in plain text.
+    #[serde(with = "serde_bytes")]
     pub sealed_secret: Vec<u8>,
     pub created: i64,
     pub revoked: bool,

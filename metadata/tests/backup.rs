@@ -13,6 +13,7 @@ fn backup_during_writes_is_consistent_and_complete() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta");
     let s = MetaStore::open(&db).unwrap();
+    register(&s);
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     s.create_bucket(bucket("u", VersioningState::Unversioned))
@@ -28,7 +29,8 @@ fn backup_during_writes_is_consistent_and_complete() {
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let key = format!("w{t}/{}", i % 50);
                     let id = s.new_version_id();
-                    s.put_version(
+                    put(
+                        &s,
                         "b",
                         &key,
                         version(id.clone(), "e", None),
@@ -36,7 +38,8 @@ fn backup_during_writes_is_consistent_and_complete() {
                     )
                     .unwrap();
                     // Overwrites too, so the backup also holds GC entries mid-stream.
-                    s.put_version(
+                    put(
+                        &s,
                         "u",
                         &key,
                         version(String::new(), "e", Some(segment(t, i, 1))),
@@ -101,14 +104,14 @@ fn backup_during_writes_is_consistent_and_complete() {
         .count();
     assert!(missing_later > 0, "writes after the backup are not in it");
     // And the restored store is writable.
-    restored
-        .put_version(
-            "b",
-            "after-restore",
-            version(restored.new_version_id(), "e", None),
-            &Precondition::None,
-        )
-        .unwrap();
+    put(
+        &restored,
+        "b",
+        "after-restore",
+        version(restored.new_version_id(), "e", None),
+        &Precondition::None,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn crash_child() {
     };
     let round: u64 = std::env::var(CHILD_ROUND_ENV).unwrap().parse().unwrap();
     let s = MetaStore::open(Path::new(&dir)).unwrap();
+    register(&s);
     for (name, v) in [
         ("u", VersioningState::Unversioned),
         ("v", VersioningState::Enabled),
@@ -56,7 +57,7 @@ fn crash_child() {
                 }
                 let b = round * 1_000_000 + i;
                 let v = version(String::new(), "e", Some(segment(TAG_OVERWRITE, b, 1)));
-                s1.put_version("u", "hot", v, &Precondition::None).unwrap();
+                put(&s1, "u", "hot", v, &Precondition::None).unwrap();
                 ack(format!("O {b}"));
             }
         });
@@ -70,7 +71,8 @@ fn crash_child() {
                     }
                     let key = format!("k{}", (i + t) % 5);
                     let id = s2.new_version_id();
-                    s2.put_version(
+                    put(
+                        &s2,
                         "v",
                         &key,
                         version(id.clone(), "e", None),
@@ -106,7 +108,7 @@ fn crash_child() {
                     part(3, "p3", 1, segment(TAG_PART, base + 3, 1)),
                 ];
                 for p in parts {
-                    s3.put_part("u", &key, &id, p).unwrap();
+                    put_part(&s3, "u", &key, &id, p).unwrap();
                 }
                 s3.complete_upload(
                     "u",
@@ -146,7 +148,7 @@ fn check(s: &MetaStore, acked: &Acked, rounds_done: u64) {
         report.problems
     );
     let gc: Vec<Segment> = s
-        .gc_pending(10_000_000)
+        .gc_pending(i64::MAX, 10_000_000)
         .unwrap()
         .into_iter()
         .flat_map(|i| i.segments)

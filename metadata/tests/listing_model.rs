@@ -17,6 +17,7 @@ fn store() -> &'static MetaStore {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let s = MetaStore::open(&dir.path().join("meta")).unwrap();
+            register(&s);
             (dir, s)
         })
         .1
@@ -83,7 +84,8 @@ fn apply(bucket: &str, ops: &[Op]) -> Model {
         match op {
             Op::Put(key) => {
                 let id = s.new_version_id();
-                s.put_version(
+                put(
+                    s,
                     bucket,
                     key,
                     version(id.clone(), "e", None),

@@ -46,6 +46,7 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
         rows: AtomicU64::new(0),
     });
     let s = MetaStore::with_kv(kv.clone()).unwrap();
+    register(&s);
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     const BIG: u64 = 20_000;
@@ -55,7 +56,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
             let s = s.clone();
             sc.spawn(move || {
                 for i in (t..BIG).step_by(THREADS as usize) {
-                    s.put_version(
+                    put(
+                        &s,
                         "b",
                         &format!("big/{i:06}"),
                         version(s.new_version_id(), "e", None),
@@ -68,7 +70,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
     });
     // A key with a long history right before the prefix, and a few keys around it.
     for _ in 0..500 {
-        s.put_version(
+        put(
+            &s,
             "b",
             "a",
             version(s.new_version_id(), "e", None),
@@ -77,7 +80,8 @@ fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
         .unwrap();
     }
     for k in ["c", "d/1", "e"] {
-        s.put_version(
+        put(
+            &s,
             "b",
             k,
             version(s.new_version_id(), "e", None),

@@ -8,6 +8,7 @@ use strata_metadata::*;
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = MetaStore::open(&dir.path().join("meta")).unwrap();
+    register(&store);
     (dir, store)
 }
 
@@ -47,7 +48,8 @@ fn buckets_create_list_update_delete() {
         Err(MetaError::NoSuchBucket)
     );
 
-    s.put_version(
+    put(
+        &s,
         "b1",
         "k",
         version(s.new_version_id(), "e", None),
@@ -83,25 +85,25 @@ fn unversioned_overwrite_replaces_null_and_queues_gc() {
     let (_d, s) = open();
     s.create_bucket(bucket("b", VersioningState::Unversioned))
         .unwrap();
-    let out = s
-        .put_version(
-            "b",
-            "k",
-            version("ignored".into(), "e1", Some(segment(1, 1, 10))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version("ignored".into(), "e1", Some(segment(1, 1, 10))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, NULL_VERSION);
     assert_eq!(out.replaced, None);
     assert!(gc_blobs(&s).is_empty());
-    let out = s
-        .put_version(
-            "b",
-            "k",
-            version("x".into(), "e2", Some(segment(1, 2, 20))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version("x".into(), "e2", Some(segment(1, 2, 20))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.replaced.unwrap().etag, "e1");
     assert_eq!(gc_blobs(&s), vec![blob(1, 1)]);
     let latest = s.get_version("b", "k", None).unwrap();
@@ -127,7 +129,10 @@ fn unversioned_overwrite_replaces_null_and_queues_gc() {
         .unwrap();
     assert_eq!(del.removed.unwrap().etag, "e2");
     assert!(!del.delete_marker);
-    assert_eq!(gc_blobs(&s), vec![blob(1, 1), blob(1, 2)]);
+    // (Queue order is due order: this delete happened at NOW, before the overwrite's clock.)
+    let mut queued = gc_blobs(&s);
+    queued.sort();
+    assert_eq!(queued, vec![blob(1, 1), blob(1, 2)]);
     assert_eq!(s.get_version("b", "k", None), Err(MetaError::NoSuchKey));
     let del = s
         .delete_object("b", "k", None, "alice", NOW, false)
@@ -156,21 +161,22 @@ fn enabled_versions_delete_markers_and_explicit_deletes() {
         !v1.starts_with('-'),
         "CLIs would read a leading '-' as an option"
     );
-    s.put_version(
+    put(
+        &s,
         "b",
         "k",
         version(v1.clone(), "e1", Some(segment(2, 1, 1))),
         &Precondition::None,
     )
     .unwrap();
-    let out = s
-        .put_version(
-            "b",
-            "k",
-            version(v2.clone(), "e2", Some(segment(2, 2, 1))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version(v2.clone(), "e2", Some(segment(2, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, v2);
     assert_eq!(out.replaced, None);
     assert!(
@@ -198,8 +204,9 @@ fn enabled_versions_delete_markers_and_explicit_deletes() {
     let latest = s.get_version("b", "k", None).unwrap();
     assert!(latest.is_delete_marker && latest.version_id == marker_id && latest.owner == "bob");
     assert_eq!(
-        s.update_version("b", "k", None, |_| Ok(())),
-        Err(MetaError::NoSuchKey)
+        s.set_tags("b", "k", None, vec![]),
+        Err(MetaError::NoSuchKey),
+        "a latest delete marker has no tags"
     );
     let listed = s
         .list_objects(
@@ -266,7 +273,8 @@ fn suspended_bucket_null_version_semantics() {
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     let v1 = s.new_version_id();
-    s.put_version(
+    put(
+        &s,
         "b",
         "k",
         version(v1.clone(), "e1", Some(segment(3, 1, 1))),
@@ -278,16 +286,17 @@ fn suspended_bucket_null_version_semantics() {
         Ok(())
     })
     .unwrap();
-    let out = s
-        .put_version(
-            "b",
-            "k",
-            version(s.new_version_id(), "n1", Some(segment(3, 2, 1))),
-            &Precondition::None,
-        )
-        .unwrap();
+    let out = put(
+        &s,
+        "b",
+        "k",
+        version(s.new_version_id(), "n1", Some(segment(3, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
     assert_eq!(out.version_id, "null");
-    s.put_version(
+    put(
+        &s,
         "b",
         "k",
         version(s.new_version_id(), "n2", Some(segment(3, 3, 1))),
@@ -329,7 +338,8 @@ fn suspended_bucket_null_version_semantics() {
     assert!(latest.is_delete_marker && latest.version_id == "null");
     assert_eq!(s.get_version("b", "k", Some(&v1)).unwrap().etag, "e1");
     // Putting again replaces the null marker.
-    s.put_version(
+    put(
+        &s,
         "b",
         "k",
         version(String::new(), "n3", None),
@@ -359,7 +369,7 @@ fn preconditions_are_checked() {
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     let put = |etag: &str, p: Precondition| {
-        s.put_version("b", "k", version(s.new_version_id(), etag, None), &p)
+        put(&s, "b", "k", version(s.new_version_id(), etag, None), &p)
     };
     assert_eq!(
         put("x", Precondition::IfMatch("e1".into())),
@@ -396,7 +406,8 @@ fn concurrent_if_none_match_has_exactly_one_winner() {
             .map(|i| {
                 let s = s.clone();
                 sc.spawn(move || {
-                    s.put_version(
+                    put(
+                        &s,
                         "b",
                         "k",
                         version(s.new_version_id(), &format!("e{i}"), None),
@@ -421,74 +432,116 @@ fn concurrent_if_none_match_has_exactly_one_winner() {
     assert_eq!(page.entries.len(), 1);
 }
 
+fn locked_bucket(name: &str) -> BucketRecord {
+    let mut b = bucket(name, VersioningState::Enabled);
+    b.object_lock_enabled = true;
+    b
+}
+
+fn gov(until: i64) -> Option<Retention> {
+    Some(Retention {
+        mode: LockMode::Governance,
+        retain_until: until,
+    })
+}
+
 #[test]
 fn object_lock_blocks_delete_and_replace() {
     let (_d, s) = open();
-    s.create_bucket(bucket("b", VersioningState::Enabled))
-        .unwrap();
+    s.create_bucket(locked_bucket("b")).unwrap();
     let id = s.new_version_id();
     let mut v = version(id.clone(), "e", Some(segment(4, 1, 1)));
-    v.retention = Some(Retention {
-        mode: LockMode::Governance,
-        retain_until: NOW + 1000,
-    });
-    s.put_version("b", "k", v, &Precondition::None).unwrap();
+    v.retention = gov(NOW + 1000);
+    put(&s, "b", "k", v, &Precondition::None).unwrap();
     assert_eq!(
-        s.delete_object("b", "k", Some(&id), "alice", NOW, false),
+        s.delete_object("b", "k", Some(&id), ALICE, NOW, false),
         Err(MetaError::ObjectLocked)
     );
     // A delete marker does not touch the locked version.
-    s.delete_object("b", "k", None, "alice", NOW, false)
-        .unwrap();
-    // Governance bypass works; compliance would not.
-    s.update_version("b", "k", Some(&id), |v| {
-        v.retention = Some(Retention {
-            mode: LockMode::Compliance,
-            retain_until: NOW + 1000,
-        });
-        Ok(())
-    })
-    .unwrap();
+    s.delete_object("b", "k", None, ALICE, NOW, false).unwrap();
+    s.set_legal_hold("b", "k", Some(&id), true).unwrap();
     assert_eq!(
-        s.delete_object("b", "k", Some(&id), "alice", NOW, true),
-        Err(MetaError::ObjectLocked)
-    );
-    s.update_version("b", "k", Some(&id), |v| {
-        v.retention = Some(Retention {
-            mode: LockMode::Governance,
-            retain_until: NOW + 1000,
-        });
-        v.legal_hold = true;
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(
-        s.delete_object("b", "k", Some(&id), "alice", NOW, true),
+        s.delete_object("b", "k", Some(&id), ALICE, NOW, true),
         Err(MetaError::ObjectLocked),
         "legal hold cannot be bypassed"
     );
-    s.update_version("b", "k", Some(&id), |v| {
-        v.legal_hold = false;
-        Ok(())
-    })
-    .unwrap();
+    let v = s.set_legal_hold("b", "k", Some(&id), false).unwrap();
+    assert!(!v.legal_hold && v.retention == gov(NOW + 1000));
+    // Governance bypass works.
     assert!(
-        s.delete_object("b", "k", Some(&id), "alice", NOW, true)
+        s.delete_object("b", "k", Some(&id), ALICE, NOW, true)
             .unwrap()
             .removed
             .is_some()
     );
-    // Retention in the past no longer locks.
     assert!(gc_blobs(&s).contains(&blob(4, 1)));
+
+    // Compliance: can be reached from governance, then only extended.
+    let id2 = s.new_version_id();
+    let mut v = version(id2.clone(), "e", None);
+    v.retention = gov(NOW + 1000);
+    put(&s, "b", "k2", v, &Precondition::None).unwrap();
+    let compliance = |until| {
+        Some(Retention {
+            mode: LockMode::Compliance,
+            retain_until: until,
+        })
+    };
+    s.set_retention("b", "k2", Some(&id2), compliance(NOW + 1000), false, NOW)
+        .unwrap();
+    assert_eq!(
+        s.delete_object("b", "k2", Some(&id2), ALICE, NOW, true),
+        Err(MetaError::ObjectLocked)
+    );
+    let denied = Err(MetaError::RetentionDenied { compliance: true });
+    assert_eq!(
+        s.set_retention("b", "k2", Some(&id2), gov(NOW + 5000), true, NOW),
+        denied
+    );
+    assert_eq!(s.set_retention("b", "k2", None, None, true, NOW), denied);
+    assert_eq!(
+        s.set_retention("b", "k2", None, compliance(NOW + 10), false, NOW),
+        denied,
+        "compliance cannot be shortened"
+    );
+    let v = s
+        .set_retention("b", "k2", None, compliance(NOW + 2000), false, NOW)
+        .unwrap();
+    assert_eq!(v.retention, compliance(NOW + 2000));
+    // Once expired, the retention imposes nothing.
+    s.set_retention("b", "k2", None, None, false, NOW + 3000)
+        .unwrap();
+    assert_eq!(s.get_version("b", "k2", None).unwrap().retention, None);
+
+    // Without Object Lock on the bucket, neither retention nor hold can be set.
+    s.create_bucket(bucket("plain", VersioningState::Enabled))
+        .unwrap();
+    put(
+        &s,
+        "plain",
+        "k",
+        version(s.new_version_id(), "e", None),
+        &Precondition::None,
+    )
+    .unwrap();
+    assert_eq!(
+        s.set_retention("plain", "k", None, gov(NOW + 1), false, NOW),
+        Err(MetaError::ObjectLockNotEnabled)
+    );
+    assert_eq!(
+        s.set_legal_hold("plain", "k", None, true),
+        Err(MetaError::ObjectLockNotEnabled)
+    );
 
     // A locked null version cannot be replaced.
     s.create_bucket(bucket("u", VersioningState::Unversioned))
         .unwrap();
     let mut v = version(String::new(), "e", None);
     v.legal_hold = true;
-    s.put_version("u", "k", v, &Precondition::None).unwrap();
+    put(&s, "u", "k", v, &Precondition::None).unwrap();
     assert_eq!(
-        s.put_version(
+        put(
+            &s,
             "u",
             "k",
             version(String::new(), "e2", None),
@@ -500,12 +553,13 @@ fn object_lock_blocks_delete_and_replace() {
 }
 
 #[test]
-fn update_version_changes_only_that_version() {
+fn set_tags_changes_only_that_version() {
     let (_d, s) = open();
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
     let id = s.new_version_id();
-    s.put_version(
+    put(
+        &s,
         "b",
         "k",
         version(id.clone(), "e", None),
@@ -513,32 +567,28 @@ fn update_version_changes_only_that_version() {
     )
     .unwrap();
     let out = s
-        .update_version("b", "k", None, |v| {
-            v.tags = vec![("a".into(), "1".into())];
-            v.version_id = "hijack".into();
-            Ok(())
-        })
+        .set_tags("b", "k", None, vec![("a".into(), "1".into())])
         .unwrap();
     assert_eq!(out.version_id, id);
     assert_eq!(
         s.get_version("b", "k", Some(&id)).unwrap().tags,
         vec![("a".to_string(), "1".to_string())]
     );
+    // A delete marker addressed by id is its own error (the gateway answers MethodNotAllowed).
+    let del = s.delete_object("b", "k", None, "a", NOW, false).unwrap();
+    let m = del.version_id.unwrap();
     assert_eq!(
-        s.update_version("b", "k", None, |_| Err(MetaError::PreconditionFailed)),
-        Err(MetaError::PreconditionFailed)
+        s.set_tags("b", "k", Some(&m), vec![]),
+        Err(MetaError::IsDeleteMarker {
+            version_id: m.clone(),
+            last_modified: NOW
+        })
     );
-    // Explicit id of a delete marker is passed to the closure.
-    let m = s
-        .delete_object("b", "k", None, "a", NOW, false)
-        .unwrap()
-        .version_id
-        .unwrap();
-    let seen = s.update_version("b", "k", Some(&m), |v| {
-        assert!(v.is_delete_marker);
-        Ok(())
-    });
-    assert!(seen.unwrap().is_delete_marker);
+    assert_eq!(
+        s.set_tags("b", "k", Some(&s.new_version_id()), vec![]),
+        Err(MetaError::NoSuchVersion)
+    );
+    assert_eq!(s.get_version("b", "k", Some(&id)).unwrap().tags.len(), 1);
 }
 
 #[test]
@@ -555,18 +605,34 @@ fn multipart_complete_validates_and_commits_atomically() {
         Err(MetaError::NoSuchUpload)
     );
     let mib5 = MIN_PART_SIZE;
-    s.put_part("b", "big", &id, part(1, "p1", mib5, segment(5, 1, mib5)))
-        .unwrap();
-    s.put_part("b", "big", &id, part(2, "p2old", mib5, segment(5, 2, mib5)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(1, "p1", mib5, segment(5, 1, mib5)),
+    )
+    .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(2, "p2old", mib5, segment(5, 2, mib5)),
+    )
+    .unwrap();
     // Replacing part 2 queues the old data.
-    s.put_part("b", "big", &id, part(2, "p2", mib5, segment(5, 3, mib5)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "big",
+        &id,
+        part(2, "p2", mib5, segment(5, 3, mib5)),
+    )
+    .unwrap();
     assert_eq!(gc_blobs(&s), vec![blob(5, 2)]);
-    s.put_part("b", "big", &id, part(3, "p3", 10, segment(5, 4, 10)))
-        .unwrap();
-    s.put_part("b", "big", &id, part(4, "p4", 10, segment(5, 5, 10)))
-        .unwrap();
+    put_part(&s, "b", "big", &id, part(3, "p3", 10, segment(5, 4, 10))).unwrap();
+    put_part(&s, "b", "big", &id, part(4, "p4", 10, segment(5, 5, 10))).unwrap();
 
     let page = s.list_parts("b", "big", &id, 0, 2).unwrap();
     assert_eq!(
@@ -648,10 +714,22 @@ fn multipart_abort_frees_every_part_and_single_part_may_be_small() {
         .unwrap();
     let up = upload(&s, "k");
     s.create_upload("b", up.clone()).unwrap();
-    s.put_part("b", "k", &up.upload_id, part(1, "a", 1, segment(6, 1, 1)))
-        .unwrap();
-    s.put_part("b", "k", &up.upload_id, part(7, "b", 1, segment(6, 2, 1)))
-        .unwrap();
+    put_part(
+        &s,
+        "b",
+        "k",
+        &up.upload_id,
+        part(1, "a", 1, segment(6, 1, 1)),
+    )
+    .unwrap();
+    put_part(
+        &s,
+        "b",
+        "k",
+        &up.upload_id,
+        part(7, "b", 1, segment(6, 2, 1)),
+    )
+    .unwrap();
     s.abort_upload("b", "k", &up.upload_id).unwrap();
     let mut blobs = gc_blobs(&s);
     blobs.sort();
@@ -661,13 +739,20 @@ fn multipart_abort_frees_every_part_and_single_part_may_be_small() {
         Err(MetaError::NoSuchUpload)
     );
     assert_eq!(
-        s.put_part("b", "k", &up.upload_id, part(1, "a", 1, segment(6, 3, 1))),
+        put_part(
+            &s,
+            "b",
+            "k",
+            &up.upload_id,
+            part(1, "a", 1, segment(6, 3, 1))
+        ),
         Err(MetaError::NoSuchUpload)
     );
 
     let up = upload(&s, "k");
     s.create_upload("b", up.clone()).unwrap();
-    s.put_part(
+    put_part(
+        &s,
         "b",
         "k",
         &up.upload_id,
@@ -751,41 +836,113 @@ fn list_uploads_orders_and_pages() {
     assert_eq!(rolled.uploads.len(), 3);
 }
 
+/// Begins a write (intent) for `seg` and discards it: the simplest way to queue GC items.
+fn discard(s: &MetaStore, segs: Vec<Segment>, reason: &str) {
+    for seg in &segs {
+        s.begin_write(seg, INSTANCE, NOW).unwrap();
+    }
+    s.discard_write(segs, reason).unwrap();
+}
+
 #[test]
-fn gc_queue_is_ordered_and_acked() {
+fn gc_queue_is_ordered_by_due_time_and_acked() {
     let (d, s) = open();
-    s.gc_enqueue(vec![segment(7, 1, 1)], "failed-put").unwrap();
-    s.gc_enqueue(vec![], "nothing").unwrap();
-    s.gc_enqueue(vec![segment(7, 2, 1), segment(7, 3, 1)], "failed-put")
-        .unwrap();
-    let items = s.gc_pending(10).unwrap();
+    s.set_gc_grace_ms(0);
+    discard(&s, vec![segment(7, 1, 1)], "failed-put");
+    s.discard_write(vec![], "nothing").unwrap();
+    discard(&s, vec![segment(7, 2, 1), segment(7, 3, 1)], "failed-put");
+    let now = keys::now_ms();
+    let items = s.gc_pending(now, 10).unwrap();
     assert_eq!(items.len(), 2);
     assert!(items[0].seq < items[1].seq);
     assert_eq!(items[0].reason, "failed-put");
-    assert_eq!(s.gc_pending(1).unwrap().len(), 1);
+    assert!(items[0].enqueued <= now && items[0].due == items[0].enqueued);
+    assert_eq!(s.gc_pending(now, 1).unwrap().len(), 1);
     s.gc_ack(&[items[0].seq]).unwrap();
-    assert_eq!(s.gc_pending(10).unwrap(), vec![items[1].clone()]);
-    // Durable and still ordered after a reopen; new items sort after old ones.
+    assert_eq!(s.gc_pending(now, 10).unwrap(), vec![items[1].clone()]);
+    // Durable after a reopen; an item due later sorts after.
     drop(s);
     let s = MetaStore::open(&d.path().join("meta")).unwrap();
-    s.gc_enqueue(vec![segment(7, 4, 1)], "x").unwrap();
-    let items2 = s.gc_pending(10).unwrap();
+    s.set_gc_grace_ms(0);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    discard(&s, vec![segment(7, 4, 1)], "x");
+    let items2 = s.gc_pending(keys::now_ms(), 10).unwrap();
     assert_eq!(items2.len(), 2);
     assert_eq!(items2[0], items[1]);
     assert!(items2[1].seq > items[1].seq);
 }
 
 #[test]
-fn users_and_access_keys() {
+fn gc_items_wait_for_the_grace_period() {
     let (_d, s) = open();
-    for (name, admin) in [("bob", false), ("alice", true)] {
-        s.put_user(UserRecord {
-            name: name.into(),
-            created: NOW,
-            is_admin: admin,
-        })
+    assert_eq!(s.gc_grace_ms(), DEFAULT_GC_GRACE_MS);
+    s.create_bucket(bucket("b", VersioningState::Unversioned))
         .unwrap();
-    }
+    let grace = 60_000;
+    s.set_gc_grace_ms(grace);
+    put(
+        &s,
+        "b",
+        "k",
+        version(String::new(), "e1", Some(segment(8, 1, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
+    // The delete happens at NOW: its data is due at NOW + grace, not before.
+    s.delete_object("b", "k", None, ALICE, NOW, false).unwrap();
+    assert!(s.gc_pending(NOW, 10).unwrap().is_empty());
+    assert!(s.gc_pending(NOW + grace - 1, 10).unwrap().is_empty());
+    let due = s.gc_pending(NOW + grace, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].enqueued, due[0].due), (NOW, NOW + grace));
+    assert_eq!(due[0].reason, "delete");
+    // A later item with a shorter grace is due first: order is due order.
+    s.set_gc_grace_ms(0);
+    put(
+        &s,
+        "b",
+        "k2",
+        version(String::new(), "e2", Some(segment(8, 2, 1))),
+        &Precondition::None,
+    )
+    .unwrap();
+    s.delete_object("b", "k2", None, ALICE, NOW + 10, false)
+        .unwrap();
+    let all = s.gc_pending(NOW + grace, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.segments[0].blob).collect::<Vec<_>>(),
+        [blob(8, 2), blob(8, 1)]
+    );
+    let stats = s.gc_stats(NOW + 10).unwrap();
+    assert_eq!(
+        stats,
+        GcStats {
+            queued: 2,
+            due: 1,
+            oldest_due: Some(NOW + 10)
+        }
+    );
+    assert_eq!(s.gc_stats(NOW + grace).unwrap().due, 2);
+    assert_eq!(s.gc_stats(0).unwrap().due, 0);
+}
+
+#[test]
+fn users_have_stable_ids_and_unique_names() {
+    let (_d, s) = open();
+    let bob = s.create_user("bob", false, NOW).unwrap();
+    let alice = s.create_user("alice", true, NOW).unwrap();
+    assert_eq!(alice.id.len(), 64);
+    assert!(
+        alice
+            .id
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    );
+    assert_ne!(alice.id, bob.id);
+    assert_eq!(
+        s.create_user("alice", false, NOW),
+        Err(MetaError::AlreadyExists)
+    );
     assert_eq!(
         s.list_users()
             .unwrap()
@@ -794,28 +951,53 @@ fn users_and_access_keys() {
             .collect::<Vec<_>>(),
         ["alice", "bob"]
     );
-    assert!(s.get_user("alice").unwrap().unwrap().is_admin);
-    for (ak, user) in [("AK1", "alice"), ("AK2", "bob"), ("AK3", "alice")] {
+    assert_eq!(s.get_user("alice").unwrap(), Some(alice.clone()));
+    assert_eq!(s.get_user_by_id(&alice.id).unwrap(), Some(alice.clone()));
+    for (ak, user) in [("AK1", &alice.id), ("AK2", &bob.id), ("AK3", &alice.id)] {
         s.put_access_key(AccessKeyRecord {
             access_key: ak.into(),
-            user: user.into(),
+            user: user.clone(),
             sealed_secret: vec![1; 44],
             created: NOW,
             revoked: false,
         })
         .unwrap();
     }
-    assert_eq!(s.get_access_key("AK2").unwrap().unwrap().user, "bob");
+    assert_eq!(s.get_access_key("AK2").unwrap().unwrap().user, bob.id);
+    // alice owns a bucket; then she is removed and the name is given to a new account.
+    let mut b = bucket("alices", VersioningState::Unversioned);
+    b.owner = alice.id.clone();
+    s.create_bucket(b).unwrap();
     s.delete_user("alice").unwrap();
     assert_eq!(s.get_user("alice").unwrap(), None);
+    assert_eq!(s.get_user_by_id(&alice.id).unwrap(), None);
     let keys: Vec<_> = s
         .list_access_keys()
         .unwrap()
         .into_iter()
         .map(|k| k.access_key)
         .collect();
-    assert_eq!(keys, ["AK2"]);
+    assert_eq!(keys, ["AK2"], "the removed user's keys are gone");
     assert_eq!(s.delete_user("alice"), Err(MetaError::NoSuchUser));
+    let alice2 = s.create_user("alice", false, NOW).unwrap();
+    assert_ne!(alice2.id, alice.id);
+    let owner = s.get_bucket("alices").unwrap().unwrap().owner;
+    assert_eq!(owner, alice.id, "the bucket stays with the dead id");
+    assert_ne!(
+        owner, alice2.id,
+        "the new alice does not own the old alice's bucket"
+    );
+    // A key cannot be added for a removed user.
+    assert_eq!(
+        s.put_access_key(AccessKeyRecord {
+            access_key: "AK9".into(),
+            user: alice.id.clone(),
+            sealed_secret: vec![1; 44],
+            created: NOW,
+            revoked: false,
+        }),
+        Err(MetaError::NoSuchUser)
+    );
 }
 
 #[test]
@@ -825,10 +1007,12 @@ fn reopen_keeps_everything() {
     let id;
     {
         let s = MetaStore::open(&path).unwrap();
+        register(&s);
         s.create_bucket(bucket("b", VersioningState::Enabled))
             .unwrap();
         id = s.new_version_id();
-        s.put_version(
+        put(
+            &s,
             "b",
             "k/é",
             version(id.clone(), "e", None),
@@ -837,63 +1021,164 @@ fn reopen_keeps_everything() {
         .unwrap();
     }
     let s = MetaStore::open(&path).unwrap();
+    register(&s);
     assert_eq!(s.get_version("b", "k/é", None).unwrap().version_id, id);
     assert_eq!(s.verify().unwrap().problems, Vec::<String>::new());
 }
 
 #[test]
-fn write_intents_are_cleared_by_commits_and_swept_after_a_crash() {
+fn default_retention_is_applied_by_the_store_and_bounded() {
     let (_d, s) = open();
-    s.create_bucket(bucket("b", VersioningState::Enabled))
-        .unwrap();
-    let upl = upload(&s, "mp");
-    s.create_upload("b", upl.clone()).unwrap();
-    // Three writes begin: a PUT that commits, a part that commits, and one whose writer dies.
-    let committed = segment(7, 1, 10);
-    let part_seg = segment(7, 2, 6 << 20);
-    let lost = segment(7, 3, 4 << 20);
-    for seg in [&committed, &part_seg, &lost] {
-        s.begin_write(seg, NOW).unwrap();
-    }
-    assert_eq!(s.pending_writes().unwrap(), 3);
-    let id = s.new_version_id();
-    s.put_version(
+    let mut b = locked_bucket("b");
+    b.default_retention = Some(DefaultRetention::new(LockMode::Governance, Some(2), None).unwrap());
+    s.create_bucket(b).unwrap();
+    let before = keys::now_ms();
+    let out = put(
+        &s,
         "b",
         "k",
-        version(id, "e", Some(committed.clone())),
+        version(s.new_version_id(), "e", None),
         &Precondition::None,
     )
     .unwrap();
-    s.put_part(
+    let v = s.get_version("b", "k", Some(&out.version_id)).unwrap();
+    let r = v
+        .retention
+        .expect("the bucket default applies to a plain PUT");
+    assert_eq!(r.mode, LockMode::Governance);
+    let day = 24 * 3600 * 1000;
+    assert!(r.retain_until >= before + 2 * day && r.retain_until <= keys::now_ms() + 2 * day);
+    // An explicit retention wins over the default.
+    let mut v = version(s.new_version_id(), "e", None);
+    v.retention = gov(NOW + 5);
+    let out = put(&s, "b", "k", v, &Precondition::None).unwrap();
+    assert_eq!(
+        s.get_version("b", "k", Some(&out.version_id))
+            .unwrap()
+            .retention,
+        gov(NOW + 5)
+    );
+    // A completed multipart upload gets it too.
+    let up = upload(&s, "mp");
+    s.create_upload("b", up.clone()).unwrap();
+    put_part(
+        &s,
         "b",
         "mp",
-        &upl.upload_id,
-        part(1, "p1", 6 << 20, part_seg.clone()),
+        &up.upload_id,
+        part(1, "p", 3, segment(11, 1, 3)),
     )
     .unwrap();
-    assert_eq!(
-        s.pending_writes().unwrap(),
-        1,
-        "commits clear their blobs' intents"
-    );
+    let out = s
+        .complete_upload(
+            "b",
+            "mp",
+            &up.upload_id,
+            &[(1, "p".into())],
+            &Precondition::None,
+            |u, p| Ok(build_from_parts(&s, u, p)),
+        )
+        .unwrap();
+    let v = s.get_version("b", "mp", Some(&out.version_id)).unwrap();
+    assert_eq!(v.retention.map(|r| r.mode), Some(LockMode::Governance));
+    // A stored default out of S3's range (written before the bounds) fails the write cleanly.
+    s.update_bucket("b", |rec| {
+        rec.default_retention = Some(DefaultRetention {
+            mode: LockMode::Compliance,
+            days: None,
+            years: Some(2_147_483_647),
+        });
+        Ok(())
+    })
+    .unwrap();
+    assert!(matches!(
+        put(
+            &s,
+            "b",
+            "k",
+            version(s.new_version_id(), "e", None),
+            &Precondition::None
+        ),
+        Err(MetaError::InvalidRetention(_))
+    ));
+}
 
-    // An intent younger than the cutoff is left alone (its writer may still be running).
-    assert_eq!(s.sweep_interrupted_writes(NOW).unwrap(), 0);
-    assert!(gc_blobs(&s).is_empty());
-    // Past the cutoff, the dead writer's blob goes to the GC queue, and only that blob.
-    assert_eq!(s.sweep_interrupted_writes(NOW + 1).unwrap(), 1);
-    assert_eq!(gc_blobs(&s), vec![lost.blob]);
-    assert_eq!(s.pending_writes().unwrap(), 0);
-    assert_eq!(
-        s.sweep_interrupted_writes(NOW + 1).unwrap(),
-        0,
-        "a sweep is idempotent"
-    );
+/// A legal hold racing deletes of the same version: afterwards either the version exists with
+/// the hold on, or the delete won and the hold call failed. Never "hold acknowledged and the
+/// version gone".
+#[test]
+fn legal_hold_never_lost_to_a_racing_delete() {
+    let (_d, s) = open();
+    s.create_bucket(locked_bucket("b")).unwrap();
+    for round in 0..40 {
+        let key = format!("k{round}");
+        let id = s.new_version_id();
+        put(
+            &s,
+            "b",
+            &key,
+            version(id.clone(), "e", None),
+            &Precondition::None,
+        )
+        .unwrap();
+        let (hold, deleted) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| s.set_legal_hold("b", &key, Some(&id), true));
+            let d = sc.spawn(|| {
+                // A few attempts, as a client retrying the delete would.
+                let mut removed = false;
+                for _ in 0..3 {
+                    match s.delete_object("b", &key, Some(&id), ALICE, NOW, true) {
+                        Ok(out) => removed |= out.removed.is_some(),
+                        Err(MetaError::ObjectLocked) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                removed
+            });
+            (h.join().unwrap(), d.join().unwrap())
+        });
+        let now = s.get_version("b", &key, Some(&id));
+        match hold {
+            Ok(_) => {
+                assert!(
+                    !deleted,
+                    "round {round}: hold acknowledged but the version was deleted"
+                );
+                assert!(now.unwrap().legal_hold, "round {round}: hold lost");
+            }
+            Err(MetaError::NoSuchVersion | MetaError::NoSuchKey) => {
+                assert!(deleted, "round {round}: hold failed but nothing deleted");
+                assert!(now.is_err());
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+}
 
-    // A failed write queued for GC by its writer clears its intent in the same batch.
-    let failed = segment(7, 4, 1);
-    s.begin_write(&failed, NOW).unwrap();
-    s.gc_enqueue(vec![failed.clone()], "failed-write").unwrap();
-    assert_eq!(s.pending_writes().unwrap(), 0);
-    assert!(s.verify().unwrap().problems.is_empty());
+#[test]
+fn a_format_1_store_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta");
+    {
+        let kv = kv::RocksKv::open(&path).unwrap();
+        let mut b = kv::Batch::default();
+        b.put(kv::Space::Sys, b"format".to_vec(), vec![1]);
+        kv::OrderedKv::commit(&kv, b).unwrap();
+    }
+    match MetaStore::open(&path) {
+        Err(MetaError::UnsupportedFormat(msg)) => {
+            assert!(msg.contains("format 1"), "{msg}");
+            assert!(msg.contains("move the data directory away"), "{msg}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a format 1 store was opened"),
+    }
+    // A fresh store is format 2.
+    let fresh = dir.path().join("fresh");
+    drop(MetaStore::open(&fresh).unwrap());
+    let kv = kv::RocksKv::open(&fresh).unwrap();
+    assert_eq!(
+        kv::OrderedKv::get(&kv, kv::Space::Sys, b"format").unwrap(),
+        Some(vec![2])
+    );
 }

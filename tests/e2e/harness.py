@@ -85,9 +85,9 @@ class ServerError(RuntimeError):
 class Server:
     """One server process. `restart()` keeps the data dir and port; `kill9()` simulates a crash."""
 
-    # Deleted data waits this long before GC removes it (`--gc-grace`). Tests that check space is
-    # reclaimed need it short; reads in flight are still protected by the server's read pins.
-    DEFAULT_ARGS = ("--gc-grace", "1")
+    # Deleted data waits this long before GC removes it (`--gc-grace-ms`). Tests that check space
+    # is reclaimed need it short; reads in flight are still protected by the server's read pins.
+    DEFAULT_ARGS = ("--gc-grace-ms", "1000")
 
     def __init__(self, workdir: Path, name: str = "strata", region: str = REGION,
                  extra_args: list[str] | None = None, command_prefix: list[str] | None = None):
@@ -112,6 +112,8 @@ class Server:
         # `strata serve` options beyond data dir, listen address and region; may be changed
         # between restarts (e.g. a different --disks).
         self.extra_args: list[str] = list(self.DEFAULT_ARGS) + list(extra_args or [])
+        # Extra environment for the next starts.
+        self.extra_env: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -151,6 +153,7 @@ class Server:
             "STRATA_ADMIN_SECRET_KEY": self.secret_key,
             "RUST_BACKTRACE": "1",
         })
+        env.update(self.extra_env)
         cmd = self.command_prefix + [str(binary), "serve", "--data-dir", str(self.data_dir),
                                      "--listen", f"127.0.0.1:{self.port}", "--region", self.region,
                                      *self.extra_args]

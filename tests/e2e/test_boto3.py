@@ -741,3 +741,23 @@ def test_second_user_access_denied(server, s3, bucket):
     assert r.returncode == 0, r.stderr
     expect_error(b3.list_buckets, "InvalidAccessKeyId", 403)
     assert name not in server.admin("user", "list").stdout
+
+
+@pytest.mark.strata_only(reason="users are created with the strata admin CLI")
+def test_recreated_user_name_does_not_inherit_buckets(server):
+    """Buckets belong to a user's stable id, not to the name: a new account with a removed
+    user's name is someone else."""
+    name = "carol" + uuid.uuid4().hex[:8]
+    old = server.admin_json("user", "add", name)
+    c1 = make_s3(server.endpoint, old["access_key"], old["secret_key"])
+    mine = unique_bucket("carol")
+    c1.create_bucket(Bucket=mine)
+    c1.put_object(Bucket=mine, Key="k", Body=b"carol data")
+    r = server.admin("user", "remove", name)
+    assert r.returncode == 0, r.stderr
+    new = server.admin_json("user", "add", name)
+    c2 = make_s3(server.endpoint, new["access_key"], new["secret_key"])
+    assert mine not in [b["Name"] for b in c2.list_buckets()["Buckets"]]
+    expect_error(c2.get_object, "AccessDenied", 403, Bucket=mine, Key="k")
+    expect_error(c2.delete_bucket, "AccessDenied", 403, Bucket=mine)
+    expect_error(c2.create_bucket, "BucketAlreadyExists", 409, Bucket=mine)

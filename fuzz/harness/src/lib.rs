@@ -183,15 +183,23 @@ impl FuzzHarness {
             .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
         let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), 6))?;
         let chunks: Arc<dyn ChunkService> = Arc::new(store);
+        let now = strata_engine::now_ms();
+        let disks: Vec<String> = (0..6).map(|i| format!("disk{i}")).collect();
+        let layout = meta
+            .ensure_current_layout(&disks, 4, 2, 64 * 1024, now)
+            .map_err(|e| anyhow::anyhow!("layout: {e}"))?;
+        let instance = strata_engine::instance::new_instance_id();
+        meta.register_instance(&instance, strata_engine::instance::LEASE_MS, now)
+            .map_err(|e| anyhow::anyhow!("instance: {e}"))?;
         let engine = Engine::new(
             meta,
             chunks,
             master,
-            EngineConfig {
-                chunk_size: 64 * 1024,
-                ..Default::default()
-            },
-        );
+            EngineConfig::default(),
+            layout,
+            instance,
+        )
+        .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
         rt.block_on(engine.create_user(
             "admin",
             true,

@@ -7,7 +7,7 @@ use strata_engine::buckets::NewBucket;
 use strata_metadata::{DefaultRetention as StoredDefault, LockMode, MetaError, VersioningState};
 
 use super::StrataS3;
-use super::common::ts;
+use super::common::{owner_dto, ts};
 use crate::errors;
 
 impl StrataS3 {
@@ -24,7 +24,7 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?
             .into_iter()
-            .filter(|b| b.owner == who.user && b.name.starts_with(&prefix))
+            .filter(|b| b.owner == who.id && b.name.starts_with(&prefix))
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(ts(b.created)),
@@ -33,10 +33,7 @@ impl StrataS3 {
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner {
-                display_name: Some(who.user.clone()),
-                id: Some(who.user),
-            }),
+            owner: Some(owner_dto(&who, &who.id)),
             prefix: req.input.prefix,
             continuation_token: None,
         }))
@@ -73,7 +70,7 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?
         {
-            if existing.owner != who.user {
+            if existing.owner != who.id {
                 return Err(s3_error!(BucketAlreadyExists));
             }
             // us-east-1 keeps S3's legacy answer: re-creating your own bucket succeeds.
@@ -90,7 +87,7 @@ impl StrataS3 {
             .engine
             .create_bucket(NewBucket {
                 name: input.bucket.clone(),
-                owner: who.user.clone(),
+                owner: who.id.clone(),
                 region: region.clone(),
                 object_lock: lock,
             })
@@ -105,7 +102,7 @@ impl StrataS3 {
                     .await
                     .map_err(errors::engine)?
                     .map(|b| b.owner);
-                return Err(if owner.as_deref() == Some(&who.user) {
+                return Err(if owner.as_deref() == Some(&who.id) {
                     s3_error!(BucketAlreadyOwnedByYou)
                 } else {
                     s3_error!(BucketAlreadyExists)

@@ -31,7 +31,7 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        if b.owner != who.user {
+        if b.owner != who.id {
             tracing::warn!(user = %who.user, bucket = %name, "access denied: not the bucket owner");
             return Err(s3_error!(AccessDenied));
         }
@@ -315,4 +315,22 @@ pub(crate) fn delete_marker_error(
     }
     e.set_headers(h);
     e
+}
+
+/// How S3 shows an owner (`Owner` in listings, ACLs and ListBuckets). Only a bucket's owner can
+/// reach its listings today, so an id that is not the caller's is shown without a display name
+/// lookup (its id as the name).
+pub fn owner_dto(who: &Caller, id: &str) -> s3s::dto::Owner {
+    s3s::dto::Owner {
+        display_name: Some(if id == who.id { who.user.clone() } else { id.to_string() }),
+        id: Some(id.to_string()),
+    }
+}
+
+pub fn initiator_dto(who: &Caller, id: &str) -> s3s::dto::Initiator {
+    let o = owner_dto(who, id);
+    s3s::dto::Initiator {
+        display_name: o.display_name,
+        id: o.id,
+    }
 }

@@ -127,7 +127,7 @@ impl StrataS3 {
             user_metadata: user_meta,
             tags,
             storage_class: new_class,
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
         };

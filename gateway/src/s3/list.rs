@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use strata_metadata::{BucketRecord, ListObjectsParams, ListVersionsParams, VersionRecord};
+use strata_metadata::{ListObjectsParams, ListVersionsParams, VersionRecord};
+
+use crate::auth::Caller;
 
 use super::StrataS3;
 use super::common::*;
@@ -60,7 +62,7 @@ fn token_decode(token: &str) -> S3Result<String> {
 }
 
 fn object_entry(
-    b: &BucketRecord,
+    who: &Caller,
     key: String,
     v: &VersionRecord,
     fetch_owner: bool,
@@ -72,10 +74,7 @@ fn object_entry(
         last_modified: Some(ts(v.last_modified)),
         size: Some(v.size as i64),
         storage_class: Some(ObjectStorageClass::from(v.storage_class.clone())),
-        owner: fetch_owner.then(|| Owner {
-            display_name: Some(b.owner.clone()),
-            id: Some(b.owner.clone()),
-        }),
+        owner: fetch_owner.then(|| owner_dto(who, &v.owner)),
         checksum_algorithm: v
             .checksum
             .as_ref()
@@ -118,7 +117,7 @@ impl StrataS3 {
         let contents: Vec<Object> = page
             .objects
             .iter()
-            .map(|(k, v)| object_entry(&bucket, k.clone(), v, fetch_owner, url))
+            .map(|(k, v)| object_entry(&who, k.clone(), v, fetch_owner, url))
             .collect();
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
@@ -176,7 +175,7 @@ impl StrataS3 {
         let contents: Vec<Object> = page
             .objects
             .iter()
-            .map(|(k, v)| object_entry(&bucket, k.clone(), v, true, url))
+            .map(|(k, v)| object_entry(&who, k.clone(), v, true, url))
             .collect();
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
@@ -244,10 +243,7 @@ impl StrataS3 {
                 .await
                 .map_err(errors::engine)?
         };
-        let owner = Owner {
-            display_name: Some(bucket.owner.clone()),
-            id: Some(bucket.owner.clone()),
-        };
+
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         for e in page.entries {
@@ -258,7 +254,7 @@ impl StrataS3 {
                     version_id: vid,
                     is_latest: Some(e.is_latest),
                     last_modified: Some(ts(e.version.last_modified)),
-                    owner: Some(owner.clone()),
+                    owner: Some(owner_dto(&who, &e.version.owner)),
                 });
             } else {
                 versions.push(ObjectVersion {
@@ -271,7 +267,7 @@ impl StrataS3 {
                     storage_class: Some(ObjectVersionStorageClass::from(
                         e.version.storage_class.clone(),
                     )),
-                    owner: Some(owner.clone()),
+                    owner: Some(owner_dto(&who, &e.version.owner)),
                     checksum_algorithm: e
                         .version
                         .checksum

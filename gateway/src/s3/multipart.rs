@@ -97,7 +97,7 @@ impl StrataS3 {
                 None => Vec::new(),
             },
             storage_class: storage_class(&input.storage_class)?,
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             checksum_algorithm: algorithm.clone(),
             checksum_type: kind.clone(),
             retention: lock.retention,
@@ -300,7 +300,7 @@ impl StrataS3 {
             part_checksums: client_part_checksums,
             whole_checksum: crate::declared_checksum!(input),
             object_size: input.mpu_object_size.map(|n| n.max(0) as u64),
-            owner: who.user.clone(),
+            owner: who.id.clone(),
         };
         let written = self
             .ctx
@@ -396,10 +396,7 @@ impl StrataS3 {
                 }
             })
             .collect();
-        let person = Some(Owner {
-            display_name: Some(upload.owner.clone()),
-            id: Some(upload.owner.clone()),
-        });
+        let person = Some(owner_dto(&who, &upload.owner));
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key),
@@ -409,10 +406,7 @@ impl StrataS3 {
             max_parts: Some(max as i32),
             is_truncated: Some(page.is_truncated),
             parts: Some(parts),
-            initiator: Some(Initiator {
-                display_name: Some(upload.owner.clone()),
-                id: Some(upload.owner.clone()),
-            }),
+            initiator: Some(initiator_dto(&who, &upload.owner)),
             owner: person,
             storage_class: Some(StorageClass::from(upload.storage_class.clone())),
             checksum_algorithm: upload
@@ -457,14 +451,8 @@ impl StrataS3 {
                 key: Some(enc(u.key.clone())),
                 upload_id: Some(u.upload_id.clone()),
                 initiated: Some(ts(u.initiated)),
-                initiator: Some(Initiator {
-                    display_name: Some(u.owner.clone()),
-                    id: Some(u.owner.clone()),
-                }),
-                owner: Some(Owner {
-                    display_name: Some(u.owner.clone()),
-                    id: Some(u.owner.clone()),
-                }),
+                initiator: Some(initiator_dto(&who, &u.owner)),
+                owner: Some(owner_dto(&who, &u.owner)),
                 storage_class: Some(StorageClass::from(u.storage_class.clone())),
                 checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
                 checksum_type: u.checksum_type.clone().map(ChecksumType::from),

@@ -78,7 +78,7 @@ impl StrataS3 {
             user_metadata,
             tags,
             storage_class,
-            owner: who.user.clone(),
+            owner: who.id.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
         };

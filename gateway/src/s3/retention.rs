@@ -1,8 +1,8 @@
 //! Object Lock on versions: Get/PutObjectRetention and Get/PutObjectLegalHold.
 
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use strata_metadata::{LockMode, Retention};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_metadata::Retention;
 
 use super::StrataS3;
 use super::bucket::{mode_str, parse_mode};
@@ -44,13 +44,14 @@ impl StrataS3 {
                 _ => return Err(s3_error!(MalformedXML)),
             },
         };
-        let now = now_ms();
-        self.update_version(&bucket, &input.key, &input.version_id, move |v| {
-            check_retention_change(v.retention.as_ref(), wanted.as_ref(), now, bypass)?;
-            v.retention = wanted.clone();
-            Ok(())
-        })
-        .await?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        // The Object Lock rules (and the bucket's Object Lock check) are the metadata tier's.
+        self.ctx
+            .engine
+            .set_retention(&bucket.name, &input.key, vid, wanted, bypass)
+            .await
+            .map_err(|e| self.version_change_error(&bucket, vid.is_some(), e))?;
         tracing::info!(bucket = %bucket.name, key = %input.key, user = %who.user, "object retention set");
         Ok(S3Response::new(PutObjectRetentionOutput::default()))
     }
@@ -108,11 +109,13 @@ impl StrataS3 {
             Some("OFF") => false,
             _ => return Err(s3_error!(MalformedXML)),
         };
-        self.update_version(&bucket, &input.key, &input.version_id, move |v| {
-            v.legal_hold = on;
-            Ok(())
-        })
-        .await?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
+        self.ctx
+            .engine
+            .set_legal_hold(&bucket.name, &input.key, vid, on)
+            .await
+            .map_err(|e| self.version_change_error(&bucket, vid.is_some(), e))?;
         tracing::info!(bucket = %bucket.name, key = %input.key, user = %who.user, on, "legal hold set");
         Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
     }
@@ -145,85 +148,3 @@ impl StrataS3 {
     }
 }
 
-/// Object Lock's rules for changing a version's retention: COMPLIANCE can only be extended (by
-/// anyone, never shortened, removed or weakened); GOVERNANCE can be shortened, removed or changed
-/// only with the bypass header; extending is always allowed. An expired retention imposes nothing.
-pub(crate) fn check_retention_change(
-    current: Option<&Retention>,
-    wanted: Option<&Retention>,
-    now: i64,
-    bypass: bool,
-) -> S3Result<()> {
-    let Some(cur) = current.filter(|c| c.retain_until > now) else {
-        return Ok(());
-    };
-    let extends = |w: &Retention| w.mode == cur.mode && w.retain_until >= cur.retain_until;
-    let upgrade = |w: &Retention| {
-        cur.mode == LockMode::Governance
-            && w.mode == LockMode::Compliance
-            && w.retain_until >= cur.retain_until
-    };
-    match wanted {
-        Some(w) if extends(w) || upgrade(w) => Ok(()),
-        _ if cur.mode == LockMode::Governance && bypass => Ok(()),
-        _ => Err(S3Error::with_message(
-            S3ErrorCode::AccessDenied,
-            if cur.mode == LockMode::Compliance {
-                "Access Denied because object protected by object lock (COMPLIANCE mode can only be extended)."
-            } else {
-                "Access Denied because object protected by object lock (GOVERNANCE requires x-amz-bypass-governance-retention)."
-            },
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(mode: LockMode, until: i64) -> Retention {
-        Retention {
-            mode,
-            retain_until: until,
-        }
-    }
-
-    #[test]
-    fn compliance_can_only_be_extended() {
-        let cur = r(LockMode::Compliance, 1000);
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 2000)), 10, false)
-                .is_ok()
-        );
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 500)), 10, true)
-                .is_err()
-        );
-        assert!(check_retention_change(Some(&cur), None, 10, true).is_err());
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 5000)), 10, true)
-                .is_err()
-        );
-        // Once expired, anything goes.
-        assert!(check_retention_change(Some(&cur), None, 2000, false).is_ok());
-    }
-
-    #[test]
-    fn governance_needs_bypass_to_shorten() {
-        let cur = r(LockMode::Governance, 1000);
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 500)), 10, false)
-                .is_err()
-        );
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Governance, 500)), 10, true)
-                .is_ok()
-        );
-        assert!(check_retention_change(Some(&cur), None, 10, false).is_err());
-        assert!(check_retention_change(Some(&cur), None, 10, true).is_ok());
-        assert!(
-            check_retention_change(Some(&cur), Some(&r(LockMode::Compliance, 1000)), 10, false)
-                .is_ok()
-        );
-    }
-}

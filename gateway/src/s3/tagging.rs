@@ -1,10 +1,9 @@
-//! Object tagging: Get/Put/DeleteObjectTagging, and the read-modify-write every per-version
-//! setting shares.
-
-use std::sync::{Arc, Mutex};
+//! Object tagging: Get/Put/DeleteObjectTagging, and the error mapping every per-version setting
+//! shares.
 
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
+use strata_engine::EngineError;
 use strata_metadata::{BucketRecord, MetaError, VersionRecord};
 
 use super::StrataS3;
@@ -12,45 +11,24 @@ use super::common::*;
 use crate::errors;
 
 impl StrataS3 {
-    /// Read-modify-write of one version's sub-resource (tags, retention, legal hold). A delete
-    /// marker answers as S3 does (404 NoSuchKey for the latest, 405 by version id).
-    pub(crate) async fn update_version<F>(
+    /// Maps the errors of a per-version change (tags, retention, legal hold): a delete marker
+    /// addressed by id answers 405 MethodNotAllowed with the delete-marker headers; the latest
+    /// being a delete marker is 404 NoSuchKey.
+    pub(crate) fn version_change_error(
         &self,
         bucket: &BucketRecord,
-        key: &str,
-        version_id: &Option<String>,
-        mut f: F,
-    ) -> S3Result<VersionRecord>
-    where
-        F: FnMut(&mut VersionRecord) -> S3Result<()> + Send + 'static,
-    {
-        check_key(key)?;
-        let vid = requested_version(version_id)?.map(str::to_string);
-        let inner_err: Arc<Mutex<Option<S3Error>>> = Arc::default();
-        let err_slot = inner_err.clone();
-        let b = bucket.clone();
-        let by_version = vid.is_some();
-        let r = self
-            .ctx
-            .engine
-            .update_version(&bucket.name, key, vid.as_deref(), move |v| {
-                let fail = |e: S3Error| {
-                    *err_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    MetaError::Conflict
-                };
-                if v.is_delete_marker {
-                    return Err(fail(delete_marker_error(&b, v, by_version)));
-                }
-                f(v).map_err(fail)
-            })
-            .await;
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => Err(inner_err
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .unwrap_or_else(|| errors::engine(e))),
+        by_version: bool,
+        e: EngineError,
+    ) -> S3Error {
+        match e {
+            EngineError::Meta(MetaError::IsDeleteMarker {
+                version_id,
+                last_modified,
+            }) => {
+                let marker = VersionRecord::delete_marker(version_id, String::new(), last_modified);
+                delete_marker_error(bucket, &marker, by_version)
+            }
+            e => errors::engine(e),
         }
     }
 
@@ -91,12 +69,14 @@ impl StrataS3 {
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
         validate_tags(&tags)?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
         let v = self
-            .update_version(&bucket, &input.key, &input.version_id, move |v| {
-                v.tags = tags.clone();
-                Ok(())
-            })
-            .await?;
+            .ctx
+            .engine
+            .set_tags(&bucket.name, &input.key, vid, tags)
+            .await
+            .map_err(|e| self.version_change_error(&bucket, vid.is_some(), e))?;
         Ok(S3Response::new(PutObjectTaggingOutput {
             version_id: shown_version_id(&bucket, &v),
         }))
@@ -109,12 +89,14 @@ impl StrataS3 {
         let who = self.caller(&req.credentials).await?;
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        check_key(&input.key)?;
+        let vid = requested_version(&input.version_id)?;
         let v = self
-            .update_version(&bucket, &input.key, &input.version_id, move |v| {
-                v.tags.clear();
-                Ok(())
-            })
-            .await?;
+            .ctx
+            .engine
+            .set_tags(&bucket.name, &input.key, vid, Vec::new())
+            .await
+            .map_err(|e| self.version_change_error(&bucket, vid.is_some(), e))?;
         let mut resp = S3Response::new(DeleteObjectTaggingOutput {
             version_id: shown_version_id(&bucket, &v),
         });

@@ -3,10 +3,13 @@
 
 use strata_metadata::*;
 
+/// A user id of the shape `create_user` makes.
+pub const ALICE: &str = "a11ce00000000000000000000000000000000000000000000000000000000000";
+
 pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
     BucketRecord {
         name: name.into(),
-        owner: "alice".into(),
+        owner: ALICE.into(),
         created: 1_700_000_000_000,
         region: "us-east-1".into(),
         versioning,
@@ -32,7 +35,45 @@ pub fn segment(a: u64, b: u64, len: u64) -> Segment {
         blob: blob(a, b),
         len,
         chunk_size: 4 << 20,
+        layout: 1,
     }
+}
+
+/// The instance that owns the tests' write intents (lease long past any test).
+pub const INSTANCE: &str = "test-instance";
+
+/// Registers [`INSTANCE`] (idempotent).
+pub fn register(store: &MetaStore) {
+    match store.register_instance(INSTANCE, i64::MAX / 4, 0) {
+        Ok(()) | Err(MetaError::AlreadyExists) => {}
+        Err(e) => panic!("register: {e}"),
+    }
+}
+
+/// `put_version` as a writer does it: a write intent for every new segment first.
+pub fn put(
+    store: &MetaStore,
+    bucket: &str,
+    key: &str,
+    v: VersionRecord,
+    pre: &Precondition,
+) -> Result<PutOutcome> {
+    for seg in &v.data.segments {
+        store.begin_write(seg, INSTANCE, 1).unwrap();
+    }
+    store.put_version(bucket, key, v, pre)
+}
+
+/// `put_part` with its write intent first.
+pub fn put_part(
+    store: &MetaStore,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    p: PartRecord,
+) -> Result<()> {
+    store.begin_write(&p.segment, INSTANCE, 1).unwrap();
+    store.put_part(bucket, key, upload_id, p)
 }
 
 pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
@@ -120,7 +161,7 @@ pub fn build_from_parts(
 /// Every segment blob in the GC queue.
 pub fn gc_blobs(store: &MetaStore) -> Vec<BlobId> {
     store
-        .gc_pending(1_000_000)
+        .gc_pending(i64::MAX, 1_000_000)
         .unwrap()
         .into_iter()
         .flat_map(|i| i.segments.into_iter().map(|s| s.blob))
