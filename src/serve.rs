@@ -12,7 +12,7 @@ use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
 use strata_storage_node::ChunkService;
 use strata_storage_node::keys::MasterKey;
-use strata_storage_node::{LocalChunkStore, NodeConfig};
+use strata_storage_node::{Layout, LocalChunkStore, NodeConfig};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -31,20 +31,21 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 6)]
     pub disks: usize,
     #[arg(long, default_value_t = 4)]
-    pub data_shards: usize,
+    pub data_shards: u8,
     #[arg(long, default_value_t = 2)]
-    pub parity_shards: usize,
+    pub parity_shards: u8,
     /// Plaintext bytes per chunk.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub chunk_size: usize,
 }
 
-struct LocalNodeAdmin(Arc<LocalChunkStore>);
+struct LocalNodeAdmin(Arc<LocalChunkStore>, Layout);
 
 #[async_trait::async_trait]
 impl NodeAdmin for LocalNodeAdmin {
     async fn scrub(&self, repair: bool) -> anyhow::Result<serde_json::Value> {
-        let report = self.0.scrub(repair).await?;
+        // TODO(engine): scrub with every layout the metadata tier records, not only the current.
+        let report = self.0.scrub(std::slice::from_ref(&self.1), repair).await?;
         Ok(serde_json::to_value(report)?)
     }
 }
@@ -88,10 +89,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
-    let mut node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
-    node_cfg.data_shards = args.data_shards;
-    node_cfg.parity_shards = args.parity_shards;
-    let store = Arc::new(LocalChunkStore::open(node_cfg).context("chunk store")?);
+    let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
+    // TODO(engine): record this geometry with MetaStore::ensure_current_layout and use its id.
+    let layout = Layout::new(
+        0,
+        node_cfg.disk_names(),
+        args.data_shards,
+        args.parity_shards,
+    )
+    .context("layout")?;
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || LocalChunkStore::open(node_cfg))
+            .await?
+            .context("chunk store")?,
+    );
     let chunks: Arc<dyn ChunkService> = store.clone();
 
     // One process owns this store, so every write intent from before this start belongs to a
@@ -110,10 +121,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             region: args.region.clone(),
             chunk_size: args.chunk_size,
             domain: args.domain.clone(),
+            layout: layout.clone(),
             ..Default::default()
         },
     });
-    let front = strata_gateway::build_front(ctx.clone(), Some(Arc::new(LocalNodeAdmin(store))));
+    let front =
+        strata_gateway::build_front(ctx.clone(), Some(Arc::new(LocalNodeAdmin(store, layout))));
     let _gc = strata_gateway::gc::spawn(ctx.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)

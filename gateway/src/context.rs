@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use s3s::{S3Result, s3_error};
 use strata_metadata::{BucketRecord, DataLayout, MetaStore};
-use strata_storage_node::ChunkService;
 use strata_storage_node::keys::{DataKey, KeyEncryptionKey, MasterKey, new_key_id};
+use strata_storage_node::{ChunkService, Layout};
 
 use crate::errors;
 
@@ -21,6 +21,11 @@ pub struct GatewayConfig {
     pub read_ahead: usize,
     /// Base domain for virtual-hosted-style addressing (`bucket.DOMAIN`), if enabled.
     pub domain: Option<String>,
+    /// The layout every chunk is written, read and deleted with.
+    // TODO(engine): write with the metadata tier's current layout and read/delete each segment
+    // with the layout it records; a single fixed layout makes old data unreadable after a
+    // geometry change.
+    pub layout: Layout,
 }
 
 impl Default for GatewayConfig {
@@ -31,6 +36,8 @@ impl Default for GatewayConfig {
             write_parallelism: 4,
             read_ahead: 2,
             domain: None,
+            layout: Layout::new(0, (0..6).map(|i| format!("disk{i}")).collect(), 4, 2)
+                .expect("valid default layout"),
         }
     }
 }

@@ -13,7 +13,7 @@ use s3s::dto::StreamingBlob;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use strata_metadata::{BlobId, Segment};
 use strata_storage_node::keys::DataKey;
-use strata_storage_node::{ChunkId, ChunkService, NodeError};
+use strata_storage_node::{ChunkId, ChunkService, Layout, NodeError};
 use tokio::task::JoinHandle;
 
 use crate::checksum::Hasher;
@@ -128,8 +128,10 @@ pub async fn store_body(
             submitted += 1;
             let chunks: Arc<dyn ChunkService> = ctx.chunks.clone();
             let dek = dek.clone();
+            // TODO(engine): the segment's recorded layout, not the configured one.
+            let layout = ctx.cfg.layout.clone();
             inflight.push_back(tokio::spawn(async move {
-                chunks.put_chunk(id, &dek, data).await
+                chunks.put_chunk(&layout, id, &dek, data).await
             }));
             Ok(())
         };
@@ -285,15 +287,18 @@ pub fn read_range(
     range: Range<u64>,
 ) -> StreamingBlob {
     let chunks: Arc<dyn ChunkService> = ctx.chunks.clone();
+    // TODO(engine): read each segment with the layout it records.
+    let layout = Arc::new(ctx.cfg.layout.clone());
     let slices = plan(segments, range);
     let stream = futures::stream::iter(slices)
         .map(move |s| {
             let chunks = chunks.clone();
             let dek = dek.clone();
+            let layout = layout.clone();
             // Spawned so the read-ahead really runs ahead, and because the body stream must be
             // Sync (a JoinHandle is).
             tokio::spawn(async move {
-                let data = chunks.get_chunk(s.id, &dek).await.map_err(|e| {
+                let data = chunks.get_chunk(&layout, s.id, &dek).await.map_err(|e| {
                     tracing::error!(error = %e, blob = %hex::encode(s.id.blob), index = s.id.index, "chunk read failed");
                     std::io::Error::other(e.to_string())
                 })?;
@@ -313,17 +318,22 @@ pub fn read_range(
 }
 
 /// Deletes every chunk of the segments (idempotent).
+// TODO(engine): delete each segment with the layout it records instead of one `layout`.
 pub async fn delete_segments(
     chunks: &Arc<dyn ChunkService>,
+    layout: &Layout,
     segments: &[Segment],
 ) -> Result<(), NodeError> {
     for seg in segments {
         for index in 0..seg.chunk_count() {
             chunks
-                .delete_chunk(ChunkId {
-                    blob: seg.blob,
-                    index,
-                })
+                .delete_chunk(
+                    layout,
+                    ChunkId {
+                        blob: seg.blob,
+                        index,
+                    },
+                )
                 .await?;
         }
     }

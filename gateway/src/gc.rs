@@ -18,7 +18,8 @@ pub async fn run_once(ctx: &Context, limit: usize) -> usize {
     };
     let mut done = Vec::with_capacity(items.len());
     for item in &items {
-        match delete_segments(&ctx.chunks, &item.segments).await {
+        // TODO(engine): each segment's recorded layout.
+        match delete_segments(&ctx.chunks, &ctx.cfg.layout, &item.segments).await {
             Ok(()) => done.push(item.seq),
             Err(e) => {
                 tracing::warn!(error = %e, seq = item.seq, "gc: chunk deletion failed; will retry")
