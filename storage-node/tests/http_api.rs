@@ -55,6 +55,12 @@ async fn remote_put_get_stat_delete_over_http() {
 
         // Errors keep their meaning across the wire.
         assert!(matches!(
+            remote
+                .put_chunk(&l, id, &dek, Bytes::from_static(b"again"))
+                .await,
+            Err(NodeError::AlreadyExists)
+        ));
+        assert!(matches!(
             remote.get_chunk(&l, id, &DataKey::generate()).await,
             Err(NodeError::Integrity)
         ));
