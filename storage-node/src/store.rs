@@ -628,8 +628,9 @@ impl LocalChunkStore {
                         }
                     }
                     match files::scan_disk(&dir, id) {
-                        DiskScan::Found { shards, tombstone } if !shards.is_empty() || tombstone.is_some() => {
-                            tracing::warn!(chunk = %chunk_label(id), disk = %name, shards = shards.len(), tombstone = tombstone.is_some(), "put of an existing chunk id refused");
+                        DiskScan::Found { shards, tombstone }
+                            if !shards.is_empty() || tombstone.is_some() =>
+                        {
                             Err(NodeError::AlreadyExists)
                         }
                         // A disk that is gone cannot be checked; if the put writes to it, the
@@ -648,6 +649,9 @@ impl LocalChunkStore {
             {
                 first_error.get_or_insert(e);
             }
+        }
+        if matches!(first_error, Some(NodeError::AlreadyExists)) {
+            tracing::warn!(chunk = %chunk_label(id), "put of an existing chunk id refused");
         }
         first_error.map_or(Ok(()), Err)
     }
