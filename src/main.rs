@@ -39,12 +39,10 @@ struct NodeArgs {
     data_dir: PathBuf,
     #[arg(long, env = "STRATA_NODE_LISTEN", default_value = "127.0.0.1:9100")]
     listen: SocketAddr,
+    /// Disk directories `disk0..` under the data dir. The geometry (k, m, which disks) comes
+    /// with every request as its layout.
     #[arg(long, default_value_t = 6)]
     disks: usize,
-    #[arg(long, default_value_t = 4)]
-    data_shards: usize,
-    #[arg(long, default_value_t = 2)]
-    parity_shards: usize,
 }
 
 #[derive(Args)]
@@ -162,10 +160,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut cfg = strata_storage_node::NodeConfig::under(&args.data_dir.join("disks"), args.disks);
-    cfg.data_shards = args.data_shards;
-    cfg.parity_shards = args.parity_shards;
-    let store = std::sync::Arc::new(strata_storage_node::LocalChunkStore::open(cfg)?);
+    let cfg = strata_storage_node::NodeConfig::under(&args.data_dir.join("disks"), args.disks);
+    let store = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || strata_storage_node::LocalChunkStore::open(cfg))
+            .await??,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("strata: node ready on http://{}", listener.local_addr()?);
     strata_storage_node::http::serve_http(store, listener).await;

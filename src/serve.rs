@@ -32,9 +32,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 6)]
     pub disks: usize,
     #[arg(long, default_value_t = 4)]
-    pub data_shards: usize,
+    pub data_shards: u8,
     #[arg(long, default_value_t = 2)]
-    pub parity_shards: usize,
+    pub parity_shards: u8,
     /// Plaintext bytes per chunk.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub chunk_size: usize,
@@ -47,12 +47,15 @@ pub struct ServeArgs {
     pub buffer_memory: usize,
 }
 
-struct LocalNodeAdmin(Arc<LocalChunkStore>);
+/// The local chunk store's operator verbs; scrub knows every layout the metadata tier records,
+/// so shards of old layouts are checked (and repaired) under their own geometry.
+struct LocalNodeAdmin(Arc<LocalChunkStore>, Engine);
 
 #[async_trait::async_trait]
 impl NodeAdmin for LocalNodeAdmin {
     async fn scrub(&self, repair: bool) -> anyhow::Result<serde_json::Value> {
-        let report = self.0.scrub(repair).await?;
+        let layouts = self.1.layouts().node_layouts()?;
+        let report = self.0.scrub(&layouts, repair).await?;
         Ok(serde_json::to_value(report)?)
     }
 }
@@ -94,21 +97,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
     meta.set_gc_grace_ms(args.gc_grace_ms);
-    let mut node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
-    node_cfg.data_shards = args.data_shards;
-    node_cfg.parity_shards = args.parity_shards;
-    let store = Arc::new(LocalChunkStore::open(node_cfg).context("chunk store")?);
+    let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
+    let disk_names = node_cfg.disk_names();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || LocalChunkStore::open(node_cfg))
+            .await?
+            .context("chunk store")?,
+    );
     let chunks: Arc<dyn ChunkService> = store.clone();
 
     // The placement geometry this start writes with; a different one supersedes it, so
     // segments written before keep naming theirs.
     let now = strata_engine::now_ms();
-    let disk_names: Vec<String> = (0..args.disks).map(|i| format!("disk{i}")).collect();
     let layout = meta
         .ensure_current_layout(
             &disk_names,
-            u8::try_from(args.data_shards).context("--data-shards")?,
-            u8::try_from(args.parity_shards).context("--parity-shards")?,
+            args.data_shards,
+            args.parity_shards,
             u32::try_from(args.chunk_size).context("--chunk-size")?,
             now,
         )
@@ -145,7 +150,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             domain: args.domain.clone(),
         },
     });
-    let front = strata_gateway::build_front(ctx.clone(), Some(Arc::new(LocalNodeAdmin(store))));
+    let front = strata_gateway::build_front(
+        ctx.clone(),
+        Some(Arc::new(LocalNodeAdmin(store, engine.clone()))),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -22,13 +22,21 @@ const BATCH: usize = 64;
 pub async fn delete_segments(engine: &Engine, segments: &[Segment]) -> Result<u64, String> {
     let mut deleted = 0;
     for seg in segments {
+        let layout = engine
+            .layout(seg.layout)
+            .await
+            .map_err(|e| e.to_string())?
+            .node;
         for index in 0..seg.chunk_count() {
             engine
                 .chunks()
-                .delete_chunk(ChunkId {
-                    blob: seg.blob,
-                    index,
-                })
+                .delete_chunk(
+                    &layout,
+                    ChunkId {
+                        blob: seg.blob,
+                        index,
+                    },
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             deleted += 1;

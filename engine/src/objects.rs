@@ -137,13 +137,13 @@ impl Engine {
     }
 
     /// Streams `range` of a version (see [`Engine::read_range`]).
-    pub fn read(
+    pub async fn read(
         &self,
         bucket: &BucketRecord,
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
-        self.read_range(bucket, version, range)
+        self.read_range(bucket, version, range).await
     }
 
     /// Copies (a range of) `src` into a new version of `dst_key` in `dst_bucket`. The bytes are
@@ -160,7 +160,7 @@ impl Engine {
         checksum_algorithm: Option<String>,
         precondition: Precondition,
     ) -> Result<Written> {
-        let body = read_as_body(self.read_range(src_bucket, src, 0..src.size)?);
+        let body = read_as_body(self.read_range(src_bucket, src, 0..src.size).await?);
         let spec = WriteSpec {
             max_len: src.size,
             expected_len: Some(src.size),

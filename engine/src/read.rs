@@ -70,11 +70,12 @@ impl Drop for PinGuard {
     }
 }
 
-/// One chunk (or part of one) that a read needs.
+/// One chunk (or part of one) that a read needs, and the layout it was written with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChunkSlice {
     pub id: ChunkId,
     pub range: Range<usize>,
+    pub layout: u32,
 }
 
 /// Plans which chunks cover `range` of an object made of `segments`.
@@ -98,6 +99,7 @@ pub(crate) fn plan(segments: &[Segment], range: Range<u64>) -> Vec<ChunkSlice> {
                         index: idx as u32,
                     },
                     range: a as usize..b as usize,
+                    layout: seg.layout,
                 });
                 idx += 1;
             }
@@ -112,8 +114,9 @@ pub(crate) fn plan(segments: &[Segment], range: Range<u64>) -> Vec<ChunkSlice> {
 
 impl Engine {
     /// Streams `range` of a stored version: chunks are fetched (decrypted, decoded) a few ahead,
-    /// in order, each under the buffer budget until its bytes are sent.
-    pub fn read_range(
+    /// in order, each under the buffer budget until its bytes are sent, each under the layout
+    /// its segment was written with.
+    pub async fn read_range(
         &self,
         bucket: &BucketRecord,
         version: &VersionRecord,
@@ -121,6 +124,12 @@ impl Engine {
     ) -> Result<ReadStream> {
         let dek = self.keys().version_key(bucket, &version.data)?;
         let slices = plan(&version.data.segments, range);
+        let mut layouts: HashMap<u32, Arc<strata_storage_node::Layout>> = HashMap::new();
+        for s in &version.data.segments {
+            if !layouts.contains_key(&s.layout) {
+                layouts.insert(s.layout, self.layout(s.layout).await?.node);
+            }
+        }
         let pin = self
             .pins()
             .pin(version.data.segments.iter().map(|s| s.blob).collect());
@@ -138,11 +147,13 @@ impl Engine {
                 let chunks = chunks.clone();
                 let dek = dek.clone();
                 let budget = budget.clone();
+                let layout = layouts.get(&s.layout).cloned();
                 // Spawned so the read-ahead really runs ahead, and because the body stream must
                 // be Sync (a JoinHandle is).
                 tokio::spawn(async move {
                     let reservation = budget.reserve(chunk_size.max(s.range.end)).await;
-                    let data = chunks.get_chunk(s.id, &dek).await.map_err(|e| {
+                    let layout = layout.ok_or_else(|| std::io::Error::other("segment layout unknown"))?;
+                    let data = chunks.get_chunk(&layout, s.id, &dek).await.map_err(|e| {
                         tracing::error!(error = %e, blob = %hex::encode(s.id.blob), index = s.id.index, "chunk read failed");
                         std::io::Error::other(e.to_string())
                     })?;

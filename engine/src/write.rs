@@ -203,7 +203,7 @@ struct BlobWriter<'a> {
     blob: BlobId,
     chunk_size: usize,
     /// The layout the chunks are written with (the current one when the write began).
-    layout: u32,
+    layout: Arc<strata_storage_node::Layout>,
     /// Chunks handed to the chunk store so far: after a failure, any of them may exist.
     submitted: u32,
     intent_bound: u64,
@@ -216,7 +216,7 @@ impl BlobWriter<'_> {
             blob: self.blob,
             len,
             chunk_size: self.chunk_size as u32,
-            layout: self.layout,
+            layout: self.layout.id,
         }
     }
 
@@ -246,8 +246,9 @@ impl BlobWriter<'_> {
         }
         let chunks = self.engine.chunks().clone();
         let dek = self.dek.clone();
+        let layout = self.layout.clone();
         self.guard.inflight.push_back(tokio::spawn(async move {
-            let r = chunks.put_chunk(id, &dek, data).await;
+            let r = chunks.put_chunk(&layout, id, &dek, data).await;
             drop(reservation);
             r
         }));
@@ -281,13 +282,13 @@ impl Engine {
         spec: WriteSpec,
     ) -> Result<StoredBlob> {
         let layout = self.layouts().current();
-        let chunk_size = (layout.chunk_size as usize).max(1);
+        let chunk_size = (layout.record.chunk_size as usize).max(1);
         let mut w = BlobWriter {
             engine: self,
             dek,
             blob: new_blob_id(),
             chunk_size,
-            layout: layout.id,
+            layout: layout.node,
             submitted: 0,
             intent_bound: spec.expected_len.unwrap_or(spec.max_len).min(spec.max_len),
             guard: DiscardGuard {

@@ -121,6 +121,7 @@ async fn committed_write_leaves_nothing_to_collect() {
     let read = f
         .engine
         .read(&f.bucket, &w.version, 0..w.version.size)
+        .await
         .unwrap();
     let got: Vec<Bytes> = read.map(|r| r.unwrap()).collect().await;
     assert_eq!(got.concat().len(), 3 * CHUNK);

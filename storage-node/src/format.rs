@@ -1,5 +1,6 @@
-//! Shard file format, version 1. Every byte read back from disk is untrusted: [`ShardHeader::parse`]
-//! and [`verify_shard`] check everything and never panic (fuzzed, see fuzz/).
+//! On-disk formats: shard files (version 2) and deletion tombstones. Every byte read back from
+//! disk is untrusted: [`ShardHeader::parse`], [`verify_shard`] and [`Tombstone::parse`] check
+//! everything and never panic (fuzzed, see fuzz/).
 //!
 //! A shard file is a fixed 128-byte header followed by the shard body. Integers are little-endian.
 //! The byte layout is documented in docs/on-disk-format.md; keep the two in step.
@@ -7,7 +8,9 @@
 use crate::ChunkId;
 
 pub const MAGIC: [u8; 8] = *b"STRSHARD";
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2 added the per-write nonce and the layout id. Version 1 files are refused (the
+/// project is pre-release; metadata format 1 stores are refused too).
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 128;
 /// Chunk cipher: AES-256-GCM, 16-byte tag appended to the ciphertext before erasure coding.
 pub const CIPHER_AES256_GCM: u8 = 1;
@@ -23,9 +26,11 @@ pub struct ShardHeader {
     pub shard_index: u8,
     pub data_shards: u8,
     pub parity_shards: u8,
-    /// Random per put: all shards written by one put share it, so shards left over from an
-    /// earlier put of the same id are never mixed into a decode.
-    pub write_id: u64,
+    /// The AES-GCM nonce, random per put. All shards written by one put share it, so it also
+    /// names the put: shards of another write of the same id are never mixed into a decode.
+    pub nonce: [u8; 12],
+    /// The [`Layout`](crate::Layout) the chunk was written with.
+    pub layout_id: u32,
     pub plaintext_len: u64,
     pub ciphertext_len: u64,
     pub shard_len: u64,
@@ -85,12 +90,13 @@ impl ShardHeader {
         b[35] = CIPHER_AES256_GCM;
         b[36] = CHECKSUM_CRC32C;
         // 37..40 reserved, zero.
-        b[40..48].copy_from_slice(&self.write_id.to_le_bytes());
-        b[48..56].copy_from_slice(&self.plaintext_len.to_le_bytes());
-        b[56..64].copy_from_slice(&self.ciphertext_len.to_le_bytes());
-        b[64..72].copy_from_slice(&self.shard_len.to_le_bytes());
-        b[72..76].copy_from_slice(&self.body_crc32c.to_le_bytes());
-        // 76..124 reserved, zero.
+        b[40..52].copy_from_slice(&self.nonce);
+        b[52..56].copy_from_slice(&self.layout_id.to_le_bytes());
+        b[56..64].copy_from_slice(&self.plaintext_len.to_le_bytes());
+        b[64..72].copy_from_slice(&self.ciphertext_len.to_le_bytes());
+        b[72..80].copy_from_slice(&self.shard_len.to_le_bytes());
+        b[80..84].copy_from_slice(&self.body_crc32c.to_le_bytes());
+        // 84..124 reserved, zero.
         let header_crc = crc32c(&b[..124]);
         b[124..128].copy_from_slice(&header_crc.to_le_bytes());
         b
@@ -122,7 +128,7 @@ impl ShardHeader {
         if b[36] != CHECKSUM_CRC32C {
             return Err(FormatError::InvalidField("checksum_algorithm"));
         }
-        if b[37..40].iter().chain(&b[76..124]).any(|&x| x != 0) {
+        if b[37..40].iter().chain(&b[84..124]).any(|&x| x != 0) {
             return Err(FormatError::InvalidField("reserved"));
         }
         let header = ShardHeader {
@@ -133,11 +139,12 @@ impl ShardHeader {
             shard_index: b[32],
             data_shards: b[33],
             parity_shards: b[34],
-            write_id: u64_at(b, 40),
-            plaintext_len: u64_at(b, 48),
-            ciphertext_len: u64_at(b, 56),
-            shard_len: u64_at(b, 64),
-            body_crc32c: u32_at(b, 72),
+            nonce: b[40..52].try_into().expect("12 bytes"),
+            layout_id: u32_at(b, 52),
+            plaintext_len: u64_at(b, 56),
+            ciphertext_len: u64_at(b, 64),
+            shard_len: u64_at(b, 72),
+            body_crc32c: u32_at(b, 80),
         };
         let total = usize::from(header.data_shards) + usize::from(header.parity_shards);
         if header.data_shards == 0
@@ -183,8 +190,71 @@ pub fn verify_body(header: &ShardHeader, body: &[u8]) -> Result<(), FormatError>
     Ok(())
 }
 
-/// Fuzz body (`fuzz/fuzz_targets/shard_header.rs`): arbitrary bytes as a shard file. Must not
-/// panic; a header that parses must re-encode to exactly the bytes it came from.
+pub const TOMBSTONE_MAGIC: [u8; 8] = *b"STRTOMBS";
+pub const TOMBSTONE_VERSION: u16 = 1;
+pub const TOMBSTONE_LEN: usize = 48;
+
+/// Content of a deletion tombstone (`<disk>/tombstones/<blob hex>.<chunk index>`), written
+/// durably before the first shard of a chunk is removed and removed after the last. What marks
+/// the deletion is the file's *existence* (a torn or corrupt tombstone still blocks heal); the
+/// content tells an operator what is being deleted, under which layout, since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    pub chunk: ChunkId,
+    pub layout_id: u32,
+    /// Unix milliseconds when the deletion started.
+    pub created_ms: i64,
+}
+
+impl Tombstone {
+    pub fn encode(&self) -> [u8; TOMBSTONE_LEN] {
+        let mut b = [0u8; TOMBSTONE_LEN];
+        b[0..8].copy_from_slice(&TOMBSTONE_MAGIC);
+        b[8..10].copy_from_slice(&TOMBSTONE_VERSION.to_le_bytes());
+        b[10..12].copy_from_slice(&(TOMBSTONE_LEN as u16).to_le_bytes());
+        b[12..28].copy_from_slice(&self.chunk.blob);
+        b[28..32].copy_from_slice(&self.chunk.index.to_le_bytes());
+        b[32..36].copy_from_slice(&self.layout_id.to_le_bytes());
+        b[36..44].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = crc32c(&b[..44]);
+        b[44..48].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses a whole tombstone file (exactly [`TOMBSTONE_LEN`] bytes).
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        if bytes.len() < TOMBSTONE_LEN {
+            return Err(FormatError::TooShort(bytes.len()));
+        }
+        if bytes.len() > TOMBSTONE_LEN {
+            return Err(FormatError::InvalidField("tombstone length"));
+        }
+        if bytes[0..8] != TOMBSTONE_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u16_at(bytes, 8);
+        if version != TOMBSTONE_VERSION {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
+        if crc32c(&bytes[..44]) != u32_at(bytes, 44) {
+            return Err(FormatError::HeaderChecksum);
+        }
+        if usize::from(u16_at(bytes, 10)) != TOMBSTONE_LEN {
+            return Err(FormatError::InvalidField("tombstone length"));
+        }
+        Ok(Self {
+            chunk: ChunkId {
+                blob: bytes[12..28].try_into().expect("16 bytes"),
+                index: u32_at(bytes, 28),
+            },
+            layout_id: u32_at(bytes, 32),
+            created_ms: u64_at(bytes, 36) as i64,
+        })
+    }
+}
+
+/// Fuzz body (`fuzz/fuzz_targets/shard_header.rs`): arbitrary bytes as a shard file and as a
+/// tombstone. Must not panic; whatever parses must re-encode to exactly the bytes it came from.
 pub fn fuzz_shard_header(data: &[u8]) {
     if let Ok(header) = ShardHeader::parse(data) {
         assert_eq!(
@@ -194,6 +264,9 @@ pub fn fuzz_shard_header(data: &[u8]) {
         );
     }
     let _ = verify_shard(data);
+    if let Ok(tombstone) = Tombstone::parse(data) {
+        assert_eq!(&tombstone.encode()[..], data, "tombstone round trip");
+    }
 }
 
 /// Recomputes the header and body checksums of a would-be shard file in place, so fuzzing gets
@@ -203,7 +276,7 @@ pub fn fix_checksums(file: &mut [u8]) {
         return;
     }
     let body_crc = crc32c(&file[HEADER_LEN..]);
-    file[72..76].copy_from_slice(&body_crc.to_le_bytes());
+    file[80..84].copy_from_slice(&body_crc.to_le_bytes());
     let header_crc = crc32c(&file[..124]);
     file[124..128].copy_from_slice(&header_crc.to_le_bytes());
 }
@@ -221,7 +294,8 @@ mod tests {
             shard_index: 5,
             data_shards: 4,
             parity_shards: 2,
-            write_id: 0xfeed,
+            nonce: [0x5c; 12],
+            layout_id: 0xfeed,
             plaintext_len: 4 * body.len() as u64 - GCM_TAG_LEN,
             ciphertext_len: 4 * body.len() as u64,
             shard_len: body.len() as u64,
@@ -284,6 +358,41 @@ mod tests {
             }
             fuzz_shard_header(&input);
         }
+    }
+
+    #[test]
+    fn format_1_headers_are_refused() {
+        let body = vec![0x22u8; 16];
+        let mut file = sample(&body).encode().to_vec();
+        file[8..10].copy_from_slice(&1u16.to_le_bytes());
+        file.extend_from_slice(&body);
+        fix_checksums(&mut file);
+        assert_eq!(
+            ShardHeader::parse(&file),
+            Err(FormatError::UnsupportedVersion(1))
+        );
+    }
+
+    #[test]
+    fn tombstone_round_trips_and_every_single_byte_flip_is_caught() {
+        let tombstone = Tombstone {
+            chunk: ChunkId {
+                blob: [0xa5; 16],
+                index: 77,
+            },
+            layout_id: 3,
+            created_ms: 1_790_000_000_000,
+        };
+        let bytes = tombstone.encode();
+        assert_eq!(Tombstone::parse(&bytes).unwrap(), tombstone);
+        for at in 0..bytes.len() {
+            let mut bad = bytes;
+            bad[at] ^= 0x01;
+            assert!(Tombstone::parse(&bad).is_err(), "flip at byte {at}");
+        }
+        assert!(Tombstone::parse(&bytes[..47]).is_err());
+        assert!(Tombstone::parse(&[&bytes[..], &[0]].concat()).is_err());
+        fuzz_shard_header(&bytes);
     }
 
     #[test]

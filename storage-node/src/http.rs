@@ -1,19 +1,25 @@
 //! The node's HTTP API (hyper 1) and [`RemoteChunkStore`], its client. Both sides go through the
 //! same [`LocalChunkStore`], so the in-process and remote paths share one implementation.
 //!
-//! Routes (`<blob>` is 32 hex chars, `<index>` a decimal u32):
+//! Routes (`<blob>` is 32 hex chars, `<index>` a canonical decimal u32). Every chunk route and
+//! heal need header `x-strata-layout` = the chunk's layout in wire form
+//! ([`Layout::to_wire`], e.g. `7:4+2:disk0,disk1,disk2,disk3,disk4,disk5`), exactly once:
 //! - `PUT /chunks/<blob>/<index>` body = plaintext, header `x-strata-dek` = 64 hex -> 204
+//!   (409 `already-exists` if any file of the chunk exists)
 //! - `GET /chunks/<blob>/<index>` header `x-strata-dek` -> 200 body; `x-strata-bad-shards` lists
 //!   shard indices that were unusable
 //! - `DELETE /chunks/<blob>/<index>` -> 204
 //! - `HEAD /chunks/<blob>/<index>` -> 200 with `x-strata-chunk-len`, `x-strata-healthy-shards`,
 //!   `x-strata-total-shards`
 //! - `POST /heal/<blob>/<index>` -> 200 JSON [`HealReport`](crate::HealReport)
-//! - `POST /scrub?repair=true|false` -> 200 JSON [`ScrubReport`](crate::ScrubReport)
+//! - `POST /scrub[?repair=true|false]` body = every known layout, one wire form per line (at
+//!   most [`MAX_SCRUB_LAYOUTS`], body at most 1 MiB) -> 200 JSON
+//!   [`ScrubReport`](crate::ScrubReport)
 //!
-//! Errors: status plus `x-strata-error` (`not-found`, `unrecoverable`, `integrity`,
-//! `insufficient-storage`, `invalid`, `io`) and a text body. The DEK travels in a header for now:
-//! bind the node to 127.0.0.1 (or put TLS in front) until node-to-node auth exists.
+//! Errors: status plus `x-strata-error` (`not-found`, `already-exists`, `unrecoverable`,
+//! `integrity`, `insufficient-storage`, `invalid`, `io`) and a text body. The DEK travels in a
+//! header for now: bind the node to 127.0.0.1 (or put TLS in front) until node-to-node auth
+//! exists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +34,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use zeroize::Zeroizing;
 
-use crate::{ChunkId, ChunkService, ChunkStat, DataKey, LocalChunkStore, NodeError};
+use crate::{ChunkId, ChunkService, ChunkStat, DataKey, Layout, LocalChunkStore, NodeError};
 
 pub const DEK_HEADER: &str = "x-strata-dek";
+pub const LAYOUT_HEADER: &str = "x-strata-layout";
 pub const ERROR_HEADER: &str = "x-strata-error";
+/// Most layouts one scrub request may list.
+pub const MAX_SCRUB_LAYOUTS: usize = 4096;
+const MAX_SCRUB_BODY: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 type Body = Full<Bytes>;
@@ -63,6 +73,51 @@ fn dek_from_headers(headers: &HeaderMap) -> Result<DataKey, NodeError> {
     DataKey::from_bytes(&bytes).map_err(|e| NodeError::Invalid(e.to_string()))
 }
 
+/// The layout of the request: header present exactly once, strict wire form.
+fn layout_from_headers(headers: &HeaderMap) -> Result<Layout, NodeError> {
+    let mut values = headers.get_all(LAYOUT_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(NodeError::Invalid(format!(
+            "exactly one {LAYOUT_HEADER} header is required"
+        )));
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| NodeError::Invalid(format!("{LAYOUT_HEADER} is not visible ASCII")))?;
+    Layout::parse_wire(text)
+}
+
+/// `repair=true|false|1|0`, or no query at all; anything else is refused.
+fn parse_scrub_query(query: Option<&str>) -> Result<bool, NodeError> {
+    match query {
+        None | Some("repair=false" | "repair=0") => Ok(false),
+        Some("repair=true" | "repair=1") => Ok(true),
+        Some(other) => Err(NodeError::Invalid(format!(
+            "bad scrub query {:?}",
+            crate::truncated(other, 64)
+        ))),
+    }
+}
+
+/// A scrub body: one layout wire form per line (a final newline is optional).
+fn parse_scrub_layouts(body: &[u8]) -> Result<Vec<Layout>, NodeError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| NodeError::Invalid("scrub body is not UTF-8".into()))?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    if text.is_empty() {
+        return Err(NodeError::Invalid(
+            "scrub needs the list of known layouts".into(),
+        ));
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.len() > MAX_SCRUB_LAYOUTS {
+        return Err(NodeError::Invalid(format!(
+            "more than {MAX_SCRUB_LAYOUTS} layouts"
+        )));
+    }
+    lines.into_iter().map(Layout::parse_wire).collect()
+}
+
 fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
@@ -72,6 +127,7 @@ fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
 fn error_response(error: &NodeError) -> Response<Body> {
     let (status, code) = match error {
         NodeError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+        NodeError::AlreadyExists => (StatusCode::CONFLICT, "already-exists"),
         NodeError::Unrecoverable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unrecoverable"),
         NodeError::Integrity => (StatusCode::UNPROCESSABLE_ENTITY, "integrity"),
         NodeError::InsufficientStorage => {
@@ -116,6 +172,7 @@ async fn route(
     if let Some(rest) = path.strip_prefix("/chunks/") {
         let id =
             parse_chunk_path(rest).ok_or_else(|| NodeError::Invalid("bad chunk path".into()))?;
+        let layout = layout_from_headers(request.headers())?;
         return match method {
             Method::PUT => {
                 let dek = dek_from_headers(request.headers())?;
@@ -136,12 +193,12 @@ async fn route(
                     .await
                     .map_err(|e| NodeError::Invalid(format!("request body: {e}")))?
                     .to_bytes();
-                store.put_chunk(id, &dek, body).await?;
+                store.put_chunk(&layout, id, &dek, body).await?;
                 Ok(respond(StatusCode::NO_CONTENT, Bytes::new()))
             }
             Method::GET => {
                 let dek = dek_from_headers(request.headers())?;
-                let (bytes, report) = store.get_chunk_with_report(id, &dek).await?;
+                let (bytes, report) = store.get_chunk_with_report(&layout, id, &dek).await?;
                 let mut response = respond(StatusCode::OK, bytes);
                 if !report.bad_shards.is_empty() {
                     let list: Vec<String> = report
@@ -156,11 +213,11 @@ async fn route(
                 Ok(response)
             }
             Method::DELETE => {
-                store.delete_chunk(id).await?;
+                store.delete_chunk(&layout, id).await?;
                 Ok(respond(StatusCode::NO_CONTENT, Bytes::new()))
             }
             Method::HEAD => {
-                let stat = store.stat_chunk(id).await?;
+                let stat = store.stat_chunk(&layout, id).await?;
                 let mut response = respond(StatusCode::OK, Bytes::new());
                 let h = response.headers_mut();
                 h.insert("x-strata-chunk-len", HeaderValue::from(stat.len));
@@ -180,15 +237,19 @@ async fn route(
     if let (&Method::POST, Some(rest)) = (&method, path.strip_prefix("/heal/")) {
         let id =
             parse_chunk_path(rest).ok_or_else(|| NodeError::Invalid("bad chunk path".into()))?;
-        let report = store.heal(id).await?;
+        let layout = layout_from_headers(request.headers())?;
+        let report = store.heal(&layout, id).await?;
         return Ok(json_response(&report));
     }
     if method == Method::POST && path == "/scrub" {
-        let repair = request
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p == "repair=true" || p == "repair=1"));
-        let report = store.scrub(repair).await?;
+        let repair = parse_scrub_query(request.uri().query())?;
+        let body = Limited::new(request.into_body(), MAX_SCRUB_BODY)
+            .collect()
+            .await
+            .map_err(|e| NodeError::Invalid(format!("request body: {e}")))?
+            .to_bytes();
+        let layouts = parse_scrub_layouts(&body)?;
+        let report = store.scrub(&layouts, repair).await?;
         return Ok(json_response(&report));
     }
     Ok(respond(
@@ -266,12 +327,15 @@ impl RemoteChunkStore {
         &self,
         method: Method,
         path: &str,
+        layout: &Layout,
         dek: Option<&DataKey>,
         body: Bytes,
     ) -> Result<Response<Bytes>, NodeError> {
+        layout.validate()?;
         let mut request = Request::builder()
             .method(method)
-            .uri(format!("{}{}", self.base_url, path));
+            .uri(format!("{}{}", self.base_url, path))
+            .header(LAYOUT_HEADER, layout.to_wire());
         if let Some(dek) = dek {
             let hex_key = Zeroizing::new(hex::encode(dek.expose()));
             let mut value = HeaderValue::from_str(&hex_key).expect("hex is a valid header value");
@@ -327,6 +391,7 @@ fn error_from_response(response: &Response<Bytes>) -> NodeError {
         .unwrap_or("");
     match code {
         "not-found" => NodeError::NotFound,
+        "already-exists" => NodeError::AlreadyExists,
         "unrecoverable" => NodeError::Unrecoverable {
             available: header_usize(response.headers(), "x-strata-available"),
             needed: header_usize(response.headers(), "x-strata-needed"),
@@ -346,6 +411,7 @@ fn error_from_response(response: &Response<Bytes>) -> NodeError {
 impl ChunkService for RemoteChunkStore {
     async fn put_chunk(
         &self,
+        layout: &Layout,
         id: ChunkId,
         dek: &DataKey,
         plaintext: Bytes,
@@ -353,6 +419,7 @@ impl ChunkService for RemoteChunkStore {
         self.call(
             Method::PUT,
             &format!("/chunks/{}", chunk_path(id)),
+            layout,
             Some(dek),
             plaintext,
         )
@@ -360,10 +427,16 @@ impl ChunkService for RemoteChunkStore {
         .map(|_| ())
     }
 
-    async fn get_chunk(&self, id: ChunkId, dek: &DataKey) -> Result<Bytes, NodeError> {
+    async fn get_chunk(
+        &self,
+        layout: &Layout,
+        id: ChunkId,
+        dek: &DataKey,
+    ) -> Result<Bytes, NodeError> {
         self.call(
             Method::GET,
             &format!("/chunks/{}", chunk_path(id)),
+            layout,
             Some(dek),
             Bytes::new(),
         )
@@ -371,10 +444,11 @@ impl ChunkService for RemoteChunkStore {
         .map(Response::into_body)
     }
 
-    async fn delete_chunk(&self, id: ChunkId) -> Result<(), NodeError> {
+    async fn delete_chunk(&self, layout: &Layout, id: ChunkId) -> Result<(), NodeError> {
         self.call(
             Method::DELETE,
             &format!("/chunks/{}", chunk_path(id)),
+            layout,
             None,
             Bytes::new(),
         )
@@ -382,11 +456,12 @@ impl ChunkService for RemoteChunkStore {
         .map(|_| ())
     }
 
-    async fn stat_chunk(&self, id: ChunkId) -> Result<ChunkStat, NodeError> {
+    async fn stat_chunk(&self, layout: &Layout, id: ChunkId) -> Result<ChunkStat, NodeError> {
         let response = self
             .call(
                 Method::HEAD,
                 &format!("/chunks/{}", chunk_path(id)),
+                layout,
                 None,
                 Bytes::new(),
             )
@@ -430,5 +505,80 @@ mod tests {
         ] {
             assert_eq!(parse_chunk_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn layout_header_must_be_there_exactly_once_and_valid() {
+        let layout = Layout::new(3, (0..6).map(|i| format!("disk{i}")).collect(), 4, 2).unwrap();
+        let mut headers = HeaderMap::new();
+        assert!(matches!(
+            layout_from_headers(&headers),
+            Err(NodeError::Invalid(_))
+        ));
+        headers.insert(
+            LAYOUT_HEADER,
+            HeaderValue::from_str(&layout.to_wire()).unwrap(),
+        );
+        assert_eq!(layout_from_headers(&headers).unwrap(), layout);
+        headers.append(
+            LAYOUT_HEADER,
+            HeaderValue::from_str(&layout.to_wire()).unwrap(),
+        );
+        assert!(layout_from_headers(&headers).is_err(), "two headers");
+        for bad in [
+            &b"3:4+2:disk0,disk1"[..],
+            b"3:4+2:disk0,disk1,disk2,disk3,disk4,disk5\xff",
+            b"",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(LAYOUT_HEADER, HeaderValue::from_bytes(bad).unwrap());
+            assert!(
+                matches!(layout_from_headers(&headers), Err(NodeError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scrub_query_and_body_parse_strictly() {
+        assert!(!parse_scrub_query(None).unwrap());
+        assert!(parse_scrub_query(Some("repair=true")).unwrap());
+        assert!(parse_scrub_query(Some("repair=1")).unwrap());
+        assert!(!parse_scrub_query(Some("repair=false")).unwrap());
+        for bad in [
+            "",
+            "repair",
+            "repair=yes",
+            "repair=true&x=1",
+            "x=1&repair=true",
+        ] {
+            assert!(parse_scrub_query(Some(bad)).is_err(), "{bad}");
+        }
+        let a = "1:4+2:d0,d1,d2,d3,d4,d5";
+        let b = "2:5+2:d0,d1,d2,d3,d4,d5,d6";
+        assert_eq!(
+            parse_scrub_layouts(format!("{a}\n{b}\n").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_scrub_layouts(format!("{a}\n{b}").as_bytes())
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in [
+            String::new(),
+            "\n".into(),
+            format!("{a}\n\n{b}"),
+            format!("{a}\r\n{b}"),
+            format!("{a}\n{b}\n\n"),
+            format!("{a} "),
+            format!("{a}\n").repeat(MAX_SCRUB_LAYOUTS + 1),
+        ] {
+            assert!(parse_scrub_layouts(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(parse_scrub_layouts(b"\xff").is_err());
     }
 }

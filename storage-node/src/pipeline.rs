@@ -9,18 +9,12 @@ use strata_erasure::Codec;
 use crate::format::{self, GCM_TAG_LEN, ShardHeader};
 use crate::{ChunkId, DataKey, NodeError};
 
-const NONCE_CONTEXT: &str = "strata 2026-11 chunk nonce v1";
-
-/// The AES-GCM nonce of a chunk: 96 bits of a keyed-context BLAKE3 hash of (blob, index).
-/// Blob ids are random and never rewritten, so under one DEK a nonce repeats only on a 96-bit
-/// hash collision. Deriving it (rather than storing a random one) keeps the header smaller and
-/// makes a re-put of the same id byte-identical.
-pub fn chunk_nonce(id: ChunkId) -> [u8; 12] {
-    let mut hasher = blake3::Hasher::new_derive_key(NONCE_CONTEXT);
-    hasher.update(&id.blob);
-    hasher.update(&id.index.to_le_bytes());
-    let hash = hasher.finalize();
-    hash.as_bytes()[..12].try_into().expect("12 bytes")
+/// A fresh AES-GCM nonce for one put: 96 random bits from the OS-seeded CSPRNG. Stored in every
+/// shard header of the put. Never derived from the chunk id: an id may be written again after a
+/// delete, and a derived nonce would then repeat under the same DEK. The bound that makes random
+/// nonces safe here is argued in docs/storage-node.md ("Nonces").
+pub fn new_nonce() -> [u8; 12] {
+    rand::random()
 }
 
 /// AAD binds the ciphertext to its chunk id: shards moved to another id fail authentication.
@@ -34,6 +28,7 @@ pub fn chunk_aad(id: ChunkId) -> [u8; 20] {
 /// One encoded chunk: a single buffer holding k data shards then m parity shards, contiguous.
 pub struct SealedStripe {
     pub stripe: Vec<u8>,
+    pub nonce: [u8; 12],
     pub plaintext_len: u64,
     pub ciphertext_len: u64,
     pub shard_len: usize,
@@ -46,13 +41,14 @@ impl SealedStripe {
     }
 
     /// The on-disk header of shard `index`.
-    pub fn header(&self, codec: &Codec, id: ChunkId, index: usize, write_id: u64) -> ShardHeader {
+    pub fn header(&self, codec: &Codec, id: ChunkId, index: usize, layout_id: u32) -> ShardHeader {
         ShardHeader {
             chunk: id,
             shard_index: index as u8,
             data_shards: codec.data_shards() as u8,
             parity_shards: codec.parity_shards() as u8,
-            write_id,
+            nonce: self.nonce,
+            layout_id,
             plaintext_len: self.plaintext_len,
             ciphertext_len: self.ciphertext_len,
             shard_len: self.shard_len as u64,
@@ -66,12 +62,14 @@ impl SealedStripe {
     }
 }
 
-/// Encrypts `plaintext` straight into a stripe buffer (no intermediate copy), appends the tag,
-/// computes parity in place and checksums every shard. `buffer` is reused if it is big enough.
+/// Encrypts `plaintext` under `nonce` straight into a stripe buffer (no intermediate copy),
+/// appends the tag, computes parity in place and checksums every shard. `buffer` is reused if it
+/// is big enough. `nonce` must never have been used with `dek` before ([`new_nonce`]).
 pub fn seal_chunk(
     codec: &Codec,
     id: ChunkId,
     dek: &DataKey,
+    nonce: [u8; 12],
     plaintext: &[u8],
     mut buffer: Vec<u8>,
 ) -> SealedStripe {
@@ -83,7 +81,7 @@ pub fn seal_chunk(
     let cipher = Aes256Gcm::new(dek.expose().into());
     let tag = cipher
         .encrypt_inout_detached(
-            &Nonce::from(chunk_nonce(id)),
+            &Nonce::from(nonce),
             &chunk_aad(id),
             InOutBuf::new(plaintext, &mut buffer[..plaintext.len()]).expect("equal lengths"),
         )
@@ -96,6 +94,7 @@ pub fn seal_chunk(
     let checksums = buffer.chunks(shard_len).map(format::crc32c).collect();
     SealedStripe {
         stripe: buffer,
+        nonce,
         plaintext_len: plaintext.len() as u64,
         ciphertext_len: ciphertext_len as u64,
         shard_len,
@@ -118,6 +117,7 @@ fn ciphertext_len_of(plaintext_len: u64) -> Result<usize, NodeError> {
 fn decrypt_in_place(
     id: ChunkId,
     dek: &DataKey,
+    nonce: [u8; 12],
     buf: &mut [u8],
     ciphertext_len: usize,
 ) -> Result<usize, NodeError> {
@@ -126,7 +126,7 @@ fn decrypt_in_place(
     let cipher = Aes256Gcm::new(dek.expose().into());
     cipher
         .decrypt_inout_detached(
-            &Nonce::from(chunk_nonce(id)),
+            &Nonce::from(nonce),
             &chunk_aad(id),
             (&mut buf[..plaintext_len]).into(),
             &tag,
@@ -144,6 +144,7 @@ pub fn open_data_shards(
     codec: &Codec,
     id: ChunkId,
     dek: &DataKey,
+    nonce: [u8; 12],
     data: &mut [u8],
     plaintext_len: u64,
 ) -> Result<usize, NodeError> {
@@ -155,7 +156,7 @@ pub fn open_data_shards(
             data.len()
         )));
     }
-    decrypt_in_place(id, dek, data, ciphertext_len)
+    decrypt_in_place(id, dek, nonce, data, ciphertext_len)
 }
 
 /// Decodes verified shards (any k of k + m, `None` for missing) and decrypts. The caller has
@@ -165,6 +166,7 @@ pub fn open_chunk(
     codec: &Codec,
     id: ChunkId,
     dek: &DataKey,
+    nonce: [u8; 12],
     shards: Vec<Option<Vec<u8>>>,
     plaintext_len: u64,
 ) -> Result<Vec<u8>, NodeError> {
@@ -175,7 +177,7 @@ pub fn open_chunk(
         }
         other => NodeError::Invalid(other.to_string()),
     })?;
-    let plaintext_len = decrypt_in_place(id, dek, &mut data, ciphertext_len)?;
+    let plaintext_len = decrypt_in_place(id, dek, nonce, &mut data, ciphertext_len)?;
     data.truncate(plaintext_len);
     Ok(data)
 }
@@ -227,8 +229,8 @@ pub fn decode_untrusted_shards(
             continue;
         }
         if let Some(f) = &first
-            && (f.chunk, f.write_id, f.plaintext_len)
-                != (header.chunk, header.write_id, header.plaintext_len)
+            && (f.chunk, f.nonce, f.plaintext_len)
+                != (header.chunk, header.nonce, header.plaintext_len)
         {
             continue;
         }
@@ -238,7 +240,14 @@ pub fn decode_untrusted_shards(
     let Some(header) = first else {
         return Err(NodeError::NotFound);
     };
-    open_chunk(codec, header.chunk, dek, shards, header.plaintext_len)
+    open_chunk(
+        codec,
+        header.chunk,
+        dek,
+        header.nonce,
+        shards,
+        header.plaintext_len,
+    )
 }
 
 /// Fuzz body (`fuzz/fuzz_targets/shard_decode.rs`). Input: byte 0 = flags (bit 0: fix up the
@@ -279,7 +288,8 @@ mod tests {
         let mut buffer = Vec::new();
         for len in [0usize, 1, 17, 4096, 1 << 20] {
             let plain: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let sealed = seal_chunk(&codec, id, &dek, &plain, std::mem::take(&mut buffer));
+            let nonce = new_nonce();
+            let sealed = seal_chunk(&codec, id, &dek, nonce, &plain, std::mem::take(&mut buffer));
             if len > 0 {
                 assert_ne!(
                     &sealed.stripe[..len],
@@ -288,14 +298,14 @@ mod tests {
                 );
             }
             let mut data = sealed.stripe[..4 * sealed.shard_len].to_vec();
-            let n = open_data_shards(&codec, id, &dek, &mut data, len as u64).unwrap();
+            let n = open_data_shards(&codec, id, &dek, nonce, &mut data, len as u64).unwrap();
             assert_eq!(&data[..n], &plain[..]);
             let mut short = sealed.stripe[..4 * sealed.shard_len - 1].to_vec();
-            assert!(open_data_shards(&codec, id, &dek, &mut short, len as u64).is_err());
+            assert!(open_data_shards(&codec, id, &dek, nonce, &mut short, len as u64).is_err());
             let mut flipped = sealed.stripe[..4 * sealed.shard_len].to_vec();
             flipped[len / 2] ^= 1;
             assert!(matches!(
-                open_data_shards(&codec, id, &dek, &mut flipped, len as u64),
+                open_data_shards(&codec, id, &dek, nonce, &mut flipped, len as u64),
                 Err(NodeError::Integrity)
             ));
             for missing in [(0, 1), (2, 5), (4, 5)] {
@@ -303,7 +313,7 @@ mod tests {
                     .map(|i| (i != missing.0 && i != missing.1).then(|| sealed.shard(i).to_vec()))
                     .collect();
                 assert_eq!(
-                    open_chunk(&codec, id, &dek, shards, len as u64).unwrap(),
+                    open_chunk(&codec, id, &dek, nonce, shards, len as u64).unwrap(),
                     plain
                 );
             }
@@ -311,7 +321,19 @@ mod tests {
                 .map(|i| Some(sealed.shard(i).to_vec()))
                 .collect::<Vec<_>>();
             assert!(matches!(
-                open_chunk(&codec, id, &DataKey::generate(), all.clone(), len as u64),
+                open_chunk(
+                    &codec,
+                    id,
+                    &DataKey::generate(),
+                    nonce,
+                    all.clone(),
+                    len as u64
+                ),
+                Err(NodeError::Integrity)
+            ));
+            // The nonce is an input of the AEAD: the stored one must be used.
+            assert!(matches!(
+                open_chunk(&codec, id, &dek, new_nonce(), all.clone(), len as u64),
                 Err(NodeError::Integrity)
             ));
             let other_id = ChunkId {
@@ -319,7 +341,7 @@ mod tests {
                 index: 10,
             };
             assert!(matches!(
-                open_chunk(&codec, other_id, &dek, all, len as u64),
+                open_chunk(&codec, other_id, &dek, nonce, all, len as u64),
                 Err(NodeError::Integrity)
             ));
             buffer = sealed.into_buffer();
@@ -336,7 +358,7 @@ mod tests {
             blob: [3; 16],
             index: 1,
         };
-        let sealed = seal_chunk(&codec, id, &dek, &[0x5a; 300], Vec::new());
+        let sealed = seal_chunk(&codec, id, &dek, new_nonce(), &[0x5a; 300], Vec::new());
         let files: Vec<Vec<u8>> = (0..6)
             .map(|i| {
                 let mut f = sealed.header(&codec, id, i, 99).encode().to_vec();
@@ -382,19 +404,19 @@ mod tests {
     }
 
     #[test]
-    fn nonces_differ_per_chunk() {
-        let a = chunk_nonce(ChunkId {
-            blob: [0; 16],
+    fn one_plaintext_sealed_twice_never_shares_nonce_or_ciphertext() {
+        let codec = Codec::new(4, 2).unwrap();
+        let dek = DataKey::generate();
+        let id = ChunkId {
+            blob: [5; 16],
             index: 0,
-        });
-        let b = chunk_nonce(ChunkId {
-            blob: [0; 16],
-            index: 1,
-        });
-        let c = chunk_nonce(ChunkId {
-            blob: [1; 16],
-            index: 0,
-        });
-        assert!(a != b && a != c && b != c);
+        };
+        let a = seal_chunk(&codec, id, &dek, new_nonce(), &[0x33; 1000], Vec::new());
+        let b = seal_chunk(&codec, id, &dek, new_nonce(), &[0x33; 1000], Vec::new());
+        assert_ne!(a.nonce, b.nonce);
+        assert_ne!(a.stripe, b.stripe);
+        let nonces: std::collections::HashSet<[u8; 12]> =
+            (0..10_000).map(|_| new_nonce()).collect();
+        assert_eq!(nonces.len(), 10_000);
     }
 }

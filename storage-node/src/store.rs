@@ -1,36 +1,39 @@
-//! [`LocalChunkStore`]: shard files on several local disk directories.
+//! [`LocalChunkStore`]: shard files on several local disk directories, for any number of
+//! [`Layout`]s at once. This module holds the store itself, put, get and stat; deletion is in
+//! `delete.rs`, heal and scrub in `repair.rs`, the file-level helpers in `files.rs`.
 //!
-//! Layout of one disk: `<disk>/shards/<aa>/<bb>/<blob hex>.<chunk index>.<shard index>` where `aa`
-//! and `bb` are the first two bytes of the blob id in hex (fan-out keeps directories small), and
-//! `<disk>/tmp/` holds files being written. Object keys never appear in paths: names are built
-//! only from the random blob id and integers.
+//! Every file operation runs in `spawn_blocking` (never on a tokio worker thread); the shards of
+//! one put or read are written/read in parallel, one blocking task per disk.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
-use strata_erasure::{Codec, disk_for_shard};
+use strata_erasure::Codec;
 
+use crate::files::{self, DiskScan, SHARDS_DIR, TMP_DIR, TOMBSTONES_DIR};
 use crate::format::{self, HEADER_LEN, ShardHeader};
+use crate::layout::valid_disk_name;
+use crate::locks::ChunkLocks;
 use crate::pipeline::{self, SealedStripe};
-use crate::{ChunkId, ChunkService, ChunkStat, DataKey, NodeError};
+use crate::report::{BadShard, ReadReport, ShardProblem};
+use crate::{ChunkId, ChunkService, ChunkStat, DataKey, Layout, NodeError};
 
-const SHARDS_DIR: &str = "shards";
-const TMP_DIR: &str = "tmp";
+/// Geometries whose codecs are kept; any further one is built per call (bounds memory against a
+/// caller cycling through many (k, m) pairs).
+const MAX_CACHED_CODECS: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// One directory per disk. Shards of a chunk go to distinct disks, so at least k + m.
-    pub disks: Vec<PathBuf>,
-    pub data_shards: usize,
-    pub parity_shards: usize,
-    /// Writes are refused with `InsufficientStorage` when any disk's filesystem is fuller than
-    /// this fraction (0.0..=1.0).
+    /// The disks of this store: name (what layouts refer to) -> directory. The order is the
+    /// operator's and is kept in [`disk_names`](Self::disk_names).
+    pub disks: Vec<(String, PathBuf)>,
+    /// Writes are refused with `InsufficientStorage` when a filesystem a put writes to is fuller
+    /// than this fraction (0.0..=1.0).
     pub high_water: f64,
     /// Largest chunk accepted by put (also bounds HTTP request bodies).
     pub max_chunk_len: usize,
@@ -39,210 +42,126 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults: RS(4, 2), high water 0.95, chunks up to 64 MiB, heal on read.
-    pub fn new(disks: Vec<PathBuf>) -> Self {
+    /// Defaults: high water 0.95, chunks up to 64 MiB, heal on read.
+    pub fn new(disks: Vec<(String, PathBuf)>) -> Self {
         Self {
             disks,
-            data_shards: 4,
-            parity_shards: 2,
             high_water: 0.95,
             max_chunk_len: 64 << 20,
             heal_on_read: true,
         }
     }
 
-    /// `count` disks named `disk0`, `disk1`, ... under `root`.
+    /// `count` disks named `disk0`, `disk1`, ... in directories of the same names under `root`.
     pub fn under(root: &Path, count: usize) -> Self {
-        Self::new((0..count).map(|i| root.join(format!("disk{i}"))).collect())
+        Self::new(
+            (0..count)
+                .map(|i| (format!("disk{i}"), root.join(format!("disk{i}"))))
+                .collect(),
+        )
+    }
+
+    pub fn disk_names(&self) -> Vec<String> {
+        self.disks.iter().map(|(name, _)| name.clone()).collect()
     }
 }
 
-/// Why a shard could not be used.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
-pub enum ShardProblem {
-    /// No file (or the disk directory is gone).
-    Missing,
-    /// The file exists but could not be read.
-    Unreadable(String),
-    /// Header or body failed verification (bitrot, truncation, wrong identity).
-    Corrupt(String),
-    /// A valid shard left over from an earlier put of the same id.
-    Stale,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BadShard {
-    pub shard: usize,
-    pub disk: PathBuf,
-    pub problem: ShardProblem,
-}
-
-/// What a read found besides the data.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReadReport {
-    pub bad_shards: Vec<BadShard>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct HealReport {
-    /// Shards that were missing or bad and are now rewritten and durable.
-    pub rebuilt: Vec<usize>,
-    /// Shards that could not be rewritten (e.g. their disk is gone), with the error.
-    pub failed: Vec<(usize, String)>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ShardFault {
-    /// `<blob hex>/<chunk index>`
-    pub chunk: String,
-    pub shard: usize,
-    pub disk: PathBuf,
-    pub problem: ShardProblem,
-}
-
-/// Result of a scrub; serialisable for `strata admin scrub`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ScrubReport {
-    pub chunks_checked: u64,
-    pub shards_checked: u64,
-    pub shards_healthy: u64,
-    pub bytes_verified: u64,
-    pub faults: Vec<ShardFault>,
-    /// Chunks with fewer than k usable shards.
-    pub unrecoverable: Vec<String>,
-    pub shards_repaired: u64,
-    pub repair_failures: Vec<ShardFault>,
-    /// Files under shards/ whose names are not shard names (left alone).
-    pub unknown_files: Vec<PathBuf>,
-    pub unavailable_disks: Vec<PathBuf>,
-}
-
 /// The shards of one chunk after choosing a generation.
-struct Selection {
+pub(crate) struct Selection {
     /// Usable shard bodies by index (None where missing/bad/stale).
-    shards: Vec<Option<Vec<u8>>>,
+    pub shards: Vec<Option<Vec<u8>>>,
     /// Header of a usable shard, None if there is none.
-    header: Option<ShardHeader>,
-    bad: Vec<BadShard>,
+    pub header: Option<ShardHeader>,
+    pub bad: Vec<BadShard>,
     /// How many shard files did not exist at all.
-    missing: usize,
+    pub missing: usize,
 }
 
 /// One shard as loaded from disk, verified.
-struct LoadedShard {
-    header: ShardHeader,
-    body: Vec<u8>,
+pub(crate) struct LoadedShard {
+    pub header: ShardHeader,
+    pub body: Vec<u8>,
 }
 
-pub struct LocalChunkStore {
-    config: NodeConfig,
-    codec: Arc<Codec>,
+pub(crate) struct Inner {
+    pub config: NodeConfig,
+    pub disks: HashMap<String, PathBuf>,
+    codecs: Mutex<HashMap<(u8, u8), Arc<Codec>>>,
+    /// Serialises put, delete and heal of one chunk (never reads), so a heal cannot rebuild
+    /// shards a delete is removing.
+    pub locks: ChunkLocks,
     /// Stripe buffers handed back by finished puts, reused by the next (bounded).
     buffers: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Cheap to clone: clones share the codecs, the chunk locks and the buffer pool.
+#[derive(Clone)]
+pub struct LocalChunkStore {
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for LocalChunkStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalChunkStore")
-            .field("config", &self.config)
+            .field("config", &self.inner.config)
             .finish()
     }
 }
 
-fn chunk_key(id: ChunkId) -> [u8; 20] {
-    pipeline::chunk_aad(id)
-}
-
-fn chunk_label(id: ChunkId) -> String {
+pub(crate) fn chunk_label(id: ChunkId) -> String {
     format!("{}/{}", hex::encode(id.blob), id.index)
 }
 
-fn shard_file_name(id: ChunkId, shard: usize) -> String {
-    format!("{}.{}.{}", hex::encode(id.blob), id.index, shard)
+/// Runs blocking file work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| NodeError::Io(std::io::Error::other(format!("blocking task failed: {e}"))))
 }
 
-/// Parses `<32 hex>.<index>.<shard>`; anything else is not ours.
-fn parse_shard_file_name(name: &str) -> Option<(ChunkId, usize)> {
-    let mut parts = name.split('.');
-    let (blob_hex, index, shard) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || blob_hex.len() != 32 {
-        return None;
-    }
-    let blob: [u8; 16] = hex::decode(blob_hex).ok()?.try_into().ok()?;
-    // Reject non-canonical numbers so one shard never has two names.
-    let index_n: u32 = index.parse().ok()?;
-    let shard_n: usize = shard.parse().ok()?;
-    if index_n.to_string() != index || shard_n.to_string() != shard {
-        return None;
-    }
-    Some((
-        ChunkId {
-            blob,
-            index: index_n,
-        },
-        shard_n,
+pub(crate) fn unknown_disk(name: &str) -> NodeError {
+    NodeError::Io(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("disk {name} is not attached to this node"),
     ))
 }
 
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Creates `dir` (and missing parents up to, not including, `root`), fsyncing each parent whose
-/// entries changed so the new directories survive a crash. Never creates `root` itself: a
-/// missing disk must stay missing rather than be silently recreated on another filesystem.
-fn ensure_dir_under(root: &Path, dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+/// Does `h` describe shard `shard` of `id` under `layout`?
+pub(crate) fn check_identity(
+    h: &ShardHeader,
+    layout: &Layout,
+    id: ChunkId,
+    shard: usize,
+) -> Result<(), String> {
+    if h.chunk != id || usize::from(h.shard_index) != shard {
+        return Err("header names another shard".into());
     }
-    if dir == root || !dir.starts_with(root) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{} is missing", dir.display()),
+    if h.layout_id != layout.id
+        || h.data_shards != layout.data_shards
+        || h.parity_shards != layout.parity_shards
+    {
+        return Err(format!(
+            "written under layout {} RS({}, {}), read as layout {} RS({}, {})",
+            h.layout_id,
+            h.data_shards,
+            h.parity_shards,
+            layout.id,
+            layout.data_shards,
+            layout.parity_shards
         ));
     }
-    let parent = dir.parent().expect("below root");
-    ensure_dir_under(root, parent)?;
-    match fs::create_dir(dir) {
-        Ok(()) => fsync_dir(parent),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as seen by unprivileged
-/// writers (blocks reserved for root count as used).
-pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid NUL-terminated string and stat a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let total = stat.f_blocks as f64;
-    if total == 0.0 {
-        return Ok(1.0);
-    }
-    Ok(1.0 - stat.f_bavail as f64 / total)
+    Ok(())
 }
 
 impl LocalChunkStore {
     /// Opens (creating on first use) the disk directories, and removes temporaries left by a
-    /// crash: a file in `tmp/` was never renamed into place, so no acknowledged put needs it.
+    /// crash: a file in `tmp/` was never published, so no acknowledged put needs it. Blocking:
+    /// from async code, call it inside `spawn_blocking`.
     pub fn open(config: NodeConfig) -> Result<Self, NodeError> {
-        let codec = Codec::new(config.data_shards, config.parity_shards)
-            .map_err(|e| NodeError::Invalid(e.to_string()))?;
-        if config.disks.len() < codec.total_shards() {
-            return Err(NodeError::Invalid(format!(
-                "{} disks configured, RS({}, {}) needs at least {}",
-                config.disks.len(),
-                config.data_shards,
-                config.parity_shards,
-                codec.total_shards()
-            )));
+        if config.disks.is_empty() {
+            return Err(NodeError::Invalid("no disks configured".into()));
         }
         if !(0.0..=1.0).contains(&config.high_water) {
             return Err(NodeError::Invalid(format!(
@@ -250,8 +169,18 @@ impl LocalChunkStore {
                 config.high_water
             )));
         }
-        for disk in &config.disks {
+        let mut disks = HashMap::new();
+        for (name, dir) in &config.disks {
+            if !valid_disk_name(name) {
+                return Err(NodeError::Invalid(format!("bad disk name {name:?}")));
+            }
+            if disks.insert(name.clone(), dir.clone()).is_some() {
+                return Err(NodeError::Invalid(format!("disk {name} listed twice")));
+            }
+        }
+        for (name, disk) in &config.disks {
             fs::create_dir_all(disk.join(SHARDS_DIR))?;
+            fs::create_dir_all(disk.join(TOMBSTONES_DIR))?;
             let tmp = disk.join(TMP_DIR);
             fs::create_dir_all(&tmp)?;
             let mut removed = 0usize;
@@ -261,53 +190,93 @@ impl LocalChunkStore {
                 removed += 1;
             }
             if removed > 0 {
-                fsync_dir(&tmp)?;
-                tracing::info!(disk = %disk.display(), removed, "removed orphan temporary shard files");
+                files::fsync_dir(&tmp)?;
+                tracing::info!(disk = %name, removed, "removed orphan temporary shard files");
             }
             if let Some(parent) = disk.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fsync_dir(parent)?;
+                files::fsync_dir(parent)?;
             }
-            fsync_dir(disk)?;
+            files::fsync_dir(disk)?;
         }
         Ok(Self {
-            config,
-            codec: Arc::new(codec),
-            buffers: Mutex::new(Vec::new()),
+            inner: Arc::new(Inner {
+                config,
+                disks,
+                codecs: Mutex::new(HashMap::new()),
+                locks: ChunkLocks::new(),
+                buffers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
     pub fn config(&self) -> &NodeConfig {
-        &self.config
+        &self.inner.config
     }
 
-    pub fn codec(&self) -> &Codec {
-        &self.codec
-    }
-
-    /// Which disk directory holds shard `shard` of `id`.
-    pub fn shard_disk(&self, id: ChunkId, shard: usize) -> &Path {
-        &self.config.disks[disk_for_shard(&chunk_key(id), shard, self.config.disks.len())]
-    }
-
-    /// Full path of shard `shard` of `id` (whether or not it exists).
-    pub fn shard_path(&self, id: ChunkId, shard: usize) -> PathBuf {
-        let blob_hex = hex::encode(id.blob);
-        self.shard_disk(id, shard)
-            .join(SHARDS_DIR)
-            .join(&blob_hex[0..2])
-            .join(&blob_hex[2..4])
-            .join(shard_file_name(id, shard))
-    }
-
-    fn check_capacity(&self) -> Result<(), NodeError> {
-        for disk in &self.config.disks {
-            let used = disk_usage_fraction(disk)?;
-            if used > self.config.high_water {
-                tracing::warn!(disk = %disk.display(), used, high_water = self.config.high_water, "disk above high-water mark: refusing writes");
-                return Err(NodeError::InsufficientStorage);
-            }
+    /// The RS(k, m) codec of `layout` (cached per geometry).
+    pub fn codec(&self, layout: &Layout) -> Result<Arc<Codec>, NodeError> {
+        let key = (layout.data_shards, layout.parity_shards);
+        let mut codecs = self.inner.codecs.lock().expect("codec cache lock");
+        if let Some(codec) = codecs.get(&key) {
+            return Ok(codec.clone());
         }
-        Ok(())
+        let codec = Arc::new(
+            Codec::new(key.0.into(), key.1.into())
+                .map_err(|e| NodeError::Invalid(e.to_string()))?,
+        );
+        if codecs.len() < MAX_CACHED_CODECS {
+            codecs.insert(key, codec.clone());
+        }
+        Ok(codec)
+    }
+
+    /// Directory of disk `name`, if this store has it.
+    pub fn disk_dir(&self, name: &str) -> Option<&Path> {
+        self.inner.disks.get(name).map(PathBuf::as_path)
+    }
+
+    /// Which disk directory holds shard `shard` of `id` under `layout` (None: the layout names a
+    /// disk this store does not have).
+    pub fn shard_disk(&self, layout: &Layout, id: ChunkId, shard: usize) -> Option<&Path> {
+        self.disk_dir(layout.disk_for_shard(id, shard))
+    }
+
+    /// Full path of shard `shard` of `id` under `layout` (whether or not it exists).
+    pub fn shard_path(&self, layout: &Layout, id: ChunkId, shard: usize) -> Option<PathBuf> {
+        self.shard_disk(layout, id, shard).map(|disk| {
+            disk.join(files::fanout_dir(id))
+                .join(files::shard_file_name(id, shard))
+        })
+    }
+
+    /// Where the tombstone of `id` lives on disk `disk` (whether or not it exists).
+    pub fn tombstone_path(&self, disk: &str, id: ChunkId) -> Option<PathBuf> {
+        self.disk_dir(disk).map(|dir| {
+            dir.join(TOMBSTONES_DIR)
+                .join(files::tombstone_file_name(id))
+        })
+    }
+
+    /// Every disk of the store, scanned in parallel for files of `id` (any layout).
+    pub(crate) async fn scan_all_disks(&self, id: ChunkId) -> Vec<(String, DiskScan)> {
+        let tasks: Vec<_> = self
+            .inner
+            .config
+            .disks
+            .iter()
+            .map(|(name, dir)| {
+                let dir = dir.clone();
+                (
+                    name.clone(),
+                    tokio::task::spawn_blocking(move || files::scan_disk(&dir, id)),
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for (name, task) in tasks {
+            out.push((name, task.await.unwrap_or(DiskScan::Unavailable)));
+        }
+        out
     }
 
     /// Reads and verifies one shard file. The header is read first so a corrupt length field
@@ -346,30 +315,23 @@ impl LocalChunkStore {
         Ok(LoadedShard { header, body })
     }
 
-    /// Loads shards `which` of `id` in parallel, checking that each really is that shard of that
-    /// chunk with this store's geometry.
-    async fn load_shards(
+    /// Loads shards `which` of `id` under `layout` in parallel, checking that each really is that
+    /// shard of that chunk in that layout. A disk the store lacks reads as Missing.
+    pub(crate) async fn load_shards(
         &self,
+        layout: &Layout,
         id: ChunkId,
         which: &[usize],
     ) -> Vec<(usize, Result<LoadedShard, ShardProblem>)> {
-        let (k, m) = (self.codec.data_shards(), self.codec.parity_shards());
         let tasks: Vec<_> = which
             .iter()
             .map(|&shard| {
-                let path = self.shard_path(id, shard);
+                let path = self.shard_path(layout, id, shard);
+                let layout = layout.clone();
                 tokio::task::spawn_blocking(move || {
-                    let loaded = Self::load_shard(&path)?;
-                    let h = &loaded.header;
-                    if h.chunk != id || usize::from(h.shard_index) != shard {
-                        return Err(ShardProblem::Corrupt("header names another shard".into()));
-                    }
-                    if usize::from(h.data_shards) != k || usize::from(h.parity_shards) != m {
-                        return Err(ShardProblem::Corrupt(format!(
-                            "geometry RS({}, {})",
-                            h.data_shards, h.parity_shards
-                        )));
-                    }
+                    let loaded = Self::load_shard(&path.ok_or(ShardProblem::Missing)?)?;
+                    check_identity(&loaded.header, &layout, id, shard)
+                        .map_err(ShardProblem::Corrupt)?;
                     Ok(loaded)
                 })
             })
@@ -384,20 +346,20 @@ impl LocalChunkStore {
         out
     }
 
-    /// Picks the put generation (write id) with the most valid shards. Shards of other
-    /// generations are reported stale. Returns the chosen shards (None where unusable), the
-    /// plaintext length, and the bad-shard list.
-    fn select_generation(
+    /// Picks the write (nonce) with the most valid shards. Shards of other writes are reported
+    /// stale.
+    pub(crate) fn select_generation(
         &self,
+        layout: &Layout,
         id: ChunkId,
         loaded: Vec<(usize, Result<LoadedShard, ShardProblem>)>,
     ) -> Selection {
-        let n = self.codec.total_shards();
-        let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        let n = layout.total_shards();
+        let mut votes: BTreeMap<([u8; 12], u64), usize> = BTreeMap::new();
         for (_, r) in &loaded {
             if let Ok(s) = r {
                 *votes
-                    .entry((s.header.write_id, s.header.plaintext_len))
+                    .entry((s.header.nonce, s.header.plaintext_len))
                     .or_default() += 1;
             }
         }
@@ -410,9 +372,9 @@ impl LocalChunkStore {
         let mut bad = Vec::new();
         let mut missing = 0;
         for (shard, r) in loaded {
-            let disk = self.shard_disk(id, shard).to_path_buf();
+            let disk = layout.disk_for_shard(id, shard).to_owned();
             match r {
-                Ok(s) if Some((s.header.write_id, s.header.plaintext_len)) == winner => {
+                Ok(s) if Some((s.header.nonce, s.header.plaintext_len)) == winner => {
                     shards[shard] = Some(s.body);
                     header.get_or_insert(s.header);
                 }
@@ -441,14 +403,13 @@ impl LocalChunkStore {
         }
     }
 
-    /// Opens shard file `path`, reads and checks its header (identity, geometry, file length),
-    /// and leaves the file positioned at the body.
+    /// Opens shard file `path`, reads and checks its header (identity, layout, file length), and
+    /// leaves the file positioned at the body.
     fn open_shard(
         path: &Path,
+        layout: &Layout,
         id: ChunkId,
         shard: usize,
-        k: usize,
-        m: usize,
     ) -> Option<(fs::File, ShardHeader)> {
         let mut file = fs::File::open(path).ok()?;
         let file_len = file.metadata().ok()?.len();
@@ -456,34 +417,37 @@ impl LocalChunkStore {
         file.read_exact(&mut head).ok()?;
         let h = ShardHeader::parse(&head).ok()?;
         (file_len == HEADER_LEN as u64 + h.shard_len
-            && h.chunk == id
-            && usize::from(h.shard_index) == shard
-            && usize::from(h.data_shards) == k
-            && usize::from(h.parity_shards) == m)
-            .then_some((file, h))
+            && check_identity(&h, layout, id, shard).is_ok())
+        .then_some((file, h))
     }
 
     /// The healthy read: the k data shards, all valid and of one put, read in parallel straight
     /// into their places in one exactly-sized buffer (no per-shard buffers, no concatenation
     /// copy). `None` on any problem at all: the caller then takes the general path, which
     /// re-reads, reports the bad shards and decodes with parity.
-    async fn read_data_shards(&self, id: ChunkId) -> Option<(BytesMut, ShardHeader)> {
-        let (k, m) = (self.codec.data_shards(), self.codec.parity_shards());
+    async fn read_data_shards(
+        &self,
+        layout: &Layout,
+        id: ChunkId,
+    ) -> Option<(BytesMut, ShardHeader)> {
+        let k = usize::from(layout.data_shards);
         // Phase 1: headers, in parallel (one task per disk).
-        let tasks: Vec<_> = (0..k)
-            .map(|shard| {
-                let path = self.shard_path(id, shard);
-                tokio::task::spawn_blocking(move || Self::open_shard(&path, id, shard, k, m))
-            })
-            .collect();
+        let mut tasks = Vec::with_capacity(k);
+        for shard in 0..k {
+            let path = self.shard_path(layout, id, shard)?;
+            let layout = layout.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                Self::open_shard(&path, &layout, id, shard)
+            }));
+        }
         let mut opened = Vec::with_capacity(k);
         for task in tasks {
             opened.push(task.await.ok()??);
         }
         let first = opened[0].1.clone();
         let same_put = |h: &ShardHeader| {
-            (h.write_id, h.plaintext_len, h.shard_len)
-                == (first.write_id, first.plaintext_len, first.shard_len)
+            (h.nonce, h.plaintext_len, h.shard_len)
+                == (first.nonce, first.plaintext_len, first.shard_len)
         };
         if !opened.iter().all(|(_, h)| same_put(h)) {
             return None;
@@ -523,50 +487,57 @@ impl LocalChunkStore {
     /// touches parity only when one of them is unusable.
     pub async fn get_chunk_with_report(
         &self,
+        layout: &Layout,
         id: ChunkId,
         dek: &DataKey,
     ) -> Result<(Bytes, ReadReport), NodeError> {
-        if let Some((mut data, header)) = self.read_data_shards(id).await {
-            let codec = self.codec.clone();
+        layout.validate()?;
+        let codec = self.codec(layout)?;
+        if let Some((mut data, header)) = self.read_data_shards(layout, id).await {
             let dek_copy = DataKey::from_bytes(dek.expose()).expect("32 bytes");
-            let plaintext = tokio::task::spawn_blocking(move || {
+            let plaintext = blocking(move || {
                 let len = pipeline::open_data_shards(
                     &codec,
                     id,
                     &dek_copy,
+                    header.nonce,
                     &mut data,
                     header.plaintext_len,
                 )?;
                 data.truncate(len);
                 Ok::<_, NodeError>(data.freeze())
             })
-            .await
-            .map_err(|e| NodeError::Io(std::io::Error::other(e)))??;
+            .await??;
             return Ok((plaintext, ReadReport::default()));
         }
-        let (k, n) = (self.codec.data_shards(), self.codec.total_shards());
-        let mut loaded = self.load_shards(id, &(0..k).collect::<Vec<_>>()).await;
+        let (k, n) = (codec.data_shards(), codec.total_shards());
+        let mut loaded = self
+            .load_shards(layout, id, &(0..k).collect::<Vec<_>>())
+            .await;
         let data_ok = loaded.iter().all(|(_, r)| r.is_ok()) && {
             let first = loaded
                 .first()
                 .and_then(|(_, r)| r.as_ref().ok())
-                .map(|s| s.header.write_id);
+                .map(|s| s.header.nonce);
             loaded
                 .iter()
-                .all(|(_, r)| r.as_ref().ok().map(|s| s.header.write_id) == first)
+                .all(|(_, r)| r.as_ref().ok().map(|s| s.header.nonce) == first)
         };
         if !data_ok {
-            loaded.extend(self.load_shards(id, &(k..n).collect::<Vec<_>>()).await);
+            loaded.extend(
+                self.load_shards(layout, id, &(k..n).collect::<Vec<_>>())
+                    .await,
+            );
         }
         let Selection {
             shards,
             header,
             bad: bad_shards,
             missing,
-        } = self.select_generation(id, loaded);
+        } = self.select_generation(layout, id, loaded);
         let report = ReadReport { bad_shards };
         if !report.bad_shards.is_empty() {
-            tracing::warn!(chunk = %chunk_label(id), bad = ?report.bad_shards, "read found bad shards");
+            tracing::warn!(chunk = %chunk_label(id), layout = layout.id, bad = ?report.bad_shards, "read found bad shards");
         }
         let available = shards.iter().filter(|s| s.is_some()).count();
         let Some(header) = header else {
@@ -585,29 +556,29 @@ impl LocalChunkStore {
                 needed: k,
             });
         }
-        let codec = self.codec.clone();
         let dek_copy = DataKey::from_bytes(dek.expose()).expect("32 bytes");
-        let plaintext = tokio::task::spawn_blocking(move || {
-            pipeline::open_chunk(&codec, id, &dek_copy, shards, header.plaintext_len)
+        let plaintext = blocking(move || {
+            pipeline::open_chunk(
+                &codec,
+                id,
+                &dek_copy,
+                header.nonce,
+                shards,
+                header.plaintext_len,
+            )
         })
-        .await
-        .map_err(|e| NodeError::Io(std::io::Error::other(e)))??;
-        if !report.bad_shards.is_empty() && self.config.heal_on_read {
-            self.spawn_heal(id);
+        .await??;
+        if !report.bad_shards.is_empty() && self.inner.config.heal_on_read {
+            self.spawn_heal(layout.clone(), id);
         }
         Ok((Bytes::from(plaintext), report))
     }
 
-    fn spawn_heal(&self, id: ChunkId) {
-        // The heal needs its own handle on the store's configuration; it shares no state with
-        // the read except the files, and heal is idempotent.
-        let store = LocalChunkStore {
-            config: self.config.clone(),
-            codec: self.codec.clone(),
-            buffers: Mutex::new(Vec::new()),
-        };
+    fn spawn_heal(&self, layout: Layout, id: ChunkId) {
+        // A clone shares the chunk locks, so this heal is serialised with deletes of the chunk.
+        let store = self.clone();
         tokio::spawn(async move {
-            match store.heal(id).await {
+            match store.heal(&layout, id).await {
                 Ok(report) => {
                     tracing::info!(chunk = %chunk_label(id), ?report, "background heal done")
                 }
@@ -618,177 +589,9 @@ impl LocalChunkStore {
         });
     }
 
-    /// Rebuilds missing, corrupt or stale shards of `id` from the survivors and writes them
-    /// durably. Needs no key: it works on ciphertext, and the survivors' checksums vouch for it.
-    pub async fn heal(&self, id: ChunkId) -> Result<HealReport, NodeError> {
-        let n = self.codec.total_shards();
-        let loaded = self.load_shards(id, &(0..n).collect::<Vec<_>>()).await;
-        let Selection {
-            mut shards,
-            header,
-            bad,
-            missing,
-        } = self.select_generation(id, loaded);
-        let Some(header) = header else {
-            return Err(if missing == n {
-                NodeError::NotFound
-            } else {
-                NodeError::Unrecoverable {
-                    available: 0,
-                    needed: self.codec.data_shards(),
-                }
-            });
-        };
-        if bad.is_empty() {
-            return Ok(HealReport::default());
-        }
-        let codec = self.codec.clone();
-        let ciphertext_len = header.ciphertext_len as usize;
-        shards = tokio::task::spawn_blocking(move || {
-            codec
-                .reconstruct(&mut shards, ciphertext_len)
-                .map(|()| shards)
-        })
-        .await
-        .map_err(|e| NodeError::Io(std::io::Error::other(e)))?
-        .map_err(|e| match e {
-            strata_erasure::ErasureError::TooFewShards { available, needed } => {
-                NodeError::Unrecoverable { available, needed }
-            }
-            other => NodeError::Invalid(other.to_string()),
-        })?;
-        let mut report = HealReport::default();
-        let mut writes = Vec::new();
-        for b in &bad {
-            let body = shards[b.shard].take().expect("reconstructed");
-            let shard_header = ShardHeader {
-                shard_index: b.shard as u8,
-                body_crc32c: format::crc32c(&body),
-                ..header.clone()
-            };
-            let disk = self.shard_disk(id, b.shard).to_path_buf();
-            let path = self.shard_path(id, b.shard);
-            writes.push((
-                b.shard,
-                tokio::task::spawn_blocking(move || {
-                    write_shard_durably(&disk, &path, &shard_header.encode(), &body)
-                }),
-            ));
-        }
-        for (shard, task) in writes {
-            match task.await {
-                Ok(Ok(())) => report.rebuilt.push(shard),
-                Ok(Err(e)) => report.failed.push((shard, e.to_string())),
-                Err(e) => report.failed.push((shard, e.to_string())),
-            }
-        }
-        Ok(report)
-    }
-
-    /// Walks every shard file on every disk, verifies it, and reports; with `repair`, heals every
-    /// chunk that has a bad or missing shard. Works one fan-out prefix at a time so memory stays
-    /// bounded by the largest prefix, not the whole store.
-    pub async fn scrub(&self, repair: bool) -> Result<ScrubReport, NodeError> {
-        let mut report = ScrubReport::default();
-        let mut prefixes: BTreeSet<String> = BTreeSet::new();
-        for disk in &self.config.disks {
-            match fs::read_dir(disk.join(SHARDS_DIR)) {
-                Ok(entries) => {
-                    for entry in entries.flatten() {
-                        if let Some(name) = entry.file_name().to_str() {
-                            prefixes.insert(name.to_owned());
-                        }
-                    }
-                }
-                Err(_) => report.unavailable_disks.push(disk.clone()),
-            }
-        }
-        for prefix in prefixes {
-            let mut chunks: BTreeSet<ChunkId> = BTreeSet::new();
-            for disk in &self.config.disks {
-                let top = disk.join(SHARDS_DIR).join(&prefix);
-                let Ok(subdirs) = fs::read_dir(&top) else {
-                    continue;
-                };
-                for sub in subdirs.flatten() {
-                    let Ok(files) = fs::read_dir(sub.path()) else {
-                        report.unknown_files.push(sub.path());
-                        continue;
-                    };
-                    for file in files.flatten() {
-                        let name = file.file_name();
-                        match name.to_str().and_then(parse_shard_file_name) {
-                            Some((id, shard))
-                                if shard < self.codec.total_shards()
-                                    && self.shard_path(id, shard) == file.path() =>
-                            {
-                                chunks.insert(id);
-                            }
-                            _ => report.unknown_files.push(file.path()),
-                        }
-                    }
-                }
-            }
-            for id in chunks {
-                self.scrub_chunk(id, repair, &mut report).await;
-            }
-        }
-        tracing::info!(
-            chunks = report.chunks_checked,
-            faults = report.faults.len(),
-            repaired = report.shards_repaired,
-            "scrub finished"
-        );
-        Ok(report)
-    }
-
-    async fn scrub_chunk(&self, id: ChunkId, repair: bool, report: &mut ScrubReport) {
-        let n = self.codec.total_shards();
-        let loaded = self.load_shards(id, &(0..n).collect::<Vec<_>>()).await;
-        report.chunks_checked += 1;
-        report.shards_checked += n as u64;
-        report.bytes_verified += loaded
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|s| s.body.len() as u64)
-            .sum::<u64>();
-        let Selection { shards, bad, .. } = self.select_generation(id, loaded);
-        let healthy = shards.iter().filter(|s| s.is_some()).count();
-        report.shards_healthy += healthy as u64;
-        for b in &bad {
-            report.faults.push(ShardFault {
-                chunk: chunk_label(id),
-                shard: b.shard,
-                disk: b.disk.clone(),
-                problem: b.problem.clone(),
-            });
-        }
-        if healthy < self.codec.data_shards() {
-            report.unrecoverable.push(chunk_label(id));
-            return;
-        }
-        if repair && !bad.is_empty() {
-            match self.heal(id).await {
-                Ok(heal) => {
-                    report.shards_repaired += heal.rebuilt.len() as u64;
-                    for (shard, error) in heal.failed {
-                        report.repair_failures.push(ShardFault {
-                            chunk: chunk_label(id),
-                            shard,
-                            disk: self.shard_disk(id, shard).to_path_buf(),
-                            problem: ShardProblem::Unreadable(error),
-                        });
-                    }
-                }
-                Err(e) => report
-                    .unrecoverable
-                    .push(format!("{}: {e}", chunk_label(id))),
-            }
-        }
-    }
-
     fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
+        self.inner
+            .buffers
             .lock()
             .expect("buffer pool lock")
             .pop()
@@ -796,29 +599,87 @@ impl LocalChunkStore {
     }
 
     fn return_buffer(&self, buffer: Vec<u8>) {
-        let mut pool = self.buffers.lock().expect("buffer pool lock");
+        let mut pool = self.inner.buffers.lock().expect("buffer pool lock");
         // Keep a few: enough for concurrent puts, not so many that idle memory grows.
         if pool.len() < 8 {
             pool.push(buffer);
         }
     }
 
-    async fn put_sealed(&self, id: ChunkId, sealed: Arc<SealedStripe>) -> Result<(), NodeError> {
-        let n = self.codec.total_shards();
-        let write_id: u64 = rand::random();
-        // Phase 1: every shard to a temporary file, fsync'd. A failure here leaves any earlier
-        // version of the chunk untouched.
+    /// Before a put (chunk lock held): every disk it writes to is below the high-water mark, and
+    /// no disk of the store holds any file of `id` (a shard of any layout, or a tombstone). One
+    /// blocking task per disk, in parallel.
+    async fn check_put(&self, targets: &[PathBuf], id: ChunkId) -> Result<(), NodeError> {
+        let high_water = self.inner.config.high_water;
+        let tasks: Vec<_> = self
+            .inner
+            .config
+            .disks
+            .iter()
+            .map(|(name, dir)| {
+                let (name, dir) = (name.clone(), dir.clone());
+                let writes_here = targets.contains(&dir);
+                tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+                    if writes_here {
+                        let used = files::disk_usage_fraction(&dir)?;
+                        if used > high_water {
+                            tracing::warn!(disk = %name, used, high_water, "disk above high-water mark: refusing writes");
+                            return Err(NodeError::InsufficientStorage);
+                        }
+                    }
+                    match files::scan_disk(&dir, id) {
+                        DiskScan::Found { shards, tombstone }
+                            if !shards.is_empty() || tombstone.is_some() =>
+                        {
+                            Err(NodeError::AlreadyExists)
+                        }
+                        // A disk that is gone cannot be checked; if the put writes to it, the
+                        // write fails.
+                        _ => Ok(()),
+                    }
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for task in tasks {
+            if let Err(e) = task
+                .await
+                .map_err(|e| NodeError::Io(std::io::Error::other(e)))
+                .and_then(|r| r)
+            {
+                first_error.get_or_insert(e);
+            }
+        }
+        if matches!(first_error, Some(NodeError::AlreadyExists)) {
+            tracing::warn!(chunk = %chunk_label(id), "put of an existing chunk id refused");
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn put_sealed(
+        &self,
+        layout: &Layout,
+        codec: &Codec,
+        targets: &[PathBuf],
+        id: ChunkId,
+        sealed: Arc<SealedStripe>,
+    ) -> Result<(), NodeError> {
+        let n = codec.total_shards();
+        let tag = hex::encode(sealed.nonce);
+        // Phase 1: every shard to a temporary file, fsync'd. A failure here publishes nothing.
         let mut tasks = Vec::with_capacity(n);
-        for shard in 0..n {
-            let disk = self.shard_disk(id, shard).to_path_buf();
+        for (shard, disk) in targets.iter().enumerate() {
             let tmp = disk
                 .join(TMP_DIR)
-                .join(format!("{}.{write_id:016x}", shard_file_name(id, shard)));
-            let header = sealed.header(&self.codec, id, shard, write_id).encode();
+                .join(format!("{}.{tag}", files::shard_file_name(id, shard)));
+            let header = sealed.header(codec, id, shard, layout.id).encode();
             let sealed = sealed.clone();
+            let path = tmp.clone();
             tasks.push((
-                tmp.clone(),
-                tokio::task::spawn_blocking(move || write_temp(&tmp, &header, sealed.shard(shard))),
+                tmp,
+                tokio::task::spawn_blocking(move || {
+                    files::write_temp(&path, &header, sealed.shard(shard))
+                }),
             ));
         }
         let mut first_error: Option<std::io::Error> = None;
@@ -833,129 +694,141 @@ impl LocalChunkStore {
             }
         }
         if let Some(e) = first_error {
-            for tmp in temps {
-                let _ = fs::remove_file(tmp);
-            }
+            blocking(move || {
+                for tmp in temps {
+                    let _ = fs::remove_file(tmp);
+                }
+            })
+            .await?;
             return Err(NodeError::Io(e));
         }
-        // Phase 2: rename into place and fsync the directories.
-        let mut tasks = Vec::with_capacity(n);
-        for (shard, tmp) in temps.into_iter().enumerate() {
-            let disk = self.shard_disk(id, shard).to_path_buf();
-            let path = self.shard_path(id, shard);
-            tasks.push(tokio::task::spawn_blocking(move || {
-                publish(&disk, &tmp, &path)
-            }));
-        }
+        // Phase 2: publish each under its final name (create-only) and fsync the directories.
+        // A failure or crash here leaves a partial chunk, which the caller's GC deletes.
+        let tasks: Vec<_> = temps
+            .into_iter()
+            .enumerate()
+            .map(|(shard, tmp)| {
+                let disk = targets[shard].clone();
+                let path = disk
+                    .join(files::fanout_dir(id))
+                    .join(files::shard_file_name(id, shard));
+                tokio::task::spawn_blocking(move || files::publish_new(&disk, &tmp, &path))
+            })
+            .collect();
+        let mut first_error = None;
         for task in tasks {
-            task.await.map_err(std::io::Error::other)??;
+            if let Err(e) = task.await.map_err(std::io::Error::other).and_then(|r| r) {
+                tracing::error!(chunk = %chunk_label(id), error = %e, "shard publish failed; chunk left partial");
+                first_error.get_or_insert(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    NodeError::AlreadyExists
+                } else {
+                    NodeError::Io(e)
+                });
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
-}
-
-fn write_temp(tmp: &Path, header: &[u8], body: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)?;
-    file.write_all(header)?;
-    file.write_all(body)?;
-    file.sync_all()
-}
-
-/// Renames a durable temporary into its final place and makes the rename durable.
-fn publish(disk: &Path, tmp: &Path, path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().expect("shard path has a parent");
-    ensure_dir_under(disk, dir)?;
-    fs::rename(tmp, path)?;
-    fsync_dir(dir)
-}
-
-/// Temp file + fsync + rename + directory fsync, for heal.
-fn write_shard_durably(
-    disk: &Path,
-    path: &Path,
-    header: &[u8],
-    body: &[u8],
-) -> std::io::Result<()> {
-    let name = path.file_name().expect("file name").to_string_lossy();
-    let tmp = disk
-        .join(TMP_DIR)
-        .join(format!("{name}.heal{:016x}", rand::random::<u64>()));
-    write_temp(&tmp, header, body)?;
-    publish(disk, &tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
 }
 
 #[async_trait]
 impl ChunkService for LocalChunkStore {
     async fn put_chunk(
         &self,
+        layout: &Layout,
         id: ChunkId,
         dek: &DataKey,
         plaintext: Bytes,
     ) -> Result<(), NodeError> {
-        if plaintext.len() > self.config.max_chunk_len {
+        layout.validate()?;
+        if plaintext.len() > self.inner.config.max_chunk_len {
             return Err(NodeError::Invalid(format!(
                 "chunk of {} bytes exceeds {}",
                 plaintext.len(),
-                self.config.max_chunk_len
+                self.inner.config.max_chunk_len
             )));
         }
-        self.check_capacity()?;
-        let codec = self.codec.clone();
+        let codec = self.codec(layout)?;
+        // A 200 means full redundancy: every disk of the placement must be one of ours.
+        let targets = (0..codec.total_shards())
+            .map(|shard| {
+                let name = layout.disk_for_shard(id, shard);
+                self.disk_dir(name)
+                    .map(Path::to_path_buf)
+                    .ok_or_else(|| unknown_disk(name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let _guard = self.inner.locks.lock(id).await;
+        // Encryption (CPU) and the checks (I/O) run at the same time.
+        let seal_codec = codec.clone();
         let dek_copy = DataKey::from_bytes(dek.expose()).expect("32 bytes");
         let buffer = self.take_buffer();
-        let sealed = tokio::task::spawn_blocking(move || {
-            pipeline::seal_chunk(&codec, id, &dek_copy, &plaintext, buffer)
-        })
-        .await
-        .map_err(|e| NodeError::Io(std::io::Error::other(e)))?;
-        let sealed = Arc::new(sealed);
-        let result = self.put_sealed(id, sealed.clone()).await;
+        let seal = tokio::task::spawn_blocking(move || {
+            pipeline::seal_chunk(
+                &seal_codec,
+                id,
+                &dek_copy,
+                pipeline::new_nonce(),
+                &plaintext,
+                buffer,
+            )
+        });
+        let checked = self.check_put(&targets, id).await;
+        let sealed = Arc::new(
+            seal.await
+                .map_err(|e| NodeError::Io(std::io::Error::other(e)))?,
+        );
+        let result = match checked {
+            Ok(()) => {
+                self.put_sealed(layout, &codec, &targets, id, sealed.clone())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Ok(sealed) = Arc::try_unwrap(sealed) {
             self.return_buffer(sealed.into_buffer());
         }
         result
     }
 
-    async fn get_chunk(&self, id: ChunkId, dek: &DataKey) -> Result<Bytes, NodeError> {
-        self.get_chunk_with_report(id, dek)
+    async fn get_chunk(
+        &self,
+        layout: &Layout,
+        id: ChunkId,
+        dek: &DataKey,
+    ) -> Result<Bytes, NodeError> {
+        self.get_chunk_with_report(layout, id, dek)
             .await
             .map(|(bytes, _)| bytes)
     }
 
-    async fn delete_chunk(&self, id: ChunkId) -> Result<(), NodeError> {
-        for shard in 0..self.codec.total_shards() {
-            let path = self.shard_path(id, shard);
-            match fs::remove_file(&path) {
-                Ok(()) => fsync_dir(path.parent().expect("parent"))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    async fn delete_chunk(&self, layout: &Layout, id: ChunkId) -> Result<(), NodeError> {
+        layout.validate()?;
+        let _guard = self.inner.locks.lock(id).await;
+        self.delete_locked(layout.id, Some(layout), id)
+            .await
+            .map(|_| ())
     }
 
     /// Reads and verifies every shard (header and body checksum).
-    async fn stat_chunk(&self, id: ChunkId) -> Result<ChunkStat, NodeError> {
-        let n = self.codec.total_shards();
-        let loaded = self.load_shards(id, &(0..n).collect::<Vec<_>>()).await;
+    async fn stat_chunk(&self, layout: &Layout, id: ChunkId) -> Result<ChunkStat, NodeError> {
+        layout.validate()?;
+        let n = layout.total_shards();
+        let loaded = self
+            .load_shards(layout, id, &(0..n).collect::<Vec<_>>())
+            .await;
         let Selection {
             shards,
             header,
             missing,
             ..
-        } = self.select_generation(id, loaded);
+        } = self.select_generation(layout, id, loaded);
         let Some(header) = header else {
             return Err(if missing == n {
                 NodeError::NotFound
             } else {
                 NodeError::Unrecoverable {
                     available: 0,
-                    needed: self.codec.data_shards(),
+                    needed: layout.data_shards.into(),
                 }
             });
         };
@@ -964,32 +837,5 @@ impl ChunkService for LocalChunkStore {
             healthy_shards: shards.iter().filter(|s| s.is_some()).count(),
             total_shards: n,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shard_file_names_round_trip_and_junk_is_rejected() {
-        let id = ChunkId {
-            blob: [0xab; 16],
-            index: 42,
-        };
-        assert_eq!(
-            parse_shard_file_name(&shard_file_name(id, 5)),
-            Some((id, 5))
-        );
-        for junk in [
-            "",
-            "x",
-            "abab.1.2",
-            &format!("{}.01.2", hex::encode(id.blob)),
-            &format!("{}.1.2.tmp", hex::encode(id.blob)),
-            &format!("{}.1.+2", hex::encode(id.blob)),
-        ] {
-            assert_eq!(parse_shard_file_name(junk), None, "{junk}");
-        }
     }
 }

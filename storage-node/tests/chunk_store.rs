@@ -1,58 +1,19 @@
 //! The chunk store against real directories on disk: what an operator or the gateway would check.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::Bytes;
+use common::*;
 use strata_storage_node::{
-    ChunkId, ChunkService, DataKey, LocalChunkStore, NodeConfig, NodeError, ShardProblem,
+    ChunkId, ChunkService, DataKey, Layout, LocalChunkStore, NodeConfig, NodeError, ShardProblem,
 };
-
-fn test_store(root: &Path) -> LocalChunkStore {
-    let mut config = NodeConfig::under(root, 6);
-    // Tests look at shard files after reads; a background heal would race with them.
-    config.heal_on_read = false;
-    LocalChunkStore::open(config).unwrap()
-}
-
-fn random_id() -> ChunkId {
-    ChunkId {
-        blob: rand::random(),
-        index: rand::random::<u32>() % 1000,
-    }
-}
-
-fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// Every regular file under `dir`, recursively.
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn round_trip_many_sizes_and_stat() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
@@ -78,13 +39,13 @@ async fn round_trip_many_sizes_and_stat() {
         };
         let data = pseudo_random_bytes(len, n as u64);
         store
-            .put_chunk(id, &dek, Bytes::from(data.clone()))
+            .put_chunk(&l, id, &dek, Bytes::from(data.clone()))
             .await
             .unwrap();
-        let got = store.get_chunk(id, &dek).await.unwrap();
+        let got = store.get_chunk(&l, id, &dek).await.unwrap();
         assert_eq!(got.len(), len);
         assert!(got == data, "chunk of {len} bytes came back different");
-        let stat = store.stat_chunk(id).await.unwrap();
+        let stat = store.stat_chunk(&l, id).await.unwrap();
         assert_eq!(
             (stat.len, stat.healthy_shards, stat.total_shards),
             (len as u64, 6, 6)
@@ -94,11 +55,12 @@ async fn round_trip_many_sizes_and_stat() {
 
 #[tokio::test]
 async fn shards_land_on_six_distinct_disks_under_opaque_names() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let id = random_id();
     store
-        .put_chunk(id, &DataKey::generate(), Bytes::from(vec![1u8; 1000]))
+        .put_chunk(&l, id, &DataKey::generate(), Bytes::from(vec![1u8; 1000]))
         .await
         .unwrap();
     let shard_files: Vec<PathBuf> = all_files(dir.path())
@@ -119,7 +81,7 @@ async fn shards_land_on_six_distinct_disks_under_opaque_names() {
         })
         .collect();
     assert_eq!(disks.len(), 6, "{shard_files:?}");
-    for (shard, path) in (0..6).map(|s| (s, store.shard_path(id, s))) {
+    for (shard, path) in (0..6).map(|s| (s, shard(&store, &l, id, s))) {
         assert!(path.exists());
         assert!(
             path.file_name()
@@ -138,6 +100,7 @@ async fn shards_land_on_six_distinct_disks_under_opaque_names() {
 
 #[tokio::test]
 async fn no_file_under_the_data_dir_contains_the_plaintext() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
@@ -146,6 +109,7 @@ async fn no_file_under_the_data_dir_contains_the_plaintext() {
     for index in 0..3 {
         store
             .put_chunk(
+                &l,
                 ChunkId {
                     blob: [9; 16],
                     index,
@@ -172,6 +136,7 @@ async fn no_file_under_the_data_dir_contains_the_plaintext() {
     assert!(
         store
             .get_chunk(
+                &l,
                 ChunkId {
                     blob: [9; 16],
                     index: 1
@@ -186,6 +151,7 @@ async fn no_file_under_the_data_dir_contains_the_plaintext() {
 
 #[tokio::test]
 async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
@@ -194,14 +160,14 @@ async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
         .collect();
     for (id, data) in &chunks {
         store
-            .put_chunk(*id, &dek, Bytes::from(data.clone()))
+            .put_chunk(&l, *id, &dek, Bytes::from(data.clone()))
             .await
             .unwrap();
     }
     fs::remove_dir_all(dir.path().join("disk1")).unwrap();
     fs::remove_dir_all(dir.path().join("disk4")).unwrap();
     for (id, data) in &chunks {
-        let (got, report) = store.get_chunk_with_report(*id, &dek).await.unwrap();
+        let (got, report) = store.get_chunk_with_report(&l, *id, &dek).await.unwrap();
         assert!(got == *data);
         assert!(
             report
@@ -209,11 +175,11 @@ async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
                 .iter()
                 .all(|b| b.problem == ShardProblem::Missing)
         );
-        assert_eq!(store.stat_chunk(*id).await.unwrap().healthy_shards, 4);
+        assert_eq!(store.stat_chunk(&l, *id).await.unwrap().healthy_shards, 4);
     }
     fs::remove_dir_all(dir.path().join("disk2")).unwrap();
     for (id, _) in &chunks {
-        match store.get_chunk(*id, &dek).await {
+        match store.get_chunk(&l, *id, &dek).await {
             Err(NodeError::Unrecoverable {
                 available: 3,
                 needed: 4,
@@ -224,7 +190,7 @@ async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
     // Puts are refused while a disk is missing: a 200 must mean all k + m shards are durable.
     assert!(
         store
-            .put_chunk(random_id(), &dek, Bytes::from_static(b"x"))
+            .put_chunk(&l, random_id(), &dek, Bytes::from_static(b"x"))
             .await
             .is_err()
     );
@@ -241,95 +207,68 @@ async fn reads_survive_m_removed_disks_but_not_m_plus_one() {
 }
 
 #[tokio::test]
-async fn a_put_fails_cleanly_when_one_disk_is_unwritable_and_old_data_stays_readable() {
+async fn a_put_fails_cleanly_when_one_disk_is_unwritable_and_other_data_stays_readable() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
-    let id = random_id();
+    let (kept, id) = (random_id(), random_id());
     let old = pseudo_random_bytes(50_000, 1);
     store
-        .put_chunk(id, &dek, Bytes::from(old.clone()))
+        .put_chunk(&l, kept, &dek, Bytes::from(old.clone()))
         .await
         .unwrap();
-    // Take away the temporary directory of the disk holding shard 3: the replacement cannot be
-    // made durable everywhere, so it must fail and leave the old version intact.
-    fs::remove_dir_all(store.shard_disk(id, 3).join("tmp")).unwrap();
-    let replaced = store
-        .put_chunk(id, &dek, Bytes::from(vec![9u8; 60_000]))
+    // Take away the temporary directory of the disk holding shard 3 of the new chunk: it
+    // cannot be made durable everywhere, so the put must fail and publish nothing.
+    let tmp = store.shard_disk(&l, id, 3).unwrap().join("tmp");
+    fs::remove_dir_all(&tmp).unwrap();
+    let failed = store
+        .put_chunk(&l, id, &dek, Bytes::from(vec![9u8; 60_000]))
         .await;
-    assert!(matches!(replaced, Err(NodeError::Io(_))), "{replaced:?}");
-    assert!(store.get_chunk(id, &dek).await.unwrap() == old);
-}
-
-#[tokio::test]
-async fn shards_left_from_an_interrupted_replacement_are_ignored_and_healed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = test_store(dir.path());
-    let dek = DataKey::generate();
-    let id = random_id();
+    assert!(matches!(failed, Err(NodeError::Io(_))), "{failed:?}");
+    assert_eq!(files_of_chunk(dir.path(), id), Vec::<PathBuf>::new());
+    assert!(matches!(
+        store.get_chunk(&l, id, &dek).await,
+        Err(NodeError::NotFound)
+    ));
+    assert!(store.get_chunk(&l, kept, &dek).await.unwrap() == old);
+    // Nothing was published, so the id is still free once the disk is whole again.
+    fs::create_dir(&tmp).unwrap();
     store
-        .put_chunk(id, &dek, Bytes::from(vec![1u8; 40_000]))
+        .put_chunk(&l, id, &dek, Bytes::from(vec![9u8; 60_000]))
         .await
         .unwrap();
-    let old: Vec<Vec<u8>> = (0..6)
-        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
-        .collect();
-    let new_data = pseudo_random_bytes(40_000, 2);
-    store
-        .put_chunk(id, &dek, Bytes::from(new_data.clone()))
-        .await
-        .unwrap();
-    // A crash during the rename phase of the second put would leave some old shards in place.
-    fs::write(store.shard_path(id, 1), &old[1]).unwrap();
-    fs::write(store.shard_path(id, 4), &old[4]).unwrap();
-    let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
-    assert!(got == new_data);
-    let stale: Vec<usize> = report
-        .bad_shards
-        .iter()
-        .filter(|b| b.problem == ShardProblem::Stale)
-        .map(|b| b.shard)
-        .collect();
-    assert_eq!(stale, vec![1, 4]);
-    assert_eq!(store.heal(id).await.unwrap().rebuilt, vec![1, 4]);
-    assert!(
-        store
-            .get_chunk_with_report(id, &dek)
-            .await
-            .unwrap()
-            .1
-            .bad_shards
-            .is_empty()
-    );
+    assert!(store.get_chunk(&l, id, &dek).await.unwrap() == vec![9u8; 60_000]);
 }
 
 #[tokio::test]
 async fn flipped_byte_is_detected_reported_and_healed() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
     let id = random_id();
     let data = pseudo_random_bytes(300_000, 5);
     store
-        .put_chunk(id, &dek, Bytes::from(data.clone()))
+        .put_chunk(&l, id, &dek, Bytes::from(data.clone()))
         .await
         .unwrap();
-    let shard_file = store.shard_path(id, 2);
+    let shard_file = shard(&store, &l, id, 2);
     let original = fs::read(&shard_file).unwrap();
     let mut damaged = original.clone();
     damaged[128 + 1234] ^= 0x40;
     fs::write(&shard_file, &damaged).unwrap();
 
-    let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
+    let (got, report) = store.get_chunk_with_report(&l, id, &dek).await.unwrap();
     assert!(got == data);
     assert_eq!(report.bad_shards.len(), 1);
     assert_eq!(report.bad_shards[0].shard, 2);
     assert!(
         matches!(&report.bad_shards[0].problem, ShardProblem::Corrupt(why) if why.contains("checksum"))
     );
-    assert_eq!(store.stat_chunk(id).await.unwrap().healthy_shards, 5);
+    assert_eq!(store.stat_chunk(&l, id).await.unwrap().healthy_shards, 5);
 
-    let heal = store.heal(id).await.unwrap();
+    let heal = store.heal(&l, id).await.unwrap();
     assert_eq!(heal.rebuilt, vec![2]);
     assert!(heal.failed.is_empty());
     // The rebuilt body is the original shard body (the header differs only if the write id
@@ -337,7 +276,7 @@ async fn flipped_byte_is_detected_reported_and_healed() {
     assert_eq!(fs::read(&shard_file).unwrap(), original);
     assert!(
         store
-            .get_chunk_with_report(id, &dek)
+            .get_chunk_with_report(&l, id, &dek)
             .await
             .unwrap()
             .1
@@ -348,31 +287,36 @@ async fn flipped_byte_is_detected_reported_and_healed() {
 
 #[tokio::test]
 async fn heal_restores_deleted_shard_files() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
     let id = random_id();
     let data = pseudo_random_bytes(77_777, 6);
     store
-        .put_chunk(id, &dek, Bytes::from(data.clone()))
+        .put_chunk(&l, id, &dek, Bytes::from(data.clone()))
         .await
         .unwrap();
     let before: Vec<Vec<u8>> = (0..6)
-        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
+        .map(|s| fs::read(shard(&store, &l, id, s)).unwrap())
         .collect();
-    fs::remove_file(store.shard_path(id, 0)).unwrap();
-    fs::remove_file(store.shard_path(id, 5)).unwrap();
-    let heal = store.heal(id).await.unwrap();
+    fs::remove_file(shard(&store, &l, id, 0)).unwrap();
+    fs::remove_file(shard(&store, &l, id, 5)).unwrap();
+    let heal = store.heal(&l, id).await.unwrap();
     assert_eq!(heal.rebuilt, vec![0, 5]);
     let after: Vec<Vec<u8>> = (0..6)
-        .map(|s| fs::read(store.shard_path(id, s)).unwrap())
+        .map(|s| fs::read(shard(&store, &l, id, s)).unwrap())
         .collect();
     assert_eq!(before, after);
-    assert_eq!(store.heal(id).await.unwrap().rebuilt, Vec::<usize>::new());
+    assert_eq!(
+        store.heal(&l, id).await.unwrap().rebuilt,
+        Vec::<usize>::new()
+    );
 }
 
 #[tokio::test]
 async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
@@ -381,11 +325,11 @@ async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
         .collect();
     for (id, data) in &chunks {
         store
-            .put_chunk(*id, &dek, Bytes::from(data.clone()))
+            .put_chunk(&l, *id, &dek, Bytes::from(data.clone()))
             .await
             .unwrap();
     }
-    let clean = store.scrub(false).await.unwrap();
+    let clean = store.scrub(std::slice::from_ref(&l), false).await.unwrap();
     assert_eq!(
         (
             clean.chunks_checked,
@@ -402,8 +346,8 @@ async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
         bytes[at] ^= 0xff;
         fs::write(&path, bytes).unwrap();
     };
-    flip(store.shard_path(chunks[0].0, 1), 200);
-    let truncated = store.shard_path(chunks[1].0, 3);
+    flip(shard(&store, &l, chunks[0].0, 1), 200);
+    let truncated = shard(&store, &l, chunks[1].0, 3);
     let len = fs::metadata(&truncated).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -411,10 +355,10 @@ async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
         .unwrap()
         .set_len(len - 10)
         .unwrap();
-    fs::remove_file(store.shard_path(chunks[2].0, 4)).unwrap();
-    flip(store.shard_path(chunks[3].0, 0), 30);
+    fs::remove_file(shard(&store, &l, chunks[2].0, 4)).unwrap();
+    flip(shard(&store, &l, chunks[3].0, 0), 30);
 
-    let found = store.scrub(false).await.unwrap();
+    let found = store.scrub(std::slice::from_ref(&l), false).await.unwrap();
     assert_eq!(found.faults.len(), 4, "{:#?}", found.faults);
     assert_eq!(found.shards_repaired, 0);
     let faulty: std::collections::BTreeSet<(String, usize)> = found
@@ -438,26 +382,27 @@ async fn scrub_finds_corruption_and_missing_shards_and_repairs_them() {
             .contains("\"corrupt\"")
     );
 
-    let repaired = store.scrub(true).await.unwrap();
+    let repaired = store.scrub(std::slice::from_ref(&l), true).await.unwrap();
     assert_eq!(repaired.shards_repaired, 4);
     assert!(repaired.repair_failures.is_empty());
-    let after = store.scrub(false).await.unwrap();
+    let after = store.scrub(std::slice::from_ref(&l), false).await.unwrap();
     assert!(after.faults.is_empty(), "{:#?}", after.faults);
     assert_eq!(after.shards_healthy, 120);
     for (id, data) in &chunks {
-        assert!(store.get_chunk(*id, &dek).await.unwrap() == *data);
+        assert!(store.get_chunk(&l, *id, &dek).await.unwrap() == *data);
     }
 }
 
 #[tokio::test]
 async fn orphan_temporaries_are_removed_at_open_and_real_shards_kept() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let id = random_id();
     let dek = DataKey::generate();
     {
         let store = test_store(dir.path());
         store
-            .put_chunk(id, &dek, Bytes::from_static(b"survives restart"))
+            .put_chunk(&l, id, &dek, Bytes::from_static(b"survives restart"))
             .await
             .unwrap();
     }
@@ -471,18 +416,20 @@ async fn orphan_temporaries_are_removed_at_open_and_real_shards_kept() {
     let store = test_store(dir.path());
     assert!(!stray.exists(), "stray temporary not removed at open");
     assert_eq!(
-        &store.get_chunk(id, &dek).await.unwrap()[..],
+        &store.get_chunk(&l, id, &dek).await.unwrap()[..],
         b"survives restart"
     );
 }
 
 #[tokio::test]
 async fn wrong_dek_is_an_integrity_error_and_missing_chunk_is_not_found() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let id = random_id();
     store
         .put_chunk(
+            &l,
             id,
             &DataKey::generate(),
             Bytes::from_static(b"secret bytes"),
@@ -490,21 +437,22 @@ async fn wrong_dek_is_an_integrity_error_and_missing_chunk_is_not_found() {
         .await
         .unwrap();
     assert!(matches!(
-        store.get_chunk(id, &DataKey::generate()).await,
+        store.get_chunk(&l, id, &DataKey::generate()).await,
         Err(NodeError::Integrity)
     ));
     assert!(matches!(
-        store.get_chunk(random_id(), &DataKey::generate()).await,
+        store.get_chunk(&l, random_id(), &DataKey::generate()).await,
         Err(NodeError::NotFound)
     ));
     assert!(matches!(
-        store.stat_chunk(random_id()).await,
+        store.stat_chunk(&l, random_id()).await,
         Err(NodeError::NotFound)
     ));
 }
 
 #[tokio::test]
 async fn shards_swapped_between_chunks_fail_authentication() {
+    let l = layout6();
     // Shard files are self-consistent (valid checksums) but belong to another chunk: the header
     // identity check rejects them; even with headers forged, AAD = chunk id would.
     let dir = tempfile::tempdir().unwrap();
@@ -521,64 +469,61 @@ async fn shards_swapped_between_chunks_fail_authentication() {
         },
     );
     store
-        .put_chunk(a, &dek, Bytes::from(vec![0xaa; 4000]))
+        .put_chunk(&l, a, &dek, Bytes::from(vec![0xaa; 4000]))
         .await
         .unwrap();
     store
-        .put_chunk(b, &dek, Bytes::from(vec![0xbb; 4000]))
+        .put_chunk(&l, b, &dek, Bytes::from(vec![0xbb; 4000]))
         .await
         .unwrap();
     for s in 0..6 {
-        fs::copy(store.shard_path(a, s), store.shard_path(b, s)).unwrap();
+        fs::copy(shard(&store, &l, a, s), shard(&store, &l, b, s)).unwrap();
     }
-    assert!(store.get_chunk(b, &dek).await.is_err());
+    assert!(store.get_chunk(&l, b, &dek).await.is_err());
 }
 
 #[tokio::test]
 async fn delete_removes_every_shard_and_is_idempotent() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
     let id = random_id();
     store
-        .put_chunk(id, &dek, Bytes::from(vec![3u8; 10_000]))
+        .put_chunk(&l, id, &dek, Bytes::from(vec![3u8; 10_000]))
         .await
         .unwrap();
-    store.delete_chunk(id).await.unwrap();
-    assert!((0..6).all(|s| !store.shard_path(id, s).exists()));
+    assert_eq!(files_of_chunk(dir.path(), id).len(), 6);
+    store.delete_chunk(&l, id).await.unwrap();
+    // No shard and no tombstone left: a completed delete leaves nothing behind.
+    assert_eq!(files_of_chunk(dir.path(), id), Vec::<PathBuf>::new());
     assert!(matches!(
-        store.get_chunk(id, &dek).await,
+        store.get_chunk(&l, id, &dek).await,
         Err(NodeError::NotFound)
     ));
-    store.delete_chunk(id).await.unwrap();
-}
-
-#[tokio::test]
-async fn replacing_a_chunk_serves_the_new_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = test_store(dir.path());
-    let dek = DataKey::generate();
-    let id = random_id();
-    store
-        .put_chunk(id, &dek, Bytes::from(vec![1u8; 5000]))
-        .await
-        .unwrap();
-    store
-        .put_chunk(id, &dek, Bytes::from(vec![2u8; 7000]))
-        .await
-        .unwrap();
-    assert!(store.get_chunk(id, &dek).await.unwrap() == vec![2u8; 7000]);
+    store.delete_chunk(&l, id).await.unwrap();
+    // Deleting a chunk that never existed writes nothing (GC deletes every chunk index a
+    // failed upload may have written).
+    let before = all_files(dir.path());
+    store.delete_chunk(&l, random_id()).await.unwrap();
+    assert_eq!(all_files(dir.path()), before);
 }
 
 #[tokio::test]
 async fn writes_are_refused_above_the_high_water_mark() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::under(dir.path(), 6);
     // Any real filesystem holding this test is more than 0% used.
     config.high_water = 0.0;
     let store = LocalChunkStore::open(config).unwrap();
     let result = store
-        .put_chunk(random_id(), &DataKey::generate(), Bytes::from_static(b"x"))
+        .put_chunk(
+            &l,
+            random_id(),
+            &DataKey::generate(),
+            Bytes::from_static(b"x"),
+        )
         .await;
     assert!(
         matches!(result, Err(NodeError::InsufficientStorage)),
@@ -591,34 +536,75 @@ async fn writes_are_refused_above_the_high_water_mark() {
 }
 
 #[tokio::test]
-async fn oversized_chunks_and_bad_geometry_are_refused() {
+async fn oversized_chunks_and_bad_or_foreign_layouts_are_refused() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::under(dir.path(), 6);
     config.max_chunk_len = 1000;
     let store = LocalChunkStore::open(config).unwrap();
+    let dek = DataKey::generate();
     let result = store
-        .put_chunk(
-            random_id(),
-            &DataKey::generate(),
-            Bytes::from(vec![0u8; 1001]),
-        )
+        .put_chunk(&l, random_id(), &dek, Bytes::from(vec![0u8; 1001]))
         .await;
     assert!(matches!(result, Err(NodeError::Invalid(_))));
-    // 4 + 2 shards need 6 distinct disks.
+    // 4 + 2 shards need 6 distinct disks; a hand-built invalid layout is refused at every entry.
+    let short = Layout {
+        id: 9,
+        disks: disk_names(5),
+        data_shards: 4,
+        parity_shards: 2,
+    };
+    let id = random_id();
     assert!(matches!(
-        LocalChunkStore::open(NodeConfig::under(dir.path(), 5)),
+        store
+            .put_chunk(&short, id, &dek, Bytes::from_static(b"x"))
+            .await,
+        Err(NodeError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.get_chunk(&short, id, &dek).await,
+        Err(NodeError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.delete_chunk(&short, id).await,
+        Err(NodeError::Invalid(_))
+    ));
+    // A layout naming a disk this store does not have cannot get its full redundancy here.
+    let mut names = disk_names(5);
+    names.push("disk-elsewhere".into());
+    let foreign = Layout::new(10, names, 4, 2).unwrap();
+    let refused = store
+        .put_chunk(&foreign, id, &dek, Bytes::from_static(b"x"))
+        .await;
+    assert!(matches!(refused, Err(NodeError::Io(_))), "{refused:?}");
+    assert!(
+        all_files(dir.path()).is_empty(),
+        "a refused put wrote files"
+    );
+    // Bad disk configurations are refused at open.
+    let mut twice = NodeConfig::under(dir.path(), 2);
+    twice.disks[1].0 = "disk0".into();
+    assert!(matches!(
+        LocalChunkStore::open(twice),
+        Err(NodeError::Invalid(_))
+    ));
+    let mut bad_name = NodeConfig::under(dir.path(), 1);
+    bad_name.disks[0].0 = "disk/0".into();
+    assert!(matches!(
+        LocalChunkStore::open(bad_name),
         Err(NodeError::Invalid(_))
     ));
 }
 
 #[tokio::test]
 async fn concurrent_puts_and_gets_stay_consistent() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(test_store(dir.path()));
     let dek = std::sync::Arc::new(DataKey::generate());
     let mut tasks = Vec::new();
     for n in 0..16u64 {
-        let (store, dek) = (store.clone(), dek.clone());
+        let (store, dek, l) = (store.clone(), dek.clone(), l.clone());
         tasks.push(tokio::spawn(async move {
             let id = ChunkId {
                 blob: [n as u8; 16],
@@ -626,10 +612,10 @@ async fn concurrent_puts_and_gets_stay_consistent() {
             };
             let data = pseudo_random_bytes(200_000 + n as usize, n);
             store
-                .put_chunk(id, &dek, Bytes::from(data.clone()))
+                .put_chunk(&l, id, &dek, Bytes::from(data.clone()))
                 .await
                 .unwrap();
-            assert!(store.get_chunk(id, &dek).await.unwrap() == data);
+            assert!(store.get_chunk(&l, id, &dek).await.unwrap() == data);
         }));
     }
     for task in tasks {
@@ -645,6 +631,7 @@ async fn concurrent_puts_and_gets_stay_consistent() {
 /// is the tail of the buffer) must fall back to the general path, which reports and decodes.
 #[tokio::test]
 async fn damaged_data_shards_fall_back_from_the_single_buffer_read() {
+    let l = layout6();
     let dir = tempfile::tempdir().unwrap();
     let store = test_store(dir.path());
     let dek = DataKey::generate();
@@ -652,30 +639,30 @@ async fn damaged_data_shards_fall_back_from_the_single_buffer_read() {
         let id = random_id();
         let data = pseudo_random_bytes(len, 40 + case);
         store
-            .put_chunk(id, &dek, Bytes::from(data.clone()))
+            .put_chunk(&l, id, &dek, Bytes::from(data.clone()))
             .await
             .unwrap();
-        let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
+        let (got, report) = store.get_chunk_with_report(&l, id, &dek).await.unwrap();
         assert!(got == data && report.bad_shards.is_empty());
         let bad = match case {
             0 => {
-                let f = fs::read(store.shard_path(id, 1)).unwrap();
-                fs::write(store.shard_path(id, 1), &f[..f.len() - 1]).unwrap();
+                let f = fs::read(shard(&store, &l, id, 1)).unwrap();
+                fs::write(shard(&store, &l, id, 1), &f[..f.len() - 1]).unwrap();
                 1
             }
             1 => {
-                fs::copy(store.shard_path(id, 0), store.shard_path(id, 2)).unwrap();
+                fs::copy(shard(&store, &l, id, 0), shard(&store, &l, id, 2)).unwrap();
                 2
             }
             _ => {
-                let mut f = fs::read(store.shard_path(id, 3)).unwrap();
+                let mut f = fs::read(shard(&store, &l, id, 3)).unwrap();
                 let last = f.len() - 1;
                 f[last] ^= 1;
-                fs::write(store.shard_path(id, 3), &f).unwrap();
+                fs::write(shard(&store, &l, id, 3), &f).unwrap();
                 3
             }
         };
-        let (got, report) = store.get_chunk_with_report(id, &dek).await.unwrap();
+        let (got, report) = store.get_chunk_with_report(&l, id, &dek).await.unwrap();
         assert!(got == data, "case {case}");
         assert_eq!(report.bad_shards.len(), 1, "case {case}");
         assert_eq!(report.bad_shards[0].shard, bad, "case {case}");

@@ -224,6 +224,7 @@ impl StrataS3 {
             .ctx
             .engine
             .read(&plan.bucket, &plan.version, plan.window)
+            .await
             .map_err(errors::engine)?;
         let mut out = plan.out;
         out.body = Some(crate::body::response_body(read));
