@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// MiB of object data all requests together may hold in memory buffers.
     #[arg(long, env = "STRATA_BUFFER_MEMORY", default_value_t = 1024)]
     pub buffer_memory: usize,
+    /// MiB/s the background rebalance may move from older layouts to the current one (0: off).
+    #[arg(long, env = "STRATA_REBALANCE_RATE", default_value_t = 16)]
+    pub rebalance_rate: u64,
 }
 
 /// The local chunk store's operator verbs; scrub knows every layout the metadata tier records,
@@ -135,6 +138,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         master,
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
+            rebalance_rate: args.rebalance_rate * 1024 * 1024,
             ..Default::default()
         },
         layout,

@@ -33,6 +33,7 @@ pub mod layouts;
 pub mod multipart;
 pub mod objects;
 pub mod read;
+pub mod rebalance;
 pub mod workers;
 pub mod write;
 
@@ -55,6 +56,9 @@ pub struct EngineConfig {
     pub read_ahead: usize,
     /// Total bytes of object data the engine may hold in buffers at once (all requests).
     pub buffer_budget: usize,
+    /// Bytes per second the rebalance job may move from old layouts to the current one
+    /// (0: no rebalancing).
+    pub rebalance_rate: u64,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +67,7 @@ impl Default for EngineConfig {
             write_parallelism: 4,
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
+            rebalance_rate: 16 * 1024 * 1024,
         }
     }
 }
@@ -148,12 +153,18 @@ impl Engine {
     }
 
     /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep.
+    /// write-intent sweep, and the rebalance of old layouts.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        if self.cfg().rebalance_rate > 0 {
+            w.spawn(
+                rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),
+                0,
+            );
+        }
     }
 
     /// Stops the workers (bounded wait) and retires the instance, so intents of requests cut

@@ -82,10 +82,7 @@ fn spec() -> WriteSpec {
 
 /// (GC items queued, blobs' segments queued, write intents pending).
 async fn gc_state(e: &Engine) -> (usize, usize) {
-    let items = e
-        .meta_call(|m| m.gc_pending(i64::MAX, 1000))
-        .await
-        .unwrap();
+    let items = e.meta_call(|m| m.gc_pending(i64::MAX, 1000)).await.unwrap();
     let intents = e.meta_call(|m| m.pending_writes()).await.unwrap();
     (items.len(), intents)
 }
@@ -201,7 +198,9 @@ async fn rejected_commit_discards_the_stored_bytes() {
         .await;
     assert!(matches!(
         r,
-        Err(EngineError::Meta(strata_metadata::MetaError::PreconditionFailed))
+        Err(EngineError::Meta(
+            strata_metadata::MetaError::PreconditionFailed
+        ))
     ));
     assert_eq!(gc_state(&f.engine).await, (1, 0));
 }

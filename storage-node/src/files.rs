@@ -9,9 +9,11 @@
 //! integers, and the fan-out directory depends only on the blob, never on the layout, so every
 //! file of a chunk on a disk is found by listing one directory.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::ChunkId;
 use crate::format::{HEADER_LEN, ShardHeader, TOMBSTONE_LEN, Tombstone};
@@ -72,14 +74,42 @@ pub(crate) fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` (and missing parents up to, not including, `root`), fsyncing each parent whose
-/// entries changed so the new directories survive a crash. Never creates `root` itself: a
-/// missing disk must stay missing rather than be silently recreated on another filesystem.
+/// Directories this process knows to be durable: it created them and fsynced their parent, or
+/// fsynced their parent the first time it used them. Bounded: when full it is forgotten, which
+/// only costs some repeated parent fsyncs.
+static DURABLE_DIRS: std::sync::LazyLock<Mutex<HashSet<PathBuf>>> =
+    std::sync::LazyLock::new(Mutex::default);
+const DURABLE_DIRS_MAX: usize = 1 << 20;
+
+fn known_durable(dir: &Path) -> bool {
+    DURABLE_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(dir)
+}
+
+fn mark_durable(dir: &Path) {
+    let mut set = DURABLE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if set.len() >= DURABLE_DIRS_MAX {
+        set.clear();
+    }
+    set.insert(dir.to_path_buf());
+}
+
+/// Creates `dir` (and missing parents up to, not including, `root`) so that it survives a power
+/// cut: each parent whose entries changed is fsynced. A directory that already exists is not
+/// trusted until its parent has been fsynced once by this process: another put may have just
+/// created it and not yet fsynced the parent (or an earlier process crashed in between), and a
+/// shard published into a directory whose entry is lost is lost with it. Never creates `root`
+/// itself: a missing disk must stay missing rather than be silently recreated elsewhere.
 pub(crate) fn ensure_dir_under(root: &Path, dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
+    if known_durable(dir) {
         return Ok(());
     }
     if dir == root || !dir.starts_with(root) {
+        if dir.is_dir() {
+            return Ok(());
+        }
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{} is missing", dir.display()),
@@ -88,10 +118,13 @@ pub(crate) fn ensure_dir_under(root: &Path, dir: &Path) -> std::io::Result<()> {
     let parent = dir.parent().expect("below root");
     ensure_dir_under(root, parent)?;
     match fs::create_dir(dir) {
-        Ok(()) => fsync_dir(parent),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
     }
+    fsync_dir(parent)?;
+    mark_durable(dir);
+    Ok(())
 }
 
 /// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as seen by unprivileged

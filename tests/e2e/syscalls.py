@@ -48,7 +48,9 @@ FILE_WRITES = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "copy_file_
 FILE_SYNCS = {"fsync", "fdatasync"}  # sync_file_range is not a durability barrier
 GLOBAL_SYNCS = {"sync", "syncfs"}  # counted for every path: the test's disks share one file system
 OPENS = {"open", "openat", "openat2", "creat"}
-RENAMES = {"rename", "renameat", "renameat2"}
+# How a durable temporary is published under shards/: a rename, or a hard link (the chunk store
+# links new shards so that a put can never replace an existing file, then unlinks the temporary).
+RENAMES = {"rename", "renameat", "renameat2", "link", "linkat"}
 MKDIRS = {"mkdir", "mkdirat"}
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 
@@ -300,7 +302,7 @@ class Trace:
         return self.rel(raw, base)
 
     def renamed(self, c: Call) -> tuple[str | None, str | None]:
-        if c.name == "rename":
+        if c.name in ("rename", "link"):
             return self.path_arg(c, None, 0), self.path_arg(c, None, 1)
         return self.path_arg(c, 0, 1), self.path_arg(c, 2, 3)
 

@@ -322,7 +322,11 @@ pub(crate) fn delete_marker_error(
 /// lookup (its id as the name).
 pub fn owner_dto(who: &Caller, id: &str) -> s3s::dto::Owner {
     s3s::dto::Owner {
-        display_name: Some(if id == who.id { who.user.clone() } else { id.to_string() }),
+        display_name: Some(if id == who.id {
+            who.user.clone()
+        } else {
+            id.to_string()
+        }),
         id: Some(id.to_string()),
     }
 }
