@@ -563,6 +563,10 @@ def test_invalid_bucket_name_too_short(s3):
 def test_invalid_bucket_names(s3):
     for bad in ("ab", "UPPERCASE", "a..b", "-leading", "trailing-", "192.168.5.4", "a" * 64, "under_score"):
         expect_error(s3.create_bucket, "InvalidBucketName", 400, Bucket=bad)
+    # Names S3 reserves for its own features.
+    for bad in ("xn--punycode", "sthree-bucket", "amzn-s3-demo-bucket", "data-s3alias", "data--ol-s3",
+                "data.mrap", "data--x-s3", "data--table-s3"):
+        expect_error(s3.create_bucket, "InvalidBucketName", 400, Bucket=bad)
 
 
 @pytest.mark.strata_only(reason="found by the gateway fuzz harness; checked against strata's status mapping")

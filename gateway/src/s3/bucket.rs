@@ -45,6 +45,12 @@ impl StrataS3 {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let who = self.caller(&req.credentials).await?;
         let input = req.input;
+        if reserved_bucket_name(&input.bucket) {
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket name uses a prefix or suffix that S3 reserves."
+            ));
+        }
         let region = &self.ctx.cfg.region;
         if let Some(lc) = input
             .create_bucket_configuration
@@ -323,4 +329,37 @@ fn parse_default_retention(d: &DefaultRetention) -> S3Result<StoredDefault> {
         }
     };
     Ok(StoredDefault { mode, days, years })
+}
+
+/// Names S3 reserves for its own features (access point aliases, Object Lambda, multi-region
+/// access points, directory and table buckets, documentation examples) beyond the character rules
+/// s3s checks: CreateBucket refuses them with InvalidBucketName, as S3 does.
+pub fn reserved_bucket_name(name: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reserved_bucket_name;
+
+    #[test]
+    fn reserved_names() {
+        for n in [
+            "xn--abc",
+            "sthree-x",
+            "amzn-s3-demo-bucket",
+            "data-s3alias",
+            "data--ol-s3",
+            "x.mrap",
+            "data--x-s3",
+            "data--table-s3",
+        ] {
+            assert!(reserved_bucket_name(n), "{n}");
+        }
+        for n in ["photos", "s3alias-data", "my-ol-s3", "xn-ok", "sthree"] {
+            assert!(!reserved_bucket_name(n), "{n}");
+        }
+    }
 }
