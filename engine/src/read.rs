@@ -126,8 +126,8 @@ impl Engine {
         let slices = plan(&version.data.segments, range);
         let mut layouts: HashMap<u32, Arc<strata_storage_node::Layout>> = HashMap::new();
         for s in &version.data.segments {
-            if !layouts.contains_key(&s.layout) {
-                layouts.insert(s.layout, self.layout(s.layout).await?.node);
+            if let std::collections::hash_map::Entry::Vacant(e) = layouts.entry(s.layout) {
+                e.insert(self.layout(s.layout).await?.node);
             }
         }
         let pin = self
