@@ -43,6 +43,8 @@ impl S3Auth for MetaAuth {
         let Some(rec) = rec.filter(|r| !r.revoked) else {
             return Err(s3_error!(InvalidAccessKeyId));
         };
+        // s3s checks the signature against this key: failures are counted against it.
+        crate::http::lockout::note_key_lookup(access_key);
         let secret = self
             .master
             .open_secret(&rec.sealed_secret, &secret_aad(access_key))

@@ -4,7 +4,8 @@
 //!
 //! - [`s3`]: the S3 operations (one module per area).
 //! - [`datapath`]: chunking request bodies into the chunk service and streaming them back.
-//! - [`http`]: connections, request ids, error bodies, auth-failure lockout, access log.
+//! - [`http`]: connections and their limits, request ids, refusals before s3s (SigV2, unsigned
+//!   headers, form POSTs, oversized bodies), error bodies, auth-failure lockout, access log.
 //! - [`admin`]: the operator API behind `strata admin`.
 //! - [`gc`]: deletes chunks that no version references any more.
 
@@ -24,9 +25,26 @@ use std::sync::Arc;
 
 pub use context::{Context, GatewayConfig};
 
-/// Builds the HTTP front (s3s service with our auth, admin route and host parsing).
+/// Builds the HTTP front with the default edge limits.
 pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -> Arc<http::Front> {
+    build_front_with(ctx, node, http::EdgeConfig::default())
+}
+
+/// Builds the HTTP front (s3s service with our auth, access check, admin route and host
+/// parsing) with the given edge limits.
+pub fn build_front_with(
+    ctx: Arc<Context>,
+    node: Option<Arc<dyn admin::NodeAdmin>>,
+    edge: http::EdgeConfig,
+) -> Arc<http::Front> {
     let mut builder = s3s::service::S3ServiceBuilder::new(s3::StrataS3::new(ctx.clone()));
+    // s3s buffers XML bodies up to this; the front refuses larger ones before s3s reads them.
+    let mut s3s_cfg = s3s::config::S3Config::default();
+    s3s_cfg.xml_max_body_size = usize::try_from(edge.max_xml_body).unwrap_or(usize::MAX);
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3s_cfg,
+    ))));
+    builder.set_access(http::lockout::LockoutAccess);
     builder.set_auth(auth::MetaAuth {
         meta: ctx.meta.clone(),
         master: ctx.master.clone(),
@@ -35,9 +53,13 @@ pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -
         ctx: ctx.clone(),
         node,
     });
+    let mut host = None;
     if let Some(domain) = &ctx.cfg.domain {
         match s3s::host::MultiDomain::new([domain.as_str()]) {
-            Ok(h) => builder.set_host(h),
+            Ok(h) => {
+                builder.set_host(h);
+                host = s3s::host::MultiDomain::new([domain.as_str()]).ok();
+            }
             Err(e) => {
                 tracing::error!(error = %e, %domain, "invalid virtual-host domain; using path-style only")
             }
@@ -47,5 +69,7 @@ pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -
         s3: builder.build(),
         limiter: Default::default(),
         metrics: Default::default(),
+        edge,
+        host,
     })
 }
