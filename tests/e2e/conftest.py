@@ -71,10 +71,10 @@ def pytest_runtest_makereport(item, call):
 _FATAL: list[str] = []  # a missing binary fails every later test at once, without retrying
 
 
-def _start(tmp: Path, name: str, region: str = REGION) -> Server:
+def _start(tmp: Path, name: str, region: str = REGION, extra_args: tuple[str, ...] = ()) -> Server:
     if _FATAL:
         pytest.fail(_FATAL[0], pytrace=False)
-    s = Server(tmp, name, region=region)
+    s = Server(tmp, name, region=region, extra_args=extra_args)
     error = None
     try:
         s.start()
@@ -103,11 +103,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def make_server(tmp_path_factory):
-    """Factory for dedicated servers (own data dir, optional region); all stopped at test end."""
+    """Factory for dedicated servers (own data dir, optional region and extra `strata serve`
+    flags); all stopped at test end."""
     made: list[Server] = []
 
-    def factory(region: str = REGION) -> Server:
-        s = _start(tmp_path_factory.mktemp("fresh"), "fresh", region=region)
+    def factory(region: str = REGION, extra_args: tuple[str, ...] = ()) -> Server:
+        s = _start(tmp_path_factory.mktemp("fresh"), "fresh", region=region, extra_args=extra_args)
         made.append(s)
         return s
 

@@ -85,7 +85,9 @@ class ServerError(RuntimeError):
 class Server:
     """One server process. `restart()` keeps the data dir and port; `kill9()` simulates a crash."""
 
-    def __init__(self, workdir: Path, name: str = "strata", region: str = REGION):
+    def __init__(self, workdir: Path, name: str = "strata", region: str = REGION,
+                 extra_args: tuple[str, ...] = ()):
+        self.extra_args = tuple(extra_args)  # more `strata serve` flags (e.g. edge limits)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -140,7 +142,7 @@ class Server:
             "RUST_BACKTRACE": "1",
         })
         cmd = [str(binary), "serve", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--region", self.region]
+               "--listen", f"127.0.0.1:{self.port}", "--region", self.region, *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, start_new_session=True)
         ready = threading.Event()
