@@ -26,6 +26,8 @@ struct Activity {
     write_blocked_since: AtomicU64,
     /// Requests whose handler is running (their body has its own stall timeout).
     in_flight: AtomicUsize,
+    /// Wakes the watchdog when a handler finishes, so its clocks start on time.
+    handler_done: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -35,6 +37,7 @@ impl Activity {
             last_io: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            handler_done: tokio::sync::Notify::new(),
         }
     }
     fn now(&self) -> u64 {
@@ -133,6 +136,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.touch();
+        self.0.handler_done.notify_one();
     }
 }
 
@@ -216,6 +220,7 @@ async fn serve_connection(stream: TcpStream, peer: std::net::SocketAddr, front: 
                 return;
             }
             _ = tokio::time::sleep(wait) => {}
+            _ = act.handler_done.notified() => continue,
         }
         if act.in_flight.load(Ordering::Relaxed) > 0 {
             continue;
