@@ -48,7 +48,51 @@ pub struct ServeArgs {
     /// MiB/s the background rebalance may move from older layouts to the current one (0: off).
     #[arg(long, env = "STRATA_REBALANCE_RATE", default_value_t = 16)]
     pub rebalance_rate: u64,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
+
+// ---- HTTP edge limits (docs/security-limits.md) -------------------------------------------------
+#[derive(clap::Args)]
+pub struct EdgeArgs {
+    /// Connections served at once; beyond it new connections get 503 SlowDown and are closed.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also the keep-alive wait).
+    #[arg(long, env = "STRATA_HEADER_TIMEOUT", default_value_t = 30)]
+    pub header_timeout: u64,
+    /// Seconds without any traffic, while no request is handled, after which a connection is closed.
+    #[arg(long, env = "STRATA_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Seconds a request body may deliver nothing before the request fails with RequestTimeout.
+    #[arg(long, env = "STRATA_BODY_TIMEOUT", default_value_t = 60)]
+    pub body_timeout: u64,
+    /// Largest body (bytes) of a request that is not an object upload (XML, admin JSON).
+    #[arg(long, env = "STRATA_MAX_XML_BODY", default_value_t = strata_gateway::http::limits::DEFAULT_MAX_XML_BODY)]
+    pub max_xml_body: u64,
+}
+
+impl EdgeArgs {
+    pub fn config(&self) -> anyhow::Result<strata_gateway::http::EdgeConfig> {
+        use std::time::Duration;
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.header_timeout > 0 && self.idle_timeout > 0 && self.body_timeout > 0,
+            "timeouts must be at least 1 second"
+        );
+        Ok(strata_gateway::http::EdgeConfig {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            max_xml_body: self.max_xml_body,
+        })
+    }
+}
+// -------------------------------------------------------------------------------------------------
 
 /// The local chunk store's operator verbs; scrub knows every layout the metadata tier records,
 /// so shards of old layouts are checked (and repaired) under their own geometry.
@@ -93,6 +137,7 @@ async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, Stri
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let edge = args.edge.config()?;
     private_dir(&args.data_dir)?;
     let master = Arc::new(
         MasterKey::load_or_create(&args.data_dir.join("master.key")).context("master key")?,
@@ -154,9 +199,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             domain: args.domain.clone(),
         },
     });
-    let front = strata_gateway::build_front(
+    let front = strata_gateway::build_front_with(
         ctx.clone(),
         Some(Arc::new(LocalNodeAdmin(store, engine.clone()))),
+        edge,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)

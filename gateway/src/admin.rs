@@ -1,8 +1,8 @@
 //! The operator API: `POST /?x-strata-admin=VERB` with a JSON body, signed with SigV4 like any S3
-//! request (s3s verifies the signature) and allowed only to admin users. The `strata admin` CLI
-//! is its client.
+//! request (s3s verifies the signature; SigV2, which would not sign the verb, is refused) and
+//! allowed only to admin users. The `strata admin` CLI is its client.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Uri};
@@ -17,6 +17,8 @@ use crate::context::Context;
 use crate::errors;
 
 pub const ADMIN_QUERY: &str = "x-strata-admin";
+/// Admin request bodies are small JSON documents.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// Operations that need the local chunk store (only in processes that host one).
 #[async_trait::async_trait]
@@ -71,6 +73,20 @@ impl S3Route for AdminRoute {
         method == Method::POST && uri.path() == "/" && verb(uri).is_some()
     }
 
+    /// Runs once s3s verified the signature: SigV4 only (the front refuses SigV2 already; this
+    /// keeps the operator API safe should that ever change), and the failed-signature lockout.
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        let query = crate::http::signed_headers::query_pairs(req.uri.query());
+        if crate::http::signed_headers::is_sigv2(&req.headers, &query) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+            ));
+        }
+        let key = req.credentials.as_ref().map(|c| c.access_key.as_str());
+        crate::http::lockout::check_verified(&req.extensions, key)
+    }
+
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let who = auth::caller(&self.ctx.engine, &req.credentials).await?;
         if !who.is_admin {
@@ -78,15 +94,17 @@ impl S3Route for AdminRoute {
             return Err(s3_error!(AccessDenied));
         }
         let verb = verb(&req.uri).unwrap_or_default();
-        let body = req
-            .input
+        let body = http_body_util::Limited::new(req.input, MAX_ADMIN_BODY)
             .collect()
             .await
-            .map_err(|_| s3_error!(IncompleteBody))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    s3_error!(MaxMessageLengthExceeded)
+                } else {
+                    s3_error!(IncompleteBody)
+                }
+            })?
             .to_bytes();
-        if body.len() > 64 * 1024 {
-            return Err(s3_error!(MaxMessageLengthExceeded));
-        }
         let args: Args = if body.is_empty() {
             Args::default()
         } else {
@@ -170,9 +188,10 @@ impl S3Route for AdminRoute {
                 let dir = PathBuf::from(args.dir.ok_or_else(|| bad("dir is required"))?);
                 let started = std::time::Instant::now();
                 let d = dir.clone();
-                engine
-                    .meta_call(move |m| m.backup(&d))
+                let meta = engine.meta_blocking().clone();
+                tokio::task::spawn_blocking(move || private_backup(&meta, &d))
                     .await
+                    .map_err(|_| s3_error!(InternalError))?
                     .map_err(|e| bad(format!("backup failed: {e}")))?;
                 tracing::info!(target: "strata::audit", admin = %who.user, dir = %dir.display(), "metadata backup taken");
                 json!({"backup": dir, "millis": started.elapsed().as_millis() as u64})
@@ -210,5 +229,112 @@ impl S3Route for AdminRoute {
             http::HeaderValue::from_static("application/json"),
         );
         Ok(resp)
+    }
+}
+
+/// Takes the metadata checkpoint into `dir` with the data directory's permissions: directories
+/// 0700, files 0600 (the checkpoint holds sealed secrets and wrapped keys).
+///
+/// RocksDB creates the checkpoint directory itself (it must not exist) with the process umask,
+/// so fixing modes afterwards in place would leave a window in which other local users can open
+/// the files. Instead the checkpoint is made inside a fresh 0700 staging directory next to `dir`
+/// (nobody else can enter it), its modes are fixed there, and it is renamed to `dir` (same file
+/// system, atomic). The SST files are hard links to the live store's, which the data directory
+/// already keeps private; making them 0600 changes nothing for the server.
+fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let exists = |p: &Path| p.symlink_metadata().is_ok();
+        if exists(dir) {
+            return Err(format!("{} already exists", dir.display()));
+        }
+        let name = dir
+            .file_name()
+            .ok_or_else(|| format!("{} has no final component", dir.display()))?;
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let staging = parent.join(format!(
+            ".{}.staging-{:016x}",
+            name.to_string_lossy(),
+            rand::random::<u64>()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+        let snapshot = staging.join("snapshot");
+        let result = (|| {
+            meta.backup(&snapshot).map_err(|e| e.to_string())?;
+            restrict_tree(&snapshot).map_err(|e| format!("cannot restrict permissions: {e}"))?;
+            if exists(dir) {
+                return Err(format!("{} already exists", dir.display()));
+            }
+            std::fs::rename(&snapshot, dir)
+                .map_err(|e| format!("cannot move the backup into place: {e}"))?;
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("cannot sync {}: {e}", parent.display()))
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+    #[cfg(not(unix))]
+    {
+        meta.backup(dir).map_err(|e| e.to_string())
+    }
+}
+
+/// Directories 0700, files 0600, below and including `dir` (symlinks are left alone).
+#[cfg(unix)]
+fn restrict_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            restrict_tree(&entry.path())?;
+        } else if ft.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn backup_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = strata_metadata::MetaStore::open(&tmp.path().join("meta")).unwrap();
+        let out = tmp.path().join("backups").join("b1");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        private_backup(&meta, &out).unwrap();
+        assert_eq!(mode(&out), 0o700);
+        let mut files = 0;
+        for e in std::fs::read_dir(&out).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+            files += 1;
+        }
+        assert!(files > 0 && out.join("CURRENT").is_file());
+        // no staging directory left behind; a second backup to the same place is refused
+        let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        assert!(
+            private_backup(&meta, &out)
+                .unwrap_err()
+                .contains("already exists")
+        );
     }
 }

@@ -19,6 +19,8 @@ impl S3Auth for EngineAuth {
             .await
             .map_err(crate::errors::engine)?
             .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
+        // s3s checks the signature against this key: failures are counted against it.
+        crate::http::lockout::note_key_lookup(access_key);
         let s = String::from_utf8(secret.to_vec()).map_err(|_| s3_error!(InternalError))?;
         Ok(SecretKey::from(s))
     }

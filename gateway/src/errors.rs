@@ -1,5 +1,5 @@
 //! Mapping of the engine's errors onto S3 error codes. Every S3 error body also gets a
-//! RequestId (added in `http.rs`), so handlers only pick the code and message.
+//! RequestId (added in `http/mod.rs`), so handlers only pick the code and message.
 
 use s3s::{S3Error, S3ErrorCode, s3_error};
 use strata_engine::{EngineError, Rejection};

@@ -104,9 +104,11 @@ impl Scan {
     }
 }
 
-/// A request body that scans aws-chunked framing as it passes.
+/// A request body that scans aws-chunked framing as it passes (only when `active`: other bodies
+/// pass through untouched).
 pub struct Watched<B> {
     inner: B,
+    active: bool,
     scan: Scan,
     seen: Arc<ChunkedFraming>,
 }
@@ -124,7 +126,8 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
+        if this.active
+            && let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
             this.scan = this.scan.feed(data);
@@ -155,8 +158,8 @@ pub fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("STREAMING-"))
 }
 
-/// Wraps the body of an aws-chunked request with the watcher and puts its verdict into the
-/// request extensions (s3s hands extensions on to the handlers).
+/// Wraps a request body with the watcher; for an aws-chunked request the watcher scans and its
+/// verdict goes into the request extensions (s3s hands extensions on to the handlers).
 pub fn watch<B>(req: http::Request<B>) -> http::Request<Watched<B>> {
     let chunked = is_aws_chunked(req.headers());
     let (mut parts, body) = req.into_parts();
@@ -171,6 +174,7 @@ pub fn watch<B>(req: http::Request<B>) -> http::Request<Watched<B>> {
         parts,
         Watched {
             inner: body,
+            active: chunked,
             scan: Scan::START,
             seen,
         },

@@ -4,7 +4,8 @@
 //! state of its own, so any number of gateways can serve one cluster.
 //!
 //! - [`s3`]: the S3 operations, one module per operation family.
-//! - [`http`]: connections, request ids, error bodies, auth-failure lockout, access log.
+//! - [`http`]: connections and their limits, request ids, refusals before s3s (SigV2, unsigned
+//!   headers, form POSTs, oversized bodies), error bodies, auth-failure lockout, access log.
 //! - [`admin`]: the operator API behind `strata admin`.
 //! - [`body`], [`checksum`], [`errors`]: S3 <-> engine translation of bodies, checksums, errors.
 
@@ -23,9 +24,26 @@ use std::sync::Arc;
 
 pub use context::{Context, GatewayConfig};
 
-/// Builds the HTTP front (s3s service with our auth, admin route and host parsing).
+/// Builds the HTTP front with the default edge limits.
 pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -> Arc<http::Front> {
+    build_front_with(ctx, node, http::EdgeConfig::default())
+}
+
+/// Builds the HTTP front (s3s service with our auth, access check, admin route and host
+/// parsing) with the given edge limits.
+pub fn build_front_with(
+    ctx: Arc<Context>,
+    node: Option<Arc<dyn admin::NodeAdmin>>,
+    edge: http::EdgeConfig,
+) -> Arc<http::Front> {
     let mut builder = s3s::service::S3ServiceBuilder::new(s3::StrataS3::new(ctx.clone()));
+    // s3s buffers XML bodies up to this; the front refuses larger ones before s3s reads them.
+    let mut s3s_cfg = s3s::config::S3Config::default();
+    s3s_cfg.xml_max_body_size = usize::try_from(edge.max_xml_body).unwrap_or(usize::MAX);
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3s_cfg,
+    ))));
+    builder.set_access(http::lockout::LockoutAccess);
     builder.set_auth(auth::EngineAuth {
         engine: ctx.engine.clone(),
     });
@@ -33,9 +51,13 @@ pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -
         ctx: ctx.clone(),
         node,
     });
+    let mut host = None;
     if let Some(domain) = &ctx.cfg.domain {
         match s3s::host::MultiDomain::new([domain.as_str()]) {
-            Ok(h) => builder.set_host(h),
+            Ok(h) => {
+                builder.set_host(h);
+                host = s3s::host::MultiDomain::new([domain.as_str()]).ok();
+            }
             Err(e) => {
                 tracing::error!(error = %e, %domain, "invalid virtual-host domain; using path-style only")
             }
@@ -45,5 +67,7 @@ pub fn build_front(ctx: Arc<Context>, node: Option<Arc<dyn admin::NodeAdmin>>) -
         s3: builder.build(),
         limiter: Default::default(),
         metrics: Default::default(),
+        edge,
+        host,
     })
 }

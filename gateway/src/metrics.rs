@@ -8,8 +8,37 @@ const CLASSES: [&str; 3] = ["2xx_3xx", "4xx", "5xx"];
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
 
+/// Requests and connections the HTTP edge refused or cut off, by reason.
+#[derive(Clone, Copy, Debug)]
+pub enum EdgeEvent {
+    SigV2Refused,
+    UnsignedHeaders,
+    FormPostRefused,
+    BodyTooLarge,
+    BodyStalled,
+    AuthSlowDown,
+    ConnectionRefused,
+    HeaderTimeout,
+    IdleClosed,
+    StalledReaderClosed,
+}
+
+const EDGE_REASONS: [&str; 10] = [
+    "sigv2",
+    "unsigned_headers",
+    "form_post",
+    "body_too_large",
+    "body_stalled",
+    "auth_slowdown",
+    "connection_limit",
+    "header_timeout",
+    "idle",
+    "stalled_reader",
+];
+
 #[derive(Default)]
 pub struct Metrics {
+    edge: [AtomicU64; 10],
     requests: [[AtomicU64; 3]; 6],
     latency_buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
@@ -21,6 +50,10 @@ fn method_index(m: &str) -> usize {
 }
 
 impl Metrics {
+    pub fn edge(&self, e: EdgeEvent) {
+        self.edge[e as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn observe(&self, method: &str, status: u16, elapsed: Duration) {
         let class = match status {
             500.. => 2,
@@ -63,6 +96,13 @@ impl Metrics {
         ));
         let sum = self.latency_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
         s.push_str(&format!("strata_request_duration_seconds_sum {sum}\nstrata_request_duration_seconds_count {count}\n"));
+        s.push_str("# HELP strata_edge_refusals_total Requests and connections refused or cut off at the HTTP edge.\n# TYPE strata_edge_refusals_total counter\n");
+        for (i, r) in EDGE_REASONS.iter().enumerate() {
+            let v = self.edge[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "strata_edge_refusals_total{{reason=\"{r}\"}} {v}\n"
+            ));
+        }
         s
     }
 }

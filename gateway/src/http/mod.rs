@@ -1,0 +1,417 @@
+//! The HTTP front: gives every request an id, refuses what must not reach s3s (checks that need
+//! no secret and no body), passes the rest to the s3s service, counts failed signatures, and
+//! finishes every error response the same way (RequestId and Resource in the XML body,
+//! `x-amz-request-id` header). It also writes the access log line of each request.
+//!
+//! - [`conn`]: accepting and serving connections (connection cap, timeouts).
+//! - [`limits`]: body limits, form-POST refusal, the body wrapper, [`EdgeConfig`].
+//! - [`signed_headers`]: SigV2 refusal, x-amz-* headers the signature must cover.
+//! - [`lockout`]: failed-signature accounting.
+//! - [`error_body`]: S3 error documents.
+
+pub mod conn;
+pub mod error_body;
+pub mod limits;
+pub mod lockout;
+pub mod signed_headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use s3s::service::S3Service;
+
+pub use conn::serve;
+pub use limits::EdgeConfig;
+pub use lockout::AuthLimiter;
+
+use crate::metrics::EdgeEvent;
+use error_body::{complete_error_body, error_code, error_response, s3_error_response};
+use lockout::{EdgeInfo, LOGGED_KEY_CHARS, Verdict, sanitize};
+
+/// Error bodies are small; anything bigger is passed through untouched.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Paths in access log lines are cut to this many characters.
+const LOGGED_PATH_CHARS: usize = 256;
+
+/// The access key a request claims (header or presigned query), without verifying it. Only for
+/// the access log of requests s3s never looked a key up for; never counted, never trusted.
+pub fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
+    let from_credential = |cred: &str| cred.split('/').next().map(str::to_string);
+    if let Some(auth) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(pos) = auth.find("Credential=")
+    {
+        return from_credential(&auth[pos + "Credential=".len()..]);
+    }
+    let q = req.uri().query()?;
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("X-Amz-Credential=") {
+            let v = urlencoding::decode(v).ok()?;
+            return from_credential(&v);
+        }
+    }
+    None
+}
+
+/// Presigned URLs may live at most 7 days (s3s checks expiry, not this upper bound).
+fn presign_too_long(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|p| {
+            p.strip_prefix("X-Amz-Expires=")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 604_800))
+        })
+    })
+}
+
+pub fn new_request_id() -> String {
+    let r: u64 = rand::random();
+    format!("{r:016X}")
+}
+
+pub struct Front {
+    pub s3: S3Service,
+    pub limiter: Arc<AuthLimiter>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub edge: EdgeConfig,
+    /// The virtual-host parser s3s uses, to tell object uploads from XML calls the same way.
+    pub host: Option<s3s::host::MultiDomain>,
+}
+
+/// A response the front gives without s3s, and the reason counted for it.
+struct Refused {
+    resp: Response<s3s::Body>,
+    event: Option<EdgeEvent>,
+}
+
+/// What [`Front::call_s3`] returns.
+struct Called {
+    resp: Response<s3s::Body>,
+    close: bool,
+    looked_up: Option<String>,
+}
+
+impl Front {
+    /// Checks that need neither a secret nor the body. Ok(is an object upload) = hand the
+    /// request to s3s.
+    fn screen(
+        &self,
+        req: &Request<Incoming>,
+        request_id: &str,
+        resource: &str,
+    ) -> Result<bool, Box<Refused>> {
+        let headers = req.headers();
+        let query = signed_headers::query_pairs(req.uri().query());
+        let refused = |resp, event| {
+            Err(Box::new(Refused {
+                resp,
+                event: Some(event),
+            }))
+        };
+        if signed_headers::is_sigv2(headers, &query) {
+            return refused(
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+                    &[],
+                    request_id,
+                    resource,
+                ),
+                EdgeEvent::SigV2Refused,
+            );
+        }
+        if limits::is_form_post(req.method(), headers) {
+            return refused(
+                s3_error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    request_id,
+                    resource,
+                ),
+                EdgeEvent::FormPostRefused,
+            );
+        }
+        if presign_too_long(req.uri()) {
+            return Err(Box::new(Refused {
+                resp: error_response(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                    &[],
+                    request_id,
+                    resource,
+                ),
+                event: None,
+            }));
+        }
+        match signed_headers::check_signed_headers(headers, &query) {
+            Ok(()) => {}
+            Err(signed_headers::Refusal::BadAuthorization) => {
+                return refused(
+                    error_response(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequest",
+                        "invalid header: authorization",
+                        &[],
+                        request_id,
+                        resource,
+                    ),
+                    EdgeEvent::UnsignedHeaders,
+                );
+            }
+            Err(signed_headers::Refusal::NotSigned(names)) => {
+                tracing::warn!(target: "strata::security", headers = %signed_headers::not_signed_text(&names),
+                    "request refused: x-amz-* headers not covered by the signature");
+                return refused(
+                    error_response(
+                        StatusCode::FORBIDDEN,
+                        "AccessDenied",
+                        "There were headers present in the request which were not signed",
+                        &[("HeadersNotSigned", &signed_headers::not_signed_text(&names))],
+                        request_id,
+                        resource,
+                    ),
+                    EdgeEvent::UnsignedHeaders,
+                );
+            }
+        }
+        let upload = limits::is_object_upload(
+            req.method(),
+            req.uri(),
+            headers,
+            &query,
+            self.host.as_ref().map(|h| h as &dyn s3s::host::S3Host),
+        );
+        if !upload && limits::announced_length(headers).is_some_and(|n| n > self.edge.max_xml_body)
+        {
+            return refused(
+                s3_error_response(
+                    StatusCode::BAD_REQUEST,
+                    "MaxMessageLengthExceeded",
+                    request_id,
+                    resource,
+                ),
+                EdgeEvent::BodyTooLarge,
+            );
+        }
+        Ok(upload)
+    }
+
+    /// Hands the request to s3s with its body guarded, noting which key s3s looked up. A body
+    /// that went over the limit or stalled gets its S3 error here, whatever s3s made of it.
+    async fn call_s3(
+        &self,
+        req: Request<Incoming>,
+        upload: bool,
+        peer: SocketAddr,
+        request_id: &str,
+        resource: &str,
+    ) -> Result<Called, s3s::HttpError> {
+        let flags = Arc::new(limits::BodyFlags::default());
+        let limit = (!upload).then_some(self.edge.max_xml_body);
+        let stall = self.edge.body_timeout;
+        // aws-chunked bodies must end with their final zero-length chunk (see framing.rs).
+        let mut req = crate::framing::watch(req).map(|b| {
+            s3s::Body::http_body(limits::GuardedBody::new(b, limit, stall, flags.clone()))
+        });
+        req.extensions_mut().insert(EdgeInfo {
+            peer,
+            limiter: self.limiter.clone(),
+        });
+        let (result, looked_up) = lockout::track_key_lookup(self.s3.call(req)).await;
+        let mut resp = result?;
+        let mut close = false;
+        if flags.too_large.load(Ordering::Relaxed) {
+            self.metrics.edge(EdgeEvent::BodyTooLarge);
+            close = true;
+            resp = s3_error_response(
+                StatusCode::BAD_REQUEST,
+                "MaxMessageLengthExceeded",
+                request_id,
+                resource,
+            );
+        } else if flags.stalled.load(Ordering::Relaxed) {
+            self.metrics.edge(EdgeEvent::BodyStalled);
+            tracing::info!(target: "strata::security", remote = %peer, "request body stalled: answered RequestTimeout");
+            close = true;
+            resp = s3_error_response(
+                StatusCode::BAD_REQUEST,
+                "RequestTimeout",
+                request_id,
+                resource,
+            );
+        }
+        Ok(Called {
+            resp,
+            close,
+            looked_up,
+        })
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<s3s::Body>, s3s::HttpError> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let method = req.method().clone();
+        let resource = req.uri().path().to_string();
+
+        if req.uri().path() == "/_strata/health" && method == http::Method::GET {
+            let mut resp = Response::new(s3s::Body::from("ok\n".to_string()));
+            resp.headers_mut().insert(
+                "x-amz-request-id",
+                HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")),
+            );
+            return Ok(resp);
+        }
+        if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
+            let mut resp = Response::new(s3s::Body::from(self.metrics.render()));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(resp);
+        }
+
+        let claimed_key = claimed_access_key(&req);
+        let Called {
+            mut resp,
+            close,
+            looked_up,
+        } = match self.screen(&req, &request_id, &resource) {
+            Err(r) => {
+                if let Some(e) = r.event {
+                    self.metrics.edge(e);
+                }
+                Called {
+                    resp: r.resp,
+                    // The body was not read: do not leave it for the next request to trip over.
+                    close: limits::may_have_body(req.headers()),
+                    looked_up: None,
+                }
+            }
+            Ok(upload) => {
+                self.call_s3(req, upload, peer, &request_id, &resource)
+                    .await?
+            }
+        };
+        let mut status = resp.status();
+        let mut code = None;
+        if status.is_client_error() || status.is_server_error() {
+            let (mut parts, body) = resp.into_parts();
+            let is_xml = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("xml"));
+            let small = http_body::Body::size_hint(&body)
+                .upper()
+                .is_some_and(|n| n as usize <= MAX_ERROR_BODY);
+            let mut bytes = if small {
+                body.collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default()
+            } else {
+                Bytes::new()
+            };
+            code = error_code(&bytes);
+            // Failed signatures count against the key s3s checked, and may be answered SlowDown.
+            let verdict = match code.as_deref() {
+                Some("SignatureDoesNotMatch") => {
+                    self.limiter.record_failure(looked_up.as_deref(), peer.ip())
+                }
+                Some("InvalidAccessKeyId") => self.limiter.record_failure(None, peer.ip()),
+                _ => Verdict::Plain,
+            };
+            if verdict == Verdict::SlowDown {
+                self.metrics.edge(EdgeEvent::AuthSlowDown);
+                let (p, b) = s3_error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    &request_id,
+                    &resource,
+                )
+                .into_parts();
+                (parts, bytes) = (p, b.bytes().unwrap_or_default());
+                status = parts.status;
+                code = Some("SlowDown".into());
+            } else if (is_xml || code.is_some())
+                && let Some(b) = complete_error_body(&bytes, &request_id, &resource)
+            {
+                bytes = Bytes::from(b);
+            }
+            if !parts.headers.contains_key(http::header::CONTENT_TYPE) && !bytes.is_empty() {
+                parts.headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/xml"),
+                );
+            }
+            if method == http::Method::HEAD {
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                resp = Response::from_parts(parts, s3s::Body::empty());
+            } else {
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                resp = Response::from_parts(parts, s3s::Body::from(bytes));
+            }
+        }
+        if close {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v.clone());
+            resp.headers_mut().insert("x-amz-id-2", v);
+        }
+        let elapsed = started.elapsed();
+        self.metrics
+            .observe(method.as_str(), status.as_u16(), elapsed);
+        // The access log: who, what, when, from where, result. Never a secret; untrusted strings
+        // are cut and cleaned. `access_key` is the key s3s checked, else the (unchecked) claim.
+        let who = looked_up.or(claimed_key);
+        tracing::info!(
+            target: "strata::access",
+            request_id = %request_id,
+            remote = %peer,
+            access_key = %who.as_deref().map(|k| sanitize(k, LOGGED_KEY_CHARS)).unwrap_or_else(|| "-".into()),
+            method = %method,
+            path = %sanitize(&resource, LOGGED_PATH_CHARS),
+            status = status.as_u16(),
+            error = code.as_deref().unwrap_or("-"),
+            millis = elapsed.as_millis() as u64,
+        );
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claimed_key_from_header_and_query() {
+        let r = Request::builder()
+            .uri("/b")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x")
+            .body(())
+            .unwrap();
+        assert_eq!(claimed_access_key(&r).as_deref(), Some("AKID"));
+        let r = Request::builder()
+            .uri("/b?X-Amz-Credential=AK2%2F20260101%2Fus-east-1%2Fs3%2Faws4_request")
+            .body(())
+            .unwrap();
+        assert_eq!(claimed_access_key(&r).as_deref(), Some("AK2"));
+    }
+}
