@@ -277,8 +277,9 @@ class Server:
             raise ServerError("admin CLI exists only for strata")
         cmd = [str(strata_binary()), "admin"]
         if not offline:
-            cmd += ["--endpoint", self.endpoint, "--access-key", self.access_key,
-                    "--secret-key", self.secret_key]
+            # `--opt=value`: a random secret may start with '-', which clap would take for a flag.
+            cmd += [f"--endpoint={self.endpoint}", f"--access-key={self.access_key}",
+                    f"--secret-key={self.secret_key}"]
         cmd += list(args)
         return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout, env=scrubbed_environ())
