@@ -36,10 +36,12 @@ pub fn rejection(r: Rejection) -> S3Error {
             S3ErrorCode::InvalidRequest,
             format!("Checksum algorithm {a:?} is not supported"),
         ),
+        // S3's answer when the trailer announced in x-amz-trailer is missing or another one came.
         Rejection::TrailerMismatch => S3Error::with_message(
-            S3ErrorCode::InvalidRequest,
-            "The trailing checksum announced in x-amz-trailer was not sent, or another algorithm was sent.",
-        ),
+            S3ErrorCode::Custom("MalformedTrailerError".into()),
+            "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+        )
+        .with_status(http::StatusCode::BAD_REQUEST),
         Rejection::IncompleteBody => s3_error!(IncompleteBody),
         Rejection::BodySignature => {
             s3_error!(SignatureDoesNotMatch, "The chunk signature does not match.")

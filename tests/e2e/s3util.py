@@ -30,6 +30,20 @@ def crc32_b64(data: bytes) -> str:
     return b64(zlib.crc32(data).to_bytes(4, "big"))
 
 
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), bitwise: test data is small."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def crc32c_b64(data: bytes) -> str:
+    return b64(crc32c(data).to_bytes(4, "big"))
+
+
 def sha256_b64(data: bytes) -> str:
     return b64(hashlib.sha256(data).digest())
 

@@ -127,6 +127,11 @@ def test_ranges(s3, bucket):
         assert r["ETag"] == md5_etag(data)
     resp = expect_error(s3.get_object, "InvalidRange", 416, Bucket=bucket, Key="r", Range="bytes=1000-1010")
     assert resp["Error"].get("ActualObjectSize", "1000") == "1000"
+    # Any range of an empty object is unsatisfiable (S3: 416, never 206 "bytes 0-0/0").
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    for rng in ("bytes=-1", "bytes=0-0", "bytes=0-"):
+        expect_error(s3.get_object, "InvalidRange", 416, Bucket=bucket, Key="empty", Range=rng)
+    assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
     # a range on a multi-MiB object crossing internal chunk boundaries
     big = det_bytes("bigrange", 9 * MiB + 3)
     s3.put_object(Bucket=bucket, Key="big", Body=big)

@@ -186,3 +186,89 @@ def test_streaming_integrity_failures(server, s3, bucket):
     assert status == 400 and parse_error(body)["Code"] == "BadDigest"
     for key in ("tampered", "tampered-last", "badcrc"):
         expect_error(s3.head_object, "404", 404, Bucket=bucket, Key=key)
+
+
+def _put_unsigned_framed(server, bucket: str, key: str, data: bytes, *, announced: str | None,
+                         trailer: bytes, final_chunk: bool = True, chunk: int = 64 * 1024):
+    """STREAMING-UNSIGNED-PAYLOAD-TRAILER with the framing and trailer given byte by byte."""
+    s = Signer(server.access_key, server.secret_key)
+    path = f"/{bucket}/{key}"
+    body = bytearray()
+    for p in _chunks(data, chunk)[:-1]:
+        body += f"{len(p):x}\r\n".encode() + p + b"\r\n"
+    if final_chunk:
+        body += b"0\r\n" + trailer + b"\r\n"
+    headers = {
+        "Host": server.endpoint.removeprefix("http://"),
+        "x-amz-date": s.amz_date,
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-decoded-content-length": str(len(data)),
+        "Content-Encoding": "aws-chunked",
+        "Content-Length": str(len(body)),
+    }
+    if announced:
+        headers["x-amz-trailer"] = announced
+    headers["Authorization"] = s.authorization("PUT", path, headers, "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    return _send(server, "PUT", path, headers, bytes(body))
+
+
+@pytest.mark.strata_only(reason="S3 behaviour for malformed trailers (MalformedTrailerError, IncompleteBody); moto accepts them")
+def test_announced_trailer_must_arrive_with_its_algorithm(server, s3, bucket):
+    data = det_bytes("announced", 100_000)
+    # Announced crc32, no trailer at all.
+    status, _, body = _put_unsigned_framed(server, bucket, "no-trailer", data,
+                                           announced="x-amz-checksum-crc32", trailer=b"")
+    assert status == 400 and parse_error(body)["Code"] == "MalformedTrailerError", body[:300]
+    # Announced crc32, a crc32c trailer sent (correct for the data, but not what was announced).
+    from s3util import crc32c_b64
+    status, _, body = _put_unsigned_framed(
+        server, bucket, "other-trailer", data, announced="x-amz-checksum-crc32",
+        trailer=f"x-amz-checksum-crc32c:{crc32c_b64(data)}\r\n".encode())
+    assert status == 400 and parse_error(body)["Code"] == "MalformedTrailerError", body[:300]
+    # The announced one, correct: accepted.
+    status, _, body = _put_unsigned_framed(
+        server, bucket, "right-trailer", data, announced="x-amz-checksum-crc32",
+        trailer=f"x-amz-checksum-crc32:{crc32_b64(data)}\r\n".encode())
+    assert status == 200, body[:300]
+    for key in ("no-trailer", "other-trailer"):
+        expect_error(s3.head_object, "404", 404, Bucket=bucket, Key=key)
+    assert s3.get_object(Bucket=bucket, Key="right-trailer")["Body"].read() == data
+
+
+@pytest.mark.strata_only(reason="moto accepts an aws-chunked body that stops without its final chunk")
+def test_chunked_body_without_final_chunk_is_refused(server, s3, bucket):
+    data = det_bytes("no-final", 150_000)
+    # Every data byte is sent (so the decoded length matches), but not the final 0-size chunk.
+    status, _, body = _put_unsigned_framed(server, bucket, "unsigned-cut", data,
+                                           announced="x-amz-checksum-crc32", trailer=b"",
+                                           final_chunk=False)
+    assert status == 400 and parse_error(body)["Code"] == "IncompleteBody", body[:300]
+    # Signed streaming: the final chunk carries the last chunk signature; without it, refused.
+    s = Signer(server.access_key, server.secret_key)
+    path = f"/{bucket}/signed-cut"
+    pieces = _chunks(data, 64 * 1024)[:-1]
+    headers = {
+        "Host": server.endpoint.removeprefix("http://"),
+        "x-amz-date": s.amz_date,
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "x-amz-decoded-content-length": str(len(data)),
+        "Content-Encoding": "aws-chunked",
+    }
+    raw = bytearray()
+    headers_for_len = dict(headers)
+    prev = None
+    # Content-Length is signed, so frame first with placeholder signatures to learn the length.
+    encoded_len = sum(len(f"{len(p):x};chunk-signature=") + 64 + 2 + len(p) + 2 for p in pieces)
+    headers_for_len["Content-Length"] = str(encoded_len)
+    headers_for_len["Authorization"] = s.authorization("PUT", path, headers_for_len,
+                                                       "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")
+    prev = s.seed
+    for p in pieces:
+        sig = s.chunk_signature(prev, p)
+        prev = sig
+        raw += f"{len(p):x};chunk-signature={sig}\r\n".encode() + p + b"\r\n"
+    assert len(raw) == encoded_len
+    status, _, body = _send(server, "PUT", path, headers_for_len, bytes(raw))
+    assert status == 400 and parse_error(body)["Code"] == "IncompleteBody", body[:300]
+    for key in ("unsigned-cut", "signed-cut"):
+        expect_error(s3.head_object, "404", 404, Bucket=bucket, Key=key)
