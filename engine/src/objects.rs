@@ -36,13 +36,33 @@ pub struct Written {
     pub outcome: PutOutcome,
 }
 
-/// How a delete is asked for, and by whom (for the log and, later, the destruction record).
+/// Why a version (or the marker of a delete) is asked for: carried to the log and, when data is
+/// really destroyed, to the destruction record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DeleteReason {
+    /// An S3 DeleteObject/DeleteObjects request.
+    UserRequest { request_id: Option<String> },
+    /// A lifecycle rule fired.
+    Lifecycle { rule_id: String },
+    /// The version's retention period ended (retention-driven destruction).
+    RetentionEnd,
+    /// The whole bucket is being destroyed.
+    BucketPurge,
+    /// The owner's account was closed and its grace period ended.
+    AccountClosure,
+    /// An operator verb.
+    Admin { request_id: Option<String> },
+}
+
+/// How a delete is asked for, and by whom (for the log and the destruction record).
 #[derive(Clone, Debug)]
 pub struct DeleteRequest {
     pub version_id: Option<String>,
     pub bypass_governance: bool,
     /// User id (or job name) asking.
     pub actor: String,
+    pub reason: DeleteReason,
 }
 
 impl Engine {
@@ -194,7 +214,7 @@ impl Engine {
             })
             .await?;
         if let Some(removed) = &out.removed {
-            tracing::info!(bucket = %bucket.name, key = %key, version = %removed.version_id, size = removed.size, actor = %req.actor, "object version deleted");
+            tracing::info!(bucket = %bucket.name, key = %key, version = %removed.version_id, size = removed.size, actor = %req.actor, reason = ?req.reason, "object version deleted");
         }
         Ok(out)
     }

@@ -76,6 +76,10 @@ pub fn new_request_id() -> String {
     format!("{r:016X}")
 }
 
+/// The id of the request being handled (the `x-amz-request-id` it is answered with).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
 pub struct Front {
     pub s3: S3Service,
     pub limiter: Arc<AuthLimiter>,
@@ -226,6 +230,9 @@ impl Front {
             peer,
             limiter: self.limiter.clone(),
         });
+        // Handlers record it where a request's effect outlives it (e.g. destruction records).
+        req.extensions_mut()
+            .insert(RequestId(request_id.to_string()));
         let (result, looked_up) = lockout::track_key_lookup(self.s3.call(req)).await;
         let mut resp = result?;
         let mut close = false;

@@ -3,7 +3,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use strata_engine::objects::DeleteRequest;
+use strata_engine::objects::{DeleteReason, DeleteRequest};
 use strata_metadata::{BucketRecord, VersioningState};
 
 use super::StrataS3;
@@ -23,6 +23,7 @@ impl StrataS3 {
         version_id: &Option<String>,
         bypass: bool,
         actor: &str,
+        request_id: Option<String>,
     ) -> S3Result<(Option<String>, bool)> {
         check_key(key)?;
         let vid = requested_version(version_id)?;
@@ -36,6 +37,7 @@ impl StrataS3 {
                     version_id: vid.map(str::to_string),
                     bypass_governance: bypass,
                     actor: actor.to_string(),
+                    reason: DeleteReason::UserRequest { request_id },
                 },
             )
             .await
@@ -52,6 +54,7 @@ impl StrataS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let who = self.caller(&req.credentials).await?;
+        let request_id = request_id(&req.extensions);
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
@@ -65,7 +68,14 @@ impl StrataS3 {
             ));
         }
         let (version_id, marker) = self
-            .delete_one(&bucket, &input.key, &input.version_id, bypass, &who.user)
+            .delete_one(
+                &bucket,
+                &input.key,
+                &input.version_id,
+                bypass,
+                &who.id,
+                request_id,
+            )
             .await?;
         let mut resp = S3Response::new(DeleteObjectOutput {
             delete_marker: marker.then_some(true),
@@ -81,6 +91,7 @@ impl StrataS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let who = self.caller(&req.credentials).await?;
+        let request_id = request_id(&req.extensions);
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
@@ -95,7 +106,14 @@ impl StrataS3 {
         let mut failed = Vec::new();
         for obj in input.delete.objects {
             match self
-                .delete_one(&bucket, &obj.key, &obj.version_id, bypass, &who.user)
+                .delete_one(
+                    &bucket,
+                    &obj.key,
+                    &obj.version_id,
+                    bypass,
+                    &who.id,
+                    request_id.clone(),
+                )
                 .await
             {
                 Ok((version_id, marker)) => {
@@ -127,4 +145,9 @@ impl StrataS3 {
             ..Default::default()
         }))
     }
+}
+
+/// The id the front gave this request (see `http::RequestId`).
+fn request_id(ext: &http::Extensions) -> Option<String> {
+    ext.get::<crate::http::RequestId>().map(|r| r.0.clone())
 }
