@@ -504,7 +504,11 @@ fn check_records(src: &dyn Source, set: &IndexSet, n: u64, root: &Hash) -> Resul
                         rec_err(
                             e,
                             RecordProblem::Altered,
-                            format!("its bytes are not the logged record ({why})"),
+                            format!(
+                                "the line does not match its inclusion proof against the \
+                                 checkpoint of size {n}: the record or its proof ({PROOFS} \
+                                 line {line}) was altered ({why})"
+                            ),
                         )
                     });
                 }
