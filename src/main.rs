@@ -5,6 +5,7 @@
 //! - `strata admin ...`: operator verbs against a running server, and offline restore.
 
 mod admin_client;
+mod destruction_cli;
 mod serve;
 
 use std::net::SocketAddr;
@@ -103,6 +104,11 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: WorkerVerb,
     },
+    /// The destruction log: verify an export offline, print the log's public key.
+    Destruction {
+        #[command(subcommand)]
+        verb: destruction_cli::DestructionVerb,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +191,8 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             println!("{}", json!({"restored": backup_dir, "into": db}));
             return Ok(());
         }
+        // Offline: no server, no credentials.
+        AdminVerb::Destruction { verb } => return destruction_cli::run(verb),
         AdminVerb::User {
             verb: UserVerb::Add { name },
         } => ("user-add", json!({"name": name})),

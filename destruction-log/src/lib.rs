@@ -26,6 +26,14 @@ pub fn public_key_pem_of(dir: &std::path::Path) -> Result<String, LogError> {
     keys::public_key_pem_of(dir).map_err(LogError::Key)
 }
 
+/// The log name (`strata.destruction-log/<fingerprint>`) that checkpoints signed by this public
+/// key (PEM) carry.
+pub fn origin_of(public_key_pem: &str) -> Result<String, LogError> {
+    parse_public_key_pem(public_key_pem)
+        .map(|k| keys::origin(&k))
+        .map_err(LogError::Key)
+}
+
 /// Names of the files of an export directory.
 pub const EXPORT_FILES: [&str; 5] = export::FILES;
 
