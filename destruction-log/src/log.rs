@@ -134,10 +134,13 @@ struct Inner {
 
 impl Inner {
     fn index_op(&mut self, op: u64, i: u64) {
-        if self.by_op.contains_key(&op) {
-            self.op_more.entry(op).or_default().push(i);
-        } else {
-            self.by_op.insert(op, i);
+        match self.by_op.entry(op) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.op_more.entry(op).or_default().push(i)
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
         }
     }
     fn op_candidates(&self, op: u64) -> Vec<u64> {

@@ -127,7 +127,9 @@ pub(crate) mod tests {
             version_id: format!("v{n:04}"),
             size: 1000 + n,
             etag: format!("\"{n:032x}\""),
-            checksum: (n % 2 == 0).then(|| ("CRC32C".to_string(), "yZRlqg==".to_string())),
+            checksum: n
+                .is_multiple_of(2)
+                .then(|| ("CRC32C".to_string(), "yZRlqg==".to_string())),
             storage_class: "STANDARD".into(),
             written_ms: 1_700_000_000_000 + n as i64,
             destroyed_ms: 1_800_000_000_000 + n as i64,
