@@ -306,12 +306,8 @@ impl DestructionLog {
             }
             self.add_leaf(&mut inner, offset, payload, &leaf.record)
         })?;
-        self.cut_tail(&self.records, RECORDS, end, tail)?;
         inner.records_end = end;
         let n = inner.entries.len() as u64;
-        self.index.set_len(n * ENTRY_LEN)?;
-        self.tree
-            .set_len(if n == 0 { 0 } else { (2 * n - 1) * 32 })?;
 
         let (cend, ctail) = frame::scan(
             &self.checkpoints,
@@ -325,8 +321,16 @@ impl DestructionLog {
                 Ok::<(), LogError>(())
             },
         )?;
-        self.cut_tail(&self.checkpoints, CHECKPOINTS, cend, ctail)?;
         inner.checkpoints_end = cend;
+        // Everything is checked before anything is cut: a record a checkpoint covers was
+        // acknowledged, so a "torn" frame under it is damage, and the files stay as they are.
+        for (name, t) in [(RECORDS, &tail), (CHECKPOINTS, &ctail)] {
+            if let Tail::Corrupt(at) = t {
+                return Err(corrupt(format!(
+                    "{name}: damaged frame at offset {at} followed by more data"
+                )));
+            }
+        }
         if let Some(cp) = &inner.latest {
             let root = merkle::root(&TreeFile(&self.tree), cp.tree_size.min(n))?;
             if cp.tree_size > n || cp.root_bytes() != root {
@@ -336,6 +340,11 @@ impl DestructionLog {
                 )));
             }
         }
+        self.cut_tail(&self.records, RECORDS, end, tail)?;
+        self.cut_tail(&self.checkpoints, CHECKPOINTS, cend, ctail)?;
+        self.index.set_len(n * ENTRY_LEN)?;
+        self.tree
+            .set_len(if n == 0 { 0 } else { (2 * n - 1) * 32 })?;
         Ok(inner)
     }
 

@@ -478,9 +478,42 @@ fn a_torn_tail_is_cut_at_open_and_damage_is_refused() {
         DestructionLog::open(&path),
         Err(LogError::Corrupt(_))
     ));
+    assert_eq!(
+        fs::read(&records).unwrap(),
+        early,
+        "a refused open cuts nothing"
+    );
     fs::write(&records, &bytes).unwrap();
     let log = DestructionLog::open(&path).unwrap();
     assert_eq!(log.len().unwrap(), 6);
+}
+
+/// A bad last frame that a checkpoint covers was acknowledged: it is damage, not a torn
+/// append, and open refuses without cutting anything.
+#[test]
+fn a_bad_last_record_under_a_checkpoint_is_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let log = DestructionLog::open_with_options(&path, LogOptions { sync_every: 1000 }).unwrap();
+    for i in 0..3 {
+        log.append(record(&format!("op-{i}"), "b", "k", i)).unwrap();
+    }
+    drop(log);
+    // Sync point before the last record only: reopen, checkpoint at 3 happens now.
+    let log = DestructionLog::open_with_options(&path, LogOptions { sync_every: 1000 }).unwrap();
+    log.checkpoint(5).unwrap();
+    drop(log);
+    fs::remove_file(path.join("state.json")).unwrap(); // replay everything
+    let records = path.join("records.log");
+    let mut b = fs::read(&records).unwrap();
+    let last = b.len() - 10;
+    b[last] ^= 1;
+    fs::write(&records, &b).unwrap();
+    assert!(matches!(
+        DestructionLog::open(&path),
+        Err(LogError::Corrupt(_))
+    ));
+    assert_eq!(fs::read(&records).unwrap(), b, "nothing cut");
 }
 
 #[test]
