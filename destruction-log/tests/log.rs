@@ -388,6 +388,45 @@ fn any_single_byte_change_fails_and_names_the_record() {
     verify_export(&out, &pem).unwrap();
 }
 
+/// Edits that leave every JSON value the same (a space, an escaped letter) still fail: the
+/// verifier accepts only the exporter's exact bytes.
+#[test]
+fn json_that_parses_the_same_but_is_spelled_differently_fails() {
+    let (_d, out, pem) = export_of(5, None);
+    for name in strata_destruction_log::EXPORT_FILES {
+        let path = out.join(name);
+        let orig = fs::read_to_string(&path).unwrap();
+        assert!(!orig.is_empty(), "{name}");
+        let first = orig.lines().next().unwrap().to_string();
+        let rest = &orig[first.len()..];
+        let spaced = first.replacen(":", ": ", 1);
+        // The first key's first letter escaped, e.g. `"index"` -> `"\u0069ndex"`.
+        let q = first.find('"').unwrap();
+        let c = first[q + 1..].chars().next().unwrap();
+        let escaped = format!(
+            "{}\\u{:04x}{}",
+            &first[..=q],
+            c as u32,
+            &first[q + 1 + c.len_utf8()..]
+        );
+        let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&escaped).unwrap(),
+            v
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&spaced).unwrap(),
+            v
+        );
+        for variant in [spaced, escaped] {
+            fs::write(&path, format!("{variant}{rest}")).unwrap();
+            assert!(verify_export(&out, &pem).is_err(), "{name}: {variant}");
+        }
+        fs::write(&path, &orig).unwrap();
+    }
+    verify_export(&out, &pem).unwrap();
+}
+
 #[test]
 fn bad_or_inconsistent_checkpoints_are_named() {
     use base64::Engine as _;
