@@ -385,12 +385,18 @@ impl DestructionLog {
             )));
         }
         let n = s.records;
-        let tree_len = if n == 0 { 0 } else { (2 * n - 1) * 32 };
-        if self.index.metadata()?.len() < n * ENTRY_LEN || self.tree.metadata()?.len() < tree_len {
+        // (checked: a damaged state.json must neither overflow nor allocate absurdly)
+        let (Some(index_len), Some(tree_len)) = (
+            n.checked_mul(ENTRY_LEN),
+            n.checked_mul(64).map(|b| b.saturating_sub(32)),
+        ) else {
+            return Ok(None);
+        };
+        if self.index.metadata()?.len() < index_len || self.tree.metadata()?.len() < tree_len {
             return Ok(None);
         }
         let mut inner = Inner::default();
-        let mut buf = vec![0u8; (n * ENTRY_LEN) as usize];
+        let mut buf = vec![0u8; index_len as usize];
         self.index.read_exact_at(&mut buf, 0)?;
         let mut expect = 0u64;
         for chunk in buf.chunks_exact(ENTRY_LEN as usize) {

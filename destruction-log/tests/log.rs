@@ -562,7 +562,7 @@ fn derived_files_are_rebuilt_when_missing_or_damaged() {
     let log = filled(&path, 9);
     let root = log.checkpoint(99_999).unwrap().root_hash;
     drop(log);
-    for damage in ["index", "tree", "state", "all"] {
+    for damage in ["index", "tree", "state", "huge", "all"] {
         match damage {
             "index" => {
                 let p = path.join("index.bin");
@@ -578,6 +578,14 @@ fn derived_files_are_rebuilt_when_missing_or_damaged() {
                 fs::write(&p, b).unwrap();
             }
             "state" => fs::write(path.join("state.json"), b"{not json").unwrap(),
+            "huge" => {
+                // Well-formed, but naming an absurd number of records.
+                let p = path.join("state.json");
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+                v["records"] = serde_json::json!(u64::MAX);
+                fs::write(&p, v.to_string()).unwrap();
+            }
             _ => {
                 for f in ["index.bin", "tree.bin", "state.json"] {
                     fs::remove_file(path.join(f)).unwrap();
