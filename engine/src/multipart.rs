@@ -327,5 +327,6 @@ fn assemble(
             .collect(),
         retention: upload.retention.clone(),
         legal_hold: upload.legal_hold,
+        archive: None,
     })
 }

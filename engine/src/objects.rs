@@ -124,6 +124,7 @@ impl Engine {
             parts: Vec::new(),
             retention: attrs.retention,
             legal_hold: attrs.legal_hold,
+            archive: None,
         };
         self.commit_version(bucket, key, stored, version, precondition)
             .await
