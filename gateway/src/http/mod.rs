@@ -312,6 +312,10 @@ impl Front {
                     .await?
             }
         };
+        // An operation whose status s3s does not carry (RestoreObject's 202) sets it here.
+        if let Some(o) = resp.extensions().get::<crate::s3::StatusOverride>() {
+            *resp.status_mut() = o.0;
+        }
         let mut status = resp.status();
         let mut code = None;
         if status.is_client_error() || status.is_server_error() {

@@ -24,6 +24,11 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::context::Context;
 
+/// A response status s3s does not carry for an operation (RestoreObject's 202 Accepted): put
+/// in the response's extensions, applied by the HTTP front.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusOverride(pub http::StatusCode);
+
 #[derive(Clone)]
 pub struct StrataS3 {
     pub(crate) ctx: Arc<Context>,

@@ -62,10 +62,10 @@ impl StrataS3 {
                 e => errors::engine(e),
             })?;
         let mut resp = S3Response::new(RestoreObjectOutput::default());
-        resp.status = Some(match out {
-            RestoreRequestOutcome::Started => http::StatusCode::ACCEPTED,
-            _ => http::StatusCode::OK,
-        });
+        if out == RestoreRequestOutcome::Started {
+            resp.extensions
+                .insert(super::StatusOverride(http::StatusCode::ACCEPTED));
+        }
         Ok(resp)
     }
 }
