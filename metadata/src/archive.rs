@@ -701,6 +701,7 @@ impl MetaStore {
     /// RestoreObject on an archived version. `expiry_from_now`: the expiry a restore done now
     /// would get (the engine computes it, with the day scale). `ObjectAlreadyInActiveTier` is
     /// the caller's check (not an archive class).
+    #[allow(clippy::too_many_arguments)]
     pub fn request_restore(
         &self,
         bucket: &str,
@@ -870,27 +871,24 @@ impl MetaStore {
             let mut b = Batch::default();
             b.equals(Space::Sys, &ik, &iraw);
             b.delete(Space::Sys, ik);
-            match &vraw {
-                Some(raw) => {
-                    let rec: VersionRecord = decode(raw)?;
-                    let current = rec.archive.as_ref().and_then(|a| a.restore.as_ref());
-                    match current {
-                        Some(r) if r.segments == entry.segments => {
-                            if r.expiry.is_some_and(|e| e > now) {
-                                return Ok(false);
-                            }
-                            let mut new = rec.clone();
-                            if let Some(a) = new.archive.as_mut() {
-                                a.restore = None;
-                            }
-                            b.equals(Space::Versions, vkey, raw);
-                            b.put(Space::Versions, vkey.to_vec(), encode(&new));
-                        }
-                        // Replaced by a newer restore: these segments are no one's any more.
-                        _ => {}
+            if let Some(raw) = &vraw {
+                let rec: VersionRecord = decode(raw)?;
+                let current = rec.archive.as_ref().and_then(|a| a.restore.as_ref());
+                // Another copy than this entry's (replaced by a newer restore): these segments
+                // are no one's any more, and the version keeps its own.
+                if let Some(r) = current
+                    && r.segments == entry.segments
+                {
+                    if r.expiry.is_some_and(|e| e > now) {
+                        return Ok(false);
                     }
+                    let mut new = rec.clone();
+                    if let Some(a) = new.archive.as_mut() {
+                        a.restore = None;
+                    }
+                    b.equals(Space::Versions, vkey, raw);
+                    b.put(Space::Versions, vkey.to_vec(), encode(&new));
                 }
-                None => {}
             }
             self.stage_gc(&mut b, entry.segments.clone(), "restore-expired", now);
             self.kv().commit(b)?;

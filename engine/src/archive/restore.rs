@@ -28,7 +28,7 @@ impl Engine {
         days: i64,
         tier: &str,
     ) -> Result<RestoreRequestOutcome, EngineError> {
-        if days < 1 || days > MAX_RESTORE_DAYS {
+        if !(1..=MAX_RESTORE_DAYS).contains(&days) {
             return Err(Rejection::InvalidRestore("Days must be a positive integer".into()).into());
         }
         if !matches!(tier, "Expedited" | "Standard" | "Bulk") {
