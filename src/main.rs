@@ -133,6 +133,9 @@ enum LifecycleVerb {
         #[arg(long)]
         json: bool,
     },
+    /// Per-rule counters in the Prometheus text format (bucket and rule labels; the
+    /// unauthenticated /_strata/metrics has only the sums).
+    Metrics,
     /// What the current rules would do in the next N (lifecycle) days, without doing it.
     Preview {
         bucket: String,
@@ -161,6 +164,7 @@ fn lifecycle_call(v: LifecycleVerb) -> (&'static str, serde_json::Value, bool) {
         LifecycleVerb::Status { bucket, json } => {
             ("lifecycle-status", json!({"bucket": bucket}), json)
         }
+        LifecycleVerb::Metrics => ("lifecycle-metrics", json!({}), false),
         LifecycleVerb::Explain {
             bucket,
             key,
@@ -491,6 +495,12 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         .secret_key
         .ok_or_else(|| anyhow::anyhow!("--secret-key (or STRATA_SECRET_KEY) is required"))?;
     let out = admin_client::call(&args.endpoint, &ak, &sk, &args.region, verb, &body).await?;
+    if verb == "lifecycle-metrics"
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out)
+    {
+        print!("{}", v["prometheus"].as_str().unwrap_or_default());
+        return Ok(());
+    }
     if readable && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) {
         print!("{}", render_readable(verb, &v));
         return Ok(());

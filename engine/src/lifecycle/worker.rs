@@ -651,9 +651,24 @@ pub async fn status(engine: &Engine, bucket: Option<&str>) -> Result<Value, Engi
     Ok(status_json(&p, now_ms(), bucket))
 }
 
-/// The lifecycle counters as Prometheus text (the lead's `/_strata/metrics` appends it).
-pub async fn prometheus(engine: &Engine) -> Result<String, EngineError> {
-    let v = status(engine, None).await?;
+/// The lifecycle counters as Prometheus text. `per_rule`: one series per bucket and rule
+/// (the labels name buckets and rules: for an authenticated scrape only); otherwise sums over
+/// all rules (lag: the largest), safe for the unauthenticated `/_strata/metrics`.
+pub async fn prometheus(engine: &Engine, per_rule: bool) -> Result<String, EngineError> {
+    let mut v = status(engine, None).await?;
+    if !per_rule {
+        let mut total = serde_json::Map::new();
+        for st in v["rules"].as_object().cloned().unwrap_or_default().values() {
+            for (k, x) in st.as_object().into_iter().flatten() {
+                if let Some(n) = x.as_u64() {
+                    let cur = total.get(k).and_then(Value::as_u64).unwrap_or(0);
+                    let new = if k == "lag_ms" { cur.max(n) } else { cur + n };
+                    total.insert(k.clone(), json!(new));
+                }
+            }
+        }
+        v["rules"] = json!({ "": total });
+    }
     let mut s = String::new();
     s.push_str("# HELP strata_lifecycle_actions_total Lifecycle actions done, by bucket, rule and kind.\n# TYPE strata_lifecycle_actions_total counter\n");
     let rules = v["rules"].as_object().cloned().unwrap_or_default();
@@ -666,6 +681,21 @@ pub async fn prometheus(engine: &Engine) -> Result<String, EngineError> {
         };
         format!("bucket=\"{}\",rule=\"{}\"", esc(b), esc(r))
     };
+    // `{labels}` of a series: the rule's, plus `extra`.
+    let labels = |k: &str, extra: &str| {
+        let l: Vec<String> = [
+            (!k.is_empty()).then(|| label(k)),
+            (!extra.is_empty()).then(|| extra.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if l.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", l.join(","))
+        }
+    };
     for (k, st) in &rules {
         for kind in [
             "expired",
@@ -675,8 +705,8 @@ pub async fn prometheus(engine: &Engine) -> Result<String, EngineError> {
             "uploads_aborted",
         ] {
             s.push_str(&format!(
-                "strata_lifecycle_actions_total{{{},kind=\"{kind}\"}} {}\n",
-                label(k),
+                "strata_lifecycle_actions_total{} {}\n",
+                labels(k, &format!("kind=\"{kind}\"")),
                 st[kind].as_u64().unwrap_or(0)
             ));
         }
@@ -724,12 +754,12 @@ pub async fn prometheus(engine: &Engine) -> Result<String, EngineError> {
             let n = st[field].as_u64().unwrap_or(0);
             if field == "lag_ms" {
                 s.push_str(&format!(
-                    "{metric}{{{}}} {:.3}\n",
-                    label(k),
+                    "{metric}{} {:.3}\n",
+                    labels(k, ""),
                     n as f64 / 1000.0
                 ));
             } else {
-                s.push_str(&format!("{metric}{{{}}} {n}\n", label(k)));
+                s.push_str(&format!("{metric}{} {n}\n", labels(k, "")));
             }
         }
     }

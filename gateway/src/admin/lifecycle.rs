@@ -1,5 +1,6 @@
 //! Operator verbs of the lifecycle engine and the archive tier: `lifecycle-status`,
-//! `lifecycle-explain`, `lifecycle-preview`, `archive-status` (all read-only).
+//! `lifecycle-explain`, `lifecycle-preview`, `lifecycle-metrics` (per-rule Prometheus text),
+//! `archive-status` (all read-only).
 
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use serde::Deserialize;
@@ -25,7 +26,11 @@ fn bad(msg: impl Into<String>) -> S3Error {
 pub(crate) async fn handle(engine: &Engine, verb: &str, body: &[u8]) -> Option<S3Result<Value>> {
     if !matches!(
         verb,
-        "lifecycle-status" | "lifecycle-explain" | "lifecycle-preview" | "archive-status"
+        "lifecycle-status"
+            | "lifecycle-explain"
+            | "lifecycle-preview"
+            | "lifecycle-metrics"
+            | "archive-status"
     ) {
         return None;
     }
@@ -82,6 +87,12 @@ async fn run(engine: &Engine, verb: &str, body: &[u8]) -> S3Result<Value> {
             )
             .await
             .map_err(errors::engine)
+        }
+        "lifecycle-metrics" => {
+            let text = strata_engine::lifecycle::worker::prometheus(engine, true)
+                .await
+                .map_err(errors::engine)?;
+            Ok(json!({ "prometheus": text }))
         }
         "lifecycle-preview" => {
             let bucket = need_bucket()?;

@@ -282,7 +282,8 @@ impl Front {
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
-            let mut resp = Response::new(s3s::Body::from(self.metrics.render()));
+            let text = self.metrics.render() + &self.metrics.render_engine().await;
+            let mut resp = Response::new(s3s::Body::from(text));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
