@@ -767,9 +767,13 @@ impl MetaStore {
         })
     }
 
-    /// Restores requested and not yet done.
-    pub fn pending_restores(&self, limit: usize) -> Result<Vec<QueuedVersion>> {
-        self.queued(RESTORE_PREFIX, None, limit)
+    /// Restores requested and not yet done, after the version key `after`.
+    pub fn pending_restores(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<QueuedVersion>> {
+        self.queued(RESTORE_PREFIX, after, limit)
     }
 
     /// Drops a restore queue entry whose version is gone or has no restore running.

@@ -196,12 +196,12 @@ fn restore_state_machine() {
     };
     assert_eq!(r(0), RestoreRequestOutcome::Started);
     assert_eq!(r(1), RestoreRequestOutcome::InProgress);
-    let q = s.pending_restores(10).unwrap();
+    let q = s.pending_restores(None, 10).unwrap();
     assert_eq!(q.len(), 1);
     let copy = segment(4, 2, 100);
     s.begin_write(&copy, INSTANCE, 1).unwrap();
     s.complete_restore(&q[0].vkey, copy.clone(), 500).unwrap();
-    assert!(s.pending_restores(10).unwrap().is_empty());
+    assert!(s.pending_restores(None, 10).unwrap().is_empty());
     let got = s.get_version("b", "k", None).unwrap();
     assert!(!got.needs_restore());
     assert_eq!(r(2), RestoreRequestOutcome::Extended(102));

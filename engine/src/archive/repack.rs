@@ -26,6 +26,9 @@ pub struct ArchiveWorker {
     stale: u64,
     failed: u64,
     queued: usize,
+    /// Where the queue is read from: past an entry that failed, so one bad version does not
+    /// hold up the others (back to the start once the end is reached).
+    after: Option<Vec<u8>>,
 }
 
 impl ArchiveWorker {
@@ -37,6 +40,7 @@ impl ArchiveWorker {
             stale: 0,
             failed: 0,
             queued: 0,
+            after: None,
         }
     }
 
@@ -121,19 +125,25 @@ impl Worker for ArchiveWorker {
     }
 
     async fn work(&mut self) -> Result<WorkState, String> {
+        let after = self.after.clone();
         let batch = self
             .engine
-            .meta_call(|m| m.pending_archives(None, BATCH))
+            .meta_call(move |m| m.pending_archives(after.as_deref(), BATCH))
             .await
             .map_err(|e| e.to_string())?;
         self.queued = batch.len();
         if batch.is_empty() {
+            if self.after.take().is_some() {
+                return Ok(WorkState::Busy);
+            }
             return Ok(WorkState::Idle);
         }
         for q in batch {
             let what = format!("{}/{}", q.bucket, q.key);
+            let vkey = q.vkey.clone();
             if let Err(e) = self.repack(q).await {
                 self.failed += 1;
+                self.after = Some(vkey);
                 return Err(format!("repacking {what}: {e}"));
             }
         }

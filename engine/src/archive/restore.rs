@@ -175,11 +175,24 @@ impl Worker for RestoreWorker {
     async fn work(&mut self) -> Result<WorkState, String> {
         let now = now_ms();
         let mut did = false;
-        let queue = self
-            .engine
-            .meta_call(|m| m.pending_restores(256))
-            .await
-            .map_err(|e| e.to_string())?;
+        // Every waiting request is looked at (pages of 256): requests are in key order, not
+        // in the order their tier delays end.
+        let mut queue = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        for _ in 0..64 {
+            let a = after.clone();
+            let page = self
+                .engine
+                .meta_call(move |m| m.pending_restores(a.as_deref(), 256))
+                .await
+                .map_err(|e| e.to_string())?;
+            let full = page.len() == 256;
+            after = page.last().map(|q| q.vkey.clone());
+            queue.extend(page);
+            if !full {
+                break;
+            }
+        }
         self.waiting = queue.len();
         for q in queue {
             let running = q
