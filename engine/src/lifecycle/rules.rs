@@ -223,8 +223,8 @@ fn filter(rule: &RuleDraft) -> Result<RuleFilter, EngineError> {
                     + a.tags.len()
                     + out.size_greater_than.is_some() as usize
                     + out.size_less_than.is_some() as usize;
-                if conditions < 2 && a.tags.is_empty() {
-                    // An And with a single condition is not what S3 accepts.
+                if conditions < 2 {
+                    // And combines two or more predicates (two tags count as two).
                     return Err(malformed());
                 }
                 let mut seen = HashSet::new();
