@@ -109,7 +109,268 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: destruction_cli::DestructionVerb,
     },
+    /// Lifecycle engine: status per rule, explain one version, preview what is coming.
+    Lifecycle {
+        #[command(subcommand)]
+        verb: LifecycleVerb,
+    },
+    /// Archive tier: containers (live/dead bytes), repack and restore queues.
+    Archive {
+        #[command(subcommand)]
+        verb: ArchiveVerb,
+    },
 }
+
+// ---- lifecycle and archive verbs -----------------------------------------------------------------
+#[derive(Subcommand)]
+enum LifecycleVerb {
+    /// Per-rule counters (scanned, actions by kind, bytes, errors, lag) and the pass state.
+    Status {
+        bucket: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which rule applies to a version, when it is due, and why nothing happened yet.
+    Explain {
+        bucket: String,
+        key: String,
+        #[arg(long)]
+        version_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-rule counters in the Prometheus text format (bucket and rule labels; the
+    /// unauthenticated /_strata/metrics has only the sums).
+    Metrics,
+    /// What the current rules would do in the next N (lifecycle) days, without doing it.
+    Preview {
+        bucket: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Versions examined at most.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveVerb {
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// (verb, body, --json) of a lifecycle/archive command.
+fn lifecycle_call(v: LifecycleVerb) -> (&'static str, serde_json::Value, bool) {
+    use serde_json::json;
+    match v {
+        LifecycleVerb::Status { bucket, json } => {
+            ("lifecycle-status", json!({"bucket": bucket}), json)
+        }
+        LifecycleVerb::Metrics => ("lifecycle-metrics", json!({}), false),
+        LifecycleVerb::Explain {
+            bucket,
+            key,
+            version_id,
+            json,
+        } => (
+            "lifecycle-explain",
+            json!({"bucket": bucket, "key": key, "version_id": version_id}),
+            json,
+        ),
+        LifecycleVerb::Preview {
+            bucket,
+            days,
+            limit,
+            json,
+        } => (
+            "lifecycle-preview",
+            json!({"bucket": bucket, "days": days, "limit": limit}),
+            json,
+        ),
+    }
+}
+
+/// A readable rendering of the lifecycle/archive answers (`--json` prints them as they are).
+fn render_readable(verb: &str, v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let ms = |x: &serde_json::Value| x.as_i64().map(fmt_ms).unwrap_or_else(|| "-".into());
+    match verb {
+        "lifecycle-status" => {
+            out += &format!(
+                "passes {}  running {}  versions scanned {}  last pass end {}  pending actions {}
+",
+                v["passes"],
+                v["pass_running"],
+                v["versions_scanned"],
+                ms(&v["last_pass_end"]),
+                v["pending_actions"]
+            );
+            out += &format!(
+                "{:<40} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>10}
+",
+                "bucket/rule",
+                "scanned",
+                "expired",
+                "nc-exp",
+                "dm-rm",
+                "transit",
+                "aborted",
+                "locked",
+                "stale",
+                "errors",
+                "lag"
+            );
+            for (k, r) in v["rules"].as_object().into_iter().flatten() {
+                out += &format!(
+                    "{:<40} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>9}s
+",
+                    k,
+                    r["scanned"],
+                    r["expired"],
+                    r["noncurrent_expired"],
+                    r["delete_markers_removed"],
+                    r["transitioned"],
+                    r["uploads_aborted"],
+                    r["locked"],
+                    r["stale"],
+                    r["errors"],
+                    r["lag_ms"].as_i64().unwrap_or(0) / 1000
+                );
+            }
+        }
+        "lifecycle-explain" => {
+            out += &format!(
+                "{}/{} version {} ({}; {}, {} bytes)
+",
+                v["bucket"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or(""),
+                v["version_id"].as_str().unwrap_or(""),
+                if v["is_latest"].as_bool() == Some(true) {
+                    "current"
+                } else {
+                    "noncurrent"
+                },
+                v["storage_class"].as_str().unwrap_or(""),
+                v["size"]
+            );
+            for r in v["rules"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "  rule {}: enabled {}, filter matches {}",
+                    r["rule_id"], r["enabled"], r["filter_matches"]
+                );
+                for a in r["actions"].as_array().into_iter().flatten() {
+                    out += &format!(
+                        "; {} due {}{}",
+                        a["action"].as_str().unwrap_or(""),
+                        ms(&a["due"]),
+                        if a["is_due"].as_bool() == Some(true) {
+                            " (due)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                for w in r["why_not"].as_array().into_iter().flatten() {
+                    out += &format!("; {}", w.as_str().unwrap_or(""));
+                }
+                out += "
+";
+            }
+            for b in v["blocked_by"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "  blocked by: {}
+",
+                    b.as_str().unwrap_or("")
+                );
+            }
+            out += &format!(
+                "  => {}
+",
+                v["note"].as_str().unwrap_or("")
+            );
+        }
+        "lifecycle-preview" => {
+            out += &format!(
+                "{:<50} {:<28} {:<22} {:<24} {}
+",
+                "key", "version", "action", "due", "rule"
+            );
+            for a in v["actions"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "{:<50} {:<28} {:<22} {:<24} {}{}
+",
+                    a["key"].as_str().unwrap_or(""),
+                    a["version_id"].as_str().unwrap_or(""),
+                    a["action"].as_str().unwrap_or(""),
+                    ms(&a["due"]),
+                    a["rule_id"].as_str().unwrap_or(""),
+                    if a["blocked_by_lock"].as_bool() == Some(true) {
+                        " (locked)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            out += &format!(
+                "{} versions examined{}
+",
+                v["versions_examined"],
+                if v["complete"].as_bool() == Some(true) {
+                    ""
+                } else {
+                    " (limit reached)"
+                }
+            );
+        }
+        _ => {
+            out += &format!(
+                "repack queue {}  restore queue {}
+",
+                v["repack_queue"], v["restore_queue"]
+            );
+            for c in v["containers"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "container {} layout {} extents {} bytes {} live {} sealed {} retiring {}
+",
+                    c["id"].as_str().unwrap_or(""),
+                    c["layout"],
+                    c["extents"],
+                    c["bytes"],
+                    c["live_bytes"],
+                    c["sealed"],
+                    c["retiring"]
+                );
+            }
+        }
+    }
+    out
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+// -------------------------------------------------------------------------------------------------
 
 #[derive(Subcommand)]
 enum WorkerVerb {
@@ -179,7 +440,19 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
 
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     use serde_json::json;
+    let mut readable = false;
     let (verb, body) = match args.verb {
+        AdminVerb::Lifecycle { verb } => {
+            let (v, b, json) = lifecycle_call(verb);
+            readable = !json;
+            (v, b)
+        }
+        AdminVerb::Archive {
+            verb: ArchiveVerb::Status { json },
+        } => {
+            readable = !json;
+            ("archive-status", json!({}))
+        }
         AdminVerb::Restore {
             backup_dir,
             data_dir,
@@ -230,6 +503,16 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         .secret_key
         .ok_or_else(|| anyhow::anyhow!("--secret-key (or STRATA_SECRET_KEY) is required"))?;
     let out = admin_client::call(&args.endpoint, &ak, &sk, &args.region, verb, &body).await?;
+    if verb == "lifecycle-metrics"
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out)
+    {
+        print!("{}", v["prometheus"].as_str().unwrap_or_default());
+        return Ok(());
+    }
+    if readable && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) {
+        print!("{}", render_readable(verb, &v));
+        return Ok(());
+    }
     println!("{out}");
     Ok(())
 }

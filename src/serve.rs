@@ -50,6 +50,81 @@ pub struct ServeArgs {
     pub rebalance_rate: u64,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+}
+
+// ---- lifecycle and archive tier (docs/lifecycle.md, docs/archive-format.md) ---------------------
+#[derive(clap::Args)]
+pub struct LifecycleArgs {
+    /// One lifecycle day lasts N seconds (tests, demos; no midnight rounding). Default: real days.
+    #[arg(long, env = "STRATA_LIFECYCLE_DAY_SECS")]
+    pub lifecycle_day_secs: Option<u64>,
+    /// Data shards of archive containers (their own erasure geometry, on the same disks).
+    #[arg(long, env = "STRATA_ARCHIVE_DATA_SHARDS", default_value_t = 4)]
+    pub archive_data_shards: u8,
+    /// Parity shards of archive containers.
+    #[arg(long, env = "STRATA_ARCHIVE_PARITY_SHARDS", default_value_t = 2)]
+    pub archive_parity_shards: u8,
+    /// Plaintext bytes per archive chunk.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub archive_chunk_size: u32,
+    /// A container is sealed (immutable) once its extents hold this many bytes.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub archive_container_bytes: u64,
+    /// Compaction rewrites a sealed container whose live fraction is below this (0..1).
+    #[arg(long, default_value_t = 0.5)]
+    pub archive_compact_below: f64,
+    /// Restore delay of the Expedited tier, seconds (default 300; 1 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_expedited_secs: Option<u64>,
+    /// Restore delay of the Standard tier, seconds (default 14400; 2 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_standard_secs: Option<u64>,
+    /// Restore delay of the Bulk tier, seconds (default 43200; 4 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_bulk_secs: Option<u64>,
+    /// DEEP_ARCHIVE restores take this many times as long (default 3; 2 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_deep_factor: Option<i64>,
+}
+
+impl LifecycleArgs {
+    pub fn archive_config(&self) -> anyhow::Result<strata_engine::archive::ArchiveConfig> {
+        use strata_engine::archive::{ArchiveConfig, RestoreDelays};
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.archive_compact_below),
+            "--archive-compact-below must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.archive_chunk_size > 0,
+            "--archive-chunk-size must be at least 1"
+        );
+        let mut d = if self.lifecycle_day_secs.is_some() {
+            RestoreDelays::scaled()
+        } else {
+            RestoreDelays::real()
+        };
+        let ms = |s: u64| (s as i64).saturating_mul(1000);
+        if let Some(s) = self.restore_expedited_secs {
+            d.expedited_ms = ms(s);
+        }
+        if let Some(s) = self.restore_standard_secs {
+            d.standard_ms = ms(s);
+        }
+        if let Some(s) = self.restore_bulk_secs {
+            d.bulk_ms = ms(s);
+        }
+        if let Some(f) = self.restore_deep_factor {
+            d.deep_factor = f.max(1);
+        }
+        Ok(ArchiveConfig {
+            chunk_size: self.archive_chunk_size,
+            container_bytes: self.archive_container_bytes.max(1),
+            compact_below: self.archive_compact_below,
+            restore_delays: d,
+        })
+    }
 }
 
 // ---- HTTP edge limits (docs/security-limits.md) -------------------------------------------------
@@ -166,6 +241,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             now,
         )
         .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?;
+    // Archive containers have their own geometry on the same disks.
+    meta.ensure_archive_layout(
+        &disk_names,
+        args.lifecycle.archive_data_shards,
+        args.lifecycle.archive_parity_shards,
+        args.lifecycle.archive_chunk_size,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("archive layout: {e}"))?;
+    let archive = args.lifecycle.archive_config()?;
 
     // This process owns its write intents through an instance with a lease (renewed by the
     // engine). It holds the RocksDB lock, so every other instance is a dead earlier process:
@@ -184,6 +269,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             rebalance_rate: args.rebalance_rate * 1024 * 1024,
+            lifecycle_day_secs: args.lifecycle.lifecycle_day_secs,
+            archive,
             ..Default::default()
         },
         layout,

@@ -34,6 +34,7 @@ impl Engine {
             object_lock_enabled: spec.object_lock,
             default_retention: None,
             lifecycle_xml: None,
+            lifecycle: None,
             tags: Vec::new(),
             kek_id,
             wrapped_kek,

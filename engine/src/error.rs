@@ -44,6 +44,22 @@ pub enum Rejection {
     /// FULL_OBJECT checksums need a CRC algorithm.
     #[error("FULL_OBJECT checksums need a CRC algorithm")]
     FullObjectNeedsCrc,
+    /// The version is in an archive class and not restored: its bytes cannot be read.
+    #[error("the object is archived and must be restored first")]
+    InvalidObjectState,
+    /// RestoreObject while a restore of the version is running.
+    #[error("a restore of this object is already in progress")]
+    RestoreAlreadyInProgress,
+    /// RestoreObject on a version that is not in an archive class.
+    #[error("the object is not in an archive storage class")]
+    ObjectAlreadyInActiveTier,
+    /// A bad RestoreRequest (days, tier).
+    #[error("invalid restore request: {0}")]
+    InvalidRestore(String),
+    /// A lifecycle configuration S3 would refuse: `code` is the S3 error code to answer
+    /// (`InvalidArgument`, `MalformedXML`, `InvalidRequest`).
+    #[error("invalid lifecycle configuration ({code}): {message}")]
+    InvalidLifecycle { code: &'static str, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

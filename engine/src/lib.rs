@@ -20,6 +20,7 @@
 //! synchronous (RocksDB, fsync'd group commits, bounded retry loops with sleeps), and must never
 //! hold a tokio worker thread.
 
+pub mod archive;
 pub mod body;
 pub mod buckets;
 pub mod budget;
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod instance;
 pub mod keys;
 pub mod layouts;
+pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
 pub mod read;
@@ -59,6 +61,10 @@ pub struct EngineConfig {
     /// Bytes per second the rebalance job may move from old layouts to the current one
     /// (0: no rebalancing).
     pub rebalance_rate: u64,
+    /// `Some(n)`: one lifecycle day lasts n seconds (tests, demos); `None`: real days.
+    pub lifecycle_day_secs: Option<u64>,
+    /// Archive containers, compaction and restore delays.
+    pub archive: archive::ArchiveConfig,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +74,8 @@ impl Default for EngineConfig {
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
             rebalance_rate: 16 * 1024 * 1024,
+            lifecycle_day_secs: None,
+            archive: archive::ArchiveConfig::default(),
         }
     }
 }
@@ -153,12 +161,21 @@ impl Engine {
     }
 
     /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, and the rebalance of old layouts.
+    /// write-intent sweep, lifecycle, the archive tier (repack, restore, compaction), and the
+    /// rebalance of old layouts.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        // Lifecycle and the archive tier.
+        w.spawn(
+            lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
+            0,
+        );
+        w.spawn(archive::repack::ArchiveWorker::new(self.clone()), 0);
+        w.spawn(archive::restore::RestoreWorker::new(self.clone()), 0);
+        w.spawn(archive::compact::CompactionWorker::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),

@@ -114,6 +114,7 @@ impl Engine {
         range: Range<u64>,
     ) -> Result<PartRecord> {
         let len = range.end - range.start;
+        let src = &self.readable(src)?;
         let body = read_as_body(self.read_range(src_bucket, src, range).await?);
         let spec = WriteSpec {
             max_len: len,
@@ -327,5 +328,6 @@ fn assemble(
             .collect(),
         retention: upload.retention.clone(),
         legal_hold: upload.legal_hold,
+        archive: None,
     })
 }

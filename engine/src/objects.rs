@@ -6,7 +6,7 @@ use std::ops::Range;
 use strata_metadata::{
     BucketRecord, ContentHeaders, DataLayout, DeleteOutcome, ListObjectsPage, ListObjectsParams,
     ListVersionsPage, ListVersionsParams, MetaError, NULL_VERSION, Precondition, PutOutcome,
-    Retention, VersionRecord, VersioningState,
+    Retention, VersionExpect, VersionRecord, VersioningState,
 };
 
 use crate::body::{BodyStream, ReadStream, read_as_body};
@@ -124,6 +124,7 @@ impl Engine {
             parts: Vec::new(),
             retention: attrs.retention,
             legal_hold: attrs.legal_hold,
+            archive: None,
         };
         self.commit_version(bucket, key, stored, version, precondition)
             .await
@@ -163,7 +164,9 @@ impl Engine {
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
-        self.read_range(bucket, version, range).await
+        // Archived and not restored: InvalidObjectState; restored: the restored copy.
+        let version = self.readable(version)?;
+        self.read_range(bucket, &version, range).await
     }
 
     /// Copies (a range of) `src` into a new version of `dst_key` in `dst_bucket`. The bytes are
@@ -180,6 +183,7 @@ impl Engine {
         checksum_algorithm: Option<String>,
         precondition: Precondition,
     ) -> Result<Written> {
+        let src = &self.readable(src)?;
         let body = read_as_body(self.read_range(src_bucket, src, 0..src.size).await?);
         let spec = WriteSpec {
             max_len: src.size,
@@ -199,17 +203,30 @@ impl Engine {
         key: &str,
         req: DeleteRequest,
     ) -> Result<DeleteOutcome> {
+        self.delete_object_if(bucket, key, req, None).await
+    }
+
+    /// [`Engine::delete_object`] conditioned on the version a background job decided for
+    /// (`expect`): `Meta(Stale)` and nothing changes if the object moved on meanwhile.
+    pub async fn delete_object_if(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        req: DeleteRequest,
+        expect: Option<VersionExpect>,
+    ) -> Result<DeleteOutcome> {
         let (b, k) = (bucket.name.clone(), key.to_string());
         let r = req.clone();
         let out = self
             .meta_call(move |m| {
-                m.delete_object(
+                m.delete_object_if(
                     &b,
                     &k,
                     r.version_id.as_deref(),
                     &r.actor,
                     now_ms(),
                     r.bypass_governance,
+                    expect.as_ref(),
                 )
             })
             .await?;

@@ -16,6 +16,8 @@ use crate::auth;
 use crate::context::Context;
 use crate::errors;
 
+mod lifecycle;
+
 pub const ADMIN_QUERY: &str = "x-strata-admin";
 /// Admin request bodies are small JSON documents.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -111,6 +113,9 @@ impl S3Route for AdminRoute {
             serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON: {e}")))?
         };
         let engine = &self.ctx.engine;
+        if let Some(out) = lifecycle::handle(engine, &verb, &body).await {
+            return json_response(out?);
+        }
         let out: Value = match verb.as_str() {
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
@@ -223,13 +228,17 @@ impl S3Route for AdminRoute {
             }
             _ => return Err(bad(format!("unknown admin verb {verb:?}"))),
         };
-        let mut resp = S3Response::new(Body::from(out.to_string()));
-        resp.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
+        json_response(out)
     }
+}
+
+fn json_response(out: Value) -> S3Result<S3Response<Body>> {
+    let mut resp = S3Response::new(Body::from(out.to_string()));
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 /// Takes the metadata checkpoint into `dir` with the data directory's permissions: directories

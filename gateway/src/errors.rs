@@ -62,6 +62,31 @@ pub fn rejection(r: Rejection) -> S3Error {
         Rejection::FullObjectNeedsCrc => {
             s3_error!(InvalidRequest, "FULL_OBJECT checksums need a CRC algorithm")
         }
+        Rejection::InvalidObjectState => S3Error::with_message(
+            S3ErrorCode::InvalidObjectState,
+            "The operation is not valid for the object's storage class",
+        )
+        .with_status(http::StatusCode::FORBIDDEN),
+        // What S3 answers a RestoreObject on a STANDARD object.
+        Rejection::ObjectAlreadyInActiveTier => S3Error::with_message(
+            S3ErrorCode::InvalidObjectState,
+            "Restore is not allowed for the object's current storage class",
+        )
+        .with_status(http::StatusCode::FORBIDDEN),
+        Rejection::RestoreAlreadyInProgress => S3Error::with_message(
+            S3ErrorCode::RestoreAlreadyInProgress,
+            "Object restore is already in progress",
+        )
+        .with_status(http::StatusCode::CONFLICT),
+        Rejection::InvalidRestore(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        Rejection::InvalidLifecycle { code, message } => {
+            let code = match code {
+                "MalformedXML" => S3ErrorCode::MalformedXML,
+                "InvalidRequest" => S3ErrorCode::InvalidRequest,
+                _ => S3ErrorCode::InvalidArgument,
+            };
+            S3Error::with_message(code, message).with_status(http::StatusCode::BAD_REQUEST)
+        }
     }
 }
 

@@ -10,6 +10,50 @@ use crate::{
     Result, Retention, VersionRecord, VersioningState,
 };
 
+/// What a conditional delete must still find: the version a decision was made for, unchanged
+/// (same id, ETag and last-modified time), and still current or still noncurrent.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionExpect {
+    pub version_id: String,
+    pub etag: String,
+    pub last_modified: i64,
+    /// `Some(true)`: it must be the latest version; `Some(false)`: it must not be.
+    pub latest: Option<bool>,
+}
+
+impl VersionExpect {
+    pub fn of(v: &VersionRecord, latest: Option<bool>) -> Self {
+        VersionExpect {
+            version_id: v.version_id.clone(),
+            etag: v.etag.clone(),
+            last_modified: v.last_modified,
+            latest,
+        }
+    }
+
+    fn same(&self, v: &VersionRecord) -> bool {
+        v.version_id == self.version_id
+            && v.etag == self.etag
+            && v.last_modified == self.last_modified
+    }
+
+    /// `latest`: the object's latest version now; `target`: the record the delete would remove
+    /// (by version id), if any.
+    pub(crate) fn check(
+        &self,
+        latest: Option<&VersionRecord>,
+        target: Option<&VersionRecord>,
+    ) -> Result<()> {
+        let is_latest = latest.is_some_and(|l| self.same(l));
+        let ok = match self.latest {
+            Some(true) => is_latest,
+            Some(false) => !is_latest && target.is_some_and(|t| self.same(t)),
+            None => is_latest || target.is_some_and(|t| self.same(t)),
+        };
+        if ok { Ok(()) } else { Err(MetaError::Stale) }
+    }
+}
+
 impl MetaStore {
     /// Stages a new version of `key` into `b` following the bucket's versioning state (shared
     /// by `put_version` and `complete_upload`).
@@ -94,6 +138,7 @@ impl MetaStore {
         };
         let vkey = keys::version_key(bucket, key, &stamp);
         b.absent(Space::Versions, &vkey);
+        MetaStore::stage_new_archive_version(b, &vkey, &mut version);
         let version_id = version.version_id.clone();
         b.put(Space::Versions, vkey, encode(&version));
         b.unchanged(Space::Heads, &okey, st.head_raw.as_deref());
@@ -232,6 +277,24 @@ impl MetaStore {
         now: i64,
         bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
+        self.delete_object_if(bucket, key, version_id, owner, now, bypass_governance, None)
+    }
+
+    /// [`MetaStore::delete_object`] that first checks, in the same atomic cycle, that the
+    /// version a background job decided for is still there as it saw it (`expect`); otherwise
+    /// `Stale` and nothing changes (an object overwritten, deleted or re-versioned meanwhile is
+    /// never expired on the strength of an old decision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        expect: Option<&VersionExpect>,
+    ) -> Result<DeleteOutcome> {
         self.retry(|| {
             let (braw, brec) = self.read_bucket(bucket)?;
             let st = self.read_object(bucket, key)?;
@@ -261,6 +324,12 @@ impl MetaStore {
                     None => None,
                 },
             };
+            if let Some(x) = expect {
+                x.check(
+                    st.latest.as_ref().map(|(_, v)| v),
+                    target.as_ref().map(|t| &t.2),
+                )?;
+            }
             let mut removed = None;
             let mut remaining_versions = st.latest.is_some() as usize;
             if let Some((stamp, raw, rec)) = target {

@@ -58,8 +58,11 @@ pub struct BucketRecord {
     pub versioning: VersioningState,
     pub object_lock_enabled: bool,
     pub default_retention: Option<DefaultRetention>,
-    /// Lifecycle configuration as the S3 XML document the user sent (validated by the gateway).
+    /// Unused (configurations written before the lifecycle engine); see `lifecycle`.
     pub lifecycle_xml: Option<String>,
+    /// The bucket's lifecycle configuration, validated by the engine.
+    #[serde(default)]
+    pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
     pub tags: Vec<(String, String)>,
     /// The bucket's key-encryption key, wrapped by the master key.
     pub kek_id: String,
@@ -147,6 +150,9 @@ pub struct VersionRecord {
     pub parts: Vec<PartSummary>,
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    /// Archive-tier state of a version in an archive class (container extent, restore).
+    #[serde(default)]
+    pub archive: Option<crate::archive::ArchiveState>,
 }
 
 impl VersionRecord {
@@ -169,6 +175,7 @@ impl VersionRecord {
             parts: Vec::new(),
             retention: None,
             legal_hold: false,
+            archive: None,
         }
     }
 }

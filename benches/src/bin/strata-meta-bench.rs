@@ -110,6 +110,7 @@ fn version(id: String, i: u64) -> VersionRecord {
         parts: vec![],
         retention: None,
         legal_hold: false,
+        archive: None,
     }
 }
 
@@ -144,6 +145,7 @@ fn main() {
                 object_lock_enabled: false,
                 default_retention: None,
                 lifecycle_xml: None,
+                lifecycle: None,
                 tags: vec![],
                 kek_id: "kek".into(),
                 wrapped_kek: vec![1; 40],

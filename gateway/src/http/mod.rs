@@ -282,7 +282,8 @@ impl Front {
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
-            let mut resp = Response::new(s3s::Body::from(self.metrics.render()));
+            let text = self.metrics.render() + &self.metrics.render_engine().await;
+            let mut resp = Response::new(s3s::Body::from(text));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -312,6 +313,10 @@ impl Front {
                     .await?
             }
         };
+        // An operation whose status s3s does not carry (RestoreObject's 202) sets it here.
+        if let Some(o) = resp.extensions().get::<crate::s3::StatusOverride>() {
+            *resp.status_mut() = o.0;
+        }
         let mut status = resp.status();
         let mut code = None;
         if status.is_client_error() || status.is_server_error() {

@@ -171,6 +171,13 @@ impl StrataS3 {
             object_lock_mode: lock_mode,
             object_lock_retain_until_date: lock_until,
             object_lock_legal_hold_status: hold,
+            restore: super::restore::restore_header(&v),
+            // Only the current version has an expiration date (S3 sends none by version id).
+            expiration: input
+                .version_id
+                .is_none()
+                .then(|| super::lifecycle::expiration_header(&bucket, &input.key, &v))
+                .flatten(),
             ..Default::default()
         };
         apply_content(
@@ -287,6 +294,8 @@ impl StrataS3 {
             parts_count: o.parts_count,
             storage_class: o.storage_class,
             version_id: o.version_id,
+            restore: o.restore,
+            expiration: o.expiration,
             ..Default::default()
         };
         let mut resp = S3Response::new(out);

@@ -98,6 +98,7 @@ impl StrataS3 {
         let v = &written.version;
         let mut out = PutObjectOutput {
             e_tag: Some(etag(&v.etag)),
+            expiration: super::lifecycle::expiration_header(&bucket, &input.key, v),
             ..Default::default()
         };
         if bucket.versioning != VersioningState::Unversioned {

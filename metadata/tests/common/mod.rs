@@ -16,6 +16,7 @@ pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
         object_lock_enabled: false,
         default_retention: None,
         lifecycle_xml: None,
+        lifecycle: None,
         tags: vec![],
         kek_id: "kek-1".into(),
         wrapped_kek: vec![1, 2, 3],
@@ -99,6 +100,7 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
         parts: vec![],
         retention: None,
         legal_hold: false,
+        archive: None,
     }
 }
 
