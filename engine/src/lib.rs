@@ -24,10 +24,12 @@ pub mod body;
 pub mod buckets;
 pub mod budget;
 pub mod checksum;
+pub mod destruction;
 pub mod error;
 pub mod gc;
 pub mod identity;
 pub mod instance;
+pub mod key_ops;
 pub mod keys;
 pub mod layouts;
 pub mod multipart;
@@ -40,9 +42,9 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_destruction_log::DestructionLog;
 use strata_metadata::{LayoutRecord, MetaStore};
 use strata_storage_node::ChunkService;
-use strata_storage_node::keys::MasterKey;
 
 pub use body::{BodyError, BodyStream, ReadStream};
 pub use error::{EngineError, Rejection, Result};
@@ -59,6 +61,9 @@ pub struct EngineConfig {
     /// Bytes per second the rebalance job may move from old layouts to the current one
     /// (0: no rebalancing).
     pub rebalance_rate: u64,
+    /// Length of a "day" in seconds for day-counted periods (account-closure grace; lifecycle
+    /// when it exists): 86400, or a few seconds in tests.
+    pub lifecycle_day_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +73,7 @@ impl Default for EngineConfig {
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
             rebalance_rate: 16 * 1024 * 1024,
+            lifecycle_day_secs: 86_400,
         }
     }
 }
@@ -76,6 +82,7 @@ struct Inner {
     meta: MetaStore,
     chunks: Arc<dyn ChunkService>,
     keys: keys::KeyRing,
+    log: Arc<DestructionLog>,
     cfg: EngineConfig,
     budget: budget::BufferBudget,
     pins: Arc<read::ReadPins>,
@@ -94,10 +101,14 @@ impl Engine {
     /// An engine over the stores. `layout` is the current placement layout (new data is written
     /// with it; see `MetaStore::ensure_current_layout`), and `instance` this process's registered
     /// instance id (the owner of its write intents).
+    ///
+    /// `keys` holds the master keys and the key store ([`keys::KeyRing::open`]), `log` the
+    /// destruction log that every destroyed version gets a record in.
     pub fn new(
         meta: MetaStore,
         chunks: Arc<dyn ChunkService>,
-        master: Arc<MasterKey>,
+        keys: keys::KeyRing,
+        log: Arc<DestructionLog>,
         cfg: EngineConfig,
         layout: LayoutRecord,
         instance: String,
@@ -107,7 +118,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 meta,
                 chunks,
-                keys: keys::KeyRing::new(master),
+                keys,
+                log,
                 budget: budget::BufferBudget::new(cfg.buffer_budget),
                 pins: Arc::default(),
                 workers: workers::Workers::default(),
@@ -124,6 +136,11 @@ impl Engine {
 
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+
+    /// The destruction log (blocking calls: use the blocking pool).
+    pub fn destruction_log(&self) -> &Arc<DestructionLog> {
+        &self.inner.log
     }
 
     pub(crate) fn chunks(&self) -> &Arc<dyn ChunkService> {

@@ -1,13 +1,13 @@
 //! Object versions: writing a version under the bucket's versioning state, finding one, deleting
 //! (delete markers, null versions, explicit versions), and per-version updates.
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{new_op_id, stage_consume_intents};
 use crate::keys::{self, Stamp, decode_id, encode_id, now_ms};
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::store::{Head, ObjectState, decode, encode, etag_eq};
 use crate::{
-    BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, Precondition, PutOutcome,
-    Result, Retention, VersionRecord, VersioningState,
+    BucketRecord, DeleteActor, DeleteOutcome, DeleteReason, DestroyedVersion, MetaError, MetaStore,
+    NULL_VERSION, Precondition, PutOutcome, Result, Retention, VersionRecord, VersioningState,
 };
 
 impl MetaStore {
@@ -24,6 +24,9 @@ impl MetaStore {
         mut version: VersionRecord,
         precondition: &Precondition,
     ) -> Result<PutOutcome> {
+        if bucket_rec.closing.is_some() {
+            return Err(MetaError::BucketClosing);
+        }
         let current = st
             .latest
             .as_ref()
@@ -83,7 +86,16 @@ impl MetaStore {
                     }
                     b.equals(Space::Versions, &old_key, &old_raw);
                     b.delete(Space::Versions, old_key);
-                    self.stage_gc(b, old.data.segments.clone(), "overwrite", now);
+                    // The replaced content's key and chunks are destroyed; no destruction record:
+                    // the version (`null`) still exists (docs/keys.md).
+                    self.stage_gc_item(
+                        b,
+                        old.data.segments.clone(),
+                        old.data.dek_ref().into_iter().collect(),
+                        None,
+                        "overwrite",
+                        now,
+                    );
                     replaced = Some(old);
                 }
             }
@@ -232,8 +244,43 @@ impl MetaStore {
         now: i64,
         bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
+        let actor = DeleteActor {
+            user: Some(owner.to_string()),
+            ..Default::default()
+        };
+        let reason = DeleteReason::UserRequest { request_id: None };
+        self.delete_object_for(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            &reason,
+            &actor,
+        )
+    }
+
+    /// [`MetaStore::delete_object`] with why and by whom: a removed version's GC item carries
+    /// its destruction record (written once its key and chunks are destroyed). A closing bucket
+    /// (purge, account closure) accepts only deletes whose reason is its own destruction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_for(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+    ) -> Result<DeleteOutcome> {
         self.retry(|| {
             let (braw, brec) = self.read_bucket(bucket)?;
+            if brec.closing.is_some() && !reason.is_purge() {
+                return Err(MetaError::BucketClosing);
+            }
             let st = self.read_object(bucket, key)?;
             let okey = keys::object_key(bucket, key);
             let mut b = Batch::default();
@@ -273,7 +320,29 @@ impl MetaStore {
                 // the retry checks the lock again.
                 b.equals(Space::Versions, &vkey, &raw);
                 b.delete(Space::Versions, vkey);
-                self.stage_gc(&mut b, rec.data.segments.clone(), "delete", now);
+                // A delete marker has no data: removing it destroys nothing.
+                let destroyed = (!rec.is_delete_marker).then(|| DestroyedVersion {
+                    op_id: new_op_id(),
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    version_id: rec.version_id.clone(),
+                    size: rec.size,
+                    etag: rec.etag.clone(),
+                    checksum: rec.checksum.clone(),
+                    storage_class: rec.storage_class.clone(),
+                    written_ms: rec.last_modified,
+                    removed_ms: now,
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                });
+                self.stage_gc_item(
+                    &mut b,
+                    rec.data.segments.clone(),
+                    rec.data.dek_ref().into_iter().collect(),
+                    destroyed,
+                    "delete",
+                    now,
+                );
                 if head.null_stamp == Some(stamp) {
                     head.null_stamp = None;
                 }

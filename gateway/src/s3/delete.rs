@@ -24,13 +24,14 @@ impl StrataS3 {
         bypass: bool,
         actor: &str,
         request_id: Option<String>,
+        access_key: Option<String>,
     ) -> S3Result<(Option<String>, bool)> {
         check_key(key)?;
         let vid = requested_version(version_id)?;
         let out = self
             .ctx
             .engine
-            .delete_object(
+            .delete_object_signed(
                 bucket,
                 key,
                 DeleteRequest {
@@ -39,6 +40,7 @@ impl StrataS3 {
                     actor: actor.to_string(),
                     reason: DeleteReason::UserRequest { request_id },
                 },
+                access_key,
             )
             .await
             .map_err(errors::engine)?;
@@ -55,6 +57,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let who = self.caller(&req.credentials).await?;
         let request_id = request_id(&req.extensions);
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
@@ -75,6 +78,7 @@ impl StrataS3 {
                 bypass,
                 &who.id,
                 request_id,
+                access_key,
             )
             .await?;
         let mut resp = S3Response::new(DeleteObjectOutput {
@@ -92,6 +96,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let who = self.caller(&req.credentials).await?;
         let request_id = request_id(&req.extensions);
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
@@ -113,6 +118,7 @@ impl StrataS3 {
                     bypass,
                     &who.id,
                     request_id.clone(),
+                    access_key.clone(),
                 )
                 .await
             {
