@@ -54,6 +54,8 @@ impl Engine {
             self.discard_key(kek.key_ref(), "bucket-not-created").await;
             return Err(e);
         }
+        self.note_key_event("kek", &rec.kek_id, "created", Some(&rec.name))
+            .await?;
         tracing::info!(bucket = %rec.name, owner = %rec.owner, object_lock = rec.object_lock_enabled, "bucket created");
         Ok(rec)
     }

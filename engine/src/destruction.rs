@@ -74,6 +74,11 @@ impl Engine {
                 .map_err(|e| format!("destroying {}: {e}", key_label(k)))?;
             if r == strata_keystore::Destroyed::Now {
                 done.keys_destroyed += 1;
+                if k.class == KeyClass::Kek {
+                    self.note_key_event("kek", &k.id, "destroyed", None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             }
         }
         // 2. Chunks.

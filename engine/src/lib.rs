@@ -34,8 +34,12 @@ pub mod keys;
 pub mod layouts;
 pub mod multipart;
 pub mod objects;
+pub mod purge;
 pub mod read;
 pub mod rebalance;
+pub mod report;
+pub mod retention;
+pub mod rotation;
 pub mod workers;
 pub mod write;
 
@@ -89,6 +93,8 @@ struct Inner {
     workers: workers::Workers,
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
+    /// Serialises changes to the key-rotation queue.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -125,6 +131,7 @@ impl Engine {
                 workers: workers::Workers::default(),
                 instance: instance::InstanceId::new(instance),
                 layouts,
+                rotation: tokio::sync::Mutex::new(()),
                 cfg,
             }),
         })
@@ -169,6 +176,10 @@ impl Engine {
         &self.inner.layouts
     }
 
+    pub(crate) fn rotation_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.rotation
+    }
+
     /// Starts the background workers this process runs: the instance lease, the GC and the
     /// write-intent sweep, and the rebalance of old layouts.
     pub fn start_background(&self) {
@@ -176,6 +187,8 @@ impl Engine {
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        w.spawn(rotation::RotationWorker::new(self.clone()), 0);
+        w.spawn(purge::PurgeWorker::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),

@@ -315,7 +315,10 @@ impl Engine {
         version_id: Option<&str>,
         on: bool,
     ) -> Result<VersionRecord> {
-        self.require_writable(bucket).await?;
+        // Lifting a hold stays possible in a closing bucket: it lets the destruction proceed.
+        if on {
+            self.require_writable(bucket).await?;
+        }
         let (b, k, v) = (
             bucket.to_string(),
             key.to_string(),

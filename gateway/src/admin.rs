@@ -188,8 +188,8 @@ impl S3Route for AdminRoute {
                 let dir = PathBuf::from(args.dir.ok_or_else(|| bad("dir is required"))?);
                 let started = std::time::Instant::now();
                 let d = dir.clone();
-                let meta = engine.meta_blocking().clone();
-                tokio::task::spawn_blocking(move || private_backup(&meta, &d))
+                let e = engine.clone();
+                tokio::task::spawn_blocking(move || private_backup(&e, &d))
                     .await
                     .map_err(|_| s3_error!(InternalError))?
                     .map_err(|e| bad(format!("backup failed: {e}")))?;
@@ -232,8 +232,10 @@ impl S3Route for AdminRoute {
     }
 }
 
-/// Takes the metadata checkpoint into `dir` with the data directory's permissions: directories
-/// 0700, files 0600 (the checkpoint holds sealed secrets and wrapped keys).
+/// Takes a backup into `dir`: `dir/meta` (the metadata checkpoint) and `dir/keys` (a copy of the
+/// key store), consistent with each other: destroys and re-wraps in the key store wait while both
+/// are taken, so every key the checkpoint references is in the copy. Written with the data
+/// directory's permissions: directories 0700, files 0600 (sealed secrets, wrapped keys).
 ///
 /// RocksDB creates the checkpoint directory itself (it must not exist) with the process umask,
 /// so fixing modes afterwards in place would leave a window in which other local users can open
@@ -241,7 +243,8 @@ impl S3Route for AdminRoute {
 /// (nobody else can enter it), its modes are fixed there, and it is renamed to `dir` (same file
 /// system, atomic). The SST files are hard links to the live store's, which the data directory
 /// already keeps private; making them 0600 changes nothing for the server.
-fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), String> {
+fn private_backup(engine: &strata_engine::Engine, dir: &Path) -> Result<(), String> {
+    let meta = engine.meta_blocking();
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -267,7 +270,18 @@ fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), S
             .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
         let snapshot = staging.join("snapshot");
         let result = (|| {
-            meta.backup(&snapshot).map_err(|e| e.to_string())?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&snapshot)
+                .map_err(|e| format!("cannot create {}: {e}", snapshot.display()))?;
+            {
+                let paused = engine.keys().store().pause_overwrites();
+                meta.backup(&snapshot.join("meta"))
+                    .map_err(|e| e.to_string())?;
+                paused
+                    .copy_to(&snapshot.join("keys"))
+                    .map_err(|e| format!("copying the key store: {e}"))?;
+            }
             restrict_tree(&snapshot).map_err(|e| format!("cannot restrict permissions: {e}"))?;
             if exists(dir) {
                 return Err(format!("{} already exists", dir.display()));
@@ -283,7 +297,8 @@ fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), S
     }
     #[cfg(not(unix))]
     {
-        meta.backup(dir).map_err(|e| e.to_string())
+        let _ = (meta, dir);
+        Err("backups need a Unix system".into())
     }
 }
 
@@ -313,26 +328,54 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
+    fn engine(dir: &Path) -> strata_engine::Engine {
+        let meta = strata_metadata::MetaStore::open(&dir.join("meta")).unwrap();
+        let store = strata_storage_node::LocalChunkStore::open(
+            strata_storage_node::NodeConfig::under(&dir.join("disks"), 6),
+        )
+        .unwrap();
+        let disks: Vec<String> = (0..6).map(|i| format!("disk{i}")).collect();
+        let layout = meta
+            .ensure_current_layout(&disks, 4, 2, 1 << 20, 0)
+            .unwrap();
+        strata_engine::Engine::new(
+            meta,
+            Arc::new(store),
+            strata_engine::keys::KeyRing::open_files(dir).unwrap(),
+            Arc::new(
+                strata_destruction_log::DestructionLog::open(&dir.join("destruction-log")).unwrap(),
+            ),
+            Default::default(),
+            layout,
+            "test".into(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn backup_is_private() {
         let tmp = tempfile::tempdir().unwrap();
-        let meta = strata_metadata::MetaStore::open(&tmp.path().join("meta")).unwrap();
+        let engine = engine(tmp.path());
         let out = tmp.path().join("backups").join("b1");
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        private_backup(&meta, &out).unwrap();
+        private_backup(&engine, &out).unwrap();
         assert_eq!(mode(&out), 0o700);
         let mut files = 0;
-        for e in std::fs::read_dir(&out).unwrap() {
-            let e = e.unwrap();
-            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
-            files += 1;
+        for sub in ["meta", "keys"] {
+            assert_eq!(mode(&out.join(sub)), 0o700);
+            for e in std::fs::read_dir(out.join(sub)).unwrap() {
+                let e = e.unwrap();
+                assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+                files += 1;
+            }
         }
-        assert!(files > 0 && out.join("CURRENT").is_file());
+        assert!(files > 1 && out.join("meta/CURRENT").is_file());
+        assert!(out.join("keys/slots").is_file());
         // no staging directory left behind; a second backup to the same place is refused
         let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
         assert_eq!(left.len(), 1);
         assert!(
-            private_backup(&meta, &out)
+            private_backup(&engine, &out)
                 .unwrap_err()
                 .contains("already exists")
         );

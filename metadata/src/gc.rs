@@ -488,6 +488,16 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Keys covered by write intents (new keys not yet referenced by a commit).
+    pub(crate) fn intent_keys(&self) -> Result<Vec<KeyRef>> {
+        let mut out = Vec::new();
+        for (_, v) in self.scan_all(Space::Sys, INTENT_PREFIX.to_vec())? {
+            let i: Intent = decode(&v)?;
+            out.extend(i.key);
+        }
+        Ok(out)
+    }
+
     /// Write intents not yet committed or swept (for tests and the consistency check).
     pub fn pending_writes(&self) -> Result<usize> {
         Ok(self.scan_all(Space::Sys, INTENT_PREFIX.to_vec())?.len())
@@ -531,6 +541,17 @@ impl MetaStore {
 
     pub fn get_worker_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.kv().get(Space::Sys, &worker_key(name))
+    }
+
+    /// Every worker state whose name starts with `prefix`, as (name, value).
+    pub fn worker_states(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let start = worker_key(prefix);
+        let skip = worker_key("").len();
+        Ok(self
+            .scan_all(Space::Sys, start)?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[skip..]).into_owned(), v))
+            .collect())
     }
 }
 
