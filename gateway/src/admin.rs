@@ -16,6 +16,8 @@ use crate::auth;
 use crate::context::Context;
 use crate::errors;
 
+mod keys;
+
 pub const ADMIN_QUERY: &str = "x-strata-admin";
 /// Admin request bodies are small JSON documents.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -52,6 +54,11 @@ struct Args {
     #[serde(default)]
     repair: bool,
     tranquility: Option<u32>,
+    /// user-remove: close the account (grace period, then destruction) instead of removing
+    /// the user record alone.
+    #[serde(default)]
+    purge: bool,
+    grace_days: Option<u32>,
 }
 
 fn valid_user_name(n: &str) -> bool {
@@ -105,12 +112,16 @@ impl S3Route for AdminRoute {
                 }
             })?
             .to_bytes();
-        let args: Args = if body.is_empty() {
-            Args::default()
+        let raw: Value = if body.is_empty() {
+            json!({})
         } else {
             serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON: {e}")))?
         };
         let engine = &self.ctx.engine;
+        if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {
+            return json_response(r?);
+        }
+        let args: Args = serde_json::from_value(raw).map_err(|e| bad(format!("bad JSON: {e}")))?;
         let out: Value = match verb.as_str() {
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
@@ -153,9 +164,21 @@ impl S3Route for AdminRoute {
                 if u.is_admin {
                     return Err(bad("the admin user cannot be removed"));
                 }
-                engine.delete_user(&name).await.map_err(errors::engine)?;
-                tracing::info!(target: "strata::audit", admin = %who.user, user = %name, "user removed");
-                json!({"removed": name})
+                if args.purge {
+                    let days = args
+                        .grace_days
+                        .unwrap_or(strata_engine::purge::DEFAULT_GRACE_DAYS);
+                    let out = engine
+                        .close_account(&name, days, &who.id)
+                        .await
+                        .map_err(|e| bad(e.to_string()))?;
+                    tracing::info!(target: "strata::audit", admin = %who.user, user = %name, grace_days = days, "account closure requested");
+                    out
+                } else {
+                    engine.delete_user(&name).await.map_err(errors::engine)?;
+                    tracing::info!(target: "strata::audit", admin = %who.user, user = %name, "user removed");
+                    json!({"removed": name})
+                }
             }
             "key-create" => {
                 let user = args.user.ok_or_else(|| bad("user is required"))?;
@@ -223,13 +246,17 @@ impl S3Route for AdminRoute {
             }
             _ => return Err(bad(format!("unknown admin verb {verb:?}"))),
         };
-        let mut resp = S3Response::new(Body::from(out.to_string()));
-        resp.headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        Ok(resp)
+        json_response(out)
     }
+}
+
+fn json_response(out: Value) -> S3Result<S3Response<Body>> {
+    let mut resp = S3Response::new(Body::from(out.to_string()));
+    resp.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 /// Takes a backup into `dir`: `dir/meta` (the metadata checkpoint) and `dir/keys` (a copy of the
