@@ -11,41 +11,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use strata_metadata::Segment;
-use strata_storage_node::ChunkId;
 
 use crate::workers::{WorkState, Worker};
 use crate::{Engine, now_ms};
 
 /// Items taken from the queue per unit of work.
 const BATCH: usize = 64;
-
-/// Deletes every chunk of the segments (idempotent).
-pub async fn delete_segments(engine: &Engine, segments: &[Segment]) -> Result<u64, String> {
-    let mut deleted = 0;
-    for seg in segments {
-        let layout = engine
-            .layout(seg.layout)
-            .await
-            .map_err(|e| e.to_string())?
-            .node;
-        for index in 0..seg.chunk_count() {
-            engine
-                .chunks()
-                .delete_chunk(
-                    &layout,
-                    ChunkId {
-                        blob: seg.blob,
-                        index,
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
-}
 
 /// Items destroyed at the same time (their key-store flushes and log appends group-commit).
 const PARALLEL: usize = 4;

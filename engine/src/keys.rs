@@ -353,10 +353,10 @@ impl KeyRing {
     // ----- reading keys -----
 
     fn kek_slot(&self, bucket: &BucketRecord, kek_id: &str) -> Option<u64> {
-        if bucket.kek_id == kek_id {
-            if let Some(s) = bucket.kek_slot {
-                return Some(s);
-            }
+        if bucket.kek_id == kek_id
+            && let Some(s) = bucket.kek_slot
+        {
+            return Some(s);
         }
         bucket
             .previous_keks

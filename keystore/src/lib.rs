@@ -67,6 +67,9 @@ pub struct Rewrap {
     pub wrapped: Vec<u8>,
 }
 
+/// Live keys of a range of slots, and the slot to continue from (`None`: the end).
+pub type ScanPage = (Vec<(u64, Entry)>, Option<u64>);
+
 /// Counts for inventories and metrics (never key material).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -521,7 +524,7 @@ impl KeyStore {
     }
 
     /// Live keys in slots `from..from + limit`, and where to continue (`None`: end of file).
-    pub fn scan(&self, from: u64, limit: u64) -> Result<(Vec<(u64, Entry)>, Option<u64>)> {
+    pub fn scan(&self, from: u64, limit: u64) -> Result<ScanPage> {
         let end_slot = self.alloc().next;
         let to = from.saturating_add(limit).min(end_slot);
         let mut out = Vec::new();

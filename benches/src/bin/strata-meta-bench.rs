@@ -106,7 +106,7 @@ fn version(id: String, i: u64) -> VersionRecord {
                 chunk_size: 4 << 20,
                 layout: 1,
             }],
-            dek_slot: Some(i as u64),
+            dek_slot: Some(i),
         },
         parts: vec![],
         retention: None,

@@ -10,6 +10,13 @@ use super::StrataS3;
 use super::common::*;
 use crate::errors;
 
+/// Who asks for a delete, for the destruction record.
+struct Asker<'a> {
+    actor: &'a str,
+    request_id: Option<String>,
+    access_key: Option<String>,
+}
+
 /// Keys per DeleteObjects request (S3's limit).
 const MAX_KEYS_PER_DELETE: usize = 1000;
 
@@ -22,10 +29,13 @@ impl StrataS3 {
         key: &str,
         version_id: &Option<String>,
         bypass: bool,
-        actor: &str,
-        request_id: Option<String>,
-        access_key: Option<String>,
+        asker: Asker<'_>,
     ) -> S3Result<(Option<String>, bool)> {
+        let Asker {
+            actor,
+            request_id,
+            access_key,
+        } = asker;
         check_key(key)?;
         let vid = requested_version(version_id)?;
         let out = self
@@ -76,9 +86,11 @@ impl StrataS3 {
                 &input.key,
                 &input.version_id,
                 bypass,
-                &who.id,
-                request_id,
-                access_key,
+                Asker {
+                    actor: &who.id,
+                    request_id,
+                    access_key,
+                },
             )
             .await?;
         let mut resp = S3Response::new(DeleteObjectOutput {
@@ -116,9 +128,11 @@ impl StrataS3 {
                     &obj.key,
                     &obj.version_id,
                     bypass,
-                    &who.id,
-                    request_id.clone(),
-                    access_key.clone(),
+                    Asker {
+                        actor: &who.id,
+                        request_id: request_id.clone(),
+                        access_key: access_key.clone(),
+                    },
                 )
                 .await
             {
