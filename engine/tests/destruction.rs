@@ -296,3 +296,89 @@ async fn rotations_rewrap_without_rewriting_data_and_destroy_the_old_keys() {
         assert_eq!(read(&e, &b, v).await, vec![i as u8; 3000]);
     }
 }
+
+/// A user id, and a job acting for that user.
+const ADMIN: &str = "abababababababababababababababababababababababababababababababab";
+const PURGE_FOR_ADMIN: &str =
+    "purge:abababababababababababababababababababababababababababababababab";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reason_gives_exactly_one_record_with_that_reason() {
+    use strata_destruction_log::Reason;
+    let f = fixture().await;
+    let e = &f.engine;
+    let cases = [
+        (
+            DeleteReason::Lifecycle {
+                rule_id: "expire-logs".into(),
+            },
+            "lifecycle",
+            Reason::Lifecycle {
+                rule_id: "expire-logs".into(),
+            },
+        ),
+        (
+            DeleteReason::RetentionEnd,
+            "lifecycle",
+            Reason::RetentionEnd,
+        ),
+        (
+            DeleteReason::BucketPurge,
+            PURGE_FOR_ADMIN,
+            Reason::BucketPurge,
+        ),
+        (
+            DeleteReason::AccountClosure,
+            "account-closure",
+            Reason::AccountClosure,
+        ),
+        (
+            DeleteReason::Admin {
+                request_id: Some("adm".into()),
+            },
+            ADMIN,
+            Reason::Admin {
+                request_id: Some("adm".into()),
+            },
+        ),
+    ];
+    for (i, (reason, actor, _)) in cases.iter().enumerate() {
+        let key = format!("r{i}");
+        put(e, &f.bucket, &key, vec![i as u8; 10]).await;
+        put(e, &f.bucket, &key, vec![i as u8; 20]).await; // an overwrite: no record
+        e.delete_object(
+            &f.bucket,
+            &key,
+            DeleteRequest {
+                version_id: None,
+                bypass_governance: false,
+                actor: actor.to_string(),
+                reason: reason.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    gc(e).await;
+    for (i, (_, actor, want)) in cases.iter().enumerate() {
+        let recs = e.destruction_log().find("b", &format!("r{i}")).unwrap();
+        assert_eq!(recs.len(), 1, "{want:?}");
+        let r = &recs[0].1;
+        assert_eq!(&r.reason, want);
+        assert_eq!(r.size, 20);
+        if *actor == ADMIN {
+            assert_eq!(r.actor.user.as_deref(), Some(ADMIN));
+            assert_eq!(r.actor.engine, None);
+        } else if *actor == PURGE_FOR_ADMIN {
+            assert_eq!(r.actor.user.as_deref(), Some(ADMIN));
+            assert_eq!(r.actor.engine.as_deref(), Some("purge"));
+        } else {
+            assert!(
+                r.actor.engine.is_some() && r.actor.user.is_none(),
+                "{:?}",
+                r.actor
+            );
+        }
+    }
+    assert_eq!(live_deks(e), 0);
+}
