@@ -196,6 +196,14 @@ impl KeyRing {
         }
         let current = if cur.exists() {
             MasterKey::load(&cur)?
+        } else if store.stats().map_err(store_err)?.live_keks > 0 {
+            // Never replace a lost master key with a new one: nothing would be readable, and
+            // the new file would hide the mistake at the next start.
+            return Err(KeyError::Invalid(format!(
+                "{} is missing but the key store holds bucket keys wrapped by it; put the master                  key file back (or set {MASTER_KEY_ENV})",
+                cur.display()
+            ))
+            .into());
         } else {
             MasterKey::create_new(&cur)?
         };

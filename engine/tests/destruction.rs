@@ -382,3 +382,27 @@ async fn every_reason_gives_exactly_one_record_with_that_reason() {
     }
     assert_eq!(live_deks(e), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_or_wrong_master_key_is_refused_never_replaced() {
+    let f = fixture().await;
+    drop(f.engine);
+    let key = f.dir.path().join("master.key");
+    let good = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let err = strata_engine::keys::KeyRing::open_files(f.dir.path())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(
+        !key.exists(),
+        "no new master key may be created over a lost one"
+    );
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    let err = strata_engine::keys::KeyRing::open_files(f.dir.path())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not the configured one"), "{err}");
+    std::fs::write(&key, good).unwrap();
+    assert!(strata_engine::keys::KeyRing::open_files(f.dir.path()).is_ok());
+}
