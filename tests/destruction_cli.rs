@@ -27,7 +27,9 @@ fn record(i: u64) -> DestructionRecord {
         storage_class: "STANDARD".into(),
         written_ms: 1_560_000_000_000,
         destroyed_ms: 1_720_000_000_000 + i as i64,
-        reason: Reason::RetentionEnd,
+        reason: Reason::RetentionEnd {
+            rule_id: "r".into(),
+        },
         actor: Actor {
             engine: Some("lifecycle".into()),
             ..Actor::default()

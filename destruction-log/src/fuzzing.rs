@@ -70,7 +70,9 @@ fn record(i: u64) -> DestructionRecord {
         storage_class: "STANDARD".into(),
         written_ms: 10,
         destroyed_ms: 20 + i as i64,
-        reason: Reason::RetentionEnd,
+        reason: Reason::RetentionEnd {
+            rule_id: "r".into(),
+        },
         actor: Actor {
             engine: Some("lifecycle".into()),
             ..Actor::default()

@@ -34,12 +34,22 @@ pub struct DestructionRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reason {
-    Lifecycle { rule_id: String },
-    UserRequest { request_id: Option<String> },
-    RetentionEnd,
+    Lifecycle {
+        rule_id: String,
+    },
+    UserRequest {
+        request_id: Option<String>,
+    },
+    /// A retention preset's rule (`rule_id`) fired: the period the operator's rules name ended.
+    RetentionEnd {
+        #[serde(default)]
+        rule_id: String,
+    },
     BucketPurge,
     AccountClosure,
-    Admin { request_id: Option<String> },
+    Admin {
+        request_id: Option<String>,
+    },
 }
 
 /// Who destroyed it: a user (and the access key used), or the engine itself (a worker name).
@@ -140,7 +150,9 @@ pub(crate) mod tests {
                 1 => Reason::UserRequest {
                     request_id: Some(format!("req-{n}")),
                 },
-                2 => Reason::RetentionEnd,
+                2 => Reason::RetentionEnd {
+                    rule_id: "strata-retention-login-records".into(),
+                },
                 3 => Reason::BucketPurge,
                 4 => Reason::AccountClosure,
                 _ => Reason::Admin { request_id: None },
@@ -166,7 +178,9 @@ pub(crate) mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"v":1,"index":7,"record":{"op_id":"op-2","#));
         assert!(text.contains(r#""checksum":{"algorithm":"CRC32C","value":"yZRlqg=="}"#));
-        assert!(text.contains(r#""reason":{"kind":"retention_end"}"#));
+        assert!(text.contains(
+            r#""reason":{"kind":"retention_end","rule_id":"strata-retention-login-records"}"#
+        ));
         // Control characters and newlines in keys are escaped: still one line.
         let mut odd = sample(1);
         odd.key = "a\nb\u{0}c\u{2028}".into();

@@ -37,7 +37,7 @@ pub fn log_reason(r: &DeleteReason) -> Reason {
     match r.clone() {
         DeleteReason::UserRequest { request_id } => Reason::UserRequest { request_id },
         DeleteReason::Lifecycle { rule_id } => Reason::Lifecycle { rule_id },
-        DeleteReason::RetentionEnd => Reason::RetentionEnd,
+        DeleteReason::RetentionEnd { rule_id } => Reason::RetentionEnd { rule_id },
         DeleteReason::BucketPurge => Reason::BucketPurge,
         DeleteReason::AccountClosure => Reason::AccountClosure,
         DeleteReason::Admin { request_id } => Reason::Admin { request_id },

@@ -318,9 +318,13 @@ async fn every_reason_gives_exactly_one_record_with_that_reason() {
             },
         ),
         (
-            DeleteReason::RetentionEnd,
+            DeleteReason::RetentionEnd {
+                rule_id: "strata-retention-login-records".into(),
+            },
             "lifecycle",
-            Reason::RetentionEnd,
+            Reason::RetentionEnd {
+                rule_id: "strata-retention-login-records".into(),
+            },
         ),
         (
             DeleteReason::BucketPurge,

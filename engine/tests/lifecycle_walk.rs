@@ -211,3 +211,84 @@ async fn walk_state_crosses_pages_and_bucket_end() {
         (n - 11) as u64
     );
 }
+
+/// A retention preset's rule fires through the lifecycle walk like any rule, and the version it
+/// destroys is recorded as a retention end naming the rule, not as a user lifecycle expiration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_rule_expirations_are_retention_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path()).await;
+    e.create_bucket(NewBucket {
+        name: "b".into(),
+        owner: "u".into(),
+        region: "r".into(),
+        object_lock: false,
+    })
+    .await
+    .unwrap();
+    put(&e, "auth/x", b"login").await;
+    put(&e, "mine/y", b"other").await;
+    // A one-day period (presets are 90 days or more; the record is what the preset writes).
+    e.update_bucket("b", |b| {
+        b.retention_rules = vec![strata_metadata::RetentionRule {
+            id: strata_engine::retention::rule_id("login-records", "auth/"),
+            preset: "login-records".into(),
+            prefix: "auth/".into(),
+            days: 1,
+            applied_ms: 0,
+        }];
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let mine = validate(
+        &[RuleDraft {
+            id: Some("mine".into()),
+            status: "Enabled".into(),
+            filter: Some(FilterDraft {
+                prefix: Some("mine/".into()),
+                ..Default::default()
+            }),
+            expiration: Some(ExpirationDraft {
+                days: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        None,
+        0,
+    )
+    .unwrap();
+    e.set_lifecycle("b", Some(mine)).await.unwrap();
+    // One lifecycle day is one second here.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let mut w = LifecycleWorker::new(e.clone(), e.lifecycle_clock());
+    one_pass(&mut w).await;
+    assert!(versions(&e, "auth/x").await.is_empty());
+    assert!(versions(&e, "mine/y").await.is_empty());
+    let reasons: Vec<(String, DeleteReason)> = e
+        .meta_call(|m| m.gc_pending(i64::MAX, 100))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|i| i.destroyed)
+        .map(|d| (d.key, d.reason))
+        .collect();
+    let rule = strata_engine::retention::rule_id("login-records", "auth/");
+    assert!(
+        reasons.contains(&(
+            "auth/x".into(),
+            DeleteReason::RetentionEnd { rule_id: rule }
+        )),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&(
+            "mine/y".into(),
+            DeleteReason::Lifecycle {
+                rule_id: "mine".into()
+            }
+        )),
+        "{reasons:?}"
+    );
+}

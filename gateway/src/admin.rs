@@ -148,10 +148,10 @@ impl S3Route for AdminRoute {
                         .map(|u| {
                             let mine: Vec<Value> = keys
                                 .iter()
-                                .filter(|k| k.user == u.name)
+                                .filter(|k| k.user == u.id)
                                 .map(|k| json!({"access_key": k.access_key, "revoked": k.revoked, "created": k.created}))
                                 .collect();
-                            json!({"user": u.name, "is_admin": u.is_admin, "created": u.created, "keys": mine})
+                            json!({"user": u.name, "id": u.id, "is_admin": u.is_admin, "created": u.created, "keys": mine})
                         })
                         .collect(),
                 )

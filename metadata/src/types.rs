@@ -300,8 +300,12 @@ pub enum DeleteReason {
     UserRequest { request_id: Option<String> },
     /// A lifecycle rule fired.
     Lifecycle { rule_id: String },
-    /// The version's retention period ended (retention-driven destruction).
-    RetentionEnd,
+    /// The version's retention period ended (retention-driven destruction): a retention
+    /// preset's lifecycle rule fired.
+    RetentionEnd {
+        #[serde(default)]
+        rule_id: String,
+    },
     /// The whole bucket is being destroyed.
     BucketPurge,
     /// The owner's account was closed and its grace period ended.

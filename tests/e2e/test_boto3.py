@@ -719,6 +719,8 @@ def test_second_user_access_denied(server, s3, bucket):
     listed = server.admin("user", "list")
     assert listed.returncode == 0 and name in listed.stdout
     assert bob["secret_key"] not in listed.stdout
+    entry = next(u for u in server.admin_json("user", "list") if u["user"] == name)
+    assert [k["access_key"] for k in entry["keys"]] == [bob["access_key"]], entry
     b3 = make_s3(server.endpoint, bob["access_key"], bob["secret_key"])
     expect_error(b3.get_object, "AccessDenied", 403, Bucket=bucket, Key="private")
     expect_error(b3.head_object, "403", 403, Bucket=bucket, Key="private")

@@ -5,6 +5,8 @@ master key) would, through `keyscan.py`, which knows the formats but none of Str
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import json
 import shutil
@@ -194,6 +196,22 @@ def test_each_destruction_reason_writes_exactly_one_record(make_server, tmp_path
     out = tmp_path / "export"
     srv.admin_json("--json", "destruction", "export", str(out))
     assert out.is_dir()
+    # A third party verifies the export offline with the log's public key alone...
+    pub = tmp_path / "log.pub.pem"
+    pem = srv.admin("destruction", "public-key", "--data-dir", str(srv.data_dir), offline=True)
+    assert pem.returncode == 0, pem.stderr
+    pub.write_text(pem.stdout)
+    ok = srv.admin("destruction", "verify", str(out), "--public-key", str(pub), offline=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("OK: "), ok.stdout + ok.stderr
+    # ... and one altered byte of a real record fails it, naming that record.
+    recs = out / "records.jsonl"
+    lines = recs.read_text().splitlines(keepends=True)
+    assert len(lines) >= 5
+    lines[1] = lines[1].replace('"size":100,', '"size":101,', 1) if '"size":100,' in lines[1] \
+        else lines[1].replace('"storage_class":"STANDARD"', '"storage_class":"STANDARX"', 1)
+    recs.write_text("".join(lines))
+    bad = srv.admin("destruction", "verify", str(out), "--public-key", str(pub), offline=True)
+    assert bad.returncode == 1 and "record 1 (records.jsonl line 2): altered" in bad.stdout, bad.stdout
 
     # Keys: what was not recorded was still destroyed; the purged bucket's KEK too.
     r = wait_for(lambda: (lambda r: r if r["data_keys"]["live"] == 2 else None)(report(srv)), 20)
@@ -418,6 +436,34 @@ def test_retention_presets_write_lifecycle_and_default_lock(fresh_server):
     s3.create_bucket(Bucket="logs")
     out = srv.admin_json("--json", "retention", "apply", "logs", "login-records", "--prefix", "auth/")
     assert "<Days>90</Days>" in out["lifecycle_xml"] and "<Prefix>auth/</Prefix>" in out["lifecycle_xml"]
+    rule_id = out["rules"][0]["id"]
+    assert rule_id.startswith("strata-retention-login-records-")
+    # The lifecycle engine runs it: the bucket's configuration shows it, and an object under the
+    # prefix is told when it expires and by which rule (created + 90 days, next midnight UTC).
+    rules = s3.get_bucket_lifecycle_configuration(Bucket="logs")["Rules"]
+    assert [(r["ID"], r["Filter"], r["Expiration"], r["NoncurrentVersionExpiration"]) for r in rules] == \
+        [(rule_id, {"Prefix": "auth/"}, {"Days": 90}, {"NoncurrentDays": 90})]
+    put = s3.put_object(Bucket="logs", Key="auth/2026-12-02.log", Body=b"login")
+    assert f'rule-id="{rule_id}"' in put["Expiration"], put
+    created = s3.head_object(Bucket="logs", Key="auth/2026-12-02.log")
+    assert f'rule-id="{rule_id}"' in created["Expiration"]
+    due = email.utils.parsedate_to_datetime(created["Expiration"].split('"')[1])
+    start = created["LastModified"].replace(hour=0, minute=0, second=0, microsecond=0)
+    assert due == start + datetime.timedelta(days=91), (due, created["LastModified"])
+    assert "Expiration" not in s3.put_object(Bucket="logs", Key="other/x", Body=b"x")
+    # The owner cannot remove or shadow the operator's rule: PUT keeps it beside the owner's
+    # rules, DELETE removes only the owner's, a reserved id is refused.
+    mine = {"ID": "mine", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled", "Expiration": {"Days": 1}}
+    s3.put_bucket_lifecycle_configuration(Bucket="logs", LifecycleConfiguration={"Rules": [mine]})
+    ids = [r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="logs")["Rules"]]
+    assert ids == ["mine", rule_id]
+    s3.delete_bucket_lifecycle(Bucket="logs")
+    ids = [r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="logs")["Rules"]]
+    assert ids == [rule_id]
+    forged = dict(mine, ID=rule_id)
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_lifecycle_configuration(Bucket="logs", LifecycleConfiguration={"Rules": [forged]})
+    assert code(e.value) == "InvalidArgument"
     r = srv.admin("retention", "apply", "logs", "nope")
     assert r.returncode != 0 and "unknown retention preset" in r.stderr
     r = srv.admin("retention", "apply", "logs", "fraud-records", "--lock", "COMPLIANCE")

@@ -279,8 +279,14 @@ impl LifecycleWorker {
                         version_id,
                         bypass_governance: false,
                         actor: "lifecycle".into(),
-                        reason: DeleteReason::Lifecycle {
-                            rule_id: a.rule_id.clone(),
+                        reason: if crate::retention::is_retention_rule(&bucket, &a.rule_id) {
+                            DeleteReason::RetentionEnd {
+                                rule_id: a.rule_id.clone(),
+                            }
+                        } else {
+                            DeleteReason::Lifecycle {
+                                rule_id: a.rule_id.clone(),
+                            }
                         },
                     };
                     self.engine

@@ -254,10 +254,7 @@ impl StrataS3 {
         let rules = cfg.rules.len();
         self.ctx
             .engine
-            .update_bucket(&b.name, move |rec| {
-                rec.lifecycle = Some(cfg.clone());
-                Ok(())
-            })
+            .set_lifecycle(&b.name, Some(cfg))
             .await
             .map_err(errors::engine)?;
         tracing::info!(bucket = %b.name, rules, "lifecycle configuration stored");
@@ -289,12 +286,10 @@ impl StrataS3 {
         let who = self.caller(&req.credentials).await?;
         let b = self.owned_bucket(&who, &req.input.bucket).await?;
         if b.lifecycle.is_some() {
+            // The operator's retention rules stay (docs/retention.md).
             self.ctx
                 .engine
-                .update_bucket(&b.name, |rec| {
-                    rec.lifecycle = None;
-                    Ok(())
-                })
+                .set_lifecycle(&b.name, None)
                 .await
                 .map_err(errors::engine)?;
             tracing::info!(bucket = %b.name, "lifecycle configuration removed");
