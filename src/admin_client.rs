@@ -10,6 +10,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
 
+/// The CA certificates (PEM) an `https://` endpoint's certificate must chain to: `--ca-bundle`.
+static CA_BUNDLE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+pub fn use_ca_bundle(path: std::path::PathBuf) {
+    let _ = CA_BUNDLE.set(path);
+}
+
 pub async fn call(
     endpoint: &str,
     access_key: &str,
@@ -54,15 +61,65 @@ pub async fn call(
     let mut req = req.body(Full::new(bytes::Bytes::from(payload)))?;
     instructions.apply_to_request_http1x(&mut req);
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let resp = client
-        .request(req)
-        .await
-        .context("cannot reach the server")?;
-    let status = resp.status();
-    let text = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
+    let (status, body) = if req.uri().scheme_str() == Some("https") {
+        let resp = send_tls(req).await?;
+        (resp.status(), resp.into_body().collect().await?.to_bytes())
+    } else {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
+        let resp = client
+            .request(req)
+            .await
+            .context("cannot reach the server")?;
+        (resp.status(), resp.into_body().collect().await?.to_bytes())
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         bail!("admin request failed ({status}): {text}");
     }
     Ok(text)
+}
+
+/// One request over HTTPS, the server's certificate checked against `--ca-bundle`.
+async fn send_tls(
+    req: http::Request<Full<bytes::Bytes>>,
+) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+    use rustls_pki_types::pem::PemObject;
+    let bundle = CA_BUNDLE
+        .get()
+        .context("an https:// endpoint needs --ca-bundle FILE (or STRATA_CA_BUNDLE)")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(bundle)
+        .with_context(|| format!("CA bundle {}", bundle.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("CA bundle {}", bundle.display()))?)
+            .context("CA bundle")?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let uri = req.uri().clone();
+    let host = uri.host().context("endpoint has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).context("endpoint host")?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .context("cannot reach the server")?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake with the server failed")?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender.send_request(req).await?)
 }

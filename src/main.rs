@@ -8,6 +8,7 @@ mod admin_client;
 mod admin_keys;
 mod destruction_cli;
 mod serve;
+mod tls_args;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +75,10 @@ struct AdminArgs {
     /// Machine-readable output (the admin API's JSON) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// CA certificates (PEM) to trust for an https:// endpoint (e.g. DATA/tls/cert.pem of
+    /// `strata serve --tls-self-signed`).
+    #[arg(long, env = "STRATA_CA_BUNDLE", global = true)]
+    ca_bundle: Option<PathBuf>,
     #[command(subcommand)]
     verb: AdminVerb,
 }
@@ -652,6 +657,9 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             json!({"name": name, "tranquility": tranquility}),
         ),
     };
+    if let Some(ca) = args.ca_bundle.clone() {
+        admin_client::use_ca_bundle(ca);
+    }
     let ak = args
         .access_key
         .ok_or_else(|| anyhow::anyhow!("--access-key (or STRATA_ACCESS_KEY) is required"))?;

@@ -19,9 +19,12 @@ pub struct ServeArgs {
     /// Where everything lives: master key, metadata, disks.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Address to listen on (loopback by default).
+    /// Address to listen on (loopback by default); HTTPS when a certificate is configured and
+    /// no `--tls-listen` is given.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     #[arg(long, env = "STRATA_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Base domain for virtual-hosted-style requests (`bucket.DOMAIN`); path style always works.
@@ -319,10 +322,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         edge,
     );
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
+    let listeners = args.tls.listeners(args.listen, &args.data_dir)?;
+    let bind = |a: SocketAddr| async move {
+        tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("cannot listen on {a}"))
+    };
+    let plain = match listeners.plain {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let tls = match listeners.tls {
+        Some((a, source)) => Some((bind(a).await?, source)),
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         if let Some((ak, sk, from_env)) = created {
@@ -346,13 +359,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.data_dir.display(),
             args.region
         )?;
-        writeln!(out, "strata: ready on http://{addr}")?;
+        if let Some(l) = &plain {
+            writeln!(out, "strata: ready on http://{}", l.local_addr()?)?;
+        }
+        if let Some((l, _)) = &tls {
+            writeln!(out, "strata: ready on https://{}", l.local_addr()?)?;
+        }
         out.flush()?;
     }
-    tracing::info!(%addr, "serving S3");
+    let serve_plain = async {
+        match plain {
+            Some(l) => {
+                tracing::info!(addr = %l.local_addr()?, "serving S3 over HTTP");
+                strata_gateway::http::serve(l, front.clone(), None).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let serve_tls = async {
+        match tls {
+            Some((l, source)) => {
+                tracing::info!(addr = %l.local_addr()?, "serving S3 over HTTPS");
+                crate::tls_args::reload_on_sighup(source.clone());
+                strata_gateway::http::serve(l, front.clone(), Some(source)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
 
     tokio::select! {
-        r = strata_gateway::http::serve(listener, front) => r?,
+        r = serve_plain => r?,
+        r = serve_tls => r?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     engine.shutdown().await;

@@ -127,7 +127,8 @@ def fresh_server(make_server):
 
 
 # ---- boto3 ----------------------------------------------------------------------------------------
-def make_s3(endpoint: str, access_key: str, secret_key: str, region: str = REGION, **cfg):
+def make_s3(endpoint: str, access_key: str, secret_key: str, region: str = REGION, verify=None, **cfg):
+    """A boto3 S3 client; `verify`: a CA bundle path for https endpoints (or True/False)."""
     import boto3
     from botocore.config import Config
 
@@ -142,7 +143,7 @@ def make_s3(endpoint: str, access_key: str, secret_key: str, region: str = REGIO
     )
     session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                                     region_name=region)
-    return session.client("s3", endpoint_url=endpoint, config=config)
+    return session.client("s3", endpoint_url=endpoint, config=config, verify=verify)
 
 
 @pytest.fixture(scope="session")

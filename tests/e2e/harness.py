@@ -29,7 +29,7 @@ if TARGET not in ("strata", "moto"):
     raise SystemExit(f"STRATA_E2E_TARGET must be 'strata' or 'moto', not {TARGET!r}")
 IS_MOTO = TARGET == "moto"
 REGION = "us-east-1"
-READY_RE = re.compile(r"^strata: ready on (http://127\.0\.0\.1:(\d+))\s*$")
+READY_RE = re.compile(r"^strata: ready on (https?://127\.0\.0\.1:(\d+))\s*$")
 START_TIMEOUT = float(os.environ.get("STRATA_E2E_START_TIMEOUT", "60"))
 
 # Variables that silently change how clients behave. They are removed from every client environment
@@ -154,6 +154,10 @@ class Server:
                                          stderr=self._log, env=env, start_new_session=True)
             self._wait_http()
             return
+        # A certificate without a separate --tls-listen makes the one listener HTTPS.
+        tls_only = any(a in ("--tls-self-signed", "--tls-cert") for a in self.extra_args) \
+            and "--tls-listen" not in self.extra_args
+        self.endpoint = f"{'https' if tls_only else 'http'}://127.0.0.1:{self.port}"
         binary = strata_binary()
         if not binary.exists():
             raise ServerError(f"strata binary not found at {binary}: run `cargo build --bin strata`", fatal=True)

@@ -4,6 +4,10 @@
 //!
 //! HTTP/1.1 only: S3 clients speak it, and h2c (prior knowledge, which the old auto builder
 //! accepted) multiplexes many requests over one connection, around these per-connection limits.
+//!
+//! With TLS the handshake runs under the header timeout, on top of the watched TCP stream (so
+//! the idle and stalled-reader clocks see the raw bytes), and every request carries a
+//! [`Transport`] extension saying whether it came over TLS (`aws:SecureTransport`, SSE-C).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +20,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::Front;
+use super::tls::TlsSource;
 use crate::metrics::EdgeEvent;
+
+/// How a request reached us; a request extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// Over TLS.
+    pub secure: bool,
+}
 
 /// What the watchdog knows about a connection. Times are milliseconds since `epoch`.
 struct Activity {
@@ -143,8 +155,13 @@ impl Drop for InFlight {
 /// The answer to a connection beyond the cap, written once without waiting, then closed.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 126\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
-/// Accepts connections until the listener fails; every connection is served on its own task.
-pub async fn serve(listener: TcpListener, front: Arc<Front>) -> std::io::Result<()> {
+/// Accepts connections until the listener fails; every connection is served on its own task,
+/// over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    front: Arc<Front>,
+    tls: Option<Arc<TlsSource>>,
+) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(front.edge.max_connections));
     let mut last_warned: Option<Instant> = None;
     loop {
@@ -170,25 +187,53 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>) -> std::io::Result<
         };
         let _ = stream.set_nodelay(true);
         let front = front.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, front).await;
+            let act = Arc::new(Activity::new());
+            let io = WatchedIo {
+                inner: stream,
+                act: act.clone(),
+            };
+            match tls {
+                None => serve_connection(io, act, peer, front, false).await,
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                    let hs = tokio::time::timeout(front.edge.header_timeout, acceptor.accept(io));
+                    match hs.await {
+                        Ok(Ok(io)) => serve_connection(io, act, peer, front, true).await,
+                        Ok(Err(e)) => {
+                            let e: String = e.to_string().chars().take(200).collect();
+                            tracing::info!(target: "strata::security", %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            front.metrics.edge(EdgeEvent::HeaderTimeout);
+                            tracing::info!(target: "strata::security", %peer, "connection closed: TLS handshake not completed in time");
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: std::net::SocketAddr, front: Arc<Front>) {
-    let act = Arc::new(Activity::new());
-    let io = hyper_util::rt::TokioIo::new(WatchedIo {
-        inner: stream,
-        act: act.clone(),
-    });
+async fn serve_connection<S>(
+    stream: S,
+    act: Arc<Activity>,
+    peer: std::net::SocketAddr,
+    front: Arc<Front>,
+    secure: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
     let idle = front.edge.idle_timeout.max(Duration::from_millis(10));
     let idle_ms = idle.as_millis() as u64;
     let svc = {
         let front = front.clone();
         let act = act.clone();
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(Transport { secure });
             let guard = InFlight::enter(&act);
             let front = front.clone();
             async move {

@@ -14,6 +14,7 @@ pub mod error_body;
 pub mod limits;
 pub mod lockout;
 pub mod signed_headers;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use s3s::service::S3Service;
 
-pub use conn::serve;
+pub use conn::{Transport, serve};
 pub use limits::EdgeConfig;
 pub use lockout::AuthLimiter;
 
