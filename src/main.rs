@@ -112,6 +112,9 @@ enum AdminVerb {
         verb: admin_keys::RetentionVerb,
     },
     // ----
+    /// The server's metrics in the Prometheus text format (what /_strata/metrics serves to a
+    /// scraper with the bearer token), read with this admin signature.
+    Metrics,
     /// Consistent online backup into DIR (on the server's machine): the metadata snapshot and a
     /// copy of the key store.
     Backup { dir: PathBuf },
@@ -642,6 +645,10 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminVerb::Key {
             verb: KeyVerb::Revoke { key_id },
         } => ("key-revoke", json!({"access_key": key_id})),
+        AdminVerb::Metrics => {
+            shape = Shape::Prometheus;
+            ("metrics", json!({}))
+        }
         AdminVerb::Backup { dir } => {
             let dir = std::path::absolute(&dir)?;
             ("backup", json!({"dir": dir}))

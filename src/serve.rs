@@ -148,6 +148,17 @@ pub struct EdgeArgs {
     /// Largest body (bytes) of a request that is not an object upload (XML, admin JSON).
     #[arg(long, env = "STRATA_MAX_XML_BODY", default_value_t = strata_gateway::http::limits::DEFAULT_MAX_XML_BODY)]
     pub max_xml_body: u64,
+    /// File holding the bearer token a scraper must present to GET /_strata/metrics
+    /// (`Authorization: Bearer TOKEN`). Without a token only `strata admin metrics` reads them.
+    #[arg(
+        long,
+        env = "STRATA_METRICS_TOKEN_FILE",
+        conflicts_with = "metrics_public"
+    )]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Serve /_strata/metrics to anyone who can reach the listener (a private network).
+    #[arg(long, env = "STRATA_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 }
 
 impl EdgeArgs {
@@ -161,7 +172,26 @@ impl EdgeArgs {
             self.header_timeout > 0 && self.idle_timeout > 0 && self.body_timeout > 0,
             "timeouts must be at least 1 second"
         );
+        use strata_gateway::http::metrics_access::MetricsAccess;
+        let metrics_access = match (&self.metrics_token_file, self.metrics_public) {
+            (Some(path), _) => {
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("metrics token file {}", path.display()))?,
+                );
+                let token = text.trim();
+                anyhow::ensure!(
+                    token.len() >= 16 && token.bytes().all(|b| b.is_ascii_graphic()),
+                    "metrics token file {}: the token must be at least 16 printable characters",
+                    path.display()
+                );
+                MetricsAccess::Token(zeroize::Zeroizing::new(token.as_bytes().to_vec()))
+            }
+            (None, true) => MetricsAccess::Public,
+            (None, false) => MetricsAccess::Closed,
+        };
         Ok(strata_gateway::http::EdgeConfig {
+            metrics_access,
             max_connections: self.max_connections,
             header_timeout: Duration::from_secs(self.header_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),

@@ -32,6 +32,8 @@ pub trait NodeAdmin: Send + Sync + 'static {
 pub struct AdminRoute {
     pub ctx: Arc<Context>,
     pub node: Option<Arc<dyn NodeAdmin>>,
+    /// The same counters `/_strata/metrics` serves (`strata admin metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn verb(uri: &Uri) -> Option<String> {
@@ -127,6 +129,9 @@ impl S3Route for AdminRoute {
         }
         let args: Args = serde_json::from_value(raw).map_err(|e| bad(format!("bad JSON: {e}")))?;
         let out: Value = match verb.as_str() {
+            "metrics" => {
+                json!({"prometheus": self.metrics.render() + &self.metrics.render_engine().await})
+            }
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
                 if !valid_user_name(&name) {

@@ -47,9 +47,12 @@ pub fn build_front_with(
     builder.set_auth(auth::EngineAuth {
         engine: ctx.engine.clone(),
     });
+    let metrics = Arc::new(metrics::Metrics::default());
+    let _ = metrics.engine.set(ctx.engine.clone());
     builder.set_route(admin::AdminRoute {
         ctx: ctx.clone(),
         node,
+        metrics: metrics.clone(),
     });
     let mut host = None;
     if let Some(domain) = &ctx.cfg.domain {
@@ -63,8 +66,6 @@ pub fn build_front_with(
             }
         }
     }
-    let metrics = Arc::new(metrics::Metrics::default());
-    let _ = metrics.engine.set(ctx.engine.clone());
     Arc::new(http::Front {
         s3: builder.build(),
         limiter: Default::default(),

@@ -32,6 +32,8 @@ pub struct EdgeConfig {
     /// Largest body of a request that is not an object upload (XML configurations,
     /// DeleteObjects, CompleteMultipartUpload, the admin API).
     pub max_xml_body: u64,
+    /// Who may GET `/_strata/metrics`.
+    pub metrics_access: super::metrics_access::MetricsAccess,
 }
 
 /// Default for [`EdgeConfig::max_xml_body`]: the largest valid S3 document is a DeleteObjects of
@@ -47,6 +49,7 @@ impl Default for EdgeConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
             max_xml_body: DEFAULT_MAX_XML_BODY,
+            metrics_access: Default::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod conn;
 pub mod error_body;
 pub mod limits;
 pub mod lockout;
+pub mod metrics_access;
 pub mod signed_headers;
 pub mod tls;
 
@@ -283,6 +284,19 @@ impl Front {
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
+            if !self.edge.metrics_access.allows(req.headers()) {
+                tracing::info!(target: "strata::security", %peer, "metrics refused: no valid bearer token");
+                let mut resp = Response::new(s3s::Body::from(
+                    "metrics need a bearer token (--metrics-token-file) or `strata admin metrics`\n"
+                        .to_string(),
+                ));
+                *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"strata-metrics\""),
+                );
+                return Ok(resp);
+            }
             let text = self.metrics.render() + &self.metrics.render_engine().await;
             let mut resp = Response::new(s3s::Body::from(text));
             resp.headers_mut().insert(
