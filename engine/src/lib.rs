@@ -24,6 +24,7 @@ pub mod body;
 pub mod buckets;
 pub mod budget;
 pub mod checksum;
+pub mod completions;
 pub mod error;
 pub mod gc;
 pub mod identity;
@@ -153,12 +154,13 @@ impl Engine {
     }
 
     /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, and the rebalance of old layouts.
+    /// write-intent sweep, the cleaner of completed-upload records, and the rebalance of old layouts.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        w.spawn(completions::CompletionCleaner::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),

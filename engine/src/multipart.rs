@@ -170,11 +170,18 @@ impl Engine {
         req: CompleteRequest,
         precondition: Precondition,
     ) -> Result<Written> {
+        if let Some(done) = self
+            .retried_completion(bucket, key, upload_id, &req.parts)
+            .await?
+        {
+            return Ok(done);
+        }
         let version_id = match bucket.versioning {
             strata_metadata::VersioningState::Enabled => self.meta_blocking().new_version_id(),
             _ => strata_metadata::NULL_VERSION.to_string(),
         };
         let (b, k, u) = (bucket.name.clone(), key.to_string(), upload_id.to_string());
+        let parts_again = req.parts.clone();
         let result = self
             .meta_call(move |m| {
                 let mut rejected: Option<Rejection> = None;
@@ -198,6 +205,17 @@ impl Engine {
             .await?;
         match result {
             (_, Some(rejection), _) => Err(rejection.into()),
+            // The upload vanished between the check above and the commit: a racing
+            // completion of the same upload may have won; answer as its retry would.
+            (Err(MetaError::NoSuchUpload), None, _) => {
+                match self
+                    .retried_completion(bucket, key, upload_id, &parts_again)
+                    .await?
+                {
+                    Some(done) => Ok(done),
+                    None => Err(MetaError::NoSuchUpload.into()),
+                }
+            }
             (Err(e), None, _) => Err(e.into()),
             (Ok(outcome), None, Some(mut version)) => {
                 version.version_id = outcome.version_id.clone();
@@ -206,6 +224,47 @@ impl Engine {
             }
             (Ok(_), None, None) => Err(EngineError::internal("completion built no version")),
         }
+    }
+
+    /// The answer to a retried completion: the upload was completed (within
+    /// `COMPLETED_UPLOAD_TTL_MS`) for the same key with the same part list. `None` otherwise
+    /// (the caller answers `NoSuchUpload`).
+    async fn retried_completion(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Option<Written>> {
+        let (b, u) = (bucket.name.clone(), upload_id.to_string());
+        let Some(done) = self.meta_call(move |m| m.completed_upload(&b, &u)).await? else {
+            return Ok(None);
+        };
+        let same_parts = done.parts.len() == parts.len()
+            && done.parts.iter().zip(parts).all(|((n1, e1), (n2, e2))| {
+                n1 == n2
+                    && e1
+                        .trim_matches('"')
+                        .eq_ignore_ascii_case(e2.trim_matches('"'))
+            });
+        if done.key != key || !same_parts {
+            return Ok(None);
+        }
+        tracing::info!(bucket = %bucket.name, key = %key, upload_id = %upload_id, "retried completion answered from its record");
+        let mut version =
+            VersionRecord::delete_marker(done.version_id.clone(), String::new(), done.completed);
+        version.is_delete_marker = false;
+        version.etag = done.etag;
+        version.size = done.size;
+        version.checksum = done.checksum;
+        version.checksum_type = done.checksum_type;
+        Ok(Some(Written {
+            version,
+            outcome: strata_metadata::PutOutcome {
+                version_id: done.version_id,
+                replaced: None,
+            },
+        }))
     }
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
@@ -323,6 +382,7 @@ fn assemble(
                 part_number: p.part_number,
                 size: p.size,
                 etag: p.etag.clone(),
+                checksum: p.checksum.clone(),
             })
             .collect(),
         retention: upload.retention.clone(),

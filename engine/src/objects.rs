@@ -199,17 +199,31 @@ impl Engine {
         key: &str,
         req: DeleteRequest,
     ) -> Result<DeleteOutcome> {
+        self.delete_object_if(bucket, key, req, None).await
+    }
+
+    /// [`Engine::delete_object`] conditioned on the current version's ETag (`*`: any current
+    /// version), checked atomically with the delete: `NoSuchKey` when there is no current
+    /// version, `PreconditionFailed` for another ETag.
+    pub async fn delete_object_if(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        req: DeleteRequest,
+        if_match: Option<String>,
+    ) -> Result<DeleteOutcome> {
         let (b, k) = (bucket.name.clone(), key.to_string());
         let r = req.clone();
         let out = self
             .meta_call(move |m| {
-                m.delete_object(
+                m.delete_object_if(
                     &b,
                     &k,
                     r.version_id.as_deref(),
                     &r.actor,
                     now_ms(),
                     r.bypass_governance,
+                    if_match.as_deref(),
                 )
             })
             .await?;

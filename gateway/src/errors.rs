@@ -107,6 +107,10 @@ pub fn meta(e: MetaError) -> S3Error {
             },
         ),
         MetaError::InvalidRetention(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        MetaError::InvalidRetentionPeriod(m) => {
+            S3Error::with_message(S3ErrorCode::Custom("InvalidRetentionPeriod".into()), m)
+                .with_status(http::StatusCode::BAD_REQUEST)
+        }
         // Handlers that can meet a delete marker map it themselves (MethodNotAllowed + headers).
         MetaError::IsDeleteMarker { .. } => S3Error::with_message(
             S3ErrorCode::MethodNotAllowed,

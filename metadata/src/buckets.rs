@@ -47,24 +47,43 @@ impl MetaStore {
             Ok(rec)
         })
     }
-    /// `BucketNotEmpty` while any version, delete marker or multipart upload remains.
+    /// `BucketNotEmpty` while any version or delete marker remains. Incomplete multipart
+    /// uploads do not keep a bucket alive (as S3): they are aborted first, their parts queued for
+    /// GC, a bounded page at a time; the final batch is conditioned on no version and no upload
+    /// being left, so an upload that races in makes it retry (and abort that one too).
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        /// Uploads aborted per round; rounds are bounded by the retry loop.
+        const ABORT_PAGE: usize = 64;
         self.retry(|| {
             let (raw, _) = self.read_bucket(name)?;
             let objects = KeyRange::prefix(&keys::bucket_prefix(name));
-            for space in [Space::Heads, Space::Uploads] {
-                if !self
-                    .kv()
-                    .scan(space, &objects, Direction::Forward, 1)?
-                    .is_empty()
-                {
-                    return Err(MetaError::BucketNotEmpty);
+            if !self
+                .kv()
+                .scan(Space::Heads, &objects, Direction::Forward, 1)?
+                .is_empty()
+            {
+                return Err(MetaError::BucketNotEmpty);
+            }
+            let uploads =
+                self.kv()
+                    .scan(Space::Uploads, &objects, Direction::Forward, ABORT_PAGE)?;
+            if !uploads.is_empty() {
+                for (k, _) in uploads {
+                    let (key, rest) = keys::split_object_key(&k, name.len())?;
+                    let upload_id = String::from_utf8(rest.to_vec())
+                        .map_err(|_| MetaError::Corrupt("upload id".into()))?;
+                    match self.abort_upload(name, &key, &upload_id) {
+                        Ok(()) | Err(MetaError::NoSuchUpload) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                // Another round (the retry loop bounds how many).
+                return Err(MetaError::Conflict);
             }
             let mut b = Batch::default();
             b.equals(Space::Buckets, name.as_bytes(), &raw);
             // Checked again at commit: a write that raced in makes this a conflict, and the
-            // retry then answers BucketNotEmpty.
+            // retry then answers BucketNotEmpty (or aborts the new upload).
             b.range_empty(Space::Heads, objects.clone());
             b.range_empty(Space::Uploads, objects);
             b.delete(Space::Buckets, name.as_bytes().to_vec());

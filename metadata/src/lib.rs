@@ -33,6 +33,6 @@ pub use error::{MetaError, Result};
 pub use gc::GC_STATS_LIMIT;
 pub use lock::check_retention_change;
 pub use maintenance::VerifyReport;
-pub use multipart::MIN_PART_SIZE;
+pub use multipart::{COMPLETED_UPLOAD_TTL_MS, MIN_PART_SIZE};
 pub use store::{DEFAULT_GC_GRACE_MS, MetaStore};
 pub use types::*;

@@ -111,6 +111,9 @@ pub struct PartSummary {
     pub part_number: u32,
     pub size: u64,
     pub etag: String,
+    /// The part's own checksum (algorithm, base64), for GetObjectAttributes' ObjectParts.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -204,6 +207,28 @@ pub struct PartRecord {
     pub last_modified: i64,
     pub segment: Segment,
     pub checksum: Option<(String, String)>,
+}
+
+/// A multipart upload that was completed, remembered for a bounded time so that a retried
+/// CompleteMultipartUpload (an SDK whose response was lost) gets the same answer instead of
+/// `NoSuchUpload`. Written in the completion's batch; removed by the `completed-uploads` worker
+/// after `expires`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// The part list the completion used: (part number, ETag without quotes). A retry must list
+    /// the same parts.
+    pub parts: Vec<(u32, String)>,
+    pub version_id: String,
+    pub etag: String,
+    pub size: u64,
+    pub checksum: Option<(String, String)>,
+    pub checksum_type: Option<String>,
+    pub completed: i64,
+    /// Unix ms after which the record may be dropped.
+    pub expires: i64,
 }
 
 /// Data that no version references any more; the GC worker deletes its chunks once `due`, then

@@ -8,7 +8,9 @@
 //! - [`signed_headers`]: SigV2 refusal, x-amz-* headers the signature must cover.
 //! - [`lockout`]: failed-signature accounting.
 //! - [`error_body`]: S3 error documents.
+//! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
 
+pub mod compat;
 pub mod conn;
 pub mod error_body;
 pub mod limits;
@@ -61,14 +63,34 @@ pub fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
     None
 }
 
-/// Presigned URLs may live at most 7 days (s3s checks expiry, not this upper bound).
-fn presign_too_long(uri: &http::Uri) -> bool {
-    uri.query().is_some_and(|q| {
-        q.split('&').any(|p| {
-            p.strip_prefix("X-Amz-Expires=")
-                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 604_800))
-        })
+fn has_query_key(query: Option<&str>, key: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == key)
     })
+}
+
+/// GetObjectAttributes' ETag without quotes, as S3 writes it (small XML bodies only).
+async fn unquote_attributes(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    let small = http_body::Body::size_hint(resp.body())
+        .upper()
+        .is_some_and(|n| n as usize <= MAX_ERROR_BODY);
+    if !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let bytes = compat::unquote_attributes_etag(&bytes)
+        .map(Bytes::from)
+        .unwrap_or(bytes);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Response::from_parts(parts, s3s::Body::from(bytes))
 }
 
 pub fn new_request_id() -> String {
@@ -79,6 +101,11 @@ pub fn new_request_id() -> String {
 /// The id of the request being handled (the `x-amz-request-id` it is answered with).
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+/// A success status S3 uses where s3s's serializer fixes another one (e.g. 204 for
+/// PutBucketTagging): a handler puts it in its response's extensions, the front applies it.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusOverride(pub StatusCode);
 
 pub struct Front {
     pub s3: S3Service,
@@ -143,16 +170,13 @@ impl Front {
                 EdgeEvent::FormPostRefused,
             );
         }
-        if presign_too_long(req.uri()) {
+        // Presigned URLs: S3's codes for bad parameters, a lifetime over 7 days (s3s checks
+        // expiry, not this bound) and a date in the future.
+        if let Some((status, code, message)) =
+            compat::presign_problem(&query, time::OffsetDateTime::now_utc().unix_timestamp())
+        {
             return Err(Box::new(Refused {
-                resp: error_response(
-                    StatusCode::BAD_REQUEST,
-                    "AuthorizationQueryParametersError",
-                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-                    &[],
-                    request_id,
-                    resource,
-                ),
+                resp: error_response(status, code, message, &[], request_id, resource),
                 event: None,
             }));
         }
@@ -265,9 +289,12 @@ impl Front {
 
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<s3s::Body>, s3s::HttpError> {
+        compat::fix_request_metadata(req.headers_mut());
+        let attributes_request =
+            req.method() == http::Method::GET && has_query_key(req.uri().query(), "attributes");
         let started = Instant::now();
         let request_id = new_request_id();
         let method = req.method().clone();
@@ -312,6 +339,11 @@ impl Front {
                     .await?
             }
         };
+        if let Some(StatusOverride(st)) = resp.extensions().get::<StatusOverride>().copied()
+            && resp.status().is_success()
+        {
+            *resp.status_mut() = st;
+        }
         let mut status = resp.status();
         let mut code = None;
         if status.is_client_error() || status.is_server_error() {
@@ -372,6 +404,12 @@ impl Front {
                     .headers
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 resp = Response::from_parts(parts, s3s::Body::from(bytes));
+            }
+        }
+        if status.is_success() {
+            compat::fix_response_metadata(resp.headers_mut());
+            if attributes_request {
+                resp = unquote_attributes(resp).await;
             }
         }
         if close {

@@ -261,6 +261,7 @@ impl StrataS3 {
             ..Default::default()
         };
         let plan = self.read_object(&who, &as_get).await?;
+        let tag_count = plan.version.tags.len();
         let o = plan.out;
         let out = HeadObjectOutput {
             accept_ranges: o.accept_ranges,
@@ -292,6 +293,11 @@ impl StrataS3 {
         let mut resp = S3Response::new(out);
         if plan.partial {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        // S3 sends the tag count on HEAD as on GET (the Smithy model has no field for it).
+        if tag_count > 0 {
+            resp.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(tag_count));
         }
         Ok(resp)
     }

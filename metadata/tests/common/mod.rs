@@ -153,6 +153,7 @@ pub fn build_from_parts(
             part_number: p.part_number,
             size: p.size,
             etag: p.etag.clone(),
+            checksum: p.checksum.clone(),
         })
         .collect();
     v
