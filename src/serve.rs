@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// MiB/s the background rebalance may move from older layouts to the current one (0: off).
     #[arg(long, env = "STRATA_REBALANCE_RATE", default_value_t = 16)]
     pub rebalance_rate: u64,
+    /// Accept SSE-C (customer-provided keys) over plain HTTP. S3 refuses it because the key
+    /// travels in the clear; allow it only behind a TLS-terminating proxy or on loopback.
+    #[arg(long, env = "STRATA_ALLOW_SSE_C_OVER_HTTP")]
+    pub allow_sse_c_over_http: bool,
     #[command(flatten)]
     pub edge: EdgeArgs,
 }
@@ -197,6 +201,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg: GatewayConfig {
             region: args.region.clone(),
             domain: args.domain.clone(),
+            allow_sse_c_over_http: args.allow_sse_c_over_http,
         },
     });
     let front = strata_gateway::build_front_with(

@@ -37,6 +37,9 @@ impl Engine {
             tags: Vec::new(),
             kek_id,
             wrapped_kek,
+            encryption: None,
+            cors: Vec::new(),
+            logging: None,
         };
         let r = rec.clone();
         self.meta_call(move |m| m.create_bucket(r)).await?;

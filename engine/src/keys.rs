@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use strata_metadata::{BucketRecord, DataLayout, UploadRecord};
+use strata_metadata::{BucketRecord, DataLayout, KmsKeyRecord, UploadRecord};
 use strata_storage_node::keys::{DataKey, KeyEncryptionKey, MasterKey, new_key_id};
 
 use crate::error::{EngineError, Result};
@@ -24,6 +24,10 @@ fn kek_aad(bucket: &str, kek_id: &str) -> Vec<u8> {
 
 fn dek_aad(kek_id: &str, dek_id: &str) -> Vec<u8> {
     format!("strata/dek/v1/{kek_id}/{dek_id}").into_bytes()
+}
+
+fn kms_aad(kms_id: &str, kek_id: &str) -> Vec<u8> {
+    format!("strata/kms/v1/{kms_id}/{kek_id}").into_bytes()
 }
 
 /// Additional authenticated data that binds a sealed access-key secret to its access key.
@@ -101,6 +105,23 @@ impl KeyRing {
     /// The data key shared by the parts of a multipart upload.
     pub fn upload_key(&self, bucket: &BucketRecord, u: &UploadRecord) -> Result<Arc<DataKey>> {
         self.data_key(bucket, &u.kek_id, &u.dek_id, &u.wrapped_dek)
+    }
+
+    /// A new KEK for an operator-managed KMS key: (kek id, KEK wrapped by the master key).
+    pub fn new_kms_kek(&self, kms_id: &str) -> (String, Vec<u8>) {
+        let kek = KeyEncryptionKey::generate();
+        let id = new_key_id();
+        let wrapped = self.master.wrap_kek(&kek, &kms_aad(kms_id, &id));
+        (id, wrapped)
+    }
+
+    /// The secret an SSE-KMS version's DEK is bound to (see `sse.rs`): derived from the KMS
+    /// key's KEK, for this key only.
+    pub fn kms_binding_secret(&self, rec: &KmsKeyRecord) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let kek = self
+            .master
+            .unwrap_kek(&rec.wrapped_kek, &kms_aad(&rec.id, &rec.kek_id))?;
+        Ok(kek.binding_secret(rec.id.as_bytes()))
     }
 
     pub fn seal_secret(&self, access_key: &str, secret: &str) -> Vec<u8> {

@@ -15,6 +15,7 @@
 //! - [`objects`], [`multipart`], [`buckets`], [`identity`]: operations by family.
 //! - [`gc`], [`workers`]: background work as observable, throttled workers.
 //! - [`keys`]: which key wraps which (master -> bucket KEK -> version DEK).
+//! - [`sse`], [`kms`]: the server-side-encryption API (SSE-S3/KMS/C bindings, KMS keys).
 //!
 //! Every metadata call runs on the blocking pool ([`Engine::meta_call`]): the metadata API is
 //! synchronous (RocksDB, fsync'd group commits, bounded retry loops with sleeps), and must never
@@ -30,11 +31,13 @@ pub mod gc;
 pub mod identity;
 pub mod instance;
 pub mod keys;
+pub mod kms;
 pub mod layouts;
 pub mod multipart;
 pub mod objects;
 pub mod read;
 pub mod rebalance;
+pub mod sse;
 pub mod workers;
 pub mod write;
 

@@ -12,6 +12,7 @@ use crate::body::{BodyStream, read_as_body};
 use crate::checksum::{self, PartChecksum};
 use crate::error::{EngineError, Rejection, Result};
 use crate::objects::Written;
+use crate::sse::KeyBinding;
 use crate::write::{StoredBlob, WriteSpec};
 use crate::{Engine, now_ms};
 
@@ -97,7 +98,22 @@ impl Engine {
         body: BodyStream,
         spec: WriteSpec,
     ) -> Result<PartRecord> {
-        let dek = self.keys().upload_key(bucket, upload)?;
+        self.upload_part_bound(bucket, upload, part_number, body, spec, &KeyBinding::None)
+            .await
+    }
+
+    /// [`Engine::upload_part`] for an upload whose DEK is bound (SSE-KMS, SSE-C: the binding
+    /// comes from [`Engine::sse_binding`] of the upload's record).
+    pub async fn upload_part_bound(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        part_number: u32,
+        body: BodyStream,
+        spec: WriteSpec,
+        binding: &KeyBinding,
+    ) -> Result<PartRecord> {
+        let dek = binding.apply(self.keys().upload_key(bucket, upload)?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }
@@ -113,15 +129,41 @@ impl Engine {
         src: &VersionRecord,
         range: Range<u64>,
     ) -> Result<PartRecord> {
+        let none = KeyBinding::None;
+        self.upload_part_copy_bound(
+            bucket,
+            upload,
+            part_number,
+            (src_bucket, src, &none),
+            range,
+            &none,
+        )
+        .await
+    }
+
+    /// [`Engine::upload_part_copy`] with the source's and the upload's SSE bindings.
+    pub async fn upload_part_copy_bound(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        part_number: u32,
+        src: (&BucketRecord, &VersionRecord, &KeyBinding),
+        range: Range<u64>,
+        binding: &KeyBinding,
+    ) -> Result<PartRecord> {
+        let (src_bucket, src, src_binding) = src;
         let len = range.end - range.start;
-        let body = read_as_body(self.read_range(src_bucket, src, range).await?);
+        let body = read_as_body(
+            self.read_range_bound(src_bucket, src, range, src_binding)
+                .await?,
+        );
         let spec = WriteSpec {
             max_len: len,
             expected_len: Some(len),
             checksum_algorithm: upload.checksum_algorithm.clone(),
             ..Default::default()
         };
-        let dek = self.keys().upload_key(bucket, upload)?;
+        let dek = binding.apply(self.keys().upload_key(bucket, upload)?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }

@@ -11,6 +11,7 @@ use strata_metadata::{
 
 use crate::body::{BodyStream, ReadStream, read_as_body};
 use crate::error::Result;
+use crate::sse::KeyBinding;
 use crate::write::{StoredBlob, WriteSpec};
 use crate::{Engine, now_ms};
 
@@ -100,8 +101,35 @@ impl Engine {
         attrs: ObjectAttrs,
         precondition: Precondition,
     ) -> Result<Written> {
+        self.put_object_bound(
+            bucket,
+            key,
+            body,
+            spec,
+            attrs,
+            precondition,
+            &KeyBinding::None,
+        )
+        .await
+    }
+
+    /// [`Engine::put_object`] with the new DEK bound to `binding` (SSE-KMS, SSE-C); the
+    /// matching `SseRecord` travels in `attrs.content.sse`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object_bound(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        body: BodyStream,
+        spec: WriteSpec,
+        attrs: ObjectAttrs,
+        precondition: Precondition,
+        binding: &KeyBinding,
+    ) -> Result<Written> {
         let dek = self.keys().new_data_key(bucket)?;
-        let stored = self.write_blob(dek.key.clone(), body, spec).await?;
+        let stored = self
+            .write_blob(binding.apply(dek.key.clone()), body, spec)
+            .await?;
         let version = VersionRecord {
             version_id: self.new_version_id(bucket),
             is_delete_marker: false,
@@ -166,6 +194,17 @@ impl Engine {
         self.read_range(bucket, version, range).await
     }
 
+    /// Streams `range` of a version written with an SSE binding (see [`Engine::sse_binding`]).
+    pub async fn read_bound(
+        &self,
+        bucket: &BucketRecord,
+        version: &VersionRecord,
+        range: Range<u64>,
+        binding: &KeyBinding,
+    ) -> Result<ReadStream> {
+        self.read_range_bound(bucket, version, range, binding).await
+    }
+
     /// Copies (a range of) `src` into a new version of `dst_key` in `dst_bucket`. The bytes are
     /// re-encrypted under the new version's own data key: versions never share bytes, so
     /// destroying one version's key never touches another.
@@ -180,15 +219,53 @@ impl Engine {
         checksum_algorithm: Option<String>,
         precondition: Precondition,
     ) -> Result<Written> {
-        let body = read_as_body(self.read_range(src_bucket, src, 0..src.size).await?);
+        let none = KeyBinding::None;
+        self.copy_object_bound(
+            (src_bucket, src, &none),
+            dst_bucket,
+            dst_key,
+            attrs,
+            checksum_algorithm,
+            precondition,
+            &none,
+        )
+        .await
+    }
+
+    /// [`Engine::copy_object`] reading the source with its binding and writing the copy with
+    /// the destination's (SSE-KMS, SSE-C on either side).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_object_bound(
+        &self,
+        src: (&BucketRecord, &VersionRecord, &KeyBinding),
+        dst_bucket: &BucketRecord,
+        dst_key: &str,
+        attrs: ObjectAttrs,
+        checksum_algorithm: Option<String>,
+        precondition: Precondition,
+        binding: &KeyBinding,
+    ) -> Result<Written> {
+        let (src_bucket, src, src_binding) = src;
+        let body = read_as_body(
+            self.read_range_bound(src_bucket, src, 0..src.size, src_binding)
+                .await?,
+        );
         let spec = WriteSpec {
             max_len: src.size,
             expected_len: Some(src.size),
             checksum_algorithm,
             ..Default::default()
         };
-        self.put_object(dst_bucket, dst_key, body, spec, attrs, precondition)
-            .await
+        self.put_object_bound(
+            dst_bucket,
+            dst_key,
+            body,
+            spec,
+            attrs,
+            precondition,
+            binding,
+        )
+        .await
     }
 
     /// DeleteObject semantics (delete markers, null versions, Object Lock), decided by the

@@ -122,7 +122,20 @@ impl Engine {
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
-        let dek = self.keys().version_key(bucket, &version.data)?;
+        self.read_range_bound(bucket, version, range, &crate::sse::KeyBinding::None)
+            .await
+    }
+
+    /// [`Engine::read_range`] of a version whose DEK is bound to a second secret (SSE-KMS,
+    /// SSE-C; see `sse.rs`).
+    pub async fn read_range_bound(
+        &self,
+        bucket: &BucketRecord,
+        version: &VersionRecord,
+        range: Range<u64>,
+        binding: &crate::sse::KeyBinding,
+    ) -> Result<ReadStream> {
+        let dek = binding.apply(self.keys().version_key(bucket, &version.data)?);
         let slices = plan(&version.data.segments, range);
         let mut layouts: HashMap<u32, Arc<strata_storage_node::Layout>> = HashMap::new();
         for s in &version.data.segments {

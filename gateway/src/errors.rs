@@ -62,6 +62,29 @@ pub fn rejection(r: Rejection) -> S3Error {
         Rejection::FullObjectNeedsCrc => {
             s3_error!(InvalidRequest, "FULL_OBJECT checksums need a CRC algorithm")
         }
+        // S3's answers for KMS keys (the KMS service's exception names, status 400).
+        Rejection::KmsKeyNotFound(k) => S3Error::with_message(
+            S3ErrorCode::Custom("KMS.NotFoundException".into()),
+            format!("Invalid keyId '{}'", k.chars().take(256).collect::<String>()),
+        )
+        .with_status(http::StatusCode::BAD_REQUEST),
+        Rejection::KmsKeyDisabled(id) => S3Error::with_message(
+            S3ErrorCode::Custom("KMS.DisabledException".into()),
+            format!("KMS key {id} is disabled."),
+        )
+        .with_status(http::StatusCode::BAD_REQUEST),
+        Rejection::SseCustomerKeyRequired => s3_error!(
+            InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+        ),
+        Rejection::SseCustomerKeyMismatch => s3_error!(
+            AccessDenied,
+            "The provided customer key does not match the key used to encrypt this object."
+        ),
+        Rejection::SseCustomerKeyUnexpected => s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        ),
     }
 }
 

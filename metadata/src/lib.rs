@@ -18,6 +18,7 @@ mod buckets;
 mod error;
 mod gc;
 pub mod keys;
+mod kms;
 pub mod kv;
 mod layouts;
 mod listing;

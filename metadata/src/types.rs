@@ -65,6 +65,15 @@ pub struct BucketRecord {
     pub kek_id: String,
     #[serde(with = "serde_bytes")]
     pub wrapped_kek: Vec<u8>,
+    /// Default encryption of new objects (PutBucketEncryption).
+    #[serde(default)]
+    pub encryption: Option<BucketEncryption>,
+    /// CORS rules (PutBucketCors), in order.
+    #[serde(default)]
+    pub cors: Vec<CorsRule>,
+    /// Server access logging (PutBucketLogging).
+    #[serde(default)]
+    pub logging: Option<LoggingConfig>,
 }
 
 /// A run of chunks written as one blob: a whole single-part object, or one multipart part.
@@ -116,6 +125,8 @@ pub struct PartSummary {
     pub checksum: Option<(String, String)>,
 }
 
+/// What a version (or upload) answers in its headers besides its bytes: the content headers, and
+/// the server-side encryption it was written with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ContentHeaders {
     pub content_type: Option<String>,
@@ -124,6 +135,90 @@ pub struct ContentHeaders {
     pub content_language: Option<String>,
     pub cache_control: Option<String>,
     pub expires: Option<String>,
+    /// `None`: written before the SSE API existed, shown as SSE-S3 (every object is encrypted).
+    #[serde(default)]
+    pub sse: Option<SseRecord>,
+}
+
+/// The server-side encryption API's modes (every version is encrypted at rest whatever the mode;
+/// the mode says which keys are needed to read it, see `docs/sse.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SseMode {
+    /// `AES256`: the bucket KEK's DEK alone.
+    #[default]
+    S3,
+    /// `aws:kms`: the DEK bound to an operator-managed KMS key.
+    Kms,
+    /// SSE-C: the DEK bound to the customer's key, which is never stored.
+    Customer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SseRecord {
+    pub mode: SseMode,
+    /// Id of the [`KmsKeyRecord`] (SSE-KMS).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// The encryption context as the client sent it (base64 of a JSON object), SSE-KMS.
+    #[serde(default)]
+    pub kms_context: Option<String>,
+    #[serde(default)]
+    pub bucket_key: bool,
+    /// SSE-C: random salt and HMAC-SHA256(salt, customer key) to recognise the key.
+    #[serde(default, with = "serde_bytes")]
+    pub customer_salt: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    pub customer_mac: Vec<u8>,
+}
+
+/// An operator-managed KMS key (`strata admin kms create NAME`): a KEK of our hierarchy, wrapped
+/// by the master key. SSE-KMS versions bind their DEK to it; a disabled key refuses new writes
+/// and reads of those versions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsKeyRecord {
+    /// Random id (32 hex), shown as `arn:aws:kms:REGION:000000000000:key/ID`.
+    pub id: String,
+    /// Unique alias (`alias/NAME`).
+    pub name: String,
+    pub created: i64,
+    pub enabled: bool,
+    #[serde(default)]
+    pub disabled_at: Option<i64>,
+    pub kek_id: String,
+    #[serde(with = "serde_bytes")]
+    pub wrapped_kek: Vec<u8>,
+}
+
+/// A bucket's default encryption (PutBucketEncryption), applied to writes that ask for none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BucketEncryption {
+    pub mode: SseMode,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub bucket_key: bool,
+}
+
+/// One CORS rule of a bucket (PutBucketCors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CorsRule {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age_seconds: Option<i32>,
+}
+
+/// Where a bucket's server access logs go (PutBucketLogging).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LoggingConfig {
+    pub target_bucket: String,
+    pub target_prefix: String,
 }
 
 /// One version of an object (or a delete marker).

@@ -147,6 +147,9 @@ fn main() {
                 tags: vec![],
                 kek_id: "kek".into(),
                 wrapped_kek: vec![1; 40],
+                encryption: None,
+                cors: Vec::new(),
+                logging: None,
             })
             .unwrap();
     }

@@ -70,6 +70,14 @@ impl StrataS3 {
         let v = self
             .readable_version(&bucket, &input.key, &input.version_id)
             .await?;
+        // An SSE-C object's attributes need its key too, as S3.
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+        })?;
+        self.read_binding(v.content.sse.as_ref(), customer.as_ref())
+            .await?;
         let mut out = GetObjectAttributesOutput {
             last_modified: Some(ts(v.last_modified)),
             version_id: shown_version_id(&bucket, &v),

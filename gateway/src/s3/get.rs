@@ -15,6 +15,8 @@ use crate::errors;
 pub(crate) struct ReadPlan {
     bucket: BucketRecord,
     version: VersionRecord,
+    /// The SSE binding to read the version with (SSE-KMS, SSE-C).
+    binding: strata_engine::sse::KeyBinding,
     window: std::ops::Range<u64>,
     partial: bool,
     out: GetObjectOutput,
@@ -123,6 +125,15 @@ impl StrataS3 {
         let v = self
             .readable_version(&bucket, &input.key, &input.version_id)
             .await?;
+        // SSE-C needs the customer's key again on every read (HEAD too); SSE-KMS its key enabled.
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+        })?;
+        let binding = self
+            .read_binding(v.content.sse.as_ref(), customer.as_ref())
+            .await?;
         check_read_conditions(
             &v,
             &input.if_match,
@@ -196,6 +207,14 @@ impl StrataS3 {
             &input.response_cache_control,
             &input.response_expires,
         );
+        crate::fill_sse!(
+            out,
+            self.sse_out(
+                v.content.sse.as_ref(),
+                customer.as_ref().map(|c| c.key_md5.as_str())
+            ),
+            c
+        );
         // The stored checksum describes the whole object, so a partial read does not carry it.
         if input
             .checksum_mode
@@ -208,6 +227,7 @@ impl StrataS3 {
         Ok(ReadPlan {
             bucket,
             version: v,
+            binding,
             window,
             partial,
             out,
@@ -223,7 +243,7 @@ impl StrataS3 {
         let read = self
             .ctx
             .engine
-            .read(&plan.bucket, &plan.version, plan.window)
+            .read_bound(&plan.bucket, &plan.version, plan.window, &plan.binding)
             .await
             .map_err(errors::engine)?;
         let mut out = plan.out;
@@ -258,6 +278,9 @@ impl StrataS3 {
             response_content_language: i.response_content_language,
             response_content_type: i.response_content_type,
             response_expires: i.response_expires,
+            sse_customer_algorithm: i.sse_customer_algorithm,
+            sse_customer_key: i.sse_customer_key,
+            sse_customer_key_md5: i.sse_customer_key_md5,
             ..Default::default()
         };
         let plan = self.read_object(&who, &as_get).await?;
@@ -288,6 +311,11 @@ impl StrataS3 {
             parts_count: o.parts_count,
             storage_class: o.storage_class,
             version_id: o.version_id,
+            server_side_encryption: o.server_side_encryption,
+            ssekms_key_id: o.ssekms_key_id,
+            bucket_key_enabled: o.bucket_key_enabled,
+            sse_customer_algorithm: o.sse_customer_algorithm,
+            sse_customer_key_md5: o.sse_customer_key_md5,
             ..Default::default()
         };
         let mut resp = S3Response::new(out);

@@ -19,6 +19,9 @@ pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
         tags: vec![],
         kek_id: "kek-1".into(),
         wrapped_kek: vec![1, 2, 3],
+        encryption: None,
+        cors: Vec::new(),
+        logging: None,
     }
 }
 
