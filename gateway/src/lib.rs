@@ -69,5 +69,6 @@ pub fn build_front_with(
         metrics: Default::default(),
         edge,
         host,
+        engine: ctx.engine.clone(),
     })
 }

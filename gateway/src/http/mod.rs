@@ -9,9 +9,11 @@
 //! - [`lockout`]: failed-signature accounting.
 //! - [`error_body`]: S3 error documents.
 //! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
+//! - [`cors`]: preflight OPTIONS and `Access-Control-*` headers from the bucket's CORS rules.
 
 pub mod compat;
 pub mod conn;
+pub mod cors;
 pub mod error_body;
 pub mod limits;
 pub mod lockout;
@@ -114,6 +116,8 @@ pub struct Front {
     pub edge: EdgeConfig,
     /// The virtual-host parser s3s uses, to tell object uploads from XML calls the same way.
     pub host: Option<s3s::host::MultiDomain>,
+    /// For what the front itself answers from bucket settings (CORS).
+    pub engine: strata_engine::Engine,
 }
 
 /// A response the front gives without s3s, and the reason counted for it.
@@ -130,6 +134,17 @@ struct Called {
 }
 
 impl Front {
+    /// The CORS rules of a bucket (`None`: no such bucket, or it could not be read).
+    async fn cors_rules(&self, bucket: &str) -> Option<Vec<strata_metadata::CorsRule>> {
+        match self.engine.bucket(bucket).await {
+            Ok(b) => b.map(|b| b.cors),
+            Err(e) => {
+                tracing::warn!(error = %e, "CORS rules could not be read");
+                None
+            }
+        }
+    }
+
     /// Checks that need neither a secret nor the body. Ok(is an object upload) = hand the
     /// request to s3s.
     fn screen(
@@ -318,25 +333,46 @@ impl Front {
         }
 
         let claimed_key = claimed_access_key(&req);
+        // CORS: the bucket addressed and the Origin of a browser request.
+        let host = self.host.as_ref().map(|h| h as &dyn s3s::host::S3Host);
+        let cors_bucket = cors::request_bucket(req.uri(), req.headers(), host);
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let preflight = method == http::Method::OPTIONS;
+        let cors_rules = match (&cors_bucket, origin.is_some() || preflight) {
+            (Some(b), true) => self.cors_rules(b).await,
+            _ => None,
+        };
         let Called {
             mut resp,
             close,
             looked_up,
-        } = match self.screen(&req, &request_id, &resource) {
-            Err(r) => {
-                if let Some(e) = r.event {
-                    self.metrics.edge(e);
-                }
-                Called {
-                    resp: r.resp,
-                    // The body was not read: do not leave it for the next request to trip over.
-                    close: limits::may_have_body(req.headers()),
-                    looked_up: None,
-                }
+        } = if preflight {
+            Called {
+                resp: cors::preflight(cors_rules.as_deref(), req.headers(), &request_id, &resource),
+                close: limits::may_have_body(req.headers()),
+                looked_up: None,
             }
-            Ok(upload) => {
-                self.call_s3(req, upload, peer, &request_id, &resource)
-                    .await?
+        } else {
+            match self.screen(&req, &request_id, &resource) {
+                Err(r) => {
+                    if let Some(e) = r.event {
+                        self.metrics.edge(e);
+                    }
+                    Called {
+                        resp: r.resp,
+                        // The body was not read: do not leave it for the next request to trip over.
+                        close: limits::may_have_body(req.headers()),
+                        looked_up: None,
+                    }
+                }
+                Ok(upload) => {
+                    self.call_s3(req, upload, peer, &request_id, &resource)
+                        .await?
+                }
             }
         };
         if let Some(StatusOverride(st)) = resp.extensions().get::<StatusOverride>().copied()
@@ -405,6 +441,13 @@ impl Front {
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 resp = Response::from_parts(parts, s3s::Body::from(bytes));
             }
+        }
+        // Access-Control-* on the actual response of a browser request the rules allow.
+        if !preflight
+            && let (Some(rules), Some(o)) = (&cors_rules, &origin)
+            && let Some(rule) = cors::find_rule(rules, o, method.as_str(), &[])
+        {
+            cors::apply_rule(resp.headers_mut(), rule, o, &[]);
         }
         if status.is_success() {
             compat::fix_response_metadata(resp.headers_mut());
