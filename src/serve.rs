@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// MiB/s the background rebalance may move from older layouts to the current one (0: off).
     #[arg(long, env = "STRATA_REBALANCE_RATE", default_value_t = 16)]
     pub rebalance_rate: u64,
+    /// Server access logs (bucket logging): the longest a request's line waits before it is
+    /// delivered into the target bucket (seconds).
+    #[arg(long, env = "STRATA_ACCESS_LOG_DELAY_SECS", default_value_t = 300)]
+    pub access_log_delay_secs: u64,
     /// Accept SSE-C (customer-provided keys) over plain HTTP. S3 refuses it because the key
     /// travels in the clear; allow it only behind a TLS-terminating proxy or on loopback.
     #[arg(long, env = "STRATA_ALLOW_SSE_C_OVER_HTTP")]
@@ -188,6 +192,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             rebalance_rate: args.rebalance_rate * 1024 * 1024,
+            access_log_delay: std::time::Duration::from_secs(args.access_log_delay_secs),
             ..Default::default()
         },
         layout,

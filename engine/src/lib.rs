@@ -21,6 +21,7 @@
 //! synchronous (RocksDB, fsync'd group commits, bounded retry loops with sleeps), and must never
 //! hold a tokio worker thread.
 
+pub mod access_log;
 pub mod body;
 pub mod buckets;
 pub mod budget;
@@ -63,6 +64,8 @@ pub struct EngineConfig {
     /// Bytes per second the rebalance job may move from old layouts to the current one
     /// (0: no rebalancing).
     pub rebalance_rate: u64,
+    /// Server access logs: longest wait of a staged entry before its log object is written.
+    pub access_log_delay: Duration,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +75,7 @@ impl Default for EngineConfig {
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
             rebalance_rate: 16 * 1024 * 1024,
+            access_log_delay: Duration::from_secs(300),
         }
     }
 }
@@ -86,6 +90,7 @@ struct Inner {
     workers: workers::Workers,
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
+    access_log: access_log::AccessLog,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -117,6 +122,7 @@ impl Engine {
                 workers: workers::Workers::default(),
                 instance: instance::InstanceId::new(instance),
                 layouts,
+                access_log: access_log::AccessLog::new(cfg.access_log_delay),
                 cfg,
             }),
         })
@@ -156,6 +162,10 @@ impl Engine {
         &self.inner.layouts
     }
 
+    pub(crate) fn access_log(&self) -> &access_log::AccessLog {
+        &self.inner.access_log
+    }
+
     /// Starts the background workers this process runs: the instance lease, the GC and the
     /// write-intent sweep, the cleaner of completed-upload records, and the rebalance of old layouts.
     pub fn start_background(&self) {
@@ -164,6 +174,7 @@ impl Engine {
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
         w.spawn(completions::CompletionCleaner::new(self.clone()), 0);
+        w.spawn(access_log::AccessLogWorker::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),
@@ -176,6 +187,10 @@ impl Engine {
     /// short now are swept at the next start at once.
     pub async fn shutdown(&self) {
         self.workers().shutdown(Duration::from_secs(5)).await;
+        // Access log entries still in memory are staged, so the next start delivers them.
+        if let Err(e) = self.stage_access_log().await {
+            tracing::warn!(error = %e, "could not stage the access log at shutdown");
+        }
         let id = self.instance().get();
         if let Err(e) = self.meta_call(move |m| m.retire_instance(&id)).await {
             tracing::warn!(error = %e, "could not retire the instance");

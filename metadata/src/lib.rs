@@ -14,6 +14,7 @@
 //! walk and segment swap), `users` (users by id, access keys), `maintenance` (backup, restore,
 //! verify); `keys` (key encoding, ids) and `types` (the records) are the shared vocabulary.
 
+mod access_log;
 mod buckets;
 mod error;
 mod gc;

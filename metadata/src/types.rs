@@ -214,6 +214,42 @@ pub struct CorsRule {
     pub max_age_seconds: Option<i32>,
 }
 
+/// One request to a bucket with logging enabled, staged durably until the `access-log` worker
+/// writes it into a log object of the target bucket (S3 server access log format). Never holds a
+/// secret: the URI's signature and credential parameters are redacted before it is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AccessLogEntry {
+    /// The bucket the request addressed, and its owner's canonical id.
+    pub bucket: String,
+    pub bucket_owner: String,
+    /// Where the line goes.
+    pub target_bucket: String,
+    pub target_prefix: String,
+    /// Unix ms when the request arrived.
+    pub time: i64,
+    pub remote_ip: String,
+    /// The access key the signature was verified with (the worker shows its user's id).
+    pub access_key: Option<String>,
+    pub request_id: String,
+    /// `REST.GET.OBJECT`, `REST.PUT.PART`, ...
+    pub operation: String,
+    pub key: Option<String>,
+    /// `METHOD /path?query HTTP/1.1`, redacted and cut.
+    pub request_uri: String,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub bytes_sent: Option<u64>,
+    pub object_size: Option<u64>,
+    pub total_ms: u64,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    pub version_id: Option<String>,
+    /// `SigV4` when signed; `AuthHeader` / `QueryString`.
+    pub signature_version: Option<String>,
+    pub auth_type: Option<String>,
+    pub host_header: Option<String>,
+}
+
 /// Where a bucket's server access logs go (PutBucketLogging).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LoggingConfig {

@@ -9,8 +9,10 @@
 //! - [`lockout`]: failed-signature accounting.
 //! - [`error_body`]: S3 error documents.
 //! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
+//! - [`access_log`]: the facts of S3 server access log lines (bucket logging).
 //! - [`cors`]: preflight OPTIONS and `Access-Control-*` headers from the bucket's CORS rules.
 
+pub mod access_log;
 pub mod compat;
 pub mod conn;
 pub mod cors;
@@ -346,6 +348,14 @@ impl Front {
             (Some(b), true) => self.cors_rules(b).await,
             _ => None,
         };
+        // Bucket logging: the request's facts, if its bucket logs (configuration cached).
+        let logged = match &cors_bucket {
+            Some(b) => self.engine.logging_target(b).await.map(|t| {
+                let at = strata_engine::now_ms();
+                (t, access_log::Facts::capture(&req, b, at))
+            }),
+            None => None,
+        };
         let Called {
             mut resp,
             close,
@@ -466,6 +476,20 @@ impl Front {
         let elapsed = started.elapsed();
         self.metrics
             .observe(method.as_str(), status.as_u16(), elapsed);
+        // S3 server access log (bucket logging): only the key s3s verified names the requester.
+        if let (Some((target, facts)), Some(b)) = (logged, &cors_bucket) {
+            self.engine.log_access(facts.entry(
+                b,
+                target,
+                peer.ip().to_string(),
+                looked_up.clone(),
+                &request_id,
+                status.as_u16(),
+                code.clone(),
+                resp.headers(),
+                elapsed.as_millis() as u64,
+            ));
+        }
         // The access log: who, what, when, from where, result. Never a secret; untrusted strings
         // are cut and cleaned. `access_key` is the key s3s checked, else the (unchecked) claim.
         let who = looked_up.or(claimed_key);

@@ -12,6 +12,7 @@ pub(crate) mod cors;
 mod delete;
 mod get;
 mod list;
+mod logging;
 mod multipart;
 mod put;
 mod retention;
@@ -331,5 +332,19 @@ impl S3 for StrataS3 {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         self.op_delete_bucket_cors(req).await
+    }
+
+    async fn put_bucket_logging(
+        &self,
+        req: S3Request<PutBucketLoggingInput>,
+    ) -> S3Result<S3Response<PutBucketLoggingOutput>> {
+        self.op_put_bucket_logging(req).await
+    }
+
+    async fn get_bucket_logging(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        self.op_get_bucket_logging(req).await
     }
 }
