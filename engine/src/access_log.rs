@@ -146,7 +146,7 @@ fn log_time(ms: i64) -> String {
     format!("[{}]", t.format(&fmt).unwrap_or_default())
 }
 
-/// A field: `-` when empty; printable ASCII, with `"`, `\\`, spaces and anything else
+/// A field: `-` when empty; printable ASCII, with quotes, backslashes, spaces and anything else
 /// percent-encoded (a key stays recognisable, a line cannot be split or forged).
 fn field(v: Option<&str>) -> String {
     match v {

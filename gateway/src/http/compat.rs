@@ -109,6 +109,9 @@ pub fn presign_problem(
         Ok(_) => {}
     }
     let date = get("X-Amz-Date").unwrap_or_default();
+    if !amz_date_shape(date) {
+        return bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
+    }
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let Ok(t) = time::PrimitiveDateTime::parse(date, &fmt) else {
         return bad("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"");
@@ -122,6 +125,25 @@ pub fn presign_problem(
         ));
     }
     None
+}
+
+/// `yyyyMMddTHHmmssZ` exactly: s3s's date parser subtracts before it checks for a digit (an
+/// overflow panic in builds with overflow checks), so nothing else may reach it.
+pub fn amz_date_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+}
+
+/// A malformed `x-amz-date` header: S3 answers 403 AccessDenied (and s3s must not parse it).
+pub fn bad_amz_date_header(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-amz-date")
+        .iter()
+        .any(|v| !v.to_str().is_ok_and(amz_date_shape))
 }
 
 /// `<ETag>"x"</ETag>` -> `<ETag>x</ETag>` in a GetObjectAttributes document.
@@ -201,6 +223,8 @@ mod tests {
         assert_eq!(code(full("-1", "20260101T000000Z")), aqpe);
         assert_eq!(code(full("604801", "20260101T000000Z")), aqpe);
         assert_eq!(code(q(&[("X-Amz-Signature", "00")])), aqpe);
+        assert_eq!(code(full("60", "+2026101T000000Z")), aqpe);
+        assert!(amz_date_shape("20260101T000000Z") && !amz_date_shape("2026010/T000000Z"));
         assert_eq!(
             code(full("60", "20260101T010000Z")),
             Some((StatusCode::FORBIDDEN, "AccessDenied"))

@@ -187,6 +187,19 @@ impl Front {
                 EdgeEvent::FormPostRefused,
             );
         }
+        if compat::bad_amz_date_header(headers) {
+            return Err(Box::new(Refused {
+                resp: error_response(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "AWS authentication requires a valid Date or x-amz-date header",
+                    &[],
+                    request_id,
+                    resource,
+                ),
+                event: None,
+            }));
+        }
         // Presigned URLs: S3's codes for bad parameters, a lifetime over 7 days (s3s checks
         // expiry, not this bound) and a date in the future.
         if let Some((status, code, message)) =
