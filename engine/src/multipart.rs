@@ -300,6 +300,7 @@ impl Engine {
         version.size = done.size;
         version.checksum = done.checksum;
         version.checksum_type = done.checksum_type;
+        version.content.sse = done.sse;
         Ok(Some(Written {
             version,
             outcome: strata_metadata::PutOutcome {

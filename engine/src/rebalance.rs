@@ -54,7 +54,7 @@ pub struct Rebalancer {
     stale: u64,
     failed: u64,
     passes: u64,
-    /// Old-layout versions left alone because they are SSE-C.
+    /// Old-layout versions left alone: SSE-C, or SSE-KMS under a disabled key.
     skipped_customer_key: u64,
 }
 
@@ -114,14 +114,13 @@ impl Rebalancer {
         if old.is_empty() {
             return Ok(0);
         }
-        // SSE-C versions cannot be rewritten (the server does not hold the customer's key): they
-        // stay on their layout, which stays readable, and do not keep the walk going.
-        if v.version.content.sse.as_ref().map(|s| s.mode)
-            == Some(strata_metadata::SseMode::Customer)
-        {
+        // SSE-C versions (the server does not hold the customer's key) and SSE-KMS versions under
+        // a disabled key cannot be rewritten: they stay on their layout, which stays readable,
+        // and do not keep the walk going.
+        let Some(binding) = self.engine.server_binding(&v.version).await? else {
             self.skipped_customer_key += 1;
             return Ok(0);
-        }
+        };
         if let Some(p) = self.progress.as_mut() {
             p.found_this_pass += old.len() as u64;
         }
@@ -131,9 +130,6 @@ impl Rebalancer {
             .meta_call(move |m| m.get_bucket(&bucket_name))
             .await?
         else {
-            return Ok(0);
-        };
-        let Some(binding) = self.engine.server_binding(&v.version).await? else {
             return Ok(0);
         };
         let dek = binding.apply(self.engine.keys().version_key(&bucket, &v.version.data)?);
@@ -256,7 +252,7 @@ impl Worker for Rebalancer {
             "bytes_moved": self.moved_bytes,
             "stale": self.stale,
             "failed": self.failed,
-            "skipped_sse_c": self.skipped_customer_key,
+            "skipped_unreadable_sse": self.skipped_customer_key,
             "passes": self.passes,
             "rate_bytes_per_sec": self.rate,
         })

@@ -159,14 +159,19 @@ impl Engine {
     }
 
     /// The binding background jobs (rebalance) may use for a version: `None` for SSE-C, whose
-    /// key the server does not hold.
+    /// key the server does not hold, and for SSE-KMS under a disabled (or missing) key, which
+    /// the operator has closed: such versions are left where they are.
     pub async fn server_binding(&self, v: &VersionRecord) -> Result<Option<KeyBinding>> {
         if v.content.sse.as_ref().map(|s| s.mode) == Some(SseMode::Customer) {
             return Ok(None);
         }
-        self.sse_binding(v.content.sse.as_ref(), None)
-            .await
-            .map(Some)
+        match self.sse_binding(v.content.sse.as_ref(), None).await {
+            Ok(b) => Ok(Some(b)),
+            Err(crate::EngineError::Rejected(
+                Rejection::KmsKeyDisabled(_) | Rejection::KmsKeyNotFound(_),
+            )) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

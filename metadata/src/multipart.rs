@@ -227,6 +227,7 @@ impl MetaStore {
                 checksum_type: version.checksum_type.clone(),
                 completed: now,
                 expires: now.saturating_add(COMPLETED_UPLOAD_TTL_MS),
+                sse: version.content.sse.clone(),
             };
             let out =
                 self.stage_new_version(&mut b, bucket, &brec, key, &st, version, precondition)?;

@@ -360,6 +360,9 @@ pub struct CompletedUpload {
     pub completed: i64,
     /// Unix ms after which the record may be dropped.
     pub expires: i64,
+    /// The encryption the completed version answers with.
+    #[serde(default)]
+    pub sse: Option<SseRecord>,
 }
 
 /// Data that no version references any more; the GC worker deletes its chunks once `due`, then
