@@ -5,6 +5,8 @@
 //! - `strata admin ...`: operator verbs against a running server, and offline restore.
 
 mod admin_client;
+mod admin_keys;
+mod destruction_cli;
 mod serve;
 
 use std::net::SocketAddr;
@@ -69,6 +71,9 @@ struct AdminArgs {
         global = true
     )]
     region: String,
+    /// Machine-readable output (the admin API's JSON) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     verb: AdminVerb,
 }
@@ -80,14 +85,33 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: UserVerb,
     },
-    /// Access keys: create, revoke.
+    /// Access keys (create, revoke) and key rotation (rotate-master, rotate-bucket).
     Key {
         #[command(subcommand)]
         verb: KeyVerb,
     },
-    /// Consistent online snapshot of the metadata into DIR (on the server's machine).
+    // ---- keys, destruction, retention (docs/keys.md) ----
+    /// The key inventory.
+    Keys {
+        #[command(subcommand)]
+        verb: admin_keys::KeysVerb,
+    },
+    /// Bucket destruction.
+    Bucket {
+        #[command(subcommand)]
+        verb: admin_keys::BucketVerb,
+    },
+    /// Retention presets (lifecycle expirations for the periods the rules name).
+    Retention {
+        #[command(subcommand)]
+        verb: admin_keys::RetentionVerb,
+    },
+    // ----
+    /// Consistent online backup into DIR (on the server's machine): the metadata snapshot and a
+    /// copy of the key store.
     Backup { dir: PathBuf },
-    /// Restore a metadata snapshot into a stopped server's data directory.
+    /// Restore a backup into a stopped server's data directory (see docs/keys.md for what
+    /// happens to the key store).
     Restore {
         backup_dir: PathBuf,
         #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
@@ -108,6 +132,22 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: KmsVerb,
     },
+    /// The destruction log: export, show (server); verify an export, print the public key
+    /// (offline).
+    Destruction {
+        #[command(subcommand)]
+        verb: destruction_cli::DestructionVerb,
+    },
+    /// Lifecycle engine: status per rule, explain one version, preview what is coming.
+    Lifecycle {
+        #[command(subcommand)]
+        verb: LifecycleVerb,
+    },
+    /// Archive tier: containers (live/dead bytes), repack and restore queues.
+    Archive {
+        #[command(subcommand)]
+        verb: ArchiveVerb,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +161,241 @@ enum KmsVerb {
     /// Enables a disabled key again.
     Enable { name: String },
 }
+
+// ---- lifecycle and archive verbs -----------------------------------------------------------------
+#[derive(Subcommand)]
+enum LifecycleVerb {
+    /// Per-rule counters (scanned, actions by kind, bytes, errors, lag) and the pass state.
+    Status { bucket: Option<String> },
+    /// Which rule applies to a version, when it is due, and why nothing happened yet.
+    Explain {
+        bucket: String,
+        key: String,
+        #[arg(long)]
+        version_id: Option<String>,
+    },
+    /// Per-rule counters in the Prometheus text format (bucket and rule labels; the
+    /// unauthenticated /_strata/metrics has only the sums).
+    Metrics,
+    /// What the current rules would do in the next N (lifecycle) days, without doing it.
+    Preview {
+        bucket: String,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Versions examined at most.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchiveVerb {
+    /// Containers (live/dead bytes), repack and restore queues.
+    Status,
+}
+
+/// (verb, body) of a lifecycle command.
+fn lifecycle_call(v: LifecycleVerb) -> (&'static str, serde_json::Value) {
+    use serde_json::json;
+    match v {
+        LifecycleVerb::Status { bucket } => ("lifecycle-status", json!({"bucket": bucket})),
+        LifecycleVerb::Metrics => ("lifecycle-metrics", json!({})),
+        LifecycleVerb::Explain {
+            bucket,
+            key,
+            version_id,
+        } => (
+            "lifecycle-explain",
+            json!({"bucket": bucket, "key": key, "version_id": version_id}),
+        ),
+        LifecycleVerb::Preview {
+            bucket,
+            days,
+            limit,
+        } => (
+            "lifecycle-preview",
+            json!({"bucket": bucket, "days": days, "limit": limit}),
+        ),
+    }
+}
+
+/// A readable rendering of the lifecycle/archive answers (`--json` prints them as they are).
+fn render_readable(verb: &str, v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let ms = |x: &serde_json::Value| x.as_i64().map(fmt_ms).unwrap_or_else(|| "-".into());
+    match verb {
+        "lifecycle-status" => {
+            out += &format!(
+                "passes {}  running {}  versions scanned {}  last pass end {}  pending actions {}
+",
+                v["passes"],
+                v["pass_running"],
+                v["versions_scanned"],
+                ms(&v["last_pass_end"]),
+                v["pending_actions"]
+            );
+            out += &format!(
+                "{:<40} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>10}
+",
+                "bucket/rule",
+                "scanned",
+                "expired",
+                "nc-exp",
+                "dm-rm",
+                "transit",
+                "aborted",
+                "locked",
+                "stale",
+                "errors",
+                "lag"
+            );
+            for (k, r) in v["rules"].as_object().into_iter().flatten() {
+                out += &format!(
+                    "{:<40} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6} {:>9}s
+",
+                    k,
+                    r["scanned"],
+                    r["expired"],
+                    r["noncurrent_expired"],
+                    r["delete_markers_removed"],
+                    r["transitioned"],
+                    r["uploads_aborted"],
+                    r["locked"],
+                    r["stale"],
+                    r["errors"],
+                    r["lag_ms"].as_i64().unwrap_or(0) / 1000
+                );
+            }
+        }
+        "lifecycle-explain" => {
+            out += &format!(
+                "{}/{} version {} ({}; {}, {} bytes)
+",
+                v["bucket"].as_str().unwrap_or(""),
+                v["key"].as_str().unwrap_or(""),
+                v["version_id"].as_str().unwrap_or(""),
+                if v["is_latest"].as_bool() == Some(true) {
+                    "current"
+                } else {
+                    "noncurrent"
+                },
+                v["storage_class"].as_str().unwrap_or(""),
+                v["size"]
+            );
+            for r in v["rules"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "  rule {}: enabled {}, filter matches {}",
+                    r["rule_id"], r["enabled"], r["filter_matches"]
+                );
+                for a in r["actions"].as_array().into_iter().flatten() {
+                    out += &format!(
+                        "; {} due {}{}",
+                        a["action"].as_str().unwrap_or(""),
+                        ms(&a["due"]),
+                        if a["is_due"].as_bool() == Some(true) {
+                            " (due)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                for w in r["why_not"].as_array().into_iter().flatten() {
+                    out += &format!("; {}", w.as_str().unwrap_or(""));
+                }
+                out += "
+";
+            }
+            for b in v["blocked_by"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "  blocked by: {}
+",
+                    b.as_str().unwrap_or("")
+                );
+            }
+            out += &format!(
+                "  => {}
+",
+                v["note"].as_str().unwrap_or("")
+            );
+        }
+        "lifecycle-preview" => {
+            out += &format!(
+                "{:<50} {:<28} {:<22} {:<24} {}
+",
+                "key", "version", "action", "due", "rule"
+            );
+            for a in v["actions"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "{:<50} {:<28} {:<22} {:<24} {}{}
+",
+                    a["key"].as_str().unwrap_or(""),
+                    a["version_id"].as_str().unwrap_or(""),
+                    a["action"].as_str().unwrap_or(""),
+                    ms(&a["due"]),
+                    a["rule_id"].as_str().unwrap_or(""),
+                    if a["blocked_by_lock"].as_bool() == Some(true) {
+                        " (locked)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            out += &format!(
+                "{} versions examined{}
+",
+                v["versions_examined"],
+                if v["complete"].as_bool() == Some(true) {
+                    ""
+                } else {
+                    " (limit reached)"
+                }
+            );
+        }
+        _ => {
+            out += &format!(
+                "repack queue {}  restore queue {}
+",
+                v["repack_queue"], v["restore_queue"]
+            );
+            for c in v["containers"].as_array().into_iter().flatten() {
+                out += &format!(
+                    "container {} layout {} extents {} bytes {} live {} sealed {} retiring {}
+",
+                    c["id"].as_str().unwrap_or(""),
+                    c["layout"],
+                    c["extents"],
+                    c["bytes"],
+                    c["live_bytes"],
+                    c["sealed"],
+                    c["retiring"]
+                );
+            }
+        }
+    }
+    out
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+// -------------------------------------------------------------------------------------------------
 
 #[derive(Subcommand)]
 enum WorkerVerb {
@@ -136,9 +411,24 @@ enum WorkerVerb {
 
 #[derive(Subcommand)]
 enum UserVerb {
-    Add { name: String },
+    Add {
+        name: String,
+    },
     List,
-    Remove { name: String },
+    /// Removes a user; with --purge, closes the account: its buckets are read-only for the
+    /// grace period (restorable), then destroyed with destruction records.
+    Remove {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+        /// Grace period in days (of --lifecycle-day-secs on the server).
+        #[arg(long, default_value_t = 7)]
+        grace_days: u32,
+    },
+    /// Undoes `remove --purge` during the grace period.
+    Restore {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,6 +440,24 @@ enum KeyVerb {
     Revoke {
         #[arg(value_name = "ACCESS_KEY")]
         key_id: String,
+    },
+    /// A new master key wraps every bucket key and access-key secret again, then the old one is
+    /// destroyed (no object data rewritten). Resumes after a crash.
+    RotateMaster {
+        /// Keys re-wrapped per second at most.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Return once queued instead of showing progress until it is done.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A new key for BUCKET re-wraps every data key of the bucket, then the old one is destroyed.
+    RotateBucket {
+        bucket: String,
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -188,19 +496,135 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How an answer is printed without `--json`.
+enum Shape {
+    Json,
+    Plain,
+    Report,
+    Records,
+    /// A rotation: follow its progress until it is done.
+    Rotation(Option<String>),
+    /// Lifecycle/archive answers, rendered by `render_readable`.
+    Readable,
+    /// The `prometheus` field as text.
+    Prometheus,
+}
+
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     use serde_json::json;
+    let mut shape = Shape::Json;
     let (verb, body) = match args.verb {
+        AdminVerb::Lifecycle { verb } => {
+            let (v, b) = lifecycle_call(verb);
+            shape = if v == "lifecycle-metrics" {
+                Shape::Prometheus
+            } else {
+                Shape::Readable
+            };
+            (v, b)
+        }
+        AdminVerb::Archive {
+            verb: ArchiveVerb::Status,
+        } => {
+            shape = Shape::Readable;
+            ("archive-status", json!({}))
+        }
         AdminVerb::Restore {
             backup_dir,
             data_dir,
         } => {
-            std::fs::create_dir_all(&data_dir)?;
-            let db = data_dir.join("meta");
-            strata_metadata::MetaStore::restore(&backup_dir, &db)
-                .map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
-            println!("{}", json!({"restored": backup_dir, "into": db}));
+            let out = admin_keys::restore(&backup_dir, &data_dir)?;
+            println!(
+                "{}",
+                if args.json {
+                    out.to_string()
+                } else {
+                    admin_keys::plain(&out)
+                }
+            );
             return Ok(());
+        }
+        // Offline: no server, no credentials.
+        AdminVerb::Destruction {
+            verb:
+                verb @ (destruction_cli::DestructionVerb::Verify { .. }
+                | destruction_cli::DestructionVerb::PublicKey { .. }),
+        } => return destruction_cli::run(verb, args.json),
+        AdminVerb::Key {
+            verb: KeyVerb::RotateMaster { rate, no_wait },
+        } => {
+            shape = Shape::Rotation((!no_wait).then(String::new));
+            ("key-rotate-master", json!({"rate": rate}))
+        }
+        AdminVerb::Key {
+            verb:
+                KeyVerb::RotateBucket {
+                    bucket,
+                    rate,
+                    no_wait,
+                },
+        } => {
+            shape = Shape::Rotation((!no_wait).then(|| bucket.clone()));
+            ("key-rotate-bucket", json!({"bucket": bucket, "rate": rate}))
+        }
+        AdminVerb::Keys {
+            verb: admin_keys::KeysVerb::Report,
+        } => {
+            shape = Shape::Report;
+            ("keys-report", json!({}))
+        }
+        AdminVerb::Bucket {
+            verb: admin_keys::BucketVerb::Purge { bucket },
+        } => {
+            shape = Shape::Plain;
+            ("bucket-purge", json!({"bucket": bucket}))
+        }
+        AdminVerb::Retention {
+            verb:
+                admin_keys::RetentionVerb::Apply {
+                    bucket,
+                    preset,
+                    prefix,
+                    lock,
+                },
+        } => {
+            shape = Shape::Plain;
+            (
+                "retention-apply",
+                json!({"bucket": bucket, "preset": preset, "prefix": prefix, "lock": lock}),
+            )
+        }
+        AdminVerb::Retention {
+            verb: admin_keys::RetentionVerb::Presets,
+        } => {
+            shape = Shape::Plain;
+            ("retention-presets", json!({}))
+        }
+        AdminVerb::Destruction {
+            verb: destruction_cli::DestructionVerb::Export { out, since, bucket },
+        } => {
+            shape = Shape::Plain;
+            let out = std::path::absolute(&out)?;
+            let since = since
+                .as_deref()
+                .map(admin_keys::parse_time_ms)
+                .transpose()?;
+            (
+                "destruction-export",
+                json!({"out": out, "since_ms": since, "bucket": bucket}),
+            )
+        }
+        AdminVerb::Destruction {
+            verb: destruction_cli::DestructionVerb::Show { bucket, key },
+        } => {
+            shape = Shape::Records;
+            ("destruction-show", json!({"bucket": bucket, "key": key}))
+        }
+        AdminVerb::User {
+            verb: UserVerb::Restore { name },
+        } => {
+            shape = Shape::Plain;
+            ("user-restore", json!({"name": name}))
         }
         AdminVerb::User {
             verb: UserVerb::Add { name },
@@ -209,8 +633,21 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             verb: UserVerb::List,
         } => ("user-list", json!({})),
         AdminVerb::User {
-            verb: UserVerb::Remove { name },
-        } => ("user-remove", json!({"name": name})),
+            verb:
+                UserVerb::Remove {
+                    name,
+                    purge,
+                    grace_days,
+                },
+        } => {
+            if purge {
+                shape = Shape::Plain;
+            }
+            (
+                "user-remove",
+                json!({"name": name, "purge": purge, "grace_days": grace_days}),
+            )
+        }
         AdminVerb::Key {
             verb: KeyVerb::Create { user },
         } => ("key-create", json!({"user": user})),
@@ -245,6 +682,80 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         .secret_key
         .ok_or_else(|| anyhow::anyhow!("--secret-key (or STRATA_SECRET_KEY) is required"))?;
     let out = admin_client::call(&args.endpoint, &ak, &sk, &args.region, verb, &body).await?;
-    println!("{out}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    match shape {
+        _ if args.json && !matches!(shape, Shape::Rotation(Some(_))) => println!("{out}"),
+        Shape::Json => println!("{out}"),
+        Shape::Plain => println!("{}", admin_keys::plain(&value)),
+        Shape::Report => println!("{}", admin_keys::report_table(&value)),
+        Shape::Records => println!("{}", admin_keys::records_table(&value)),
+        Shape::Rotation(None) => println!("{}", admin_keys::plain(&value)),
+        Shape::Rotation(Some(bucket)) => {
+            follow_rotation(&args.endpoint, &ak, &sk, &args.region, &bucket, args.json).await?
+        }
+        Shape::Readable => print!("{}", render_readable(verb, &value)),
+        Shape::Prometheus => print!("{}", value["prometheus"].as_str().unwrap_or_default()),
+    }
     Ok(())
+}
+
+/// Shows a rotation's progress until it is no longer queued (bounded: 24 h).
+async fn follow_rotation(
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    region: &str,
+    bucket: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mine = |j: &serde_json::Value| {
+        if bucket.is_empty() {
+            j["target"]["kind"] == "master"
+        } else {
+            j["target"]["bucket"] == bucket
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+    let mut last = String::new();
+    loop {
+        let out = admin_client::call(
+            endpoint,
+            ak,
+            sk,
+            region,
+            "keys-report",
+            &serde_json::json!({}),
+        )
+        .await?;
+        let r: serde_json::Value = serde_json::from_str(&out)?;
+        let job = r["rotations"]["queued"]
+            .as_array()
+            .and_then(|a| a.iter().find(|j| mine(j)).cloned());
+        match job {
+            Some(j) => {
+                let line = admin_keys::rotation_line(&j);
+                if line != last && !json {
+                    eprintln!("{line}");
+                    last = line;
+                }
+            }
+            None => {
+                let done = r["rotations"]["finished"]
+                    .as_array()
+                    .and_then(|a| a.iter().rev().find(|j| mine(j)).cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                if json {
+                    println!("{done}");
+                } else {
+                    println!("rotation finished\n{}", admin_keys::plain(&done));
+                }
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the rotation is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

@@ -12,7 +12,6 @@ use strata_gateway::admin::NodeAdmin;
 use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
 use strata_storage_node::ChunkService;
-use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{LocalChunkStore, NodeConfig};
 
 #[derive(clap::Args)]
@@ -58,6 +57,82 @@ pub struct ServeArgs {
     pub allow_sse_c_over_http: bool,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+}
+
+// ---- lifecycle and archive tier (docs/lifecycle.md, docs/archive-format.md) ---------------------
+#[derive(clap::Args)]
+pub struct LifecycleArgs {
+    /// One lifecycle day lasts N seconds (tests, demos; no midnight rounding); also the day of
+    /// the account-closure grace period. Default: real days.
+    #[arg(long, env = "STRATA_LIFECYCLE_DAY_SECS")]
+    pub lifecycle_day_secs: Option<u64>,
+    /// Data shards of archive containers (their own erasure geometry, on the same disks).
+    #[arg(long, env = "STRATA_ARCHIVE_DATA_SHARDS", default_value_t = 4)]
+    pub archive_data_shards: u8,
+    /// Parity shards of archive containers.
+    #[arg(long, env = "STRATA_ARCHIVE_PARITY_SHARDS", default_value_t = 2)]
+    pub archive_parity_shards: u8,
+    /// Plaintext bytes per archive chunk.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub archive_chunk_size: u32,
+    /// A container is sealed (immutable) once its extents hold this many bytes.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub archive_container_bytes: u64,
+    /// Compaction rewrites a sealed container whose live fraction is below this (0..1).
+    #[arg(long, default_value_t = 0.5)]
+    pub archive_compact_below: f64,
+    /// Restore delay of the Expedited tier, seconds (default 300; 1 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_expedited_secs: Option<u64>,
+    /// Restore delay of the Standard tier, seconds (default 14400; 2 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_standard_secs: Option<u64>,
+    /// Restore delay of the Bulk tier, seconds (default 43200; 4 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_bulk_secs: Option<u64>,
+    /// DEEP_ARCHIVE restores take this many times as long (default 3; 2 with --lifecycle-day-secs).
+    #[arg(long)]
+    pub restore_deep_factor: Option<i64>,
+}
+
+impl LifecycleArgs {
+    pub fn archive_config(&self) -> anyhow::Result<strata_engine::archive::ArchiveConfig> {
+        use strata_engine::archive::{ArchiveConfig, RestoreDelays};
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.archive_compact_below),
+            "--archive-compact-below must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.archive_chunk_size > 0,
+            "--archive-chunk-size must be at least 1"
+        );
+        let mut d = if self.lifecycle_day_secs.is_some() {
+            RestoreDelays::scaled()
+        } else {
+            RestoreDelays::real()
+        };
+        let ms = |s: u64| (s as i64).saturating_mul(1000);
+        if let Some(s) = self.restore_expedited_secs {
+            d.expedited_ms = ms(s);
+        }
+        if let Some(s) = self.restore_standard_secs {
+            d.standard_ms = ms(s);
+        }
+        if let Some(s) = self.restore_bulk_secs {
+            d.bulk_ms = ms(s);
+        }
+        if let Some(f) = self.restore_deep_factor {
+            d.deep_factor = f.max(1);
+        }
+        Ok(ArchiveConfig {
+            chunk_size: self.archive_chunk_size,
+            container_bytes: self.archive_container_bytes.max(1),
+            compact_below: self.archive_compact_below,
+            restore_delays: d,
+        })
+    }
 }
 
 // ---- HTTP edge limits (docs/security-limits.md) -------------------------------------------------
@@ -125,6 +200,22 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Buckets written before the key store kept their KEK wrapped in the bucket record (and DEKs in
+/// the version records), where deleting never destroyed them. Pre-release: no conversion, as for
+/// metadata format 1.
+fn refuse_pre_keystore_records(meta: &MetaStore) -> anyhow::Result<()> {
+    let buckets = meta
+        .list_buckets()
+        .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    if let Some(b) = buckets.iter().find(|b| b.kek_slot.is_none()) {
+        anyhow::bail!(
+            "bucket {:?} was written before the key store (its key is in the metadata, where it              cannot be destroyed); this version does not convert such stores: move the data              directory away and start with an empty one",
+            b.name
+        );
+    }
+    Ok(())
+}
+
 /// Creates the admin user on first start: with the keys from STRATA_ADMIN_ACCESS_KEY /
 /// STRATA_ADMIN_SECRET_KEY if set, else fresh random ones that are printed once.
 async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, String, bool)>> {
@@ -147,11 +238,21 @@ async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, Stri
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let edge = args.edge.config()?;
     private_dir(&args.data_dir)?;
-    let master = Arc::new(
-        MasterKey::load_or_create(&args.data_dir.join("master.key")).context("master key")?,
+    anyhow::ensure!(
+        args.lifecycle.lifecycle_day_secs != Some(0),
+        "--lifecycle-day-secs must be at least 1"
     );
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    // After RocksDB: its lock on DATA/meta makes this the only process using the data dir, so
+    // the key store (DATA/keys) and the destruction log (DATA/destruction-log) are ours too.
+    let keys = strata_engine::keys::KeyRing::open(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
+    refuse_pre_keystore_records(&meta)?;
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
+            .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?,
+    );
     meta.set_gc_grace_ms(args.gc_grace_ms);
     let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     let disk_names = node_cfg.disk_names();
@@ -174,6 +275,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             now,
         )
         .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?;
+    // Archive containers have their own geometry on the same disks.
+    meta.ensure_archive_layout(
+        &disk_names,
+        args.lifecycle.archive_data_shards,
+        args.lifecycle.archive_parity_shards,
+        args.lifecycle.archive_chunk_size,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("archive layout: {e}"))?;
+    let archive = args.lifecycle.archive_config()?;
 
     // This process owns its write intents through an instance with a lease (renewed by the
     // engine). It holds the RocksDB lock, so every other instance is a dead earlier process:
@@ -188,11 +299,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::new(
         meta,
         chunks,
-        master,
+        keys,
+        log,
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             rebalance_rate: args.rebalance_rate * 1024 * 1024,
             access_log_delay: std::time::Duration::from_secs(args.access_log_delay_secs),
+            lifecycle_day_secs: args.lifecycle.lifecycle_day_secs,
+            archive,
             ..Default::default()
         },
         layout,

@@ -56,9 +56,29 @@ pub enum Rejection {
     /// SSE-C: the request's customer key is not the one the version was written with.
     #[error("the customer key does not match")]
     SseCustomerKeyMismatch,
+    /// SSE-C with an archive storage class (GLACIER, DEEP_ARCHIVE): the archive tier repacks
+    /// and restores in the background, which needs a key the server does not hold.
+    #[error("SSE-C objects cannot be stored in an archive storage class")]
+    SseCustomerArchiveClass,
     /// SSE-C headers for a version that was not written with a customer key.
     #[error("the object was not encrypted with a customer key")]
     SseCustomerKeyUnexpected,
+    /// The version is in an archive class and not restored: its bytes cannot be read.
+    #[error("the object is archived and must be restored first")]
+    InvalidObjectState,
+    /// RestoreObject while a restore of the version is running.
+    #[error("a restore of this object is already in progress")]
+    RestoreAlreadyInProgress,
+    /// RestoreObject on a version that is not in an archive class.
+    #[error("the object is not in an archive storage class")]
+    ObjectAlreadyInActiveTier,
+    /// A bad RestoreRequest (days, tier).
+    #[error("invalid restore request: {0}")]
+    InvalidRestore(String),
+    /// A lifecycle configuration S3 would refuse: `code` is the S3 error code to answer
+    /// (`InvalidArgument`, `MalformedXML`, `InvalidRequest`).
+    #[error("invalid lifecycle configuration ({code}): {message}")]
+    InvalidLifecycle { code: &'static str, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

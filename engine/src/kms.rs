@@ -1,6 +1,7 @@
 //! Operator-managed KMS keys for SSE-KMS (`strata admin kms create|list|disable NAME`). A KMS key
-//! is a KEK of our hierarchy (random, wrapped by the master key, recorded in the metadata tier
-//! as a [`KmsKeyRecord`]); SSE-KMS versions bind their DEK to a secret derived from it
+//! is a KEK of our hierarchy: a KEK record of the key store (random, wrapped by the master key,
+//! re-wrapped by a master rotation like a bucket's), named by a [`KmsKeyRecord`] in the metadata
+//! tier (slot + id, never key material); SSE-KMS versions bind their DEK to a secret derived from it
 //! (`sse.rs`). Requests name a key by id, ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`), alias
 //! (`alias/NAME`, `arn:...:alias/NAME`) or bare name. `aws:kms` without a key uses `aws/s3`,
 //! created on first use as S3 creates its AWS managed key.
@@ -59,18 +60,24 @@ impl Engine {
             return Err(MetaError::Invalid(format!("invalid KMS key name {name:?}")).into());
         }
         let id = new_key_id();
-        let (kek_id, wrapped_kek) = self.keys().new_kms_kek(&id);
+        // Its KEK is a key of the key store under a key-only intent, consumed by the record.
+        let kek = self.new_kek().await?;
         let rec = KmsKeyRecord {
             id,
             name: name.to_string(),
             created: now_ms(),
             enabled: true,
             disabled_at: None,
-            kek_id,
-            wrapped_kek,
+            kek_id: kek.id.clone(),
+            kek_slot: Some(kek.slot),
         };
         let r = rec.clone();
-        self.meta_call(move |m| m.create_kms_key(&r)).await?;
+        if let Err(e) = self.meta_call(move |m| m.create_kms_key(&r)).await {
+            self.discard_key(kek.key_ref(), "kms-key-not-created").await;
+            return Err(e);
+        }
+        self.note_key_event("kek", &rec.kek_id, "created", None)
+            .await?;
         tracing::info!(target: "strata::audit", kms_key = %rec.id, name = %rec.name, "KMS key created");
         Ok(rec)
     }

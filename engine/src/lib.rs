@@ -22,22 +22,30 @@
 //! hold a tokio worker thread.
 
 pub mod access_log;
+pub mod archive;
 pub mod body;
 pub mod buckets;
 pub mod budget;
 pub mod checksum;
 pub mod completions;
+pub mod destruction;
 pub mod error;
 pub mod gc;
 pub mod identity;
 pub mod instance;
+pub mod key_ops;
 pub mod keys;
 pub mod kms;
 pub mod layouts;
+pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
+pub mod purge;
 pub mod read;
 pub mod rebalance;
+pub mod report;
+pub mod retention;
+pub mod rotation;
 pub mod sse;
 pub mod workers;
 pub mod write;
@@ -45,9 +53,9 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_destruction_log::DestructionLog;
 use strata_metadata::{LayoutRecord, MetaStore};
 use strata_storage_node::ChunkService;
-use strata_storage_node::keys::MasterKey;
 
 pub use body::{BodyError, BodyStream, ReadStream};
 pub use error::{EngineError, Rejection, Result};
@@ -66,6 +74,11 @@ pub struct EngineConfig {
     pub rebalance_rate: u64,
     /// Server access logs: longest wait of a staged entry before its log object is written.
     pub access_log_delay: Duration,
+    /// `Some(n)`: one lifecycle day lasts n seconds (tests, demos); `None`: real days. Also the
+    /// day of other day-counted periods (the account-closure grace).
+    pub lifecycle_day_secs: Option<u64>,
+    /// Archive containers, compaction and restore delays.
+    pub archive: archive::ArchiveConfig,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +89,8 @@ impl Default for EngineConfig {
             buffer_budget: 1024 * 1024 * 1024,
             rebalance_rate: 16 * 1024 * 1024,
             access_log_delay: Duration::from_secs(300),
+            lifecycle_day_secs: None,
+            archive: archive::ArchiveConfig::default(),
         }
     }
 }
@@ -84,6 +99,7 @@ struct Inner {
     meta: MetaStore,
     chunks: Arc<dyn ChunkService>,
     keys: keys::KeyRing,
+    log: Arc<DestructionLog>,
     cfg: EngineConfig,
     budget: budget::BufferBudget,
     pins: Arc<read::ReadPins>,
@@ -91,6 +107,8 @@ struct Inner {
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
     access_log: access_log::AccessLog,
+    /// Serialises changes to the key-rotation queue.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -103,10 +121,14 @@ impl Engine {
     /// An engine over the stores. `layout` is the current placement layout (new data is written
     /// with it; see `MetaStore::ensure_current_layout`), and `instance` this process's registered
     /// instance id (the owner of its write intents).
+    ///
+    /// `keys` holds the master keys and the key store ([`keys::KeyRing::open`]), `log` the
+    /// destruction log that every destroyed version gets a record in.
     pub fn new(
         meta: MetaStore,
         chunks: Arc<dyn ChunkService>,
-        master: Arc<MasterKey>,
+        keys: keys::KeyRing,
+        log: Arc<DestructionLog>,
         cfg: EngineConfig,
         layout: LayoutRecord,
         instance: String,
@@ -116,13 +138,15 @@ impl Engine {
             inner: Arc::new(Inner {
                 meta,
                 chunks,
-                keys: keys::KeyRing::new(master),
+                keys,
+                log,
                 budget: budget::BufferBudget::new(cfg.buffer_budget),
                 pins: Arc::default(),
                 workers: workers::Workers::default(),
                 instance: instance::InstanceId::new(instance),
                 layouts,
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
+                rotation: tokio::sync::Mutex::new(()),
                 cfg,
             }),
         })
@@ -134,6 +158,11 @@ impl Engine {
 
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+
+    /// The destruction log (blocking calls: use the blocking pool).
+    pub fn destruction_log(&self) -> &Arc<DestructionLog> {
+        &self.inner.log
     }
 
     pub(crate) fn chunks(&self) -> &Arc<dyn ChunkService> {
@@ -166,8 +195,14 @@ impl Engine {
         &self.inner.access_log
     }
 
+    pub(crate) fn rotation_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.rotation
+    }
+
     /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, the cleaner of completed-upload records, and the rebalance of old layouts.
+    /// write-intent sweep, the cleaner of completed-upload records, server access-log delivery,
+    /// lifecycle, the archive tier (repack, restore, compaction), key rotations and purges, and
+    /// the rebalance of old layouts.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
@@ -175,6 +210,17 @@ impl Engine {
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
         w.spawn(completions::CompletionCleaner::new(self.clone()), 0);
         w.spawn(access_log::AccessLogWorker::new(self.clone()), 0);
+        // Lifecycle and the archive tier.
+        w.spawn(
+            lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
+            0,
+        );
+        w.spawn(archive::repack::ArchiveWorker::new(self.clone()), 0);
+        w.spawn(archive::restore::RestoreWorker::new(self.clone()), 0);
+        w.spawn(archive::compact::CompactionWorker::new(self.clone()), 0);
+        // Key lifecycle: rotations, bucket purges and account closures.
+        w.spawn(rotation::RotationWorker::new(self.clone()), 0);
+        w.spawn(purge::PurgeWorker::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),

@@ -61,15 +61,18 @@ impl Engine {
         if let Some(a) = &attrs.checksum_algorithm {
             checksum::algorithm(a)?;
         }
-        let dek = self.keys().new_data_key(bucket)?;
+        self.check_writable(bucket)?;
+        crate::sse::check_class(attrs.content.sse.as_ref(), &attrs.storage_class)?;
+        let (dek, kek_id) = self.new_upload_key(bucket).await?;
         let rec = UploadRecord {
             upload_id: self.meta_blocking().new_upload_id(),
             key: key.to_string(),
             initiated: now_ms(),
             owner: attrs.owner,
-            kek_id: dek.kek_id,
-            dek_id: dek.dek_id,
-            wrapped_dek: dek.wrapped,
+            kek_id,
+            dek_id: dek.id.clone(),
+            wrapped_dek: Vec::new(),
+            dek_slot: Some(dek.slot),
             content: attrs.content,
             user_metadata: attrs.user_metadata,
             tags: attrs.tags,
@@ -80,7 +83,10 @@ impl Engine {
             legal_hold: attrs.legal_hold,
         };
         let (b, r) = (bucket.name.clone(), rec.clone());
-        self.meta_call(move |m| m.create_upload(&b, r)).await?;
+        if let Err(e) = self.meta_call(move |m| m.create_upload(&b, r)).await {
+            self.discard_key(dek.key_ref(), "upload-not-created").await;
+            return Err(e);
+        }
         Ok(rec)
     }
 
@@ -113,9 +119,19 @@ impl Engine {
         spec: WriteSpec,
         binding: &KeyBinding,
     ) -> Result<PartRecord> {
-        let dek = binding.apply(self.keys().upload_key(bucket, upload)?);
+        self.check_writable(bucket)?;
+        let dek = binding.apply(self.upload_key(bucket, upload).await?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
+    }
+
+    async fn upload_key(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+    ) -> Result<std::sync::Arc<strata_storage_node::DataKey>> {
+        let (b, u) = (bucket.clone(), upload.clone());
+        self.key_call(move |k| k.upload_key(&b, &u)).await
     }
 
     /// UploadPartCopy: (a range of) an existing version becomes a part, re-encrypted under the
@@ -153,6 +169,7 @@ impl Engine {
     ) -> Result<PartRecord> {
         let (src_bucket, src, src_binding) = src;
         let len = range.end - range.start;
+        let src = &self.readable(src)?;
         let body = read_as_body(
             self.read_range_bound(src_bucket, src, range, src_binding)
                 .await?,
@@ -163,7 +180,7 @@ impl Engine {
             checksum_algorithm: upload.checksum_algorithm.clone(),
             ..Default::default()
         };
-        let dek = binding.apply(self.keys().upload_key(bucket, upload)?);
+        let dek = binding.apply(self.upload_key(bucket, upload).await?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }
@@ -412,7 +429,8 @@ fn assemble(
         data: DataLayout {
             kek_id: upload.kek_id.clone(),
             dek_id: upload.dek_id.clone(),
-            wrapped_dek: upload.wrapped_dek.clone(),
+            wrapped_dek: Vec::new(),
+            dek_slot: upload.dek_slot,
             segments: parts
                 .iter()
                 .filter(|p| p.size > 0)
@@ -430,5 +448,6 @@ fn assemble(
             .collect(),
         retention: upload.retention.clone(),
         legal_hold: upload.legal_hold,
+        archive: None,
     })
 }

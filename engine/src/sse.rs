@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use strata_metadata::{SseMode, SseRecord, VersionRecord};
+use strata_metadata::{BucketRecord, SseMode, SseRecord, VersionRecord};
 use strata_storage_node::keys::{DataKey, customer_key_mac, customer_key_matches};
 use zeroize::Zeroizing;
 
@@ -91,7 +91,8 @@ impl Engine {
                 bucket_key,
             } => {
                 let rec = self.kms_key_for_write(key.as_deref()).await?;
-                let secret = self.keys().kms_binding_secret(&rec)?;
+                let r = rec.clone();
+                let secret = self.key_call(move |k| k.kms_binding_secret(&r)).await?;
                 let info = kms_info(&rec.id, context.as_deref());
                 Ok((
                     SseRecord {
@@ -150,12 +151,27 @@ impl Engine {
                 let s = sse.expect("mode came from the record");
                 let id = s.kms_key_id.clone().unwrap_or_default();
                 let rec = self.kms_key_enabled(&id).await?;
+                let r = rec.clone();
+                let secret = self.key_call(move |k| k.kms_binding_secret(&r)).await?;
                 Ok(KeyBinding::Bound {
-                    secret: Arc::new(self.keys().kms_binding_secret(&rec)?),
+                    secret: Arc::new(secret),
                     info: kms_info(&rec.id, s.kms_context.as_deref()),
                 })
             }
         }
+    }
+
+    /// The key a version's chunks are encrypted under, for background jobs (archive repack,
+    /// restore, compaction): its DEK with the server-held binding applied. SSE-C versions never
+    /// reach the archive tier (see [`check_class`]); a disabled KMS key fails, so the job retries.
+    pub async fn server_chunk_key(
+        &self,
+        bucket: &BucketRecord,
+        v: &VersionRecord,
+    ) -> Result<(Arc<DataKey>, KeyBinding)> {
+        let binding = self.sse_binding(v.content.sse.as_ref(), None).await?;
+        let dek = self.version_key(bucket, &v.data).await?;
+        Ok((binding.apply(dek), binding))
     }
 
     /// The binding background jobs (rebalance) may use for a version: `None` for SSE-C, whose
@@ -173,6 +189,17 @@ impl Engine {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Refuses SSE-C in an archive storage class: repack and restore run in the background and would
+/// need the customer's key, which the server never holds.
+pub fn check_class(sse: Option<&SseRecord>, storage_class: &str) -> Result<()> {
+    if sse.map(|s| s.mode) == Some(SseMode::Customer)
+        && strata_metadata::archive::is_archive_class(storage_class)
+    {
+        return Err(Rejection::SseCustomerArchiveClass.into());
+    }
+    Ok(())
 }
 
 fn customer_binding(key: &CustomerKey) -> KeyBinding {

@@ -81,10 +81,39 @@ pub fn rejection(r: Rejection) -> S3Error {
             AccessDenied,
             "The provided customer key does not match the key used to encrypt this object."
         ),
+        Rejection::SseCustomerArchiveClass => s3_error!(
+            InvalidArgument,
+            "Objects encrypted with customer-provided keys (SSE-C) cannot be stored in the GLACIER or DEEP_ARCHIVE storage class on this server."
+        ),
         Rejection::SseCustomerKeyUnexpected => s3_error!(
             InvalidRequest,
             "The encryption parameters are not applicable to this object."
         ),
+        Rejection::InvalidObjectState => S3Error::with_message(
+            S3ErrorCode::InvalidObjectState,
+            "The operation is not valid for the object's storage class",
+        )
+        .with_status(http::StatusCode::FORBIDDEN),
+        // What S3 answers a RestoreObject on a STANDARD object.
+        Rejection::ObjectAlreadyInActiveTier => S3Error::with_message(
+            S3ErrorCode::InvalidObjectState,
+            "Restore is not allowed for the object's current storage class",
+        )
+        .with_status(http::StatusCode::FORBIDDEN),
+        Rejection::RestoreAlreadyInProgress => S3Error::with_message(
+            S3ErrorCode::RestoreAlreadyInProgress,
+            "Object restore is already in progress",
+        )
+        .with_status(http::StatusCode::CONFLICT),
+        Rejection::InvalidRestore(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        Rejection::InvalidLifecycle { code, message } => {
+            let code = match code {
+                "MalformedXML" => S3ErrorCode::MalformedXML,
+                "InvalidRequest" => S3ErrorCode::InvalidRequest,
+                _ => S3ErrorCode::InvalidArgument,
+            };
+            S3Error::with_message(code, message).with_status(http::StatusCode::BAD_REQUEST)
+        }
     }
 }
 
@@ -134,6 +163,11 @@ pub fn meta(e: MetaError) -> S3Error {
             S3Error::with_message(S3ErrorCode::Custom("InvalidRetentionPeriod".into()), m)
                 .with_status(http::StatusCode::BAD_REQUEST)
         }
+        // Like an explicit deny: the bucket is being destroyed or its account is closing.
+        MetaError::BucketClosing => S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "Access Denied: the bucket is read-only while it is being destroyed or its account is closing.",
+        ),
         // Handlers that can meet a delete marker map it themselves (MethodNotAllowed + headers).
         MetaError::IsDeleteMarker { .. } => S3Error::with_message(
             S3ErrorCode::MethodNotAllowed,

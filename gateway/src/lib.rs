@@ -63,10 +63,12 @@ pub fn build_front_with(
             }
         }
     }
+    let metrics = Arc::new(metrics::Metrics::default());
+    let _ = metrics.engine.set(ctx.engine.clone());
     Arc::new(http::Front {
         s3: builder.build(),
         limiter: Default::default(),
-        metrics: Default::default(),
+        metrics,
         edge,
         host,
         engine: ctx.engine.clone(),

@@ -43,6 +43,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
     latency_micros_sum: AtomicU64,
+    /// The engine whose background jobs (lifecycle) report here too.
+    pub engine: std::sync::OnceLock<strata_engine::Engine>,
 }
 
 fn method_index(m: &str) -> usize {
@@ -70,6 +72,17 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_micros_sum
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The engine's job metrics (lifecycle, summed over rules: this endpoint is not
+    /// authenticated, so it names no bucket), in the same text format.
+    pub async fn render_engine(&self) -> String {
+        match self.engine.get() {
+            Some(e) => strata_engine::lifecycle::worker::prometheus(e, false)
+                .await
+                .unwrap_or_default(),
+            None => String::new(),
+        }
     }
 
     pub fn render(&self) -> String {

@@ -1,6 +1,8 @@
-//! Operator-managed KMS keys (SSE-KMS): records that name a KEK wrapped by the master key. Sys
-//! space: `kms/` + id -> the record, `kms-name/` + name -> id (names are unique).
+//! Operator-managed KMS keys (SSE-KMS): records that name a KEK in the key store (slot + id,
+//! never key material). Sys space: `kms/` + id -> the record, `kms-name/` + name -> id (names
+//! are unique).
 
+use crate::gc::stage_consume_key;
 use crate::kv::{Batch, Space};
 use crate::store::{decode, encode};
 use crate::{KmsKeyRecord, MetaError, MetaStore, Result};
@@ -17,15 +19,25 @@ fn name_key(name: &str) -> Vec<u8> {
 }
 
 impl MetaStore {
-    /// `AlreadyExists` if the name is taken.
+    /// `AlreadyExists` if the name is taken. The KEK (`kek_slot`) was written to the key store
+    /// under a key-only intent (`begin_key`), which this consumes (`WriteAborted` if the sweep
+    /// took it); on any error the caller discards the key.
     pub fn create_kms_key(&self, rec: &KmsKeyRecord) -> Result<()> {
         let mut b = Batch::default();
         b.absent(Space::Sys, &name_key(&rec.name));
         b.absent(Space::Sys, &id_key(&rec.id));
         b.put(Space::Sys, name_key(&rec.name), rec.id.as_bytes().to_vec());
         b.put(Space::Sys, id_key(&rec.id), encode(rec));
-        match self.kv().commit(b) {
-            Err(MetaError::Conflict) => Err(MetaError::AlreadyExists),
+        let consumed = match rec.kek_ref() {
+            Some(k) => vec![stage_consume_key(&mut b, &k)?],
+            None => Vec::new(),
+        };
+        match self.commit_consuming(b, &consumed) {
+            Err(MetaError::Conflict)
+                if self.kv().get(Space::Sys, &name_key(&rec.name))?.is_some() =>
+            {
+                Err(MetaError::AlreadyExists)
+            }
             other => other,
         }
     }

@@ -11,11 +11,11 @@ use crate::store::{decode, encode};
 use crate::{BlobId, LayoutRecord, MetaError, MetaStore, Result, Segment, VersionRef};
 
 /// `layout/` + id (u32 BE) -> `LayoutRecord`.
-const LAYOUT_PREFIX: &[u8] = b"layout/";
+pub(crate) const LAYOUT_PREFIX: &[u8] = b"layout/";
 /// -> id (u32 BE) of the current layout.
 const CURRENT_LAYOUT: &[u8] = b"current-layout";
 
-fn layout_key(id: u32) -> Vec<u8> {
+pub(crate) fn layout_key(id: u32) -> Vec<u8> {
     [LAYOUT_PREFIX, &id.to_be_bytes()].concat()
 }
 
@@ -23,7 +23,7 @@ fn same_geometry(l: &LayoutRecord, disks: &[String], k: u8, m: u8, chunk_size: u
     l.disks == disks && l.data_shards == k && l.parity_shards == m && l.chunk_size == chunk_size
 }
 
-fn validate(disks: &[String], k: u8, m: u8, chunk_size: u32) -> Result<()> {
+pub(crate) fn validate(disks: &[String], k: u8, m: u8, chunk_size: u32) -> Result<()> {
     let bad = |m: &str| Err(MetaError::Invalid(format!("layout: {m}")));
     if k == 0 || chunk_size == 0 {
         return bad("data shards and chunk size must be at least 1");

@@ -12,9 +12,12 @@
 //! change retention, legal hold and tags), `multipart`, `listing`, `gc` (GC queue with grace,
 //! write intents, process instances, worker state), `layouts` (placement layouts, the rebalance
 //! walk and segment swap), `users` (users by id, access keys), `maintenance` (backup, restore,
-//! verify); `keys` (key encoding, ids) and `types` (the records) are the shared vocabulary.
+//! verify), `lifecycle` (persisted lifecycle configuration, per-bucket version walk),
+//! `archive` (archive/restore state, containers, the archive workers' queues); `keys` (key
+//! encoding, ids) and `types` (the records) are the shared vocabulary.
 
 mod access_log;
+pub mod archive;
 mod buckets;
 mod error;
 mod gc;
@@ -22,6 +25,7 @@ pub mod keys;
 mod kms;
 pub mod kv;
 mod layouts;
+pub mod lifecycle;
 mod listing;
 mod lock;
 mod maintenance;
@@ -36,5 +40,6 @@ pub use gc::GC_STATS_LIMIT;
 pub use lock::check_retention_change;
 pub use maintenance::VerifyReport;
 pub use multipart::{COMPLETED_UPLOAD_TTL_MS, MIN_PART_SIZE};
+pub use objects::VersionExpect;
 pub use store::{DEFAULT_GC_GRACE_MS, MetaStore};
 pub use types::*;

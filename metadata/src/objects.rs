@@ -1,14 +1,58 @@
 //! Object versions: writing a version under the bucket's versioning state, finding one, deleting
 //! (delete markers, null versions, explicit versions), and per-version updates.
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{new_op_id, stage_consume_intents};
 use crate::keys::{self, Stamp, decode_id, encode_id, now_ms};
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::store::{Head, ObjectState, decode, encode, etag_eq};
 use crate::{
-    BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, Precondition, PutOutcome,
-    Result, Retention, VersionRecord, VersioningState,
+    BucketRecord, DeleteActor, DeleteOutcome, DeleteReason, DestroyedVersion, MetaError, MetaStore,
+    NULL_VERSION, Precondition, PutOutcome, Result, Retention, VersionRecord, VersioningState,
 };
+
+/// What a conditional delete must still find: the version a decision was made for, unchanged
+/// (same id, ETag and last-modified time), and still current or still noncurrent.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VersionExpect {
+    pub version_id: String,
+    pub etag: String,
+    pub last_modified: i64,
+    /// `Some(true)`: it must be the latest version; `Some(false)`: it must not be.
+    pub latest: Option<bool>,
+}
+
+impl VersionExpect {
+    pub fn of(v: &VersionRecord, latest: Option<bool>) -> Self {
+        VersionExpect {
+            version_id: v.version_id.clone(),
+            etag: v.etag.clone(),
+            last_modified: v.last_modified,
+            latest,
+        }
+    }
+
+    fn same(&self, v: &VersionRecord) -> bool {
+        v.version_id == self.version_id
+            && v.etag == self.etag
+            && v.last_modified == self.last_modified
+    }
+
+    /// `latest`: the object's latest version now; `target`: the record the delete would remove
+    /// (by version id), if any.
+    pub(crate) fn check(
+        &self,
+        latest: Option<&VersionRecord>,
+        target: Option<&VersionRecord>,
+    ) -> Result<()> {
+        let is_latest = latest.is_some_and(|l| self.same(l));
+        let ok = match self.latest {
+            Some(true) => is_latest,
+            Some(false) => !is_latest && target.is_some_and(|t| self.same(t)),
+            None => is_latest || target.is_some_and(|t| self.same(t)),
+        };
+        if ok { Ok(()) } else { Err(MetaError::Stale) }
+    }
+}
 
 impl MetaStore {
     /// Stages a new version of `key` into `b` following the bucket's versioning state (shared
@@ -24,6 +68,9 @@ impl MetaStore {
         mut version: VersionRecord,
         precondition: &Precondition,
     ) -> Result<PutOutcome> {
+        if bucket_rec.closing.is_some() {
+            return Err(MetaError::BucketClosing);
+        }
         let current = st
             .latest
             .as_ref()
@@ -83,7 +130,16 @@ impl MetaStore {
                     }
                     b.equals(Space::Versions, &old_key, &old_raw);
                     b.delete(Space::Versions, old_key);
-                    self.stage_gc(b, old.data.segments.clone(), "overwrite", now);
+                    // The replaced content's key and chunks are destroyed; no destruction record:
+                    // the version (`null`) still exists (docs/keys.md).
+                    self.stage_gc_item(
+                        b,
+                        old.data.segments.clone(),
+                        old.data.dek_ref().into_iter().collect(),
+                        None,
+                        "overwrite",
+                        now,
+                    );
                     replaced = Some(old);
                 }
             }
@@ -94,6 +150,7 @@ impl MetaStore {
         };
         let vkey = keys::version_key(bucket, key, &stamp);
         b.absent(Space::Versions, &vkey);
+        MetaStore::stage_new_archive_version(b, &vkey, &mut version);
         let version_id = version.version_id.clone();
         b.put(Space::Versions, vkey, encode(&version));
         b.unchanged(Space::Heads, &okey, st.head_raw.as_deref());
@@ -232,13 +289,26 @@ impl MetaStore {
         now: i64,
         bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_if(bucket, key, version_id, owner, now, bypass_governance, None)
+        let actor = DeleteActor {
+            user: Some(owner.to_string()),
+            ..Default::default()
+        };
+        let reason = DeleteReason::UserRequest { request_id: None };
+        self.delete_object_for(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            &reason,
+            &actor,
+            None,
+        )
     }
 
-    /// [`MetaStore::delete_object`] with S3's conditional delete: `if_match` (an ETag, or `*`)
-    /// is evaluated against the current version in the same compare-and-set as the delete
-    /// (the head): no current version (absent, or a delete marker) is `NoSuchKey`, another ETag
-    /// is `PreconditionFailed`, and nothing changes.
+    /// [`MetaStore::delete_object`] conditioned on the version a job decided for (`expect`, see
+    /// [`MetaStore::delete_object_for`]), as a user request.
     #[allow(clippy::too_many_arguments)]
     pub fn delete_object_if(
         &self,
@@ -248,10 +318,112 @@ impl MetaStore {
         owner: &str,
         now: i64,
         bypass_governance: bool,
+        expect: Option<&VersionExpect>,
+    ) -> Result<DeleteOutcome> {
+        let actor = DeleteActor {
+            user: Some(owner.to_string()),
+            ..Default::default()
+        };
+        let reason = DeleteReason::UserRequest { request_id: None };
+        self.delete_object_for(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            &reason,
+            &actor,
+            expect,
+        )
+    }
+
+    /// [`MetaStore::delete_object`] with why and by whom, and optionally conditioned on the
+    /// version a background job decided for.
+    ///
+    /// - `reason` / `actor`: a removed version's GC item carries its destruction record
+    ///   (written once its key and chunks are destroyed). A closing bucket (purge, account
+    ///   closure) accepts only deletes whose reason is its own destruction.
+    /// - `expect`: checked in the same atomic cycle: the version must still be there as the job
+    ///   saw it, else `Stale` and nothing changes (an object overwritten, deleted or re-versioned
+    ///   meanwhile is never expired on the strength of an old decision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_for(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        expect: Option<&VersionExpect>,
+    ) -> Result<DeleteOutcome> {
+        self.delete_object_checked(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            reason,
+            actor,
+            expect,
+            None,
+        )
+    }
+
+    /// [`MetaStore::delete_object_for`] with S3's conditional delete: `if_match` (an ETag, or
+    /// `*`) is evaluated against the current version in the same compare-and-set as the delete
+    /// (the head): no current version (absent, or a delete marker) is `NoSuchKey`, another ETag
+    /// is `PreconditionFailed`, and nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        if_match: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        self.delete_object_checked(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            reason,
+            actor,
+            None,
+            if_match,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delete_object_checked(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        expect: Option<&VersionExpect>,
         if_match: Option<&str>,
     ) -> Result<DeleteOutcome> {
         self.retry(|| {
             let (braw, brec) = self.read_bucket(bucket)?;
+            if brec.closing.is_some() && !reason.is_purge() {
+                return Err(MetaError::BucketClosing);
+            }
             let st = self.read_object(bucket, key)?;
             if let Some(want) = if_match {
                 match &st.latest {
@@ -289,6 +461,12 @@ impl MetaStore {
                     None => None,
                 },
             };
+            if let Some(x) = expect {
+                x.check(
+                    st.latest.as_ref().map(|(_, v)| v),
+                    target.as_ref().map(|t| &t.2),
+                )?;
+            }
             let mut removed = None;
             let mut remaining_versions = st.latest.is_some() as usize;
             if let Some((stamp, raw, rec)) = target {
@@ -301,7 +479,29 @@ impl MetaStore {
                 // the retry checks the lock again.
                 b.equals(Space::Versions, &vkey, &raw);
                 b.delete(Space::Versions, vkey);
-                self.stage_gc(&mut b, rec.data.segments.clone(), "delete", now);
+                // A delete marker has no data: removing it destroys nothing.
+                let destroyed = (!rec.is_delete_marker).then(|| DestroyedVersion {
+                    op_id: new_op_id(),
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    version_id: rec.version_id.clone(),
+                    size: rec.size,
+                    etag: rec.etag.clone(),
+                    checksum: rec.checksum.clone(),
+                    storage_class: rec.storage_class.clone(),
+                    written_ms: rec.last_modified,
+                    removed_ms: now,
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                });
+                self.stage_gc_item(
+                    &mut b,
+                    rec.data.segments.clone(),
+                    rec.data.dek_ref().into_iter().collect(),
+                    destroyed,
+                    "delete",
+                    now,
+                );
                 if head.null_stamp == Some(stamp) {
                     head.null_stamp = None;
                 }

@@ -106,11 +106,6 @@ pub fn new_request_id() -> String {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
-/// A success status S3 uses where s3s's serializer fixes another one (e.g. 204 for
-/// PutBucketTagging): a handler puts it in its response's extensions, the front applies it.
-#[derive(Clone, Copy, Debug)]
-pub struct StatusOverride(pub StatusCode);
-
 pub struct Front {
     pub s3: S3Service,
     pub limiter: Arc<AuthLimiter>,
@@ -339,7 +334,8 @@ impl Front {
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
-            let mut resp = Response::new(s3s::Body::from(self.metrics.render()));
+            let text = self.metrics.render() + &self.metrics.render_engine().await;
+            let mut resp = Response::new(s3s::Body::from(text));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -398,10 +394,15 @@ impl Front {
                 }
             }
         };
-        if let Some(StatusOverride(st)) = resp.extensions().get::<StatusOverride>().copied()
+        // An operation whose success status s3s does not carry (RestoreObject's 202,
+        // PutBucketTagging's 204) sets it here.
+        if let Some(o) = resp
+            .extensions()
+            .get::<crate::s3::StatusOverride>()
+            .copied()
             && resp.status().is_success()
         {
-            *resp.status_mut() = st;
+            *resp.status_mut() = o.0;
         }
         let mut status = resp.status();
         let mut code = None;

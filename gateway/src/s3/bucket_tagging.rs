@@ -67,7 +67,7 @@ impl StrataS3 {
         let mut resp = S3Response::new(PutBucketTaggingOutput::default());
         // S3 answers 204 (s3s's serializer would say 200).
         resp.extensions
-            .insert(crate::http::StatusOverride(http::StatusCode::NO_CONTENT));
+            .insert(super::StatusOverride(http::StatusCode::NO_CONTENT));
         Ok(resp)
     }
 

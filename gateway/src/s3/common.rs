@@ -271,14 +271,17 @@ pub fn url_encode_key(s: &str) -> String {
 pub fn storage_class(s: &Option<s3s::dto::StorageClass>) -> S3Result<String> {
     match s.as_ref().map(|c| c.as_str()) {
         None | Some("STANDARD") => Ok("STANDARD".into()),
-        // Accepted and stored; every class below archive is served from the standard tier.
-        Some(c @ ("REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING")) => {
-            Ok(c.into())
-        }
-        Some(c @ ("GLACIER" | "DEEP_ARCHIVE" | "GLACIER_IR")) => Err(S3Error::with_message(
-            S3ErrorCode::InvalidStorageClass,
-            format!("Storage class {c} is not supported yet"),
-        )),
+        // Stored as named and served from the standard tier (GLACIER_IR is instant-retrieval:
+        // readable without a restore).
+        Some(
+            c @ ("REDUCED_REDUNDANCY"
+            | "STANDARD_IA"
+            | "ONEZONE_IA"
+            | "INTELLIGENT_TIERING"
+            | "GLACIER_IR"),
+        ) => Ok(c.into()),
+        // Archive classes: repacked into archive containers, GET needs a RestoreObject.
+        Some(c @ ("GLACIER" | "DEEP_ARCHIVE")) => Ok(c.into()),
         Some(_) => Err(s3_error!(InvalidStorageClass)),
     }
 }

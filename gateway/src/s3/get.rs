@@ -182,6 +182,13 @@ impl StrataS3 {
             object_lock_mode: lock_mode,
             object_lock_retain_until_date: lock_until,
             object_lock_legal_hold_status: hold,
+            restore: super::restore::restore_header(&v),
+            // Only the current version has an expiration date (S3 sends none by version id).
+            expiration: input
+                .version_id
+                .is_none()
+                .then(|| super::lifecycle::expiration_header(&bucket, &input.key, &v))
+                .flatten(),
             ..Default::default()
         };
         apply_content(
@@ -316,6 +323,8 @@ impl StrataS3 {
             bucket_key_enabled: o.bucket_key_enabled,
             sse_customer_algorithm: o.sse_customer_algorithm,
             sse_customer_key_md5: o.sse_customer_key_md5,
+            restore: o.restore,
+            expiration: o.expiration,
             ..Default::default()
         };
         let mut resp = S3Response::new(out);

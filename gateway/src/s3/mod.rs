@@ -11,10 +11,12 @@ mod copy;
 pub(crate) mod cors;
 mod delete;
 mod get;
+mod lifecycle;
 mod list;
 mod logging;
 mod multipart;
 mod put;
+mod restore;
 mod retention;
 pub(crate) mod sse;
 mod tagging;
@@ -26,6 +28,11 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::context::Context;
+
+/// A success status s3s does not carry for an operation (RestoreObject's 202 Accepted,
+/// PutBucketTagging's 204): put in the response's extensions, applied by the HTTP front.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusOverride(pub http::StatusCode);
 
 #[derive(Clone)]
 pub struct StrataS3 {
@@ -255,6 +262,34 @@ impl S3 for StrataS3 {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         self.op_list_parts(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.op_put_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.op_get_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.op_delete_bucket_lifecycle(req).await
+    }
+
+    async fn restore_object(
+        &self,
+        req: S3Request<RestoreObjectInput>,
+    ) -> S3Result<S3Response<RestoreObjectOutput>> {
+        self.op_restore_object(req).await
     }
 
     async fn list_multipart_uploads(

@@ -88,6 +88,7 @@ impl StrataS3 {
             checksum_algorithm,
             checksum_expected,
             late_checksum: checksum::late_checksum(&headers, &extensions, trailers),
+            ..Default::default()
         };
         let attrs = ObjectAttrs {
             content,
@@ -115,6 +116,7 @@ impl StrataS3 {
         let v = &written.version;
         let mut out = PutObjectOutput {
             e_tag: Some(etag(&v.etag)),
+            expiration: super::lifecycle::expiration_header(&bucket, &input.key, v),
             ..Default::default()
         };
         if bucket.versioning != VersioningState::Unversioned {

@@ -1,0 +1,43 @@
+//! The destruction log: one record per destroyed object version, in an append-only file under
+//! an RFC 6962 (Certificate Transparency) Merkle tree, with Ed25519-signed checkpoints; exports
+//! that a third party verifies offline with the log's public key. Format and auditor's steps:
+//! docs/destruction-log.md.
+//!
+//! All calls block (fsync); async callers run them on the blocking pool.
+
+mod export;
+mod frame;
+mod fuzzing;
+mod keys;
+mod log;
+pub mod merkle;
+mod record;
+mod verify;
+
+pub use export::ExportSummary;
+pub use keys::{SignedCheckpoint, parse_public_key_pem};
+pub use log::{DestructionLog, LOG_DIR_NAME, LogError, LogOptions};
+pub use record::{Actor, DestructionRecord, Reason};
+pub use verify::{RecordProblem, VerifyError, VerifyReport, fuzz_verify_export, verify_export};
+
+/// The public key (PEM) of the log in `dir`, read from its key file without opening the log
+/// (works while a server holds it open); for `strata admin destruction public-key`.
+pub fn public_key_pem_of(dir: &std::path::Path) -> Result<String, LogError> {
+    keys::public_key_pem_of(dir).map_err(LogError::Key)
+}
+
+/// The log name (`strata.destruction-log/<fingerprint>`) that checkpoints signed by this public
+/// key (PEM) carry.
+pub fn origin_of(public_key_pem: &str) -> Result<String, LogError> {
+    parse_public_key_pem(public_key_pem)
+        .map(|k| keys::origin(&k))
+        .map_err(LogError::Key)
+}
+
+/// Names of the files of an export directory.
+pub const EXPORT_FILES: [&str; 5] = export::FILES;
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<DestructionLog>();
+};
