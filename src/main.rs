@@ -135,6 +135,11 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: WorkerVerb,
     },
+    /// KMS keys for SSE-KMS (`aws:kms`): keys of the server's own key hierarchy.
+    Kms {
+        #[command(subcommand)]
+        verb: KmsVerb,
+    },
     /// The destruction log: export, show (server); verify an export, print the public key
     /// (offline).
     Destruction {
@@ -151,6 +156,18 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: ArchiveVerb,
     },
+}
+
+#[derive(Subcommand)]
+enum KmsVerb {
+    /// Creates a key; requests name it `alias/NAME`, by its id or by its ARN.
+    Create { name: String },
+    /// Every key: id, name, ARN, created, enabled (never key material), as JSON.
+    List,
+    /// Disables a key: writes with it and reads of the objects it protects are refused.
+    Disable { name: String },
+    /// Enables a disabled key again.
+    Enable { name: String },
 }
 
 // ---- lifecycle and archive verbs -----------------------------------------------------------------
@@ -657,6 +674,12 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminVerb::Worker {
             verb: WorkerVerb::List,
         } => ("worker-list", json!({})),
+        AdminVerb::Kms { verb } => match verb {
+            KmsVerb::Create { name } => ("kms-create", json!({"name": name})),
+            KmsVerb::List => ("kms-list", json!({})),
+            KmsVerb::Disable { name } => ("kms-disable", json!({"name": name})),
+            KmsVerb::Enable { name } => ("kms-enable", json!({"name": name})),
+        },
         AdminVerb::Worker {
             verb: WorkerVerb::Set { name, tranquility },
         } => (

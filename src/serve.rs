@@ -50,6 +50,14 @@ pub struct ServeArgs {
     /// MiB/s the background rebalance may move from older layouts to the current one (0: off).
     #[arg(long, env = "STRATA_REBALANCE_RATE", default_value_t = 16)]
     pub rebalance_rate: u64,
+    /// Server access logs (bucket logging): the longest a request's line waits before it is
+    /// delivered into the target bucket (seconds).
+    #[arg(long, env = "STRATA_ACCESS_LOG_DELAY_SECS", default_value_t = 300)]
+    pub access_log_delay_secs: u64,
+    /// Accept SSE-C (customer-provided keys) over plain HTTP. S3 refuses it because the key
+    /// travels in the clear; allow it only behind a TLS-terminating proxy or on loopback.
+    #[arg(long, env = "STRATA_ALLOW_SSE_C_OVER_HTTP")]
+    pub allow_sse_c_over_http: bool,
     #[command(flatten)]
     pub edge: EdgeArgs,
     #[command(flatten)]
@@ -329,6 +337,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             rebalance_rate: args.rebalance_rate * 1024 * 1024,
+            access_log_delay: std::time::Duration::from_secs(args.access_log_delay_secs),
             lifecycle_day_secs: args.lifecycle.lifecycle_day_secs,
             archive,
             ..Default::default()
@@ -344,6 +353,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg: GatewayConfig {
             region: args.region.clone(),
             domain: args.domain.clone(),
+            allow_sse_c_over_http: args.allow_sse_c_over_http,
         },
     });
     let front = strata_gateway::build_front_with(

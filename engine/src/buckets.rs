@@ -49,6 +49,9 @@ impl Engine {
             previous_keks: Vec::new(),
             closing: None,
             retention_rules: Vec::new(),
+            encryption: None,
+            cors: Vec::new(),
+            logging: None,
         };
         let r = rec.clone();
         if let Err(e) = self.meta_call(move |m| m.create_bucket(r)).await {

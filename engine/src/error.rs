@@ -44,6 +44,25 @@ pub enum Rejection {
     /// FULL_OBJECT checksums need a CRC algorithm.
     #[error("FULL_OBJECT checksums need a CRC algorithm")]
     FullObjectNeedsCrc,
+    /// SSE-KMS: no KMS key by this id, ARN or alias.
+    #[error("KMS key {0:?} not found")]
+    KmsKeyNotFound(String),
+    /// SSE-KMS: the key is disabled (writes and reads of its versions are refused).
+    #[error("KMS key {0} is disabled")]
+    KmsKeyDisabled(String),
+    /// SSE-C: the version was written with a customer key and the request carries none.
+    #[error("the object is encrypted with a customer key; the request must carry it")]
+    SseCustomerKeyRequired,
+    /// SSE-C: the request's customer key is not the one the version was written with.
+    #[error("the customer key does not match")]
+    SseCustomerKeyMismatch,
+    /// SSE-C with an archive storage class (GLACIER, DEEP_ARCHIVE): the archive tier repacks
+    /// and restores in the background, which needs a key the server does not hold.
+    #[error("SSE-C objects cannot be stored in an archive storage class")]
+    SseCustomerArchiveClass,
+    /// SSE-C headers for a version that was not written with a customer key.
+    #[error("the object was not encrypted with a customer key")]
+    SseCustomerKeyUnexpected,
     /// The version is in an archive class and not restored: its bytes cannot be read.
     #[error("the object is archived and must be restored first")]
     InvalidObjectState,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use strata_keystore::{Destroyed, Entry, KeyKind, KeyStore, Rewrap};
-use strata_metadata::{BucketRecord, DataLayout, KeyClass, KeyRef, UploadRecord};
+use strata_metadata::{BucketRecord, DataLayout, KeyClass, KeyRef, KmsKeyRecord, UploadRecord};
 use strata_storage_node::keys::{
     DataKey, KeyEncryptionKey, KeyError, MASTER_KEY_ENV, MasterKey, key_file_is_zeroed, new_key_id,
 };
@@ -443,6 +443,16 @@ impl KeyRing {
                 Err(KeyError::NotFound(format!("upload {} has no data key", u.upload_id)).into())
             }
         }
+    }
+
+    /// The secret an SSE-KMS version's DEK is bound to (see `sse.rs`): derived from the KMS
+    /// key's KEK (a KEK of the key store), for this key only. Blocking (one slot read).
+    pub fn kms_binding_secret(&self, rec: &KmsKeyRecord) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let slot = rec.kek_slot.ok_or_else(|| {
+            KeyError::NotFound(format!("KMS key {} has no key in the key store", rec.id))
+        })?;
+        let kek = self.kek_at(slot, &rec.kek_id)?;
+        Ok(kek.binding_secret(rec.id.as_bytes()))
     }
 
     /// Whether the key store still holds `key` (false once destroyed). Blocking.

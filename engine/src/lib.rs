@@ -15,16 +15,19 @@
 //! - [`objects`], [`multipart`], [`buckets`], [`identity`]: operations by family.
 //! - [`gc`], [`workers`]: background work as observable, throttled workers.
 //! - [`keys`]: which key wraps which (master -> bucket KEK -> version DEK).
+//! - [`sse`], [`kms`]: the server-side-encryption API (SSE-S3/KMS/C bindings, KMS keys).
 //!
 //! Every metadata call runs on the blocking pool ([`Engine::meta_call`]): the metadata API is
 //! synchronous (RocksDB, fsync'd group commits, bounded retry loops with sleeps), and must never
 //! hold a tokio worker thread.
 
+pub mod access_log;
 pub mod archive;
 pub mod body;
 pub mod buckets;
 pub mod budget;
 pub mod checksum;
+pub mod completions;
 pub mod destruction;
 pub mod error;
 pub mod gc;
@@ -32,6 +35,7 @@ pub mod identity;
 pub mod instance;
 pub mod key_ops;
 pub mod keys;
+pub mod kms;
 pub mod layouts;
 pub mod lifecycle;
 pub mod multipart;
@@ -42,6 +46,7 @@ pub mod rebalance;
 pub mod report;
 pub mod retention;
 pub mod rotation;
+pub mod sse;
 pub mod workers;
 pub mod write;
 
@@ -67,6 +72,8 @@ pub struct EngineConfig {
     /// Bytes per second the rebalance job may move from old layouts to the current one
     /// (0: no rebalancing).
     pub rebalance_rate: u64,
+    /// Server access logs: longest wait of a staged entry before its log object is written.
+    pub access_log_delay: Duration,
     /// `Some(n)`: one lifecycle day lasts n seconds (tests, demos); `None`: real days. Also the
     /// day of other day-counted periods (the account-closure grace).
     pub lifecycle_day_secs: Option<u64>,
@@ -81,6 +88,7 @@ impl Default for EngineConfig {
             read_ahead: 2,
             buffer_budget: 1024 * 1024 * 1024,
             rebalance_rate: 16 * 1024 * 1024,
+            access_log_delay: Duration::from_secs(300),
             lifecycle_day_secs: None,
             archive: archive::ArchiveConfig::default(),
         }
@@ -98,6 +106,7 @@ struct Inner {
     workers: workers::Workers,
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
+    access_log: access_log::AccessLog,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
 }
@@ -136,6 +145,7 @@ impl Engine {
                 workers: workers::Workers::default(),
                 instance: instance::InstanceId::new(instance),
                 layouts,
+                access_log: access_log::AccessLog::new(cfg.access_log_delay),
                 rotation: tokio::sync::Mutex::new(()),
                 cfg,
             }),
@@ -181,18 +191,25 @@ impl Engine {
         &self.inner.layouts
     }
 
+    pub(crate) fn access_log(&self) -> &access_log::AccessLog {
+        &self.inner.access_log
+    }
+
     pub(crate) fn rotation_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.rotation
     }
 
     /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, lifecycle, the archive tier (repack, restore, compaction), and the
-    /// rebalance of old layouts.
+    /// write-intent sweep, the cleaner of completed-upload records, server access-log delivery,
+    /// lifecycle, the archive tier (repack, restore, compaction), key rotations and purges, and
+    /// the rebalance of old layouts.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         w.spawn(gc::GcWorker::new(self.clone()), 0);
         w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        w.spawn(completions::CompletionCleaner::new(self.clone()), 0);
+        w.spawn(access_log::AccessLogWorker::new(self.clone()), 0);
         // Lifecycle and the archive tier.
         w.spawn(
             lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
@@ -216,6 +233,10 @@ impl Engine {
     /// short now are swept at the next start at once.
     pub async fn shutdown(&self) {
         self.workers().shutdown(Duration::from_secs(5)).await;
+        // Access log entries still in memory are staged, so the next start delivers them.
+        if let Err(e) = self.stage_access_log().await {
+            tracing::warn!(error = %e, "could not stage the access log at shutdown");
+        }
         let id = self.instance().get();
         if let Err(e) = self.meta_call(move |m| m.retire_instance(&id)).await {
             tracing::warn!(error = %e, "could not retire the instance");

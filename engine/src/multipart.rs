@@ -12,6 +12,7 @@ use crate::body::{BodyStream, read_as_body};
 use crate::checksum::{self, PartChecksum};
 use crate::error::{EngineError, Rejection, Result};
 use crate::objects::Written;
+use crate::sse::KeyBinding;
 use crate::write::{StoredBlob, WriteSpec};
 use crate::{Engine, now_ms};
 
@@ -61,6 +62,7 @@ impl Engine {
             checksum::algorithm(a)?;
         }
         self.check_writable(bucket)?;
+        crate::sse::check_class(attrs.content.sse.as_ref(), &attrs.storage_class)?;
         let (dek, kek_id) = self.new_upload_key(bucket).await?;
         let rec = UploadRecord {
             upload_id: self.meta_blocking().new_upload_id(),
@@ -102,8 +104,23 @@ impl Engine {
         body: BodyStream,
         spec: WriteSpec,
     ) -> Result<PartRecord> {
+        self.upload_part_bound(bucket, upload, part_number, body, spec, &KeyBinding::None)
+            .await
+    }
+
+    /// [`Engine::upload_part`] for an upload whose DEK is bound (SSE-KMS, SSE-C: the binding
+    /// comes from [`Engine::sse_binding`] of the upload's record).
+    pub async fn upload_part_bound(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        part_number: u32,
+        body: BodyStream,
+        spec: WriteSpec,
+        binding: &KeyBinding,
+    ) -> Result<PartRecord> {
         self.check_writable(bucket)?;
-        let dek = self.upload_key(bucket, upload).await?;
+        let dek = binding.apply(self.upload_key(bucket, upload).await?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }
@@ -128,16 +145,42 @@ impl Engine {
         src: &VersionRecord,
         range: Range<u64>,
     ) -> Result<PartRecord> {
+        let none = KeyBinding::None;
+        self.upload_part_copy_bound(
+            bucket,
+            upload,
+            part_number,
+            (src_bucket, src, &none),
+            range,
+            &none,
+        )
+        .await
+    }
+
+    /// [`Engine::upload_part_copy`] with the source's and the upload's SSE bindings.
+    pub async fn upload_part_copy_bound(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        part_number: u32,
+        src: (&BucketRecord, &VersionRecord, &KeyBinding),
+        range: Range<u64>,
+        binding: &KeyBinding,
+    ) -> Result<PartRecord> {
+        let (src_bucket, src, src_binding) = src;
         let len = range.end - range.start;
         let src = &self.readable(src)?;
-        let body = read_as_body(self.read_range(src_bucket, src, range).await?);
+        let body = read_as_body(
+            self.read_range_bound(src_bucket, src, range, src_binding)
+                .await?,
+        );
         let spec = WriteSpec {
             max_len: len,
             expected_len: Some(len),
             checksum_algorithm: upload.checksum_algorithm.clone(),
             ..Default::default()
         };
-        let dek = self.upload_key(bucket, upload).await?;
+        let dek = binding.apply(self.upload_key(bucket, upload).await?);
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }
@@ -186,11 +229,18 @@ impl Engine {
         req: CompleteRequest,
         precondition: Precondition,
     ) -> Result<Written> {
+        if let Some(done) = self
+            .retried_completion(bucket, key, upload_id, &req.parts)
+            .await?
+        {
+            return Ok(done);
+        }
         let version_id = match bucket.versioning {
             strata_metadata::VersioningState::Enabled => self.meta_blocking().new_version_id(),
             _ => strata_metadata::NULL_VERSION.to_string(),
         };
         let (b, k, u) = (bucket.name.clone(), key.to_string(), upload_id.to_string());
+        let parts_again = req.parts.clone();
         let result = self
             .meta_call(move |m| {
                 let mut rejected: Option<Rejection> = None;
@@ -214,6 +264,17 @@ impl Engine {
             .await?;
         match result {
             (_, Some(rejection), _) => Err(rejection.into()),
+            // The upload vanished between the check above and the commit: a racing
+            // completion of the same upload may have won; answer as its retry would.
+            (Err(MetaError::NoSuchUpload), None, _) => {
+                match self
+                    .retried_completion(bucket, key, upload_id, &parts_again)
+                    .await?
+                {
+                    Some(done) => Ok(done),
+                    None => Err(MetaError::NoSuchUpload.into()),
+                }
+            }
             (Err(e), None, _) => Err(e.into()),
             (Ok(outcome), None, Some(mut version)) => {
                 version.version_id = outcome.version_id.clone();
@@ -222,6 +283,48 @@ impl Engine {
             }
             (Ok(_), None, None) => Err(EngineError::internal("completion built no version")),
         }
+    }
+
+    /// The answer to a retried completion: the upload was completed (within
+    /// `COMPLETED_UPLOAD_TTL_MS`) for the same key with the same part list. `None` otherwise
+    /// (the caller answers `NoSuchUpload`).
+    async fn retried_completion(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Option<Written>> {
+        let (b, u) = (bucket.name.clone(), upload_id.to_string());
+        let Some(done) = self.meta_call(move |m| m.completed_upload(&b, &u)).await? else {
+            return Ok(None);
+        };
+        let same_parts = done.parts.len() == parts.len()
+            && done.parts.iter().zip(parts).all(|((n1, e1), (n2, e2))| {
+                n1 == n2
+                    && e1
+                        .trim_matches('"')
+                        .eq_ignore_ascii_case(e2.trim_matches('"'))
+            });
+        if done.key != key || !same_parts {
+            return Ok(None);
+        }
+        tracing::info!(bucket = %bucket.name, key = %key, upload_id = %upload_id, "retried completion answered from its record");
+        let mut version =
+            VersionRecord::delete_marker(done.version_id.clone(), String::new(), done.completed);
+        version.is_delete_marker = false;
+        version.etag = done.etag;
+        version.size = done.size;
+        version.checksum = done.checksum;
+        version.checksum_type = done.checksum_type;
+        version.content.sse = done.sse;
+        Ok(Some(Written {
+            version,
+            outcome: strata_metadata::PutOutcome {
+                version_id: done.version_id,
+                replaced: None,
+            },
+        }))
     }
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
@@ -340,6 +443,7 @@ fn assemble(
                 part_number: p.part_number,
                 size: p.size,
                 etag: p.etag.clone(),
+                checksum: p.checksum.clone(),
             })
             .collect(),
         retention: upload.retention.clone(),

@@ -11,6 +11,7 @@ use strata_metadata::{
 
 use crate::body::{BodyStream, ReadStream, read_as_body};
 use crate::error::Result;
+use crate::sse::KeyBinding;
 use crate::write::{StoredBlob, WriteSpec};
 use crate::{Engine, now_ms};
 
@@ -127,11 +128,39 @@ impl Engine {
         attrs: ObjectAttrs,
         precondition: Precondition,
     ) -> Result<Written> {
+        self.put_object_bound(
+            bucket,
+            key,
+            body,
+            spec,
+            attrs,
+            precondition,
+            &KeyBinding::None,
+        )
+        .await
+    }
+
+    /// [`Engine::put_object`] with the new DEK bound to `binding` (SSE-KMS, SSE-C); the
+    /// matching `SseRecord` travels in `attrs.content.sse`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_object_bound(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        body: BodyStream,
+        spec: WriteSpec,
+        attrs: ObjectAttrs,
+        precondition: Precondition,
+        binding: &KeyBinding,
+    ) -> Result<Written> {
         self.check_writable(bucket)?;
+        crate::sse::check_class(attrs.content.sse.as_ref(), &attrs.storage_class)?;
         let mut spec = spec;
         let fresh = std::sync::Arc::new(self.keys().fresh_dek(&bucket.name));
         spec.new_key = Some(fresh.clone());
-        let stored = self.write_blob(fresh.key.clone(), body, spec).await?;
+        let stored = self
+            .write_blob(binding.apply(fresh.key.clone()), body, spec)
+            .await?;
         let skey = stored.key.clone();
         let version = VersionRecord {
             version_id: self.new_version_id(bucket),
@@ -197,9 +226,22 @@ impl Engine {
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
+        self.read_bound(bucket, version, range, &KeyBinding::None)
+            .await
+    }
+
+    /// Streams `range` of a version written with an SSE binding (see [`Engine::sse_binding`]).
+    pub async fn read_bound(
+        &self,
+        bucket: &BucketRecord,
+        version: &VersionRecord,
+        range: Range<u64>,
+        binding: &KeyBinding,
+    ) -> Result<ReadStream> {
         // Archived and not restored: InvalidObjectState; restored: the restored copy.
         let version = self.readable(version)?;
-        self.read_range(bucket, &version, range).await
+        self.read_range_bound(bucket, &version, range, binding)
+            .await
     }
 
     /// Copies (a range of) `src` into a new version of `dst_key` in `dst_bucket`. The bytes are
@@ -216,16 +258,54 @@ impl Engine {
         checksum_algorithm: Option<String>,
         precondition: Precondition,
     ) -> Result<Written> {
+        let none = KeyBinding::None;
+        self.copy_object_bound(
+            (src_bucket, src, &none),
+            dst_bucket,
+            dst_key,
+            attrs,
+            checksum_algorithm,
+            precondition,
+            &none,
+        )
+        .await
+    }
+
+    /// [`Engine::copy_object`] reading the source with its binding and writing the copy with
+    /// the destination's (SSE-KMS, SSE-C on either side).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_object_bound(
+        &self,
+        src: (&BucketRecord, &VersionRecord, &KeyBinding),
+        dst_bucket: &BucketRecord,
+        dst_key: &str,
+        attrs: ObjectAttrs,
+        checksum_algorithm: Option<String>,
+        precondition: Precondition,
+        binding: &KeyBinding,
+    ) -> Result<Written> {
+        let (src_bucket, src, src_binding) = src;
         let src = &self.readable(src)?;
-        let body = read_as_body(self.read_range(src_bucket, src, 0..src.size).await?);
+        let body = read_as_body(
+            self.read_range_bound(src_bucket, src, 0..src.size, src_binding)
+                .await?,
+        );
         let spec = WriteSpec {
             max_len: src.size,
             expected_len: Some(src.size),
             checksum_algorithm,
             ..Default::default()
         };
-        self.put_object(dst_bucket, dst_key, body, spec, attrs, precondition)
-            .await
+        self.put_object_bound(
+            dst_bucket,
+            dst_key,
+            body,
+            spec,
+            attrs,
+            precondition,
+            binding,
+        )
+        .await
     }
 
     /// DeleteObject semantics (delete markers, null versions, Object Lock), decided by the
@@ -236,7 +316,8 @@ impl Engine {
         key: &str,
         req: DeleteRequest,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, None, None).await
+        self.delete_object_full(bucket, key, req, None, None, None)
+            .await
     }
 
     /// [`Engine::delete_object`] with the access key the request was signed with (for the
@@ -248,7 +329,7 @@ impl Engine {
         req: DeleteRequest,
         access_key: Option<String>,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, access_key, None)
+        self.delete_object_full(bucket, key, req, access_key, None, None)
             .await
     }
 
@@ -261,7 +342,22 @@ impl Engine {
         req: DeleteRequest,
         expect: Option<VersionExpect>,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, None, expect)
+        self.delete_object_full(bucket, key, req, None, expect, None)
+            .await
+    }
+
+    /// [`Engine::delete_object_signed`] conditioned on the current version's ETag (`*`: any
+    /// current version; S3's conditional DeleteObject), checked atomically with the delete:
+    /// `NoSuchKey` when there is no current version, `PreconditionFailed` for another ETag.
+    pub async fn delete_object_if_match(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        req: DeleteRequest,
+        access_key: Option<String>,
+        if_match: Option<String>,
+    ) -> Result<DeleteOutcome> {
+        self.delete_object_full(bucket, key, req, access_key, None, if_match)
             .await
     }
 
@@ -272,6 +368,7 @@ impl Engine {
         req: DeleteRequest,
         access_key: Option<String>,
         expect: Option<VersionExpect>,
+        if_match: Option<String>,
     ) -> Result<DeleteOutcome> {
         let (b, k) = (bucket.name.clone(), key.to_string());
         let r = req.clone();
@@ -279,17 +376,30 @@ impl Engine {
         let out = self
             .meta_call(move |m| {
                 let owner = actor.user.clone().unwrap_or_else(|| r.actor.clone());
-                m.delete_object_for(
-                    &b,
-                    &k,
-                    r.version_id.as_deref(),
-                    &owner,
-                    now_ms(),
-                    r.bypass_governance,
-                    &r.reason,
-                    &actor,
-                    expect.as_ref(),
-                )
+                match if_match {
+                    Some(etag) => m.delete_object_if_match(
+                        &b,
+                        &k,
+                        r.version_id.as_deref(),
+                        &owner,
+                        now_ms(),
+                        r.bypass_governance,
+                        &r.reason,
+                        &actor,
+                        Some(&etag),
+                    ),
+                    None => m.delete_object_for(
+                        &b,
+                        &k,
+                        r.version_id.as_deref(),
+                        &owner,
+                        now_ms(),
+                        r.bypass_governance,
+                        &r.reason,
+                        &actor,
+                        expect.as_ref(),
+                    ),
+                }
             })
             .await?;
         if let Some(removed) = &out.removed {

@@ -122,12 +122,25 @@ impl Engine {
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
+        self.read_range_bound(bucket, version, range, &crate::sse::KeyBinding::None)
+            .await
+    }
+
+    /// [`Engine::read_range`] of a version whose DEK is bound to a second secret (SSE-KMS,
+    /// SSE-C; see `sse.rs`).
+    pub async fn read_range_bound(
+        &self,
+        bucket: &BucketRecord,
+        version: &VersionRecord,
+        range: Range<u64>,
+        binding: &crate::sse::KeyBinding,
+    ) -> Result<ReadStream> {
         let slices = plan(&version.data.segments, range);
         if slices.is_empty() {
             // Nothing stored to read (an empty object has no data key either).
             return Ok(Box::pin(futures::stream::empty()));
         }
-        let dek = self.version_key(bucket, &version.data).await?;
+        let dek = binding.apply(self.version_key(bucket, &version.data).await?);
         let mut layouts: HashMap<u32, Arc<strata_storage_node::Layout>> = HashMap::new();
         for s in &version.data.segments {
             if let std::collections::hash_map::Entry::Vacant(e) = layouts.entry(s.layout) {

@@ -54,6 +54,8 @@ pub struct Rebalancer {
     stale: u64,
     failed: u64,
     passes: u64,
+    /// Old-layout versions left alone: SSE-C, or SSE-KMS under a disabled key.
+    skipped_customer_key: u64,
 }
 
 impl Rebalancer {
@@ -70,6 +72,7 @@ impl Rebalancer {
             stale: 0,
             failed: 0,
             passes: 0,
+            skipped_customer_key: 0,
         }
     }
 
@@ -111,6 +114,13 @@ impl Rebalancer {
         if old.is_empty() {
             return Ok(0);
         }
+        // SSE-C versions (the server does not hold the customer's key) and SSE-KMS versions under
+        // a disabled key cannot be rewritten: they stay on their layout, which stays readable,
+        // and do not keep the walk going.
+        let Some(binding) = self.engine.server_binding(&v.version).await? else {
+            self.skipped_customer_key += 1;
+            return Ok(0);
+        };
         if let Some(p) = self.progress.as_mut() {
             p.found_this_pass += old.len() as u64;
         }
@@ -122,14 +132,17 @@ impl Rebalancer {
         else {
             return Ok(0);
         };
-        let dek = self.engine.keys().version_key(&bucket, &v.version.data)?;
+        let dek = binding.apply(self.engine.keys().version_key(&bucket, &v.version.data)?);
         let mut moved = 0;
         for seg in old {
             let started = Instant::now();
             let mut one = v.version.clone();
             one.data.segments = vec![seg.clone()];
-            let body =
-                crate::body::read_as_body(self.engine.read_range(&bucket, &one, 0..seg.len).await?);
+            let body = crate::body::read_as_body(
+                self.engine
+                    .read_range_bound(&bucket, &one, 0..seg.len, &binding)
+                    .await?,
+            );
             let spec = WriteSpec {
                 max_len: seg.len,
                 expected_len: Some(seg.len),
@@ -239,6 +252,7 @@ impl Worker for Rebalancer {
             "bytes_moved": self.moved_bytes,
             "stale": self.stale,
             "failed": self.failed,
+            "skipped_unreadable_sse": self.skipped_customer_key,
             "passes": self.passes,
             "rate_bytes_per_sec": self.rate,
         })

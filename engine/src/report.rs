@@ -33,7 +33,14 @@ impl Engine {
                 kek_slots.push((b.name.clone(), k.id.clone(), k.slot, "rotating-out"));
             }
         }
-        let slots: Vec<(u64, String)> = kek_slots.iter().map(|k| (k.2, k.1.clone())).collect();
+        // KMS keys (SSE-KMS) are KEKs of the key store too; they wrap no DEK (versions bind
+        // their DEK to a secret derived from them, see sse.rs).
+        let kms = self.list_kms_keys().await?;
+        let mut slots: Vec<(u64, String)> = kek_slots.iter().map(|k| (k.2, k.1.clone())).collect();
+        slots.extend(
+            kms.iter()
+                .filter_map(|k| k.kek_ref().map(|r| (r.slot, r.id))),
+        );
         let (entries, stats) = self
             .key_call(move |k| {
                 let mut out = HashMap::new();
@@ -88,6 +95,27 @@ impl Engine {
                 "destroyed_ms": Value::Null,
                 "wrapped_by_master": wrapper,
                 "protects": {"bucket": bucket, "data_keys": deks_by_kek.get(id).copied().unwrap_or(0)},
+            }));
+        }
+        for k in &kms {
+            let Some(r) = k.kek_ref() else { continue };
+            listed.insert(r.id.clone());
+            let (created, changed, wrapper) = entries
+                .get(&r.id)
+                .cloned()
+                .map(|(c, ch, w)| (Some(c), Some(ch), Some(w)))
+                .unwrap_or((None, None, None));
+            keks.push(json!({
+                "id": r.id,
+                "kind": "kek",
+                "kms_key": k.name,
+                "state": if k.enabled { "current" } else { "disabled" },
+                "slot": r.slot,
+                "created_ms": created,
+                "last_rewrapped_ms": changed.filter(|c| Some(*c) != created),
+                "destroyed_ms": Value::Null,
+                "wrapped_by_master": wrapper,
+                "protects": {"kms_key": k.name, "kms_key_id": k.id},
             }));
         }
         // KEKs no bucket names any more: destroyed (or queued for destruction).

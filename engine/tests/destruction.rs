@@ -410,3 +410,131 @@ async fn a_lost_or_wrong_master_key_is_refused_never_replaced() {
     std::fs::write(&key, good).unwrap();
     assert!(strata_engine::keys::KeyRing::open_files(f.dir.path()).is_ok());
 }
+
+/// SSE-KMS and SSE-C in the key hierarchy: a KMS key is a KEK of the key store (referenced by
+/// its record, never stored in RocksDB, re-wrapped by a master rotation); SSE-KMS and SSE-C
+/// versions keep their DEK as every version does, and destroying it shreds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_kms_and_sse_c_versions_fit_the_key_store() {
+    use strata_engine::sse::{CustomerKey, SseRequest};
+    let f = fixture().await;
+    let e = &f.engine;
+    let kms = e.create_kms_key("app").await.unwrap();
+    let kek = kms.kek_ref().expect("a KMS key names a key-store KEK");
+    let entry = e
+        .keys()
+        .store()
+        .get(
+            kek.slot,
+            &strata_engine::keys::parse_key_id(&kek.id).unwrap(),
+        )
+        .unwrap()
+        .expect("the KMS key's KEK is in the key store");
+    assert_eq!(entry.kind, strata_keystore::KeyKind::Kek);
+    assert_eq!(e.keys().store().stats().unwrap().live_keks, 2);
+    let referenced = e.meta_blocking().referenced_keys().unwrap();
+    assert!(referenced.contains(&(kek.slot, kek.id.clone())));
+
+    let bucket = &f.bucket;
+    let put_sse = |key: &'static str, req: SseRequest, fill: u8| async move {
+        let (rec, binding) = e.prepare_sse(req).await.unwrap();
+        let mut attrs = ObjectAttrs::default();
+        attrs.content.sse = Some(rec);
+        let w = e
+            .put_object_bound(
+                bucket,
+                key,
+                body(vec![fill; 100_000]),
+                spec(),
+                attrs,
+                Precondition::None,
+                &binding,
+            )
+            .await
+            .unwrap();
+        (w.version, binding)
+    };
+    let (kv, _) = put_sse(
+        "kms",
+        SseRequest::Kms {
+            key: Some("alias/app".into()),
+            context: None,
+            bucket_key: false,
+        },
+        1,
+    )
+    .await;
+    let ck = CustomerKey::new([9u8; 32]);
+    let (cv, _) = put_sse("ssec", SseRequest::Customer(ck.clone()), 2).await;
+    let read_with = |v: VersionRecord, customer: Option<CustomerKey>| async move {
+        let b = e
+            .sse_binding(v.content.sse.as_ref(), customer.as_ref())
+            .await?;
+        let s = e.read_bound(bucket, &v, 0..v.size, &b).await?;
+        let parts: Vec<_> = s.collect().await;
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend_from_slice(
+                &p.map_err(|x| strata_engine::EngineError::internal(x.to_string()))?,
+            );
+        }
+        Ok::<_, strata_engine::EngineError>(out)
+    };
+    assert_eq!(read_with(kv.clone(), None).await.unwrap(), vec![1; 100_000]);
+    assert_eq!(
+        read_with(cv.clone(), Some(ck.clone())).await.unwrap(),
+        vec![2; 100_000]
+    );
+    // The DEK alone (what an SSE-S3 read uses) does not decrypt bound chunks.
+    let unbound = e.read(&f.bucket, &kv, 0..kv.size).await.unwrap();
+    let got: Vec<_> = unbound.collect().await;
+    assert!(
+        got.iter().any(|r| r.is_err()),
+        "DEK alone read SSE-KMS data"
+    );
+
+    // No key material in RocksDB: the KEK's wrapped form is only in the key store.
+    let mut found = false;
+    let mut stack = vec![f.dir.path().join("meta")];
+    while let Some(d) = stack.pop() {
+        for ent in std::fs::read_dir(&d).unwrap() {
+            let p = ent.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if contains(&std::fs::read(&p).unwrap(), &entry.wrapped[13..]) {
+                found = true;
+            }
+        }
+    }
+    assert!(!found, "a wrapped KMS KEK is in the metadata files");
+
+    // A master rotation re-wraps the KMS key's KEK with the others; SSE-KMS stays readable.
+    e.start_rotation(Target::Master, 1000).await.unwrap();
+    let mut w = RotationWorker::new(e.clone());
+    for _ in 0..50 {
+        if w.work().await.unwrap() == strata_engine::workers::WorkState::Idle {
+            break;
+        }
+    }
+    let (new_master, rotating) = e.keys().master_ids();
+    assert!(rotating.is_none());
+    let after = e
+        .keys()
+        .store()
+        .get(
+            kek.slot,
+            &strata_engine::keys::parse_key_id(&kek.id).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.wrapper, new_master, "KMS KEK not re-wrapped");
+    assert_eq!(read_with(kv.clone(), None).await.unwrap(), vec![1; 100_000]);
+
+    // Destroying the SSE-C version's stored DEK shreds it: the right customer key reads nothing.
+    delete(e, &f.bucket, "ssec").await;
+    gc(e).await;
+    assert!(read_with(cv.clone(), Some(ck)).await.is_err());
+    let recs = e.destruction_log().find("b", "ssec").unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].1.key_id, format!("dek:{}", cv.data.dek_id));
+}

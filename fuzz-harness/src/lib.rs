@@ -85,6 +85,10 @@ pub const XML_OPS: &[(&str, &str, &str)] = &[
     ("PutObjectRetention", "PUT", "/fuzz/obj?retention"),
     ("PutObjectLegalHold", "PUT", "/fuzz/obj?legal-hold"),
     ("CreateBucket", "PUT", "/fuzz-created"),
+    ("PutBucketTagging", "PUT", "/fuzz?tagging"),
+    ("PutBucketCors", "PUT", "/fuzz?cors"),
+    ("PutBucketEncryption", "PUT", "/fuzz?encryption"),
+    ("PutBucketLogging", "PUT", "/fuzz?logging"),
 ];
 
 const METHODS: &[&str] = &["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"];

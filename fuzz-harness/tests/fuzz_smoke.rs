@@ -87,7 +87,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, keep: usize) {
 }
 
 fn xml_seeds() -> Vec<Vec<u8>> {
-    let bodies: [&str; 8] = [
+    let bodies: [&str; 12] = [
         r#"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"0123"</ETag></Part></CompleteMultipartUpload>"#,
         r#"<Delete><Object><Key>obj</Key><VersionId>null</VersionId></Object><Object><Key>x</Key></Object><Quiet>true</Quiet></Delete>"#,
         r#"<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>"#,
@@ -96,6 +96,10 @@ fn xml_seeds() -> Vec<Vec<u8>> {
         r#"<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>2020-01-01T00:00:00Z</RetainUntilDate></Retention>"#,
         r#"<LegalHold><Status>OFF</Status></LegalHold>"#,
         r#"<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>"#,
+        r#"<Tagging><TagSet><Tag><Key>team</Key><Value>s</Value></Tag></TagSet></Tagging>"#,
+        r#"<CORSConfiguration><CORSRule><AllowedOrigin>http://*.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedHeader>*</AllowedHeader><MaxAgeSeconds>3</MaxAgeSeconds></CORSRule></CORSConfiguration>"#,
+        r#"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>alias/x</KMSMasterKeyID></ApplyServerSideEncryptionByDefault><BucketKeyEnabled>true</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>"#,
+        r#"<BucketLoggingStatus><LoggingEnabled><TargetBucket>fuzz</TargetBucket><TargetPrefix>l/</TargetPrefix></LoggingEnabled></BucketLoggingStatus>"#,
     ];
     assert_eq!(bodies.len(), XML_OPS.len());
     let mut seeds = Vec::new();

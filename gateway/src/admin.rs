@@ -228,6 +228,44 @@ impl S3Route for AdminRoute {
                 tracing::info!(target: "strata::audit", admin = %who.user, dir = %dir.display(), "metadata backup taken");
                 json!({"backup": dir, "millis": started.elapsed().as_millis() as u64})
             }
+            "kms-create" => {
+                let name = args.name.ok_or_else(|| bad("name is required"))?;
+                let k = engine.create_kms_key(&name).await.map_err(|e| match e {
+                    strata_engine::EngineError::Meta(strata_metadata::MetaError::AlreadyExists) => {
+                        bad(format!("a KMS key named {name:?} exists"))
+                    }
+                    strata_engine::EngineError::Meta(strata_metadata::MetaError::Invalid(m)) => {
+                        bad(m)
+                    }
+                    e => errors::engine(e),
+                })?;
+                tracing::info!(target: "strata::audit", admin = %who.user, kms_key = %k.id, name = %name, "KMS key created");
+                kms_json(&k, &self.ctx.cfg.region)
+            }
+            "kms-list" => Value::Array(
+                engine
+                    .list_kms_keys()
+                    .await
+                    .map_err(errors::engine)?
+                    .iter()
+                    .map(|k| kms_json(k, &self.ctx.cfg.region))
+                    .collect(),
+            ),
+            v @ ("kms-disable" | "kms-enable") => {
+                let name = args.name.ok_or_else(|| bad("name is required"))?;
+                let enable = v == "kms-enable";
+                let k = engine
+                    .set_kms_key_enabled(&name, enable)
+                    .await
+                    .map_err(|e| match e {
+                        strata_engine::EngineError::Rejected(
+                            strata_engine::Rejection::KmsKeyNotFound(_),
+                        ) => bad(format!("no KMS key {name:?}")),
+                        e => errors::engine(e),
+                    })?;
+                tracing::info!(target: "strata::audit", admin = %who.user, kms_key = %k.id, enabled = enable, "KMS key state changed");
+                kms_json(&k, &self.ctx.cfg.region)
+            }
             "worker-list" => serde_json::to_value(engine.workers().list())
                 .map_err(|_| s3_error!(InternalError))?,
             "worker-set" => {
@@ -257,6 +295,18 @@ impl S3Route for AdminRoute {
         };
         json_response(out)
     }
+}
+
+/// A KMS key as the operator sees it (never key material).
+fn kms_json(k: &strata_metadata::KmsKeyRecord, region: &str) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "arn": strata_engine::kms::kms_key_arn(region, &k.id),
+        "created": k.created,
+        "enabled": k.enabled,
+        "disabled_at": k.disabled_at,
+    })
 }
 
 fn json_response(out: Value) -> S3Result<S3Response<Body>> {

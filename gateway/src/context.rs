@@ -7,6 +7,9 @@ pub struct GatewayConfig {
     pub region: String,
     /// Base domain for virtual-hosted-style addressing (`bucket.DOMAIN`), if enabled.
     pub domain: Option<String>,
+    /// SSE-C over plain HTTP (S3 refuses it: the key travels in the clear). Only for an
+    /// operator who terminates TLS in front of the gateway, or for tests on loopback.
+    pub allow_sse_c_over_http: bool,
 }
 
 impl Default for GatewayConfig {
@@ -14,6 +17,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             region: "us-east-1".into(),
             domain: None,
+            allow_sse_c_over_http: false,
         }
     }
 }

@@ -62,6 +62,33 @@ pub fn rejection(r: Rejection) -> S3Error {
         Rejection::FullObjectNeedsCrc => {
             s3_error!(InvalidRequest, "FULL_OBJECT checksums need a CRC algorithm")
         }
+        // S3's answers for KMS keys (the KMS service's exception names, status 400).
+        Rejection::KmsKeyNotFound(k) => S3Error::with_message(
+            S3ErrorCode::Custom("KMS.NotFoundException".into()),
+            format!("Invalid keyId '{}'", k.chars().take(256).collect::<String>()),
+        )
+        .with_status(http::StatusCode::BAD_REQUEST),
+        Rejection::KmsKeyDisabled(id) => S3Error::with_message(
+            S3ErrorCode::Custom("KMS.DisabledException".into()),
+            format!("KMS key {id} is disabled."),
+        )
+        .with_status(http::StatusCode::BAD_REQUEST),
+        Rejection::SseCustomerKeyRequired => s3_error!(
+            InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+        ),
+        Rejection::SseCustomerKeyMismatch => s3_error!(
+            AccessDenied,
+            "The provided customer key does not match the key used to encrypt this object."
+        ),
+        Rejection::SseCustomerArchiveClass => s3_error!(
+            InvalidArgument,
+            "Objects encrypted with customer-provided keys (SSE-C) cannot be stored in the GLACIER or DEEP_ARCHIVE storage class on this server."
+        ),
+        Rejection::SseCustomerKeyUnexpected => s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        ),
         Rejection::InvalidObjectState => S3Error::with_message(
             S3ErrorCode::InvalidObjectState,
             "The operation is not valid for the object's storage class",
@@ -132,6 +159,10 @@ pub fn meta(e: MetaError) -> S3Error {
             },
         ),
         MetaError::InvalidRetention(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        MetaError::InvalidRetentionPeriod(m) => {
+            S3Error::with_message(S3ErrorCode::Custom("InvalidRetentionPeriod".into()), m)
+                .with_status(http::StatusCode::BAD_REQUEST)
+        }
         // Like an explicit deny: the bucket is being destroyed or its account is closing.
         MetaError::BucketClosing => S3Error::with_message(
             S3ErrorCode::AccessDenied,

@@ -72,5 +72,6 @@ pub fn build_front_with(
         metrics,
         edge,
         host,
+        engine: ctx.engine.clone(),
     })
 }

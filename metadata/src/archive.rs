@@ -291,6 +291,13 @@ impl MetaStore {
             if rec.is_delete_marker {
                 return Err(MetaError::Stale);
             }
+            // SSE-C versions stay in the standard tier: repack and restore would need the
+            // customer's key, which the server never holds (docs/sse.md). Counted as stale.
+            if is_archive_class(class)
+                && rec.content.sse.as_ref().map(|s| s.mode) == Some(crate::SseMode::Customer)
+            {
+                return Err(MetaError::Stale);
+            }
             let mut new = rec.clone();
             new.storage_class = class.to_string();
             let mut b = Batch::default();

@@ -83,8 +83,11 @@ impl MetaStore {
             Ok(rec)
         })
     }
-    /// `BucketNotEmpty` while any version, delete marker or multipart upload remains;
-    /// `BucketClosing` for a bucket being destroyed (its purge removes it).
+    /// `BucketNotEmpty` while any version or delete marker remains; `BucketClosing` for a
+    /// bucket being destroyed (its purge removes it). Incomplete multipart uploads do not keep a
+    /// bucket alive (as S3): they are aborted first, their parts queued for GC, a bounded page at
+    /// a time; the final batch is conditioned on no version and no upload being left, so an
+    /// upload that races in makes it retry (and abort that one too).
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
         self.delete_bucket_inner(name, false)
     }
@@ -96,6 +99,8 @@ impl MetaStore {
     }
 
     fn delete_bucket_inner(&self, name: &str, purge: bool) -> Result<()> {
+        /// Uploads aborted per round; rounds are bounded by the retry loop.
+        const ABORT_PAGE: usize = 64;
         self.retry(|| {
             let (raw, rec) = self.read_bucket(name)?;
             if rec.closing.is_some() != purge {
@@ -106,19 +111,33 @@ impl MetaStore {
                 });
             }
             let objects = KeyRange::prefix(&keys::bucket_prefix(name));
-            for space in [Space::Heads, Space::Uploads] {
-                if !self
-                    .kv()
-                    .scan(space, &objects, Direction::Forward, 1)?
-                    .is_empty()
-                {
-                    return Err(MetaError::BucketNotEmpty);
+            if !self
+                .kv()
+                .scan(Space::Heads, &objects, Direction::Forward, 1)?
+                .is_empty()
+            {
+                return Err(MetaError::BucketNotEmpty);
+            }
+            let uploads =
+                self.kv()
+                    .scan(Space::Uploads, &objects, Direction::Forward, ABORT_PAGE)?;
+            if !uploads.is_empty() {
+                for (k, _) in uploads {
+                    let (key, rest) = keys::split_object_key(&k, name.len())?;
+                    let upload_id = String::from_utf8(rest.to_vec())
+                        .map_err(|_| MetaError::Corrupt("upload id".into()))?;
+                    match self.abort_upload(name, &key, &upload_id) {
+                        Ok(()) | Err(MetaError::NoSuchUpload) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                // Another round (the retry loop bounds how many).
+                return Err(MetaError::Conflict);
             }
             let mut b = Batch::default();
             b.equals(Space::Buckets, name.as_bytes(), &raw);
             // Checked again at commit: a write that raced in makes this a conflict, and the
-            // retry then answers BucketNotEmpty.
+            // retry then answers BucketNotEmpty (or aborts the new upload).
             b.range_empty(Space::Heads, objects.clone());
             b.range_empty(Space::Uploads, objects);
             b.delete(Space::Buckets, name.as_bytes().to_vec());

@@ -47,6 +47,9 @@ pub enum MetaError {
     RetentionDenied { compliance: bool },
     #[error("invalid retention: {0}")]
     InvalidRetention(String),
+    /// A default retention period out of S3's bounds (Days 1..=36500, Years 1..=100).
+    #[error("invalid retention period: {0}")]
+    InvalidRetentionPeriod(String),
     /// The addressed version (by id) is a delete marker.
     #[error("the version is a delete marker")]
     IsDeleteMarker {

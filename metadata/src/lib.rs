@@ -16,11 +16,13 @@
 //! `archive` (archive/restore state, containers, the archive workers' queues); `keys` (key
 //! encoding, ids) and `types` (the records) are the shared vocabulary.
 
+mod access_log;
 pub mod archive;
 mod buckets;
 mod error;
 mod gc;
 pub mod keys;
+mod kms;
 pub mod kv;
 mod layouts;
 pub mod lifecycle;
@@ -37,7 +39,7 @@ pub use error::{MetaError, Result};
 pub use gc::GC_STATS_LIMIT;
 pub use lock::check_retention_change;
 pub use maintenance::VerifyReport;
-pub use multipart::MIN_PART_SIZE;
+pub use multipart::{COMPLETED_UPLOAD_TTL_MS, MIN_PART_SIZE};
 pub use objects::VersionExpect;
 pub use store::{DEFAULT_GC_GRACE_MS, MetaStore};
 pub use types::*;

@@ -18,9 +18,9 @@ pub const MAX_DEFAULT_YEARS: u32 = 100;
 
 impl DefaultRetention {
     /// Exactly one of `days` (1..=36500) or `years` (1..=100), as S3 accepts
-    /// (`InvalidRetention` otherwise).
+    /// (`InvalidRetentionPeriod` otherwise, S3's code for a bad Days/Years).
     pub fn new(mode: LockMode, days: Option<u32>, years: Option<u32>) -> Result<Self> {
-        let bad = |m: &str| Err(MetaError::InvalidRetention(m.into()));
+        let bad = |m: &str| Err(MetaError::InvalidRetentionPeriod(m.into()));
         match (days, years) {
             (Some(_), Some(_)) => return bad("specify either Days or Years, not both"),
             (None, None) => return bad("specify Days or Years"),
@@ -67,9 +67,10 @@ impl VersionRecord {
 }
 
 /// Object Lock's rules for changing a version's retention: COMPLIANCE can only be extended (by
-/// anyone, never shortened, removed or weakened); GOVERNANCE can be shortened, removed or changed
-/// only with the bypass flag; extending (or upgrading to COMPLIANCE) is always allowed. An expired
-/// retention imposes nothing. Refusal: `RetentionDenied { compliance }` (the current mode).
+/// anyone, never shortened, removed or weakened); GOVERNANCE can be extended in the same mode by
+/// anyone, but shortened, removed or changed to another mode (COMPLIANCE included) only with the
+/// bypass flag, as S3 does. An expired retention imposes nothing. Refusal:
+/// `RetentionDenied { compliance }` (the current mode).
 pub fn check_retention_change(
     current: Option<&Retention>,
     wanted: Option<&Retention>,
@@ -80,13 +81,8 @@ pub fn check_retention_change(
         return Ok(());
     };
     let extends = |w: &Retention| w.mode == cur.mode && w.retain_until >= cur.retain_until;
-    let upgrade = |w: &Retention| {
-        cur.mode == LockMode::Governance
-            && w.mode == LockMode::Compliance
-            && w.retain_until >= cur.retain_until
-    };
     match wanted {
-        Some(w) if extends(w) || upgrade(w) => Ok(()),
+        Some(w) if extends(w) => Ok(()),
         _ if cur.mode == LockMode::Governance && bypass_governance => Ok(()),
         _ => Err(MetaError::RetentionDenied {
             compliance: cur.mode == LockMode::Compliance,
@@ -232,8 +228,17 @@ mod tests {
         );
         assert_eq!(check_retention_change(g, None, 10, false), DENIED_G);
         assert_eq!(check_retention_change(g, None, 10, true), Ok(()));
+        // Changing the mode of a GOVERNANCE retention (even to COMPLIANCE) needs the bypass.
         assert_eq!(
             check_retention_change(g, Some(&r(LockMode::Compliance, 1000)), 10, false),
+            DENIED_G
+        );
+        assert_eq!(
+            check_retention_change(g, Some(&r(LockMode::Compliance, 2000)), 10, true),
+            Ok(())
+        );
+        assert_eq!(
+            check_retention_change(g, Some(&r(LockMode::Governance, 2000)), 10, false),
             Ok(())
         );
         assert_eq!(check_retention_change(None, None, 10, false), Ok(()));
@@ -257,7 +262,7 @@ mod tests {
             assert!(
                 matches!(
                     DefaultRetention::new(g, d, y),
-                    Err(MetaError::InvalidRetention(_))
+                    Err(MetaError::InvalidRetentionPeriod(_))
                 ),
                 "{d:?} {y:?}"
             );

@@ -64,7 +64,7 @@ fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
 
 impl MetaStore {
     /// Every key-store key a record references: bucket KEKs (current and being rotated out),
-    /// version and upload DEKs, keys of write intents and of queued GC items, as (slot, key id).
+    /// KMS keys' KEKs, version and upload DEKs, keys of write intents and of queued GC items, as (slot, key id).
     /// Reads the whole store (restore uses it to destroy keys nothing references).
     pub fn referenced_keys(&self) -> Result<BTreeSet<(u64, String)>> {
         let mut out = BTreeSet::new();
@@ -84,6 +84,9 @@ impl MetaStore {
         for (_, v) in self.scan_all(Space::Gc, Vec::new())? {
             let item: crate::GcItem = decode(&v)?;
             out.extend(item.keys.into_iter().map(|k| (k.slot, k.id)));
+        }
+        for k in self.list_kms_keys()? {
+            out.extend(k.kek_ref().map(|k| (k.slot, k.id)));
         }
         out.extend(self.intent_keys()?.into_iter().map(|k| (k.slot, k.id)));
         Ok(out)

@@ -5,12 +5,26 @@ use crate::keys::{self, Stamp, now_ms};
 use crate::kv::{self, Batch, Direction, KeyRange, Space};
 use crate::store::{FORMAT, decode, decode_body, encode, encode_into, etag_eq};
 use crate::{
-    KeyClass, KeyRef, ListPartsPage, MetaError, MetaStore, PartRecord, Precondition, PutOutcome,
-    Result, Segment, UploadRecord, VersionRecord,
+    CompletedUpload, KeyClass, KeyRef, ListPartsPage, MetaError, MetaStore, PartRecord,
+    Precondition, PutOutcome, Result, Segment, UploadRecord, VersionRecord,
 };
 
 /// Minimum size of every part but the last (S3: 5 MiB).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// How long a completed upload is remembered for retried completions (SDKs retry within
+/// seconds or minutes when a response is lost; a day covers long client back-offs).
+pub const COMPLETED_UPLOAD_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Completion records live in the Sys space under this prefix: `completed/` bucket 0x00
+/// upload_id.
+pub(crate) const COMPLETED_PREFIX: &[u8] = b"completed/";
+
+fn completed_key(bucket: &str, upload_id: &str) -> Vec<u8> {
+    let mut k = COMPLETED_PREFIX.to_vec();
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(upload_id.as_bytes());
+    k
+}
 
 /// Upload value: format byte, a change tag (fresh on every part write, so complete/abort see
 /// any concurrent part), then the record.
@@ -221,8 +235,26 @@ impl MetaStore {
             let mut b = Batch::default();
             b.equals(Space::Buckets, bucket.as_bytes(), &braw);
             b.equals(Space::Uploads, &ukey, &uraw);
+            let now = now_ms();
+            let mut done = CompletedUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                upload_id: upload_id.to_string(),
+                parts: requested.to_vec(),
+                version_id: String::new(),
+                etag: version.etag.clone(),
+                size: version.size,
+                checksum: version.checksum.clone(),
+                checksum_type: version.checksum_type.clone(),
+                completed: now,
+                expires: now.saturating_add(COMPLETED_UPLOAD_TTL_MS),
+                sse: version.content.sse.clone(),
+            };
             let out =
                 self.stage_new_version(&mut b, bucket, &brec, key, &st, version, precondition)?;
+            // Remembered in the same batch: a retry of this completion answers the same.
+            done.version_id = out.version_id.clone();
+            b.put(Space::Sys, completed_key(bucket, upload_id), encode(&done));
             let used: std::collections::BTreeSet<u32> =
                 chosen.iter().map(|p| p.part_number).collect();
             let unused: Vec<Segment> = stored
@@ -239,6 +271,68 @@ impl MetaStore {
             Ok(out)
         })
     }
+    /// The completion of `upload_id` in `bucket`, if it completed within the last
+    /// [`COMPLETED_UPLOAD_TTL_MS`] (and the record has not been cleaned yet).
+    pub fn completed_upload(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+    ) -> Result<Option<CompletedUpload>> {
+        self.kv()
+            .get(Space::Sys, &completed_key(bucket, upload_id))?
+            .map(|raw| decode(&raw))
+            .transpose()
+    }
+
+    /// Drops completion records that expired before `now`, looking at most at `limit` records
+    /// after `cursor` (an opaque position; `None` = from the start). Returns how many were
+    /// dropped and where to continue (`None`: the walk reached the end).
+    pub fn expire_completed_uploads(
+        &self,
+        now: i64,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(usize, Option<Vec<u8>>)> {
+        // Only ever inside the prefix, whatever cursor a caller passes.
+        let start = match cursor {
+            Some(c) if c.starts_with(COMPLETED_PREFIX) => {
+                let mut k = c.to_vec();
+                k.push(0);
+                k
+            }
+            _ => COMPLETED_PREFIX.to_vec(),
+        };
+        let range = KeyRange::new(start, kv::prefix_successor(COMPLETED_PREFIX));
+        let rows = self
+            .kv()
+            .scan(Space::Sys, &range, Direction::Forward, limit.max(1))?;
+        let next = (rows.len() >= limit.max(1))
+            .then(|| rows.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let mut b = Batch::default();
+        let mut dropped = 0;
+        for (k, v) in rows {
+            let expired = match decode::<CompletedUpload>(&v) {
+                Ok(rec) => rec.expires < now,
+                // An undecodable record is useless to a retry: drop it too.
+                Err(_) => true,
+            };
+            if expired {
+                b.equals(Space::Sys, &k, &v);
+                b.delete(Space::Sys, k);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            match self.kv().commit(b) {
+                // A racing cleaner took them: fine, the next pass sees the rest.
+                Ok(()) | Err(MetaError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((dropped, next))
+    }
+
     /// Removes the upload and queues all its parts for GC.
     pub fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.retry(|| {

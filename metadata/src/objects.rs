@@ -360,12 +360,81 @@ impl MetaStore {
         actor: &DeleteActor,
         expect: Option<&VersionExpect>,
     ) -> Result<DeleteOutcome> {
+        self.delete_object_checked(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            reason,
+            actor,
+            expect,
+            None,
+        )
+    }
+
+    /// [`MetaStore::delete_object_for`] with S3's conditional delete: `if_match` (an ETag, or
+    /// `*`) is evaluated against the current version in the same compare-and-set as the delete
+    /// (the head): no current version (absent, or a delete marker) is `NoSuchKey`, another ETag
+    /// is `PreconditionFailed`, and nothing changes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        if_match: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        self.delete_object_checked(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            reason,
+            actor,
+            None,
+            if_match,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn delete_object_checked(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        expect: Option<&VersionExpect>,
+        if_match: Option<&str>,
+    ) -> Result<DeleteOutcome> {
         self.retry(|| {
             let (braw, brec) = self.read_bucket(bucket)?;
             if brec.closing.is_some() && !reason.is_purge() {
                 return Err(MetaError::BucketClosing);
             }
             let st = self.read_object(bucket, key)?;
+            if let Some(want) = if_match {
+                match &st.latest {
+                    Some((_, v)) if !v.is_delete_marker => {
+                        if want != "*" && !etag_eq(&v.etag, want) {
+                            return Err(MetaError::PreconditionFailed);
+                        }
+                    }
+                    _ => return Err(MetaError::NoSuchKey),
+                }
+            }
             let okey = keys::object_key(bucket, key);
             let mut b = Batch::default();
             b.equals(Space::Buckets, bucket.as_bytes(), &braw);

@@ -70,6 +70,15 @@ pub struct BucketRecord {
     pub kek_id: String,
     #[serde(with = "serde_bytes")]
     pub wrapped_kek: Vec<u8>,
+    /// Default encryption of new objects (PutBucketEncryption).
+    #[serde(default)]
+    pub encryption: Option<BucketEncryption>,
+    /// CORS rules (PutBucketCors), in order.
+    #[serde(default)]
+    pub cors: Vec<CorsRule>,
+    /// Server access logging (PutBucketLogging).
+    #[serde(default)]
+    pub logging: Option<LoggingConfig>,
     #[serde(default)]
     pub kek_slot: Option<u64>,
     /// KEKs replaced by a rotation whose DEKs are still being re-wrapped (at most one normally).
@@ -173,8 +182,13 @@ pub struct PartSummary {
     pub part_number: u32,
     pub size: u64,
     pub etag: String,
+    /// The part's own checksum (algorithm, base64), for GetObjectAttributes' ObjectParts.
+    #[serde(default)]
+    pub checksum: Option<(String, String)>,
 }
 
+/// What a version (or upload) answers in its headers besides its bytes: the content headers, and
+/// the server-side encryption it was written with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ContentHeaders {
     pub content_type: Option<String>,
@@ -183,6 +197,139 @@ pub struct ContentHeaders {
     pub content_language: Option<String>,
     pub cache_control: Option<String>,
     pub expires: Option<String>,
+    /// `None`: written before the SSE API existed, shown as SSE-S3 (every object is encrypted).
+    #[serde(default)]
+    pub sse: Option<SseRecord>,
+}
+
+/// The server-side encryption API's modes (every version is encrypted at rest whatever the mode;
+/// the mode says which keys are needed to read it, see `docs/sse.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SseMode {
+    /// `AES256`: the bucket KEK's DEK alone.
+    #[default]
+    S3,
+    /// `aws:kms`: the DEK bound to an operator-managed KMS key.
+    Kms,
+    /// SSE-C: the DEK bound to the customer's key, which is never stored.
+    Customer,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SseRecord {
+    pub mode: SseMode,
+    /// Id of the [`KmsKeyRecord`] (SSE-KMS).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// The encryption context as the client sent it (base64 of a JSON object), SSE-KMS.
+    #[serde(default)]
+    pub kms_context: Option<String>,
+    #[serde(default)]
+    pub bucket_key: bool,
+    /// SSE-C: random salt and HMAC-SHA256(salt, customer key) to recognise the key.
+    #[serde(default, with = "serde_bytes")]
+    pub customer_salt: Vec<u8>,
+    #[serde(default, with = "serde_bytes")]
+    pub customer_mac: Vec<u8>,
+}
+
+/// An operator-managed KMS key (`strata admin kms create NAME`): a record that names a KEK of the
+/// key store (see docs/keys.md, docs/sse.md). SSE-KMS versions bind their DEK to it; a disabled key refuses new writes
+/// and reads of those versions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsKeyRecord {
+    /// Random id (32 hex), shown as `arn:aws:kms:REGION:000000000000:key/ID`.
+    pub id: String,
+    /// Unique alias (`alias/NAME`).
+    pub name: String,
+    pub created: i64,
+    pub enabled: bool,
+    #[serde(default)]
+    pub disabled_at: Option<i64>,
+    /// The KMS key's KEK: a KEK of the key store (`kek_slot`, wrapped by the master key like a
+    /// bucket's KEK and re-wrapped by a master rotation); the record holds no key material.
+    pub kek_id: String,
+    #[serde(default)]
+    pub kek_slot: Option<u64>,
+}
+
+impl KmsKeyRecord {
+    /// The key-store reference of its KEK.
+    pub fn kek_ref(&self) -> Option<KeyRef> {
+        self.kek_slot.map(|slot| KeyRef {
+            class: KeyClass::Kek,
+            slot,
+            id: self.kek_id.clone(),
+        })
+    }
+}
+
+/// A bucket's default encryption (PutBucketEncryption), applied to writes that ask for none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BucketEncryption {
+    pub mode: SseMode,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub bucket_key: bool,
+}
+
+/// One CORS rule of a bucket (PutBucketCors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CorsRule {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age_seconds: Option<i32>,
+}
+
+/// One request to a bucket with logging enabled, staged durably until the `access-log` worker
+/// writes it into a log object of the target bucket (S3 server access log format). Never holds a
+/// secret: the URI's signature and credential parameters are redacted before it is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AccessLogEntry {
+    /// The bucket the request addressed, and its owner's canonical id.
+    pub bucket: String,
+    pub bucket_owner: String,
+    /// Where the line goes.
+    pub target_bucket: String,
+    pub target_prefix: String,
+    /// Unix ms when the request arrived.
+    pub time: i64,
+    pub remote_ip: String,
+    /// The access key the signature was verified with (the worker shows its user's id).
+    pub access_key: Option<String>,
+    pub request_id: String,
+    /// `REST.GET.OBJECT`, `REST.PUT.PART`, ...
+    pub operation: String,
+    pub key: Option<String>,
+    /// `METHOD /path?query HTTP/1.1`, redacted and cut.
+    pub request_uri: String,
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub bytes_sent: Option<u64>,
+    pub object_size: Option<u64>,
+    pub total_ms: u64,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    pub version_id: Option<String>,
+    /// `SigV4` when signed; `AuthHeader` / `QueryString`.
+    pub signature_version: Option<String>,
+    pub auth_type: Option<String>,
+    pub host_header: Option<String>,
+}
+
+/// Where a bucket's server access logs go (PutBucketLogging).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LoggingConfig {
+    pub target_bucket: String,
+    pub target_prefix: String,
 }
 
 /// One version of an object (or a delete marker).
@@ -273,6 +420,31 @@ pub struct PartRecord {
     pub last_modified: i64,
     pub segment: Segment,
     pub checksum: Option<(String, String)>,
+}
+
+/// A multipart upload that was completed, remembered for a bounded time so that a retried
+/// CompleteMultipartUpload (an SDK whose response was lost) gets the same answer instead of
+/// `NoSuchUpload`. Written in the completion's batch; removed by the `completed-uploads` worker
+/// after `expires`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// The part list the completion used: (part number, ETag without quotes). A retry must list
+    /// the same parts.
+    pub parts: Vec<(u32, String)>,
+    pub version_id: String,
+    pub etag: String,
+    pub size: u64,
+    pub checksum: Option<(String, String)>,
+    pub checksum_type: Option<String>,
+    pub completed: i64,
+    /// Unix ms after which the record may be dropped.
+    pub expires: i64,
+    /// The encryption the completed version answers with.
+    #[serde(default)]
+    pub sse: Option<SseRecord>,
 }
 
 /// Which kind of key a [`KeyRef`] names.

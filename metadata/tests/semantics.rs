@@ -69,12 +69,27 @@ fn buckets_create_list_update_delete() {
     assert!(marker.is_delete_marker);
     s.delete_object("b1", "k", Some(&marker.version_id), "alice", NOW, false)
         .unwrap();
-    // An open multipart upload keeps it non-empty too.
+    // Open multipart uploads do not keep it alive (as S3): they are aborted, parts to GC.
     let up = upload(&s, "mp");
     s.create_upload("b1", up.clone()).unwrap();
-    assert_eq!(s.delete_bucket("b1"), Err(MetaError::BucketNotEmpty));
-    s.abort_upload("b1", "mp", &up.upload_id).unwrap();
+    put_part(
+        &s,
+        "b1",
+        "mp",
+        &up.upload_id,
+        part(1, "p", 3, segment(9, 1, 3)),
+    )
+    .unwrap();
+    for i in 0..70 {
+        s.create_upload("b1", upload(&s, &format!("more{i}")))
+            .unwrap();
+    }
     s.delete_bucket("b1").unwrap();
+    assert!(gc_blobs(&s).contains(&blob(9, 1)));
+    assert_eq!(
+        s.get_upload("b1", "mp", &up.upload_id),
+        Err(MetaError::NoSuchBucket)
+    );
     assert_eq!(s.get_bucket("b1").unwrap(), None);
     assert_eq!(s.delete_bucket("b1"), Err(MetaError::NoSuchBucket));
     assert_eq!(s.verify().unwrap().problems, Vec::<String>::new());
@@ -476,7 +491,7 @@ fn object_lock_blocks_delete_and_replace() {
     );
     assert!(gc_blobs(&s).contains(&blob(4, 1)));
 
-    // Compliance: can be reached from governance, then only extended.
+    // Compliance: reached from governance only with the bypass (as S3), then only extended.
     let id2 = s.new_version_id();
     let mut v = version(id2.clone(), "e", None);
     v.retention = gov(NOW + 1000);
@@ -487,7 +502,11 @@ fn object_lock_blocks_delete_and_replace() {
             retain_until: until,
         })
     };
-    s.set_retention("b", "k2", Some(&id2), compliance(NOW + 1000), false, NOW)
+    assert_eq!(
+        s.set_retention("b", "k2", Some(&id2), compliance(NOW + 1000), false, NOW),
+        Err(MetaError::RetentionDenied { compliance: false })
+    );
+    s.set_retention("b", "k2", Some(&id2), compliance(NOW + 1000), true, NOW)
         .unwrap();
     assert_eq!(
         s.delete_object("b", "k2", Some(&id2), ALICE, NOW, true),
@@ -773,6 +792,27 @@ fn multipart_abort_frees_every_part_and_single_part_may_be_small() {
         s.get_version("b", "k", Some(&out.version_id)).unwrap().size,
         3
     );
+    // The completion is remembered (for retried requests) until it expires.
+    let done = s.completed_upload("b", &up.upload_id).unwrap().unwrap();
+    assert_eq!(done.key, "k");
+    assert_eq!(done.parts, vec![(1, "only".to_string())]);
+    assert_eq!(done.version_id, out.version_id);
+    assert_eq!(done.size, 3);
+    let (dropped, _) = s
+        .expire_completed_uploads(done.completed, None, 10)
+        .unwrap();
+    assert_eq!(dropped, 0, "not expired yet");
+    let later = done.expires + 1;
+    // Paging with a cursor of one record at a time reaches it too.
+    let (dropped, next) = s.expire_completed_uploads(later, None, 1).unwrap();
+    assert_eq!(dropped, 1);
+    assert!(next.is_some());
+    let (dropped, next) = s
+        .expire_completed_uploads(later, next.as_deref(), 1)
+        .unwrap();
+    assert_eq!((dropped, next), (0, None));
+    assert_eq!(s.completed_upload("b", &up.upload_id).unwrap(), None);
+    assert_eq!(s.verify().unwrap().problems, Vec::<String>::new());
 }
 
 #[test]

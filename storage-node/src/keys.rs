@@ -308,6 +308,66 @@ pub fn new_key_id() -> String {
     hex::encode(id)
 }
 
+// ---- SSE key binding (SSE-KMS, SSE-C) ---------------------------------------------------------
+// A version's stored DEK stays what it is (random, wrapped by the bucket KEK); an SSE-KMS or SSE-C
+// version's chunks are encrypted under a key *bound* to a second secret that the bucket KEK does
+// not give: HKDF-SHA256 (RFC 5869) over the DEK and that secret. Destroying the DEK destroys the
+// data whoever holds the second secret; without the second secret the DEK alone reads nothing.
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut m =
+        <HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// HKDF-SHA256 with one output block (32 bytes): extract with `salt`, expand with `info`.
+fn hkdf32(salt: &[u8], ikm: &[u8], info: &[u8]) -> KeyBytes {
+    let prk = Zeroizing::new(hmac_sha256(salt, &[ikm]));
+    hmac_sha256(prk.as_slice(), &[info, &[1u8]])
+}
+
+impl DataKey {
+    /// The key an SSE-KMS / SSE-C version's chunks are encrypted with: this DEK bound to
+    /// `secret` (the KMS key's binding secret, or the customer's key) and `info` (what the
+    /// binding is for: mode, key id, encryption context).
+    pub fn bound_to(&self, secret: &[u8], info: &[u8]) -> DataKey {
+        let ikm = Zeroizing::new([self.key.as_slice(), secret].concat());
+        DataKey {
+            key: hkdf32(b"strata/v1/sse-binding", &ikm, info),
+        }
+    }
+}
+
+impl KeyEncryptionKey {
+    /// A secret derived from this KEK for binding data keys (SSE-KMS): the KEK itself never
+    /// leaves this type.
+    pub fn binding_secret(&self, info: &[u8]) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(hkdf32(b"strata/v1/kms-binding", &self.key, info).to_vec())
+    }
+}
+
+/// The salted MAC by which an SSE-C customer key is recognised (the key itself is never
+/// stored): HMAC-SHA256 keyed with a random per-version salt.
+pub fn customer_key_mac(salt: &[u8], customer_key: &[u8]) -> [u8; 32] {
+    hmac_sha256(salt, &[b"strata/v1/sse-c-key\0", customer_key])
+}
+
+/// Constant-time check of a customer key against its stored salted MAC.
+pub fn customer_key_matches(salt: &[u8], customer_key: &[u8], mac: &[u8]) -> bool {
+    use hmac::Mac as _;
+    let mut m =
+        <HmacSha256 as hmac::KeyInit>::new_from_slice(salt).expect("HMAC takes any key length");
+    m.update(b"strata/v1/sse-c-key\0");
+    m.update(customer_key);
+    m.verify_slice(mac).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +454,23 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, new_key_id());
+    }
+
+    #[test]
+    fn bound_keys_differ_by_secret_and_info_and_macs_check_in_constant_time() {
+        let dek = DataKey::generate();
+        let a = dek.bound_to(b"secret-a", b"info");
+        let b = dek.bound_to(b"secret-b", b"info");
+        let c = dek.bound_to(b"secret-a", b"other");
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        assert_ne!(a.key, dek.key);
+        assert_eq!(a.key, dek.bound_to(b"secret-a", b"info").key);
+        let kek = KeyEncryptionKey::generate();
+        assert_ne!(*kek.binding_secret(b"x"), kek.key.to_vec());
+        let mac = customer_key_mac(b"salt", &[7u8; 32]);
+        assert!(customer_key_matches(b"salt", &[7u8; 32], &mac));
+        assert!(!customer_key_matches(b"salt", &[8u8; 32], &mac));
+        assert!(!customer_key_matches(b"pepper", &[7u8; 32], &mac));
     }
 }

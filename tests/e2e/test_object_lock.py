@@ -85,11 +85,21 @@ def test_lock_bucket_configuration(s3, lbucket, bucket):
 
 @pytest.mark.strata_only(reason="moto accepts invalid lock configurations and lock headers on unlocked buckets")
 def test_lock_configuration_negative(s3, lbucket, bucket):
-    # Days and Years together, or a non-positive period, are malformed
-    for rule in ({"Mode": "GOVERNANCE", "Days": 1, "Years": 1}, {"Mode": "GOVERNANCE", "Days": 0}):
-        with pytest.raises(Exception):
-            s3.put_object_lock_configuration(Bucket=lbucket, ObjectLockConfiguration={
-                "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": rule}})
+    # S3's codes: Days and Years together or an unknown mode are MalformedXML; a period out of
+    # range (Days 1..36500, Years 1..100) is InvalidRetentionPeriod
+    for rule, code in (({"Mode": "GOVERNANCE", "Days": 1, "Years": 1}, "MalformedXML"),
+                       ({"Mode": "ROCK", "Days": 1}, "MalformedXML"),
+                       ({"Mode": "GOVERNANCE", "Days": 0}, "InvalidRetentionPeriod"),
+                       ({"Mode": "GOVERNANCE", "Days": 36501}, "InvalidRetentionPeriod"),
+                       ({"Mode": "COMPLIANCE", "Years": -1}, "InvalidRetentionPeriod"),
+                       ({"Mode": "COMPLIANCE", "Years": 101}, "InvalidRetentionPeriod")):
+        expect_error(s3.put_object_lock_configuration, code, 400, Bucket=lbucket,
+                     ObjectLockConfiguration={"ObjectLockEnabled": "Enabled",
+                                              "Rule": {"DefaultRetention": rule}})
+    # an unknown mode in PutObjectRetention is MalformedXML too
+    s3.put_object(Bucket=lbucket, Key="m", Body=b"x")
+    expect_error(s3.put_object_retention, "MalformedXML", 400, Bucket=lbucket, Key="m",
+                 Retention={"Mode": "ROCK", "RetainUntilDate": until(1)})
     # lock headers on a bucket without Object Lock
     expect_error(s3.put_object, "InvalidRequest", 400, Bucket=bucket, Key="k", Body=b"x",
                  ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=until(1))
@@ -181,10 +191,13 @@ def test_governance_rules(s3, lbucket):
     # extending needs no bypass
     s3.put_object_retention(Bucket=b, Key="g", VersionId=v,
                             Retention={"Mode": "GOVERNANCE", "RetainUntilDate": ru})
-    # GOVERNANCE may be upgraded to COMPLIANCE on another object
+    # changing GOVERNANCE to another mode (even COMPLIANCE) needs the bypass, as S3
     v3 = s3.put_object(Bucket=b, Key="g3", Body=b"up", ObjectLockMode="GOVERNANCE",
                        ObjectLockRetainUntilDate=ru)["VersionId"]
-    s3.put_object_retention(Bucket=b, Key="g3", VersionId=v3,
+    if STRICT:
+        expect_error(s3.put_object_retention, "AccessDenied", 403, Bucket=b, Key="g3", VersionId=v3,
+                     Retention={"Mode": "COMPLIANCE", "RetainUntilDate": ru})
+    s3.put_object_retention(Bucket=b, Key="g3", VersionId=v3, BypassGovernanceRetention=True,
                             Retention={"Mode": "COMPLIANCE", "RetainUntilDate": ru})
     expect_error(s3.delete_object, "AccessDenied", 403, Bucket=b, Key="g3", VersionId=v3,
                  BypassGovernanceRetention=True)

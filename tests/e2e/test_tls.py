@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from botocore.exceptions import SSLError
+from botocore.exceptions import ClientError, SSLError
 
 from conftest import Clients, det_bytes, make_s3
 from harness import free_port
@@ -66,6 +66,14 @@ def test_https_beside_http_with_boto3_awscli_rclone_and_admin(make_server, tmp_p
     # Plain HTTP keeps serving beside it, the same data.
     plain = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
     assert plain.get_object(Bucket="tls", Key="k")["Body"].read() == body
+    # SSE-C needs a secure connection: accepted over HTTPS, refused over plain HTTP.
+    ckey = bytes(range(32))
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": ckey}
+    s3.put_object(Bucket="tls", Key="ssec", Body=b"customer", **sse_c)
+    assert s3.get_object(Bucket="tls", Key="ssec", **sse_c)["Body"].read() == b"customer"
+    with pytest.raises(ClientError) as e:
+        plain.put_object(Bucket="tls", Key="ssec2", Body=b"x", **sse_c)
+    assert e.value.response["Error"]["Code"] == "InvalidRequest"
     # A client that does not trust the certificate refuses the connection.
     with pytest.raises(SSLError):
         make_s3(https, srv.access_key, srv.secret_key, verify=True).list_buckets()
@@ -80,7 +88,7 @@ def test_https_beside_http_with_boto3_awscli_rclone_and_admin(make_server, tmp_p
     assert bad.returncode != 0 and b"SSL" in (bad.stderr + bad.stdout)
     c.rclone("--ca-cert", str(cert), "copyto", str(src), "strata:tls/rc")
     listed = c.rclone("--ca-cert", str(cert), "lsf", "strata:tls")
-    assert sorted(listed.stdout.split()) == [b"cli", b"k", b"rc"]
+    assert sorted(listed.stdout.split()) == [b"cli", b"k", b"rc", b"ssec"]
     untrusted = c.rclone("lsf", "strata:tls", "--retries", "1", "--low-level-retries", "1", check=False)
     assert untrusted.returncode != 0 and b"certificate" in untrusted.stderr
     assert s3.get_object(Bucket="tls", Key="rc")["Body"].read() == src.read_bytes()

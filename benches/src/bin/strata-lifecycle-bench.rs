@@ -108,6 +108,9 @@ fn main() -> anyhow::Result<()> {
         previous_keks: vec![],
         closing: None,
         retention_rules: vec![],
+        encryption: None,
+        cors: Vec::new(),
+        logging: None,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 

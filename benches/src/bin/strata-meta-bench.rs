@@ -154,6 +154,9 @@ fn main() {
                 previous_keks: vec![],
                 closing: None,
                 retention_rules: vec![],
+                encryption: None,
+                cors: Vec::new(),
+                logging: None,
             })
             .unwrap();
     }

@@ -183,7 +183,7 @@ impl CompactionWorker {
             .engine
             .meta_call(move |m| m.reserve_extent(&oid, &b2, &k2, &id2, len, seal))
             .await?;
-        let dek = self.engine.keys().version_key(&bucket, &v.data)?;
+        let (dek, _) = self.engine.server_chunk_key(&bucket, &v).await?;
         let source = self.engine.read_extent(dek.clone(), &old).await?;
         self.engine.write_extent(&dek, &new_extent, source).await?;
         let entry = e.clone();

@@ -169,17 +169,19 @@ impl Engine {
 
     /// The bytes of an archive-class version wherever they are: its extent, or (not yet
     /// repacked) its standard-tier segments.
+    /// `binding`: the version's SSE binding (`Engine::server_chunk_key`).
     pub async fn archived_bytes(
         &self,
         bucket: &BucketRecord,
         v: &VersionRecord,
+        binding: &crate::sse::KeyBinding,
     ) -> Result<ReadStream> {
         match v.archive.as_ref().and_then(|a| a.extent.as_ref()) {
             Some(ext) => {
-                let dek = self.keys().version_key(bucket, &v.data)?;
+                let dek = binding.apply(self.version_key(bucket, &v.data).await?);
                 self.read_extent(dek, ext).await
             }
-            None => self.read_range(bucket, v, 0..v.size).await,
+            None => self.read_range_bound(bucket, v, 0..v.size, binding).await,
         }
     }
 

@@ -92,8 +92,12 @@ impl ArchiveWorker {
             Err(EngineError::Meta(MetaError::Stale)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let dek = self.engine.keys().version_key(&bucket, &v.data)?;
-        let source = self.engine.read_range(&bucket, &v, 0..v.size).await?;
+        // SSE-KMS versions: the chunks' key is the DEK bound to the KMS key (sse.rs).
+        let (dek, binding) = self.engine.server_chunk_key(&bucket, &v).await?;
+        let source = self
+            .engine
+            .read_range_bound(&bucket, &v, 0..v.size, &binding)
+            .await?;
         self.engine.write_extent(&dek, &extent, source).await?;
         let segments = v.data.segments.clone();
         let ext = extent.clone();

@@ -128,8 +128,8 @@ impl RestoreWorker {
         let Some(r) = v.archive.as_ref().and_then(|a| a.restore.clone()) else {
             return Ok(());
         };
-        let dek = self.engine.keys().version_key(&b, &v.data)?;
-        let source = self.engine.archived_bytes(&b, &v).await?;
+        let (dek, binding) = self.engine.server_chunk_key(&b, &v).await?;
+        let source = self.engine.archived_bytes(&b, &v, &binding).await?;
         let spec = WriteSpec {
             max_len: v.size,
             expected_len: Some(v.size),

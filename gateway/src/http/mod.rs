@@ -8,8 +8,14 @@
 //! - [`signed_headers`]: SigV2 refusal, x-amz-* headers the signature must cover.
 //! - [`lockout`]: failed-signature accounting.
 //! - [`error_body`]: S3 error documents.
+//! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
+//! - [`access_log`]: the facts of S3 server access log lines (bucket logging).
+//! - [`cors`]: preflight OPTIONS and `Access-Control-*` headers from the bucket's CORS rules.
 
+pub mod access_log;
+pub mod compat;
 pub mod conn;
+pub mod cors;
 pub mod error_body;
 pub mod limits;
 pub mod lockout;
@@ -63,14 +69,34 @@ pub fn claimed_access_key<B>(req: &Request<B>) -> Option<String> {
     None
 }
 
-/// Presigned URLs may live at most 7 days (s3s checks expiry, not this upper bound).
-fn presign_too_long(uri: &http::Uri) -> bool {
-    uri.query().is_some_and(|q| {
-        q.split('&').any(|p| {
-            p.strip_prefix("X-Amz-Expires=")
-                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 604_800))
-        })
+fn has_query_key(query: Option<&str>, key: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == key)
     })
+}
+
+/// GetObjectAttributes' ETag without quotes, as S3 writes it (small XML bodies only).
+async fn unquote_attributes(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    let small = http_body::Body::size_hint(resp.body())
+        .upper()
+        .is_some_and(|n| n as usize <= MAX_ERROR_BODY);
+    if !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let bytes = compat::unquote_attributes_etag(&bytes)
+        .map(Bytes::from)
+        .unwrap_or(bytes);
+    parts
+        .headers
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Response::from_parts(parts, s3s::Body::from(bytes))
 }
 
 pub fn new_request_id() -> String {
@@ -89,6 +115,8 @@ pub struct Front {
     pub edge: EdgeConfig,
     /// The virtual-host parser s3s uses, to tell object uploads from XML calls the same way.
     pub host: Option<s3s::host::MultiDomain>,
+    /// For what the front itself answers from bucket settings (CORS).
+    pub engine: strata_engine::Engine,
 }
 
 /// A response the front gives without s3s, and the reason counted for it.
@@ -105,6 +133,17 @@ struct Called {
 }
 
 impl Front {
+    /// The CORS rules of a bucket (`None`: no such bucket, or it could not be read).
+    async fn cors_rules(&self, bucket: &str) -> Option<Vec<strata_metadata::CorsRule>> {
+        match self.engine.bucket(bucket).await {
+            Ok(b) => b.map(|b| b.cors),
+            Err(e) => {
+                tracing::warn!(error = %e, "CORS rules could not be read");
+                None
+            }
+        }
+    }
+
     /// Checks that need neither a secret nor the body. Ok(is an object upload) = hand the
     /// request to s3s.
     fn screen(
@@ -145,16 +184,26 @@ impl Front {
                 EdgeEvent::FormPostRefused,
             );
         }
-        if presign_too_long(req.uri()) {
+        if compat::bad_amz_date_header(headers) {
             return Err(Box::new(Refused {
                 resp: error_response(
-                    StatusCode::BAD_REQUEST,
-                    "AuthorizationQueryParametersError",
-                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "AWS authentication requires a valid Date or x-amz-date header",
                     &[],
                     request_id,
                     resource,
                 ),
+                event: None,
+            }));
+        }
+        // Presigned URLs: S3's codes for bad parameters, a lifetime over 7 days (s3s checks
+        // expiry, not this bound) and a date in the future.
+        if let Some((status, code, message)) =
+            compat::presign_problem(&query, time::OffsetDateTime::now_utc().unix_timestamp())
+        {
+            return Err(Box::new(Refused {
+                resp: error_response(status, code, message, &[], request_id, resource),
                 event: None,
             }));
         }
@@ -267,9 +316,12 @@ impl Front {
 
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<s3s::Body>, s3s::HttpError> {
+        compat::fix_request_metadata(req.headers_mut());
+        let attributes_request =
+            req.method() == http::Method::GET && has_query_key(req.uri().query(), "attributes");
         let started = Instant::now();
         let request_id = new_request_id();
         let method = req.method().clone();
@@ -307,29 +359,64 @@ impl Front {
         }
 
         let claimed_key = claimed_access_key(&req);
+        // CORS: the bucket addressed and the Origin of a browser request.
+        let host = self.host.as_ref().map(|h| h as &dyn s3s::host::S3Host);
+        let cors_bucket = cors::request_bucket(req.uri(), req.headers(), host);
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let preflight = method == http::Method::OPTIONS;
+        let cors_rules = match (&cors_bucket, origin.is_some() || preflight) {
+            (Some(b), true) => self.cors_rules(b).await,
+            _ => None,
+        };
+        // Bucket logging: the request's facts, if its bucket logs (configuration cached).
+        let logged = match &cors_bucket {
+            Some(b) => self.engine.logging_target(b).await.map(|t| {
+                let at = strata_engine::now_ms();
+                (t, access_log::Facts::capture(&req, b, at))
+            }),
+            None => None,
+        };
         let Called {
             mut resp,
             close,
             looked_up,
-        } = match self.screen(&req, &request_id, &resource) {
-            Err(r) => {
-                if let Some(e) = r.event {
-                    self.metrics.edge(e);
-                }
-                Called {
-                    resp: r.resp,
-                    // The body was not read: do not leave it for the next request to trip over.
-                    close: limits::may_have_body(req.headers()),
-                    looked_up: None,
-                }
+        } = if preflight {
+            Called {
+                resp: cors::preflight(cors_rules.as_deref(), req.headers(), &request_id, &resource),
+                close: limits::may_have_body(req.headers()),
+                looked_up: None,
             }
-            Ok(upload) => {
-                self.call_s3(req, upload, peer, &request_id, &resource)
-                    .await?
+        } else {
+            match self.screen(&req, &request_id, &resource) {
+                Err(r) => {
+                    if let Some(e) = r.event {
+                        self.metrics.edge(e);
+                    }
+                    Called {
+                        resp: r.resp,
+                        // The body was not read: do not leave it for the next request to trip over.
+                        close: limits::may_have_body(req.headers()),
+                        looked_up: None,
+                    }
+                }
+                Ok(upload) => {
+                    self.call_s3(req, upload, peer, &request_id, &resource)
+                        .await?
+                }
             }
         };
-        // An operation whose status s3s does not carry (RestoreObject's 202) sets it here.
-        if let Some(o) = resp.extensions().get::<crate::s3::StatusOverride>() {
+        // An operation whose success status s3s does not carry (RestoreObject's 202,
+        // PutBucketTagging's 204) sets it here.
+        if let Some(o) = resp
+            .extensions()
+            .get::<crate::s3::StatusOverride>()
+            .copied()
+            && resp.status().is_success()
+        {
             *resp.status_mut() = o.0;
         }
         let mut status = resp.status();
@@ -394,6 +481,19 @@ impl Front {
                 resp = Response::from_parts(parts, s3s::Body::from(bytes));
             }
         }
+        // Access-Control-* on the actual response of a browser request the rules allow.
+        if !preflight
+            && let (Some(rules), Some(o)) = (&cors_rules, &origin)
+            && let Some(rule) = cors::find_rule(rules, o, method.as_str(), &[])
+        {
+            cors::apply_rule(resp.headers_mut(), rule, o, &[]);
+        }
+        if status.is_success() {
+            compat::fix_response_metadata(resp.headers_mut());
+            if attributes_request {
+                resp = unquote_attributes(resp).await;
+            }
+        }
         if close {
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
@@ -405,6 +505,20 @@ impl Front {
         let elapsed = started.elapsed();
         self.metrics
             .observe(method.as_str(), status.as_u16(), elapsed);
+        // S3 server access log (bucket logging): only the key s3s verified names the requester.
+        if let (Some((target, facts)), Some(b)) = (logged, &cors_bucket) {
+            self.engine.log_access(facts.entry(
+                b,
+                target,
+                peer.ip().to_string(),
+                looked_up.clone(),
+                &request_id,
+                status.as_u16(),
+                code.clone(),
+                resp.headers(),
+                elapsed.as_millis() as u64,
+            ));
+        }
         // The access log: who, what, when, from where, result. Never a secret; untrusted strings
         // are cut and cleaned. `access_key` is the key s3s checked, else the (unchecked) claim.
         let who = looked_up.or(claimed_key);

@@ -16,8 +16,28 @@ impl StrataS3 {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let who = self.caller(&req.credentials).await?;
-        let prefix = req.input.prefix.clone().unwrap_or_default();
-        let buckets: Vec<Bucket> = self
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        // S3: max-buckets 1..=10000; without it, every bucket in one answer.
+        let max = match input.max_buckets {
+            None => None,
+            Some(n) if (1..=MAX_BUCKETS_PAGE).contains(&n) => Some(n as usize),
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Argument max-buckets must be an integer between 1 and 10000"
+                ));
+            }
+        };
+        let after = match input
+            .continuation_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(t) => Some(bucket_token_decode(t)?),
+        };
+        let mut mine = self
             .ctx
             .engine
             .list_buckets()
@@ -25,17 +45,38 @@ impl StrataS3 {
             .map_err(errors::engine)?
             .into_iter()
             .filter(|b| b.owner == who.id && b.name.starts_with(&prefix))
-            .map(|b| Bucket {
+            .filter(|b| after.as_ref().is_none_or(|a| b.name.as_str() > a.as_str()))
+            .filter(|b| {
+                input
+                    .bucket_region
+                    .as_ref()
+                    .is_none_or(|r| r.as_str() == b.region)
+            });
+        let mut page: Vec<Bucket> = Vec::new();
+        let mut truncated = false;
+        for b in mine.by_ref() {
+            if max.is_some_and(|m| page.len() >= m) {
+                truncated = true;
+                break;
+            }
+            page.push(Bucket {
                 name: Some(b.name),
                 creation_date: Some(ts(b.created)),
                 bucket_region: Some(b.region),
+            });
+        }
+        let continuation_token = truncated
+            .then(|| {
+                page.last()
+                    .and_then(|b| b.name.as_deref())
+                    .map(bucket_token_encode)
             })
-            .collect();
+            .flatten();
         Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(buckets),
+            buckets: Some(page),
             owner: Some(owner_dto(&who, &who.id)),
-            prefix: req.input.prefix,
-            continuation_token: None,
+            prefix: input.prefix,
+            continuation_token,
         }))
     }
 
@@ -300,6 +341,29 @@ impl StrataS3 {
     }
 }
 
+/// Largest `max-buckets` S3 accepts.
+const MAX_BUCKETS_PAGE: i32 = 10_000;
+
+fn bucket_token_encode(last: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("b1:{last}"))
+}
+
+fn bucket_token_decode(token: &str) -> S3Result<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("b1:").map(str::to_string))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}
+
 pub fn mode_str(m: LockMode) -> &'static str {
     match m {
         LockMode::Governance => "GOVERNANCE",
@@ -315,20 +379,30 @@ pub fn parse_mode(s: &str) -> S3Result<LockMode> {
     }
 }
 
+/// A default retention from PutObjectLockConfiguration, with S3's codes: an unknown mode or both
+/// Days and Years is `MalformedXML`; a period out of range is `InvalidRetentionPeriod` (the
+/// bounds are the metadata tier's, `DefaultRetention::new`).
 fn parse_default_retention(d: &DefaultRetention) -> S3Result<StoredDefault> {
-    let mode = parse_mode(d.mode.as_ref().map(|m| m.as_str()).unwrap_or(""))?;
-    let (days, years) = match (d.days, d.years) {
-        (Some(n), None) if n > 0 => (Some(n as u32), None),
-        (None, Some(n)) if n > 0 => (None, Some(n as u32)),
-        (Some(_), Some(_)) => return Err(s3_error!(MalformedXML)),
-        _ => {
-            return Err(s3_error!(
-                InvalidArgument,
-                "Default retention period must be a positive integer value."
-            ));
-        }
+    let mode = parse_xml_mode(d.mode.as_ref().map(|m| m.as_str()).unwrap_or(""))?;
+    let period = |n: i32| {
+        u32::try_from(n).map_err(|_| {
+            errors::meta(MetaError::InvalidRetentionPeriod(
+                "Default retention period must be a positive integer value.".into(),
+            ))
+        })
     };
-    Ok(StoredDefault { mode, days, years })
+    let (days, years) = match (d.days, d.years) {
+        (Some(_), Some(_)) | (None, None) => return Err(s3_error!(MalformedXML)),
+        (Some(n), None) => (Some(period(n)?), None),
+        (None, Some(n)) => (None, Some(period(n)?)),
+    };
+    StoredDefault::new(mode, days, years).map_err(errors::meta)
+}
+
+/// A lock mode inside an XML document (lock configuration, retention): anything else than
+/// GOVERNANCE / COMPLIANCE is `MalformedXML`, as S3 answers.
+pub fn parse_xml_mode(s: &str) -> S3Result<LockMode> {
+    parse_mode(s).map_err(|_| s3_error!(MalformedXML))
 }
 
 /// Names S3 reserves for its own features (access point aliases, Object Lambda, multi-region

@@ -133,6 +133,7 @@ pub fn content_headers(
         content_language: content_language.clone(),
         cache_control: cache_control.clone(),
         expires: expires.as_ref().map(fmt_http_date),
+        sse: None,
     }
 }
 

@@ -42,6 +42,32 @@ impl StrataS3 {
             }
             r => r?,
         };
+        // The source's SSE-C key comes in the x-amz-copy-source-server-side-encryption-customer-*
+        // headers; the copy's own encryption in the usual ones (else the bucket default).
+        let src_customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.copy_source_sse_customer_algorithm,
+            key: &input.copy_source_sse_customer_key,
+            key_md5: &input.copy_source_sse_customer_key_md5,
+            secure: super::sse::is_secure(&req.extensions),
+        })?;
+        let src_binding = self
+            .read_binding(src.content.sse.as_ref(), src_customer.as_ref())
+            .await?;
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure: super::sse::is_secure(&req.extensions),
+        })?;
+        let sse_request = self.write_sse_request(
+            &dst_bucket,
+            &input.server_side_encryption,
+            &input.ssekms_key_id,
+            &input.ssekms_encryption_context,
+            input.bucket_key_enabled,
+            customer.as_ref(),
+        )?;
+        let encryption_given = input.server_side_encryption.is_some() || customer.is_some();
         // x-amz-copy-source-if-*: every failed condition is 412 for a copy.
         check_read_conditions(
             &src,
@@ -81,13 +107,14 @@ impl StrataS3 {
             && !replace_meta
             && new_class == src.storage_class
             && input.storage_class.is_none()
+            && !encryption_given
         {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        let (content, user_meta) = if replace_meta {
+        let (mut content, user_meta) = if replace_meta {
             (
                 content_headers(
                     &input.content_type,
@@ -122,6 +149,8 @@ impl StrataS3 {
             .as_ref()
             .map(|a| a.as_str().to_ascii_uppercase())
             .or_else(|| src.checksum.as_ref().map(|c| c.0.clone()));
+        let (sse, binding) = self.prepare_sse(sse_request).await?;
+        content.sse = Some(sse.clone());
         let attrs = ObjectAttrs {
             content,
             user_metadata: user_meta,
@@ -134,20 +163,20 @@ impl StrataS3 {
         let written = self
             .ctx
             .engine
-            .copy_object(
-                &src_bucket,
-                &src,
+            .copy_object_bound(
+                (&src_bucket, &src, &src_binding),
                 &dst_bucket,
                 &input.key,
                 attrs,
                 algorithm,
                 Precondition::None,
+                &binding,
             )
             .await
             .map_err(errors::engine)?;
         let v = &written.version;
         let c = checksum::to_dto(&v.checksum, &Some("FULL_OBJECT".into()));
-        Ok(S3Response::new(CopyObjectOutput {
+        let mut out = CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&v.etag)),
                 last_modified: Some(ts(v.last_modified)),
@@ -162,6 +191,13 @@ impl StrataS3 {
             version_id: (dst_bucket.versioning != VersioningState::Unversioned)
                 .then_some(written.outcome.version_id.clone()),
             ..Default::default()
-        }))
+        };
+        crate::fill_sse!(
+            out,
+            self.sse_out(Some(&sse), customer.as_ref().map(|c| c.key_md5.as_str())),
+            c,
+            ctx
+        );
+        Ok(S3Response::new(out))
     }
 }

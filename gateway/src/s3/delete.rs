@@ -22,7 +22,9 @@ const MAX_KEYS_PER_DELETE: usize = 1000;
 
 impl StrataS3 {
     /// Deletes one key (or version); returns the version id to show and whether a delete marker
-    /// was involved.
+    /// was involved. `if_match` (an ETag or `*`) makes it S3's conditional delete, evaluated
+    /// against the current version atomically with the delete.
+    #[allow(clippy::too_many_arguments)]
     async fn delete_one(
         &self,
         bucket: &BucketRecord,
@@ -30,6 +32,7 @@ impl StrataS3 {
         version_id: &Option<String>,
         bypass: bool,
         asker: Asker<'_>,
+        if_match: Option<String>,
     ) -> S3Result<(Option<String>, bool)> {
         let Asker {
             actor,
@@ -41,7 +44,7 @@ impl StrataS3 {
         let out = self
             .ctx
             .engine
-            .delete_object_signed(
+            .delete_object_if_match(
                 bucket,
                 key,
                 DeleteRequest {
@@ -51,6 +54,7 @@ impl StrataS3 {
                     reason: DeleteReason::UserRequest { request_id },
                 },
                 access_key,
+                if_match,
             )
             .await
             .map_err(errors::engine)?;
@@ -71,15 +75,17 @@ impl StrataS3 {
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
-        if input.if_match.is_some()
-            || input.if_match_size.is_some()
-            || input.if_match_last_modified_time.is_some()
-        {
+        // x-amz-if-match-size / -last-modified-time are for directory buckets only in S3.
+        if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
             return Err(s3_error!(
                 NotImplemented,
-                "Conditional DeleteObject is not supported yet"
+                "x-amz-if-match-size and x-amz-if-match-last-modified-time are supported for directory buckets only"
             ));
         }
+        let if_match = input.if_match.as_ref().map(|c| match c {
+            ETagCondition::Any => "*".to_string(),
+            ETagCondition::ETag(e) => e.value().to_string(),
+        });
         let (version_id, marker) = self
             .delete_one(
                 &bucket,
@@ -91,6 +97,7 @@ impl StrataS3 {
                     request_id,
                     access_key,
                 },
+                if_match,
             )
             .await?;
         let mut resp = S3Response::new(DeleteObjectOutput {
@@ -133,15 +140,18 @@ impl StrataS3 {
                         request_id: request_id.clone(),
                         access_key: access_key.clone(),
                     },
+                    obj.e_tag.as_ref().map(|e| e.value().to_string()),
                 )
                 .await
             {
                 Ok((version_id, marker)) => {
                     if !quiet {
-                        let (vid, dm_vid) = if marker && obj.version_id.is_none() {
-                            (None, version_id)
-                        } else {
-                            (version_id, None)
+                        // S3: a created marker is named by DeleteMarkerVersionId only; a marker
+                        // removed by id shows its id as both VersionId and DeleteMarkerVersionId.
+                        let (vid, dm_vid) = match (marker, obj.version_id.is_some()) {
+                            (true, false) => (None, version_id),
+                            (true, true) => (version_id.clone(), version_id),
+                            (false, _) => (version_id, None),
                         };
                         deleted.push(DeletedObject {
                             key: Some(obj.key),

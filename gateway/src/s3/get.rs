@@ -15,6 +15,8 @@ use crate::errors;
 pub(crate) struct ReadPlan {
     bucket: BucketRecord,
     version: VersionRecord,
+    /// The SSE binding to read the version with (SSE-KMS, SSE-C).
+    binding: strata_engine::sse::KeyBinding,
     window: std::ops::Range<u64>,
     partial: bool,
     out: GetObjectOutput,
@@ -117,11 +119,22 @@ impl StrataS3 {
         &self,
         who: &crate::auth::Caller,
         input: &GetObjectInput,
+        secure: bool,
     ) -> S3Result<ReadPlan> {
         let bucket = self.owned_bucket(who, &input.bucket).await?;
         check_key(&input.key)?;
         let v = self
             .readable_version(&bucket, &input.key, &input.version_id)
+            .await?;
+        // SSE-C needs the customer's key again on every read (HEAD too); SSE-KMS its key enabled.
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure,
+        })?;
+        let binding = self
+            .read_binding(v.content.sse.as_ref(), customer.as_ref())
             .await?;
         check_read_conditions(
             &v,
@@ -203,6 +216,14 @@ impl StrataS3 {
             &input.response_cache_control,
             &input.response_expires,
         );
+        crate::fill_sse!(
+            out,
+            self.sse_out(
+                v.content.sse.as_ref(),
+                customer.as_ref().map(|c| c.key_md5.as_str())
+            ),
+            c
+        );
         // The stored checksum describes the whole object, so a partial read does not carry it.
         if input
             .checksum_mode
@@ -215,6 +236,7 @@ impl StrataS3 {
         Ok(ReadPlan {
             bucket,
             version: v,
+            binding,
             window,
             partial,
             out,
@@ -226,11 +248,13 @@ impl StrataS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let who = self.caller(&req.credentials).await?;
-        let plan = self.read_object(&who, &req.input).await?;
+        let plan = self
+            .read_object(&who, &req.input, super::sse::is_secure(&req.extensions))
+            .await?;
         let read = self
             .ctx
             .engine
-            .read(&plan.bucket, &plan.version, plan.window)
+            .read_bound(&plan.bucket, &plan.version, plan.window, &plan.binding)
             .await
             .map_err(errors::engine)?;
         let mut out = plan.out;
@@ -265,9 +289,15 @@ impl StrataS3 {
             response_content_language: i.response_content_language,
             response_content_type: i.response_content_type,
             response_expires: i.response_expires,
+            sse_customer_algorithm: i.sse_customer_algorithm,
+            sse_customer_key: i.sse_customer_key,
+            sse_customer_key_md5: i.sse_customer_key_md5,
             ..Default::default()
         };
-        let plan = self.read_object(&who, &as_get).await?;
+        let plan = self
+            .read_object(&who, &as_get, super::sse::is_secure(&req.extensions))
+            .await?;
+        let tag_count = plan.version.tags.len();
         let o = plan.out;
         let out = HeadObjectOutput {
             accept_ranges: o.accept_ranges,
@@ -294,6 +324,11 @@ impl StrataS3 {
             parts_count: o.parts_count,
             storage_class: o.storage_class,
             version_id: o.version_id,
+            server_side_encryption: o.server_side_encryption,
+            ssekms_key_id: o.ssekms_key_id,
+            bucket_key_enabled: o.bucket_key_enabled,
+            sse_customer_algorithm: o.sse_customer_algorithm,
+            sse_customer_key_md5: o.sse_customer_key_md5,
             restore: o.restore,
             expiration: o.expiration,
             ..Default::default()
@@ -301,6 +336,11 @@ impl StrataS3 {
         let mut resp = S3Response::new(out);
         if plan.partial {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        // S3 sends the tag count on HEAD as on GET (the Smithy model has no field for it).
+        if tag_count > 0 {
+            resp.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(tag_count));
         }
         Ok(resp)
     }

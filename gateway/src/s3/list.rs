@@ -94,7 +94,9 @@ impl StrataS3 {
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
-        let after = match &input.continuation_token {
+        // An empty continuation token is no token (S3 answers the first page).
+        let continuation_token = input.continuation_token.clone().filter(|t| !t.is_empty());
+        let after = match &continuation_token {
             Some(t) => Some(token_decode(t)?),
             None => input.start_after.clone().filter(|s| !s.is_empty()),
         };
@@ -133,7 +135,7 @@ impl StrataS3 {
             delimiter: params.delimiter.map(|d| enc(url, d)),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
-            continuation_token: input.continuation_token,
+            continuation_token,
             next_continuation_token: if page.is_truncated {
                 page.next_marker.as_deref().map(token_encode)
             } else {

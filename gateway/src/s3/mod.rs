@@ -3,17 +3,22 @@
 //! engine (`strata_engine`) and its answers back into S3 responses; no S3 type goes below them.
 //! Operations not listed here fall through to s3s's default, which answers `NotImplemented` (501).
 
+mod attributes;
 mod bucket;
+mod bucket_tagging;
 pub(crate) mod common;
 mod copy;
+pub(crate) mod cors;
 mod delete;
 mod get;
 mod lifecycle;
 mod list;
+mod logging;
 mod multipart;
 mod put;
 mod restore;
 mod retention;
+pub(crate) mod sse;
 mod tagging;
 mod write_args;
 
@@ -24,8 +29,8 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::context::Context;
 
-/// A response status s3s does not carry for an operation (RestoreObject's 202 Accepted): put
-/// in the response's extensions, applied by the HTTP front.
+/// A success status s3s does not carry for an operation (RestoreObject's 202 Accepted,
+/// PutBucketTagging's 204): put in the response's extensions, applied by the HTTP front.
 #[derive(Clone, Copy, Debug)]
 pub struct StatusOverride(pub http::StatusCode);
 
@@ -292,5 +297,89 @@ impl S3 for StrataS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.op_list_multipart_uploads(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.op_get_object_attributes(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.op_put_bucket_tagging(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.op_get_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.op_delete_bucket_tagging(req).await
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        self.op_put_bucket_encryption(req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        self.op_get_bucket_encryption(req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.op_delete_bucket_encryption(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.op_put_bucket_cors(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.op_get_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.op_delete_bucket_cors(req).await
+    }
+
+    async fn put_bucket_logging(
+        &self,
+        req: S3Request<PutBucketLoggingInput>,
+    ) -> S3Result<S3Response<PutBucketLoggingOutput>> {
+        self.op_put_bucket_logging(req).await
+    }
+
+    async fn get_bucket_logging(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        self.op_get_bucket_logging(req).await
     }
 }

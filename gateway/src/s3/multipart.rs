@@ -82,15 +82,33 @@ impl StrataS3 {
             }),
             (None, None) => None,
         };
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure: super::sse::is_secure(&req.extensions),
+        })?;
+        let sse_request = self.write_sse_request(
+            &bucket,
+            &input.server_side_encryption,
+            &input.ssekms_key_id,
+            &input.ssekms_encryption_context,
+            input.bucket_key_enabled,
+            customer.as_ref(),
+        )?;
+        // The parts are written with the binding of this record (see op_upload_part).
+        let (sse, _) = self.prepare_sse(sse_request).await?;
+        let mut content = content_headers(
+            &input.content_type,
+            &input.content_encoding,
+            &input.content_disposition,
+            &input.content_language,
+            &input.cache_control,
+            &input.expires,
+        );
+        content.sse = Some(sse.clone());
         let attrs = UploadAttrs {
-            content: content_headers(
-                &input.content_type,
-                &input.content_encoding,
-                &input.content_disposition,
-                &input.content_language,
-                &input.cache_control,
-                &input.expires,
-            ),
+            content,
             user_metadata: user_metadata(&input.metadata)?,
             tags: match &input.tagging {
                 Some(t) => parse_tag_header(t)?,
@@ -110,14 +128,21 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?;
         let upload_id = upload.upload_id;
-        Ok(S3Response::new(CreateMultipartUploadOutput {
+        let mut out = CreateMultipartUploadOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key),
             upload_id: Some(upload_id),
             checksum_algorithm: algorithm.map(ChecksumAlgorithm::from),
             checksum_type: kind.map(ChecksumType::from),
             ..Default::default()
-        }))
+        };
+        crate::fill_sse!(
+            out,
+            self.sse_out(Some(&sse), customer.as_ref().map(|c| c.key_md5.as_str())),
+            c,
+            ctx
+        );
+        Ok(S3Response::new(out))
     }
 
     pub(crate) async fn op_upload_part(
@@ -155,6 +180,16 @@ impl StrataS3 {
                 u.to_ascii_lowercase()
             ));
         }
+        // An SSE-C upload needs its customer key on every part; SSE-KMS its key enabled.
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure: super::sse::is_secure(&extensions),
+        })?;
+        let binding = self
+            .read_binding(upload.content.sse.as_ref(), customer.as_ref())
+            .await?;
         let spec = WriteSpec {
             max_len: MAX_PART_SIZE,
             expected_len: input.content_length.map(|n| n.max(0) as u64),
@@ -167,17 +202,22 @@ impl StrataS3 {
         let part = self
             .ctx
             .engine
-            .upload_part(
+            .upload_part_bound(
                 &bucket,
                 &upload,
                 part_number,
                 crate::body::request_body(input.body),
                 spec,
+                &binding,
             )
             .await
             .map_err(errors::engine)?;
         let c = checksum::to_dto(&part.checksum, &None);
-        Ok(S3Response::new(UploadPartOutput {
+        let sse_out = self.sse_out(
+            upload.content.sse.as_ref(),
+            customer.as_ref().map(|c| c.key_md5.as_str()),
+        );
+        let mut out = UploadPartOutput {
             e_tag: Some(etag(&part.etag)),
             checksum_crc32: c.checksum_crc32,
             checksum_crc32c: c.checksum_crc32c,
@@ -185,7 +225,9 @@ impl StrataS3 {
             checksum_sha1: c.checksum_sha1,
             checksum_sha256: c.checksum_sha256,
             ..Default::default()
-        }))
+        };
+        crate::fill_sse!(out, sse_out, c);
+        Ok(S3Response::new(out))
     }
 
     pub(crate) async fn op_upload_part_copy(
@@ -227,6 +269,24 @@ impl StrataS3 {
                 e
             }
         })?;
+        let src_customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.copy_source_sse_customer_algorithm,
+            key: &input.copy_source_sse_customer_key,
+            key_md5: &input.copy_source_sse_customer_key_md5,
+            secure: super::sse::is_secure(&req.extensions),
+        })?;
+        let src_binding = self
+            .read_binding(src.content.sse.as_ref(), src_customer.as_ref())
+            .await?;
+        let customer = self.customer_key(super::sse::CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure: super::sse::is_secure(&req.extensions),
+        })?;
+        let binding = self
+            .read_binding(upload.content.sse.as_ref(), customer.as_ref())
+            .await?;
         let range = match &input.copy_source_range {
             None => 0..src.size,
             Some(r) => parse_copy_range(r, src.size)?,
@@ -237,11 +297,22 @@ impl StrataS3 {
         let part = self
             .ctx
             .engine
-            .upload_part_copy(&bucket, &upload, part_number, &src_bucket, &src, range)
+            .upload_part_copy_bound(
+                &bucket,
+                &upload,
+                part_number,
+                (&src_bucket, &src, &src_binding),
+                range,
+                &binding,
+            )
             .await
             .map_err(errors::engine)?;
         let c = checksum::to_dto(&part.checksum, &None);
-        Ok(S3Response::new(UploadPartCopyOutput {
+        let sse_out = self.sse_out(
+            upload.content.sse.as_ref(),
+            customer.as_ref().map(|c| c.key_md5.as_str()),
+        );
+        let mut out = UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&part.etag)),
                 last_modified: Some(ts(part.last_modified)),
@@ -253,7 +324,9 @@ impl StrataS3 {
             }),
             copy_source_version_id: shown_version_id(&src_bucket, &src),
             ..Default::default()
-        }))
+        };
+        crate::fill_sse!(out, sse_out, c);
+        Ok(S3Response::new(out))
     }
 
     pub(crate) async fn op_complete_multipart_upload(
@@ -311,7 +384,8 @@ impl StrataS3 {
             .map_err(errors::engine)?;
         let v = &written.version;
         let c = checksum::to_dto(&v.checksum, &v.checksum_type);
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
+        let sse_out = self.sse_out(v.content.sse.as_ref(), None);
+        let mut out = CompleteMultipartUploadOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key.clone()),
             location: Some(format!("/{}/{}", bucket.name, input.key)),
@@ -325,7 +399,9 @@ impl StrataS3 {
             checksum_sha256: c.checksum_sha256,
             checksum_type: c.checksum_type,
             ..Default::default()
-        }))
+        };
+        crate::fill_sse!(out, sse_out);
+        Ok(S3Response::new(out))
     }
 
     pub(crate) async fn op_abort_multipart_upload(

@@ -9,6 +9,7 @@ use strata_metadata::VersioningState;
 
 use super::StrataS3;
 use super::common::*;
+use super::sse::CustomerHeaders;
 use super::write_args::{checksum_plan, lock_request, write_precondition};
 use crate::checksum;
 use crate::errors;
@@ -50,7 +51,7 @@ impl StrataS3 {
             || headers.contains_key("x-amz-trailer");
         let (checksum_algorithm, checksum_expected) =
             checksum_plan(declared, &input.checksum_algorithm, &headers);
-        let content = content_headers(
+        let mut content = content_headers(
             &input.content_type,
             &input.content_encoding,
             &input.content_disposition,
@@ -58,6 +59,22 @@ impl StrataS3 {
             &input.cache_control,
             &input.expires,
         );
+        let customer = self.customer_key(CustomerHeaders {
+            algorithm: &input.sse_customer_algorithm,
+            key: &input.sse_customer_key,
+            key_md5: &input.sse_customer_key_md5,
+            secure: super::sse::is_secure(&extensions),
+        })?;
+        let sse_request = self.write_sse_request(
+            &bucket,
+            &input.server_side_encryption,
+            &input.ssekms_key_id,
+            &input.ssekms_encryption_context,
+            input.bucket_key_enabled,
+            customer.as_ref(),
+        )?;
+        let (sse, binding) = self.prepare_sse(sse_request).await?;
+        content.sse = Some(sse.clone());
         if matches!(precondition, strata_metadata::Precondition::IfMatch(_)) {
             self.ctx
                 .engine
@@ -86,13 +103,14 @@ impl StrataS3 {
         let written = self
             .ctx
             .engine
-            .put_object(
+            .put_object_bound(
                 &bucket,
                 &input.key,
                 crate::body::request_body(input.body),
                 spec,
                 attrs,
                 precondition,
+                &binding,
             )
             .await
             .map_err(errors::engine)?;
@@ -105,6 +123,12 @@ impl StrataS3 {
         if bucket.versioning != VersioningState::Unversioned {
             out.version_id = Some(written.outcome.version_id.clone());
         }
+        crate::fill_sse!(
+            out,
+            self.sse_out(Some(&sse), customer.as_ref().map(|c| c.key_md5.as_str())),
+            c,
+            ctx
+        );
         if client_sent_checksum {
             let c = checksum::to_dto(&v.checksum, &v.checksum_type);
             crate::fill_checksums!(out, c);

@@ -5,7 +5,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use strata_metadata::Retention;
 
 use super::StrataS3;
-use super::bucket::{mode_str, parse_mode};
+use super::bucket::{mode_str, parse_xml_mode};
 use super::common::*;
 use strata_engine::now_ms;
 
@@ -37,7 +37,7 @@ impl StrataS3 {
                         ));
                     }
                     Some(Retention {
-                        mode: parse_mode(m.as_str())?,
+                        mode: parse_xml_mode(m.as_str())?,
                         retain_until: until,
                     })
                 }

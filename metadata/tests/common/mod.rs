@@ -24,6 +24,9 @@ pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
         previous_keks: vec![],
         closing: None,
         retention_rules: vec![],
+        encryption: None,
+        cors: Vec::new(),
+        logging: None,
     }
 }
 
@@ -161,6 +164,7 @@ pub fn build_from_parts(
             part_number: p.part_number,
             size: p.size,
             etag: p.etag.clone(),
+            checksum: p.checksum.clone(),
         })
         .collect();
     v
