@@ -116,6 +116,7 @@ impl RestoreWorker {
         &mut self,
         vkey: Vec<u8>,
         bucket: &str,
+        key: &str,
         v: VersionRecord,
     ) -> Result<(), EngineError> {
         let name = bucket.to_string();
@@ -129,7 +130,7 @@ impl RestoreWorker {
             return Ok(());
         };
         let dek = self.engine.keys().version_key(&b, &v.data)?;
-        let source = self.engine.archived_bytes(&b, &v).await?;
+        let source = self.engine.archived_bytes(&b, key, &v).await?;
         let spec = WriteSpec {
             max_len: v.size,
             expected_len: Some(v.size),
@@ -214,7 +215,7 @@ impl Worker for RestoreWorker {
                 continue;
             }
             let v = q.version.clone().expect("checked above");
-            if let Err(e) = self.restore_one(q.vkey.clone(), &q.bucket, v).await {
+            if let Err(e) = self.restore_one(q.vkey.clone(), &q.bucket, &q.key, v).await {
                 self.failed += 1;
                 return Err(format!("restoring {}/{}: {e}", q.bucket, q.key));
             }
