@@ -121,14 +121,16 @@ impl CompactionWorker {
         }
     }
 
-    /// Moves every live extent out of a retiring container, then frees it.
-    async fn retire(&mut self, c: &ContainerRecord) -> Result<u64, EngineError> {
+    /// Moves every live extent out of a retiring container, then frees it. Returns the bytes
+    /// it held and the bytes copied out of it (what the copies take in other containers).
+    async fn retire(&mut self, c: &ContainerRecord) -> Result<(u64, u64), EngineError> {
         let layout = self
             .engine
             .meta_call(|m| m.archive_layout())
             .await?
             .ok_or_else(|| EngineError::internal("no archive layout recorded"))?;
         let mut after: Option<ExtentEntry> = None;
+        let mut copied = 0;
         loop {
             let id = c.id;
             let a = after.clone();
@@ -139,7 +141,7 @@ impl CompactionWorker {
             let full = page.len() == PAGE;
             after = page.last().cloned();
             for e in page {
-                self.move_extent(c, e, &layout).await?;
+                copied += self.move_extent(c, e, &layout).await?;
                 self.commit_ready().await?;
                 self.writer.seal_if_full().await?;
             }
@@ -156,22 +158,23 @@ impl CompactionWorker {
             .engine
             .meta_call(move |m| m.retire_container(&id, now_ms()))
             .await?;
-        Ok(freed)
+        Ok((freed, copied))
     }
 
     /// Copies one extent, if its version still points at it, into the compaction container.
+    /// Returns the bytes appended there (0 when there was nothing to move).
     async fn move_extent(
         &mut self,
         c: &ContainerRecord,
         e: ExtentEntry,
         layout: &LayoutRecord,
-    ) -> Result<(), EngineError> {
+    ) -> Result<u64, EngineError> {
         let (b, k, id) = (e.bucket.clone(), e.key.clone(), e.version_id.clone());
         let v = match self.engine.version(&b, &k, Some(&id)).await {
             Ok(v) => v,
             Err(EngineError::Meta(
                 MetaError::NoSuchKey | MetaError::NoSuchVersion | MetaError::NoSuchBucket,
-            )) => return Ok(()),
+            )) => return Ok(0),
             Err(err) => return Err(err),
         };
         let Some(old) = v
@@ -180,7 +183,7 @@ impl CompactionWorker {
             .and_then(|a| a.extent.clone())
             .filter(|x| x.is_at(&c.id, &e))
         else {
-            return Ok(());
+            return Ok(0);
         };
         let chunk_size = self.engine.archive_cfg().chunk_size.max(1);
         if old.is_packed() {
@@ -192,13 +195,14 @@ impl CompactionWorker {
                     piece.map_err(|e| EngineError::internal(format!("reading extent: {e}")))?;
                 self.writer.push(&piece).await?;
             }
-            let (len, fs) = (old.len, old.frame_size);
-            self.writer.finish(len, fs, (e, old)).await
+            let (len, fs, stored) = (old.len, old.frame_size, old.sealed_len);
+            self.writer.finish(len, fs, (e, old)).await?;
+            Ok(stored)
         } else {
             // Format 1: its plaintext, sealed into frames under the version's key.
             let name = e.bucket.clone();
             let Some(bucket) = self.engine.meta_call(move |m| m.get_bucket(&name)).await? else {
-                return Ok(());
+                return Ok(0);
             };
             let dek = self.engine.keys().version_key(&bucket, &v.data)?;
             let mut source = self
@@ -227,7 +231,8 @@ impl CompactionWorker {
             sealer.finish(&mut out)?;
             self.writer.push(&out).await?;
             let len = old.len;
-            self.writer.finish(len, FRAME_SIZE, (e, old)).await
+            self.writer.finish(len, FRAME_SIZE, (e, old)).await?;
+            Ok(strata_metadata::archive::sealed_len(len, FRAME_SIZE))
         }
     }
 
@@ -292,7 +297,7 @@ impl Worker for CompactionWorker {
                 c.retiring = retiring;
             }
             if c.retiring {
-                let freed = match self.retire(&c).await {
+                let (freed, copied) = match self.retire(&c).await {
                     Ok(f) => f,
                     Err(e) => {
                         // Start over next round (the container is still retiring).
@@ -303,9 +308,11 @@ impl Worker for CompactionWorker {
                 };
                 let t = self.totals.clone().unwrap_or_default();
                 totals.extents_moved = t.extents_moved;
-                totals.reclaimed_bytes += freed.saturating_sub(c.live_bytes);
+                // What was copied out still takes space elsewhere; extents destroyed between
+                // the audit and the move are reclaimed too.
+                totals.reclaimed_bytes += freed.saturating_sub(copied);
                 totals.containers_retired += 1;
-                tracing::info!(container = %hex::encode(c.id), bytes = c.bytes, live = c.live_bytes, "archive container compacted and freed");
+                tracing::info!(container = %hex::encode(c.id), bytes = c.bytes, copied, "archive container compacted and freed");
                 self.save(totals.clone()).await.map_err(|e| e.to_string())?;
                 continue;
             }
