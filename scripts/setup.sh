@@ -2,7 +2,8 @@
 # Install everything the test suite needs, idempotently.
 #   - Debian packages: clang/libclang (RocksDB bindgen), the real S3 clients restic, rclone, s3cmd,
 #     and strace (test_durability.py watches the server's fsyncs with it).
-#   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout.
+#   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, and cryptography
+#     (test_keys.py unwraps the key store with the test's own master key, as an attacker would).
 # Fast when everything is already there: apt is skipped when every package is installed, pip when
 # every module imports. Runs unattended (no stdin, CI=true) as root; uses sudo if not root.
 # STRATA_E2E_TARGET=moto additionally installs moto[server] (the reference S3 server, see docs/testing.md).
@@ -10,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace build-essential pkg-config python3 python3-venv)
-PY_PACKAGES=(boto3 awscli pytest pytest-timeout)
-PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout"
+PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography)
+PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography"
 
 log() { printf 'setup: %s\n' "$*"; }
 

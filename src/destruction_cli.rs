@@ -1,6 +1,6 @@
-//! `strata admin destruction ...`: the auditor's verbs that need no server. `verify` checks an
-//! export with nothing but the log's public key; `public-key` reads it from the log's key file.
-//! (The server-side verbs, export and show, go through the admin API.)
+//! `strata admin destruction ...`. `export` and `show` ask the server (admin API); `verify` and
+//! `public-key` are the auditor's verbs that need no server: `verify` checks an export with
+//! nothing but the log's public key, `public-key` reads it from the log's key file.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,18 @@ use strata_destruction_log::{LOG_DIR_NAME, VerifyReport, public_key_pem_of, veri
 
 #[derive(Subcommand)]
 pub enum DestructionVerb {
+    /// Writes the destruction records, checkpoints and proofs into OUT (a new directory on the
+    /// server's machine).
+    Export {
+        out: PathBuf,
+        /// Only records destroyed at or after T (Unix ms, or RFC 3339 like 2026-01-31T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        bucket: Option<String>,
+    },
+    /// The destruction records of one object.
+    Show { bucket: String, key: String },
     /// Verify an export directory offline: signatures, checkpoint consistency, every record's
     /// inclusion; names the first bad record. Exit status 1 when it does not verify.
     Verify {
@@ -19,28 +31,24 @@ pub enum DestructionVerb {
         /// The log's public key (PEM), obtained from the operator beforehand.
         #[arg(long)]
         public_key: PathBuf,
-        /// Machine-readable output: {"ok": true, "report": ...} or {"ok": false, "error": ...}.
-        #[arg(long)]
-        json: bool,
     },
     /// Print the destruction log's public key (PEM) for auditors, from the data directory.
     PublicKey {
         #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
-        /// Machine-readable output: {"public_key_pem": ..., "origin": ...}.
-        #[arg(long)]
-        json: bool,
     },
 }
 
-/// Runs an offline verb. A failed verification prints its finding and exits with status 1.
-pub fn run(verb: DestructionVerb) -> anyhow::Result<()> {
+/// Runs an offline verb (`verify`, `public-key`); `json` is the global `--json` (verify:
+/// `{"ok": true, "report": ...}` or `{"ok": false, "error": ...}`; public-key:
+/// `{"public_key_pem": ..., "origin": ...}`). A failed verification prints its finding and exits
+/// with status 1. The server-side verbs are not handled here.
+pub fn run(verb: DestructionVerb, json: bool) -> anyhow::Result<()> {
     match verb {
-        DestructionVerb::Verify {
-            out,
-            public_key,
-            json,
-        } => {
+        DestructionVerb::Export { .. } | DestructionVerb::Show { .. } => {
+            anyhow::bail!("export and show go through the server")
+        }
+        DestructionVerb::Verify { out, public_key } => {
             let pem = std::fs::read_to_string(&public_key)
                 .with_context(|| format!("reading the public key {}", public_key.display()))?;
             match verify_export(&out, &pem) {
@@ -62,7 +70,7 @@ pub fn run(verb: DestructionVerb) -> anyhow::Result<()> {
                 }
             }
         }
-        DestructionVerb::PublicKey { data_dir, json } => {
+        DestructionVerb::PublicKey { data_dir } => {
             let dir = data_dir.join(LOG_DIR_NAME);
             let pem = public_key_pem_of(&dir)?;
             if json {

@@ -5,6 +5,7 @@
 //! - `strata admin ...`: operator verbs against a running server, and offline restore.
 
 mod admin_client;
+mod admin_keys;
 mod destruction_cli;
 mod serve;
 
@@ -70,6 +71,9 @@ struct AdminArgs {
         global = true
     )]
     region: String,
+    /// Machine-readable output (the admin API's JSON) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     verb: AdminVerb,
 }
@@ -81,14 +85,33 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: UserVerb,
     },
-    /// Access keys: create, revoke.
+    /// Access keys (create, revoke) and key rotation (rotate-master, rotate-bucket).
     Key {
         #[command(subcommand)]
         verb: KeyVerb,
     },
-    /// Consistent online snapshot of the metadata into DIR (on the server's machine).
+    // ---- keys, destruction, retention (docs/keys.md) ----
+    /// The key inventory.
+    Keys {
+        #[command(subcommand)]
+        verb: admin_keys::KeysVerb,
+    },
+    /// Bucket destruction.
+    Bucket {
+        #[command(subcommand)]
+        verb: admin_keys::BucketVerb,
+    },
+    /// Retention presets (lifecycle expirations for the periods the rules name).
+    Retention {
+        #[command(subcommand)]
+        verb: admin_keys::RetentionVerb,
+    },
+    // ----
+    /// Consistent online backup into DIR (on the server's machine): the metadata snapshot and a
+    /// copy of the key store.
     Backup { dir: PathBuf },
-    /// Restore a metadata snapshot into a stopped server's data directory.
+    /// Restore a backup into a stopped server's data directory (see docs/keys.md for what
+    /// happens to the key store).
     Restore {
         backup_dir: PathBuf,
         #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
@@ -104,7 +127,8 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: WorkerVerb,
     },
-    /// The destruction log: verify an export offline, print the log's public key.
+    /// The destruction log: export, show (server); verify an export, print the public key
+    /// (offline).
     Destruction {
         #[command(subcommand)]
         verb: destruction_cli::DestructionVerb,
@@ -125,19 +149,13 @@ enum AdminVerb {
 #[derive(Subcommand)]
 enum LifecycleVerb {
     /// Per-rule counters (scanned, actions by kind, bytes, errors, lag) and the pass state.
-    Status {
-        bucket: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Status { bucket: Option<String> },
     /// Which rule applies to a version, when it is due, and why nothing happened yet.
     Explain {
         bucket: String,
         key: String,
         #[arg(long)]
         version_id: Option<String>,
-        #[arg(long)]
-        json: bool,
     },
     /// Per-rule counters in the Prometheus text format (bucket and rule labels; the
     /// unauthenticated /_strata/metrics has only the sums).
@@ -150,46 +168,36 @@ enum LifecycleVerb {
         /// Versions examined at most.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
-        #[arg(long)]
-        json: bool,
     },
 }
 
 #[derive(Subcommand)]
 enum ArchiveVerb {
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    /// Containers (live/dead bytes), repack and restore queues.
+    Status,
 }
 
-/// (verb, body, --json) of a lifecycle/archive command.
-fn lifecycle_call(v: LifecycleVerb) -> (&'static str, serde_json::Value, bool) {
+/// (verb, body) of a lifecycle command.
+fn lifecycle_call(v: LifecycleVerb) -> (&'static str, serde_json::Value) {
     use serde_json::json;
     match v {
-        LifecycleVerb::Status { bucket, json } => {
-            ("lifecycle-status", json!({"bucket": bucket}), json)
-        }
-        LifecycleVerb::Metrics => ("lifecycle-metrics", json!({}), false),
+        LifecycleVerb::Status { bucket } => ("lifecycle-status", json!({"bucket": bucket})),
+        LifecycleVerb::Metrics => ("lifecycle-metrics", json!({})),
         LifecycleVerb::Explain {
             bucket,
             key,
             version_id,
-            json,
         } => (
             "lifecycle-explain",
             json!({"bucket": bucket, "key": key, "version_id": version_id}),
-            json,
         ),
         LifecycleVerb::Preview {
             bucket,
             days,
             limit,
-            json,
         } => (
             "lifecycle-preview",
             json!({"bucket": bucket, "days": days, "limit": limit}),
-            json,
         ),
     }
 }
@@ -386,9 +394,24 @@ enum WorkerVerb {
 
 #[derive(Subcommand)]
 enum UserVerb {
-    Add { name: String },
+    Add {
+        name: String,
+    },
     List,
-    Remove { name: String },
+    /// Removes a user; with --purge, closes the account: its buckets are read-only for the
+    /// grace period (restorable), then destroyed with destruction records.
+    Remove {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+        /// Grace period in days (of --lifecycle-day-secs on the server).
+        #[arg(long, default_value_t = 7)]
+        grace_days: u32,
+    },
+    /// Undoes `remove --purge` during the grace period.
+    Restore {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -400,6 +423,24 @@ enum KeyVerb {
     Revoke {
         #[arg(value_name = "ACCESS_KEY")]
         key_id: String,
+    },
+    /// A new master key wraps every bucket key and access-key secret again, then the old one is
+    /// destroyed (no object data rewritten). Resumes after a crash.
+    RotateMaster {
+        /// Keys re-wrapped per second at most.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Return once queued instead of showing progress until it is done.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A new key for BUCKET re-wraps every data key of the bucket, then the old one is destroyed.
+    RotateBucket {
+        bucket: String,
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -438,34 +479,136 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How an answer is printed without `--json`.
+enum Shape {
+    Json,
+    Plain,
+    Report,
+    Records,
+    /// A rotation: follow its progress until it is done.
+    Rotation(Option<String>),
+    /// Lifecycle/archive answers, rendered by `render_readable`.
+    Readable,
+    /// The `prometheus` field as text.
+    Prometheus,
+}
+
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     use serde_json::json;
-    let mut readable = false;
+    let mut shape = Shape::Json;
     let (verb, body) = match args.verb {
         AdminVerb::Lifecycle { verb } => {
-            let (v, b, json) = lifecycle_call(verb);
-            readable = !json;
+            let (v, b) = lifecycle_call(verb);
+            shape = if v == "lifecycle-metrics" {
+                Shape::Prometheus
+            } else {
+                Shape::Readable
+            };
             (v, b)
         }
         AdminVerb::Archive {
-            verb: ArchiveVerb::Status { json },
+            verb: ArchiveVerb::Status,
         } => {
-            readable = !json;
+            shape = Shape::Readable;
             ("archive-status", json!({}))
         }
         AdminVerb::Restore {
             backup_dir,
             data_dir,
         } => {
-            std::fs::create_dir_all(&data_dir)?;
-            let db = data_dir.join("meta");
-            strata_metadata::MetaStore::restore(&backup_dir, &db)
-                .map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
-            println!("{}", json!({"restored": backup_dir, "into": db}));
+            let out = admin_keys::restore(&backup_dir, &data_dir)?;
+            println!(
+                "{}",
+                if args.json {
+                    out.to_string()
+                } else {
+                    admin_keys::plain(&out)
+                }
+            );
             return Ok(());
         }
         // Offline: no server, no credentials.
-        AdminVerb::Destruction { verb } => return destruction_cli::run(verb),
+        AdminVerb::Destruction {
+            verb:
+                verb @ (destruction_cli::DestructionVerb::Verify { .. }
+                | destruction_cli::DestructionVerb::PublicKey { .. }),
+        } => return destruction_cli::run(verb, args.json),
+        AdminVerb::Key {
+            verb: KeyVerb::RotateMaster { rate, no_wait },
+        } => {
+            shape = Shape::Rotation((!no_wait).then(String::new));
+            ("key-rotate-master", json!({"rate": rate}))
+        }
+        AdminVerb::Key {
+            verb:
+                KeyVerb::RotateBucket {
+                    bucket,
+                    rate,
+                    no_wait,
+                },
+        } => {
+            shape = Shape::Rotation((!no_wait).then(|| bucket.clone()));
+            ("key-rotate-bucket", json!({"bucket": bucket, "rate": rate}))
+        }
+        AdminVerb::Keys {
+            verb: admin_keys::KeysVerb::Report,
+        } => {
+            shape = Shape::Report;
+            ("keys-report", json!({}))
+        }
+        AdminVerb::Bucket {
+            verb: admin_keys::BucketVerb::Purge { bucket },
+        } => {
+            shape = Shape::Plain;
+            ("bucket-purge", json!({"bucket": bucket}))
+        }
+        AdminVerb::Retention {
+            verb:
+                admin_keys::RetentionVerb::Apply {
+                    bucket,
+                    preset,
+                    prefix,
+                    lock,
+                },
+        } => {
+            shape = Shape::Plain;
+            (
+                "retention-apply",
+                json!({"bucket": bucket, "preset": preset, "prefix": prefix, "lock": lock}),
+            )
+        }
+        AdminVerb::Retention {
+            verb: admin_keys::RetentionVerb::Presets,
+        } => {
+            shape = Shape::Plain;
+            ("retention-presets", json!({}))
+        }
+        AdminVerb::Destruction {
+            verb: destruction_cli::DestructionVerb::Export { out, since, bucket },
+        } => {
+            shape = Shape::Plain;
+            let out = std::path::absolute(&out)?;
+            let since = since
+                .as_deref()
+                .map(admin_keys::parse_time_ms)
+                .transpose()?;
+            (
+                "destruction-export",
+                json!({"out": out, "since_ms": since, "bucket": bucket}),
+            )
+        }
+        AdminVerb::Destruction {
+            verb: destruction_cli::DestructionVerb::Show { bucket, key },
+        } => {
+            shape = Shape::Records;
+            ("destruction-show", json!({"bucket": bucket, "key": key}))
+        }
+        AdminVerb::User {
+            verb: UserVerb::Restore { name },
+        } => {
+            shape = Shape::Plain;
+            ("user-restore", json!({"name": name}))
+        }
         AdminVerb::User {
             verb: UserVerb::Add { name },
         } => ("user-add", json!({"name": name})),
@@ -473,8 +616,21 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             verb: UserVerb::List,
         } => ("user-list", json!({})),
         AdminVerb::User {
-            verb: UserVerb::Remove { name },
-        } => ("user-remove", json!({"name": name})),
+            verb:
+                UserVerb::Remove {
+                    name,
+                    purge,
+                    grace_days,
+                },
+        } => {
+            if purge {
+                shape = Shape::Plain;
+            }
+            (
+                "user-remove",
+                json!({"name": name, "purge": purge, "grace_days": grace_days}),
+            )
+        }
         AdminVerb::Key {
             verb: KeyVerb::Create { user },
         } => ("key-create", json!({"user": user})),
@@ -503,16 +659,80 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         .secret_key
         .ok_or_else(|| anyhow::anyhow!("--secret-key (or STRATA_SECRET_KEY) is required"))?;
     let out = admin_client::call(&args.endpoint, &ak, &sk, &args.region, verb, &body).await?;
-    if verb == "lifecycle-metrics"
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out)
-    {
-        print!("{}", v["prometheus"].as_str().unwrap_or_default());
-        return Ok(());
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    match shape {
+        _ if args.json && !matches!(shape, Shape::Rotation(Some(_))) => println!("{out}"),
+        Shape::Json => println!("{out}"),
+        Shape::Plain => println!("{}", admin_keys::plain(&value)),
+        Shape::Report => println!("{}", admin_keys::report_table(&value)),
+        Shape::Records => println!("{}", admin_keys::records_table(&value)),
+        Shape::Rotation(None) => println!("{}", admin_keys::plain(&value)),
+        Shape::Rotation(Some(bucket)) => {
+            follow_rotation(&args.endpoint, &ak, &sk, &args.region, &bucket, args.json).await?
+        }
+        Shape::Readable => print!("{}", render_readable(verb, &value)),
+        Shape::Prometheus => print!("{}", value["prometheus"].as_str().unwrap_or_default()),
     }
-    if readable && let Ok(v) = serde_json::from_str::<serde_json::Value>(&out) {
-        print!("{}", render_readable(verb, &v));
-        return Ok(());
-    }
-    println!("{out}");
     Ok(())
+}
+
+/// Shows a rotation's progress until it is no longer queued (bounded: 24 h).
+async fn follow_rotation(
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    region: &str,
+    bucket: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mine = |j: &serde_json::Value| {
+        if bucket.is_empty() {
+            j["target"]["kind"] == "master"
+        } else {
+            j["target"]["bucket"] == bucket
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(24 * 3600);
+    let mut last = String::new();
+    loop {
+        let out = admin_client::call(
+            endpoint,
+            ak,
+            sk,
+            region,
+            "keys-report",
+            &serde_json::json!({}),
+        )
+        .await?;
+        let r: serde_json::Value = serde_json::from_str(&out)?;
+        let job = r["rotations"]["queued"]
+            .as_array()
+            .and_then(|a| a.iter().find(|j| mine(j)).cloned());
+        match job {
+            Some(j) => {
+                let line = admin_keys::rotation_line(&j);
+                if line != last && !json {
+                    eprintln!("{line}");
+                    last = line;
+                }
+            }
+            None => {
+                let done = r["rotations"]["finished"]
+                    .as_array()
+                    .and_then(|a| a.iter().rev().find(|j| mine(j)).cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                if json {
+                    println!("{done}");
+                } else {
+                    println!("rotation finished\n{}", admin_keys::plain(&done));
+                }
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the rotation is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

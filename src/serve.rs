@@ -12,7 +12,6 @@ use strata_gateway::admin::NodeAdmin;
 use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
 use strata_storage_node::ChunkService;
-use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{LocalChunkStore, NodeConfig};
 
 #[derive(clap::Args)]
@@ -57,7 +56,8 @@ pub struct ServeArgs {
 // ---- lifecycle and archive tier (docs/lifecycle.md, docs/archive-format.md) ---------------------
 #[derive(clap::Args)]
 pub struct LifecycleArgs {
-    /// One lifecycle day lasts N seconds (tests, demos; no midnight rounding). Default: real days.
+    /// One lifecycle day lasts N seconds (tests, demos; no midnight rounding); also the day of
+    /// the account-closure grace period. Default: real days.
     #[arg(long, env = "STRATA_LIFECYCLE_DAY_SECS")]
     pub lifecycle_day_secs: Option<u64>,
     /// Data shards of archive containers (their own erasure geometry, on the same disks).
@@ -192,6 +192,22 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Buckets written before the key store kept their KEK wrapped in the bucket record (and DEKs in
+/// the version records), where deleting never destroyed them. Pre-release: no conversion, as for
+/// metadata format 1.
+fn refuse_pre_keystore_records(meta: &MetaStore) -> anyhow::Result<()> {
+    let buckets = meta
+        .list_buckets()
+        .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    if let Some(b) = buckets.iter().find(|b| b.kek_slot.is_none()) {
+        anyhow::bail!(
+            "bucket {:?} was written before the key store (its key is in the metadata, where it              cannot be destroyed); this version does not convert such stores: move the data              directory away and start with an empty one",
+            b.name
+        );
+    }
+    Ok(())
+}
+
 /// Creates the admin user on first start: with the keys from STRATA_ADMIN_ACCESS_KEY /
 /// STRATA_ADMIN_SECRET_KEY if set, else fresh random ones that are printed once.
 async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, String, bool)>> {
@@ -214,11 +230,21 @@ async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, Stri
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let edge = args.edge.config()?;
     private_dir(&args.data_dir)?;
-    let master = Arc::new(
-        MasterKey::load_or_create(&args.data_dir.join("master.key")).context("master key")?,
+    anyhow::ensure!(
+        args.lifecycle.lifecycle_day_secs != Some(0),
+        "--lifecycle-day-secs must be at least 1"
     );
     let meta = MetaStore::open(&args.data_dir.join("meta"))
         .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    // After RocksDB: its lock on DATA/meta makes this the only process using the data dir, so
+    // the key store (DATA/keys) and the destruction log (DATA/destruction-log) are ours too.
+    let keys = strata_engine::keys::KeyRing::open(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
+    refuse_pre_keystore_records(&meta)?;
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
+            .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?,
+    );
     meta.set_gc_grace_ms(args.gc_grace_ms);
     let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     let disk_names = node_cfg.disk_names();
@@ -265,7 +291,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::new(
         meta,
         chunks,
-        master,
+        keys,
+        log,
         EngineConfig {
             buffer_budget: args.buffer_memory.max(1) * 1024 * 1024,
             rebalance_rate: args.rebalance_rate * 1024 * 1024,

@@ -19,7 +19,14 @@ impl Engine {
     /// Creates the bucket with a fresh KEK. `BucketAlreadyExists` if the name is taken (by
     /// anyone: the caller decides what to answer an owner).
     pub async fn create_bucket(&self, spec: NewBucket) -> Result<BucketRecord> {
-        let (kek_id, wrapped_kek) = self.keys().new_bucket_kek(&spec.name);
+        let owner = spec.owner.clone();
+        if let Some(u) = self.meta_call(move |m| m.get_user_by_id(&owner)).await?
+            && u.closing.is_some()
+        {
+            // A closing account is read-only.
+            return Err(strata_metadata::MetaError::BucketClosing.into());
+        }
+        let kek = self.new_kek().await?;
         let rec = BucketRecord {
             name: spec.name,
             owner: spec.owner,
@@ -36,11 +43,20 @@ impl Engine {
             lifecycle_xml: None,
             lifecycle: None,
             tags: Vec::new(),
-            kek_id,
-            wrapped_kek,
+            kek_id: kek.id.clone(),
+            wrapped_kek: Vec::new(),
+            kek_slot: Some(kek.slot),
+            previous_keks: Vec::new(),
+            closing: None,
+            retention_rules: Vec::new(),
         };
         let r = rec.clone();
-        self.meta_call(move |m| m.create_bucket(r)).await?;
+        if let Err(e) = self.meta_call(move |m| m.create_bucket(r)).await {
+            self.discard_key(kek.key_ref(), "bucket-not-created").await;
+            return Err(e);
+        }
+        self.note_key_event("kek", &rec.kek_id, "created", Some(&rec.name))
+            .await?;
         tracing::info!(bucket = %rec.name, owner = %rec.owner, object_lock = rec.object_lock_enabled, "bucket created");
         Ok(rec)
     }
@@ -54,13 +70,22 @@ impl Engine {
         self.meta_call(|m| m.list_buckets()).await
     }
 
-    /// Atomic read-modify-write of a bucket's settings.
-    pub async fn update_bucket<F>(&self, name: &str, f: F) -> Result<BucketRecord>
+    /// Atomic read-modify-write of a bucket's settings (`BucketClosing` for a bucket being
+    /// destroyed: read-only).
+    pub async fn update_bucket<F>(&self, name: &str, mut f: F) -> Result<BucketRecord>
     where
         F: FnMut(&mut BucketRecord) -> strata_metadata::Result<()> + Send + 'static,
     {
         let n = name.to_string();
-        self.meta_call(move |m| m.update_bucket(&n, f)).await
+        self.meta_call(move |m| {
+            m.update_bucket(&n, |b| {
+                if b.closing.is_some() {
+                    return Err(strata_metadata::MetaError::BucketClosing);
+                }
+                f(b)
+            })
+        })
+        .await
     }
 
     /// `BucketNotEmpty` while any version, delete marker or upload remains.

@@ -1,5 +1,6 @@
-//! Garbage collection: deletes the chunks of data no version references any more, from the
-//! metadata tier's durable queue (a crash only delays deletion, never loses it).
+//! Garbage collection: destroys the keys and deletes the chunks of data no version references
+//! any more, from the metadata tier's durable queue (a crash only delays deletion, never loses
+//! it), and writes the destruction record of every destroyed version (`destruction.rs`).
 //!
 //! Data waits in the queue for the grace period before it is deleted, so reads, copies and
 //! UploadPartCopy already streaming it finish; blobs this process is reading right now are
@@ -8,9 +9,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
-use strata_metadata::Segment;
-use strata_storage_node::ChunkId;
 
 use crate::workers::{WorkState, Worker};
 use crate::{Engine, now_ms};
@@ -18,38 +18,16 @@ use crate::{Engine, now_ms};
 /// Items taken from the queue per unit of work.
 const BATCH: usize = 64;
 
-/// Deletes every chunk of the segments (idempotent).
-pub async fn delete_segments(engine: &Engine, segments: &[Segment]) -> Result<u64, String> {
-    let mut deleted = 0;
-    for seg in segments {
-        let layout = engine
-            .layout(seg.layout)
-            .await
-            .map_err(|e| e.to_string())?
-            .node;
-        for index in 0..seg.chunk_count() {
-            engine
-                .chunks()
-                .delete_chunk(
-                    &layout,
-                    ChunkId {
-                        blob: seg.blob,
-                        index,
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
-}
+/// Items destroyed at the same time (their key-store flushes and log appends group-commit).
+const PARALLEL: usize = 4;
 
 pub struct GcWorker {
     engine: Engine,
     items_done: u64,
     chunks_deleted: u64,
     bytes_deleted: u64,
+    keys_destroyed: u64,
+    records_written: u64,
     /// Items skipped because this process is still reading their data.
     deferred: u64,
     last_batch: usize,
@@ -62,6 +40,8 @@ impl GcWorker {
             items_done: 0,
             chunks_deleted: 0,
             bytes_deleted: 0,
+            keys_destroyed: 0,
+            records_written: 0,
             deferred: 0,
             last_batch: 0,
         }
@@ -81,7 +61,7 @@ impl Worker for GcWorker {
             .await
             .map_err(|e| e.to_string())?;
         self.last_batch = items.len();
-        let mut done = Vec::with_capacity(items.len());
+        let mut ready = Vec::with_capacity(items.len());
         for item in &items {
             if item
                 .segments
@@ -91,14 +71,32 @@ impl Worker for GcWorker {
                 self.deferred += 1;
                 continue;
             }
-            match delete_segments(&self.engine, &item.segments).await {
-                Ok(n) => {
-                    self.chunks_deleted += n;
+            ready.push(item.clone());
+        }
+        let engine = self.engine.clone();
+        let outcomes: Vec<_> = futures::stream::iter(ready)
+            .map(|item| {
+                let engine = engine.clone();
+                async move {
+                    let r = engine.destroy_item(&item).await;
+                    (item, r)
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut done = Vec::with_capacity(outcomes.len());
+        for (item, outcome) in outcomes {
+            match outcome {
+                Ok(d) => {
+                    self.chunks_deleted += d.chunks_deleted;
+                    self.keys_destroyed += d.keys_destroyed;
+                    self.records_written += d.record.is_some() as u64;
                     self.bytes_deleted += item.segments.iter().map(|s| s.len).sum::<u64>();
                     done.push(item.seq);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, seq = item.seq, "gc: chunk deletion failed; will retry")
+                    tracing::warn!(error = %e, seq = item.seq, "gc: destruction failed; will retry")
                 }
             }
         }
@@ -124,6 +122,8 @@ impl Worker for GcWorker {
             "items_done": self.items_done,
             "chunks_deleted": self.chunks_deleted,
             "bytes_deleted": self.bytes_deleted,
+            "keys_destroyed": self.keys_destroyed,
+            "destruction_records": self.records_written,
             "deferred_in_use": self.deferred,
             "last_batch": self.last_batch,
             "grace_ms": self.engine.meta_blocking().gc_grace_ms(),

@@ -89,6 +89,9 @@ impl Engine {
         keys: Option<(String, String)>,
     ) -> Result<(String, String)> {
         let (ak, sk) = keys.unwrap_or_else(generate_key_pair);
+        // Sealed and stored under the shared switch lock: a master rotation's re-seal pass,
+        // which starts after the switch, sees this key (or it is sealed by the new master).
+        let _shared = self.keys().switch().read().await;
         let sealed = self.keys().seal_secret(&ak, &sk);
         let (u, a) = (user.to_string(), ak.clone());
         self.meta_call(move |m| {

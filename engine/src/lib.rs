@@ -25,26 +25,32 @@ pub mod body;
 pub mod buckets;
 pub mod budget;
 pub mod checksum;
+pub mod destruction;
 pub mod error;
 pub mod gc;
 pub mod identity;
 pub mod instance;
+pub mod key_ops;
 pub mod keys;
 pub mod layouts;
 pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
+pub mod purge;
 pub mod read;
 pub mod rebalance;
+pub mod report;
+pub mod retention;
+pub mod rotation;
 pub mod workers;
 pub mod write;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_destruction_log::DestructionLog;
 use strata_metadata::{LayoutRecord, MetaStore};
 use strata_storage_node::ChunkService;
-use strata_storage_node::keys::MasterKey;
 
 pub use body::{BodyError, BodyStream, ReadStream};
 pub use error::{EngineError, Rejection, Result};
@@ -61,7 +67,8 @@ pub struct EngineConfig {
     /// Bytes per second the rebalance job may move from old layouts to the current one
     /// (0: no rebalancing).
     pub rebalance_rate: u64,
-    /// `Some(n)`: one lifecycle day lasts n seconds (tests, demos); `None`: real days.
+    /// `Some(n)`: one lifecycle day lasts n seconds (tests, demos); `None`: real days. Also the
+    /// day of other day-counted periods (the account-closure grace).
     pub lifecycle_day_secs: Option<u64>,
     /// Archive containers, compaction and restore delays.
     pub archive: archive::ArchiveConfig,
@@ -84,12 +91,15 @@ struct Inner {
     meta: MetaStore,
     chunks: Arc<dyn ChunkService>,
     keys: keys::KeyRing,
+    log: Arc<DestructionLog>,
     cfg: EngineConfig,
     budget: budget::BufferBudget,
     pins: Arc<read::ReadPins>,
     workers: workers::Workers,
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
+    /// Serialises changes to the key-rotation queue.
+    rotation: tokio::sync::Mutex<()>,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -102,10 +112,14 @@ impl Engine {
     /// An engine over the stores. `layout` is the current placement layout (new data is written
     /// with it; see `MetaStore::ensure_current_layout`), and `instance` this process's registered
     /// instance id (the owner of its write intents).
+    ///
+    /// `keys` holds the master keys and the key store ([`keys::KeyRing::open`]), `log` the
+    /// destruction log that every destroyed version gets a record in.
     pub fn new(
         meta: MetaStore,
         chunks: Arc<dyn ChunkService>,
-        master: Arc<MasterKey>,
+        keys: keys::KeyRing,
+        log: Arc<DestructionLog>,
         cfg: EngineConfig,
         layout: LayoutRecord,
         instance: String,
@@ -115,12 +129,14 @@ impl Engine {
             inner: Arc::new(Inner {
                 meta,
                 chunks,
-                keys: keys::KeyRing::new(master),
+                keys,
+                log,
                 budget: budget::BufferBudget::new(cfg.buffer_budget),
                 pins: Arc::default(),
                 workers: workers::Workers::default(),
                 instance: instance::InstanceId::new(instance),
                 layouts,
+                rotation: tokio::sync::Mutex::new(()),
                 cfg,
             }),
         })
@@ -132,6 +148,11 @@ impl Engine {
 
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+
+    /// The destruction log (blocking calls: use the blocking pool).
+    pub fn destruction_log(&self) -> &Arc<DestructionLog> {
+        &self.inner.log
     }
 
     pub(crate) fn chunks(&self) -> &Arc<dyn ChunkService> {
@@ -160,6 +181,10 @@ impl Engine {
         &self.inner.layouts
     }
 
+    pub(crate) fn rotation_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.rotation
+    }
+
     /// Starts the background workers this process runs: the instance lease, the GC and the
     /// write-intent sweep, lifecycle, the archive tier (repack, restore, compaction), and the
     /// rebalance of old layouts.
@@ -176,6 +201,9 @@ impl Engine {
         w.spawn(archive::repack::ArchiveWorker::new(self.clone()), 0);
         w.spawn(archive::restore::RestoreWorker::new(self.clone()), 0);
         w.spawn(archive::compact::CompactionWorker::new(self.clone()), 0);
+        // Key lifecycle: rotations, bucket purges and account closures.
+        w.spawn(rotation::RotationWorker::new(self.clone()), 0);
+        w.spawn(purge::PurgeWorker::new(self.clone()), 0);
         if self.cfg().rebalance_rate > 0 {
             w.spawn(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),

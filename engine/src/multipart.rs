@@ -60,15 +60,17 @@ impl Engine {
         if let Some(a) = &attrs.checksum_algorithm {
             checksum::algorithm(a)?;
         }
-        let dek = self.keys().new_data_key(bucket)?;
+        self.check_writable(bucket)?;
+        let (dek, kek_id) = self.new_upload_key(bucket).await?;
         let rec = UploadRecord {
             upload_id: self.meta_blocking().new_upload_id(),
             key: key.to_string(),
             initiated: now_ms(),
             owner: attrs.owner,
-            kek_id: dek.kek_id,
-            dek_id: dek.dek_id,
-            wrapped_dek: dek.wrapped,
+            kek_id,
+            dek_id: dek.id.clone(),
+            wrapped_dek: Vec::new(),
+            dek_slot: Some(dek.slot),
             content: attrs.content,
             user_metadata: attrs.user_metadata,
             tags: attrs.tags,
@@ -79,7 +81,10 @@ impl Engine {
             legal_hold: attrs.legal_hold,
         };
         let (b, r) = (bucket.name.clone(), rec.clone());
-        self.meta_call(move |m| m.create_upload(&b, r)).await?;
+        if let Err(e) = self.meta_call(move |m| m.create_upload(&b, r)).await {
+            self.discard_key(dek.key_ref(), "upload-not-created").await;
+            return Err(e);
+        }
         Ok(rec)
     }
 
@@ -97,9 +102,19 @@ impl Engine {
         body: BodyStream,
         spec: WriteSpec,
     ) -> Result<PartRecord> {
-        let dek = self.keys().upload_key(bucket, upload)?;
+        self.check_writable(bucket)?;
+        let dek = self.upload_key(bucket, upload).await?;
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
+    }
+
+    async fn upload_key(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+    ) -> Result<std::sync::Arc<strata_storage_node::DataKey>> {
+        let (b, u) = (bucket.clone(), upload.clone());
+        self.key_call(move |k| k.upload_key(&b, &u)).await
     }
 
     /// UploadPartCopy: (a range of) an existing version becomes a part, re-encrypted under the
@@ -122,7 +137,7 @@ impl Engine {
             checksum_algorithm: upload.checksum_algorithm.clone(),
             ..Default::default()
         };
-        let dek = self.keys().upload_key(bucket, upload)?;
+        let dek = self.upload_key(bucket, upload).await?;
         let stored = self.write_blob(dek, body, spec).await?;
         self.commit_part(bucket, upload, part_number, stored).await
     }
@@ -311,7 +326,8 @@ fn assemble(
         data: DataLayout {
             kek_id: upload.kek_id.clone(),
             dek_id: upload.dek_id.clone(),
-            wrapped_dek: upload.wrapped_dek.clone(),
+            wrapped_dek: Vec::new(),
+            dek_slot: upload.dek_slot,
             segments: parts
                 .iter()
                 .filter(|p| p.size > 0)

@@ -4,9 +4,9 @@
 use std::ops::Range;
 
 use strata_metadata::{
-    BucketRecord, ContentHeaders, DataLayout, DeleteOutcome, ListObjectsPage, ListObjectsParams,
-    ListVersionsPage, ListVersionsParams, MetaError, NULL_VERSION, Precondition, PutOutcome,
-    Retention, VersionExpect, VersionRecord, VersioningState,
+    BucketRecord, ContentHeaders, DataLayout, DeleteActor, DeleteOutcome, ListObjectsPage,
+    ListObjectsParams, ListVersionsPage, ListVersionsParams, MetaError, NULL_VERSION, Precondition,
+    PutOutcome, Retention, VersionExpect, VersionRecord, VersioningState,
 };
 
 use crate::body::{BodyStream, ReadStream, read_as_body};
@@ -37,35 +37,62 @@ pub struct Written {
 }
 
 /// Why a version (or the marker of a delete) is asked for: carried to the log and, when data is
-/// really destroyed, to the destruction record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum DeleteReason {
-    /// An S3 DeleteObject/DeleteObjects request.
-    UserRequest { request_id: Option<String> },
-    /// A lifecycle rule fired.
-    Lifecycle { rule_id: String },
-    /// The version's retention period ended (retention-driven destruction).
-    RetentionEnd,
-    /// The whole bucket is being destroyed.
-    BucketPurge,
-    /// The owner's account was closed and its grace period ended.
-    AccountClosure,
-    /// An operator verb.
-    Admin { request_id: Option<String> },
-}
+/// really destroyed, to the destruction record (stored in the GC item, hence defined by the
+/// metadata tier).
+pub use strata_metadata::DeleteReason;
 
 /// How a delete is asked for, and by whom (for the log and the destruction record).
 #[derive(Clone, Debug)]
 pub struct DeleteRequest {
     pub version_id: Option<String>,
     pub bypass_governance: bool,
-    /// User id (or job name) asking.
+    /// Who asks: a user id (64 hex, from the gateway), a job name (`"lifecycle"`), or
+    /// `"job:user-id"` for a job acting for a user (a purge an admin asked for).
     pub actor: String,
     pub reason: DeleteReason,
 }
 
+impl DeleteRequest {
+    /// The actor as the destruction record names it.
+    pub fn record_actor(&self, access_key: Option<String>) -> DeleteActor {
+        let is_user = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match self.actor.split_once(':') {
+            Some((job, user)) if is_user(user) => DeleteActor {
+                user: Some(user.to_string()),
+                access_key,
+                engine: Some(job.to_string()),
+            },
+            _ if is_user(&self.actor) => DeleteActor {
+                user: Some(self.actor.clone()),
+                access_key,
+                engine: None,
+            },
+            _ => DeleteActor {
+                user: None,
+                access_key,
+                engine: Some(self.actor.clone()),
+            },
+        }
+    }
+}
+
 impl Engine {
+    /// `BucketClosing` for a bucket being destroyed (purge, account closure): it is read-only.
+    /// The metadata tier checks it again atomically where a commit reads the bucket.
+    pub fn check_writable(&self, bucket: &BucketRecord) -> Result<()> {
+        if bucket.closing.is_some() {
+            return Err(MetaError::BucketClosing.into());
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn require_writable(&self, bucket: &str) -> Result<()> {
+        match self.bucket(bucket).await? {
+            Some(b) => self.check_writable(&b),
+            None => Err(MetaError::NoSuchBucket.into()),
+        }
+    }
+
     /// The version id a new write in `bucket` gets (`null` unless versioning is enabled).
     fn new_version_id(&self, bucket: &BucketRecord) -> String {
         match bucket.versioning {
@@ -100,8 +127,12 @@ impl Engine {
         attrs: ObjectAttrs,
         precondition: Precondition,
     ) -> Result<Written> {
-        let dek = self.keys().new_data_key(bucket)?;
-        let stored = self.write_blob(dek.key.clone(), body, spec).await?;
+        self.check_writable(bucket)?;
+        let mut spec = spec;
+        let fresh = std::sync::Arc::new(self.keys().fresh_dek(&bucket.name));
+        spec.new_key = Some(fresh.clone());
+        let stored = self.write_blob(fresh.key.clone(), body, spec).await?;
+        let skey = stored.key.clone();
         let version = VersionRecord {
             version_id: self.new_version_id(bucket),
             is_delete_marker: false,
@@ -115,11 +146,13 @@ impl Engine {
             tags: attrs.tags,
             storage_class: attrs.storage_class,
             owner: attrs.owner,
+            // An empty body stored nothing, so no key was kept for it.
             data: DataLayout {
-                kek_id: dek.kek_id,
-                dek_id: dek.dek_id,
-                wrapped_dek: dek.wrapped,
+                kek_id: skey.as_ref().map(|k| k.kek_id.clone()).unwrap_or_default(),
+                dek_id: skey.as_ref().map(|k| k.dek_id.clone()).unwrap_or_default(),
+                wrapped_dek: Vec::new(),
                 segments: stored.segments(),
+                dek_slot: skey.as_ref().map(|k| k.slot),
             },
             parts: Vec::new(),
             retention: attrs.retention,
@@ -203,7 +236,20 @@ impl Engine {
         key: &str,
         req: DeleteRequest,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_if(bucket, key, req, None).await
+        self.delete_object_full(bucket, key, req, None, None).await
+    }
+
+    /// [`Engine::delete_object`] with the access key the request was signed with (for the
+    /// destruction record).
+    pub async fn delete_object_signed(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        req: DeleteRequest,
+        access_key: Option<String>,
+    ) -> Result<DeleteOutcome> {
+        self.delete_object_full(bucket, key, req, access_key, None)
+            .await
     }
 
     /// [`Engine::delete_object`] conditioned on the version a background job decided for
@@ -215,17 +261,33 @@ impl Engine {
         req: DeleteRequest,
         expect: Option<VersionExpect>,
     ) -> Result<DeleteOutcome> {
+        self.delete_object_full(bucket, key, req, None, expect)
+            .await
+    }
+
+    async fn delete_object_full(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        req: DeleteRequest,
+        access_key: Option<String>,
+        expect: Option<VersionExpect>,
+    ) -> Result<DeleteOutcome> {
         let (b, k) = (bucket.name.clone(), key.to_string());
         let r = req.clone();
+        let actor = req.record_actor(access_key);
         let out = self
             .meta_call(move |m| {
-                m.delete_object_if(
+                let owner = actor.user.clone().unwrap_or_else(|| r.actor.clone());
+                m.delete_object_for(
                     &b,
                     &k,
                     r.version_id.as_deref(),
-                    &r.actor,
+                    &owner,
                     now_ms(),
                     r.bypass_governance,
+                    &r.reason,
+                    &actor,
                     expect.as_ref(),
                 )
             })
@@ -244,6 +306,7 @@ impl Engine {
         version_id: Option<&str>,
         tags: Vec<(String, String)>,
     ) -> Result<VersionRecord> {
+        self.require_writable(bucket).await?;
         let (b, k, v) = (
             bucket.to_string(),
             key.to_string(),
@@ -263,6 +326,7 @@ impl Engine {
         wanted: Option<Retention>,
         bypass_governance: bool,
     ) -> Result<VersionRecord> {
+        self.require_writable(bucket).await?;
         let (b, k, v) = (
             bucket.to_string(),
             key.to_string(),
@@ -281,6 +345,10 @@ impl Engine {
         version_id: Option<&str>,
         on: bool,
     ) -> Result<VersionRecord> {
+        // Lifting a hold stays possible in a closing bucket: it lets the destruction proceed.
+        if on {
+            self.require_writable(bucket).await?;
+        }
         let (b, k, v) = (
             bucket.to_string(),
             key.to_string(),

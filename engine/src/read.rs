@@ -122,8 +122,12 @@ impl Engine {
         version: &VersionRecord,
         range: Range<u64>,
     ) -> Result<ReadStream> {
-        let dek = self.keys().version_key(bucket, &version.data)?;
         let slices = plan(&version.data.segments, range);
+        if slices.is_empty() {
+            // Nothing stored to read (an empty object has no data key either).
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let dek = self.version_key(bucket, &version.data).await?;
         let mut layouts: HashMap<u32, Arc<strata_storage_node::Layout>> = HashMap::new();
         for s in &version.data.segments {
             if let std::collections::hash_map::Entry::Vacant(e) = layouts.entry(s.layout) {

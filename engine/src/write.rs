@@ -26,6 +26,7 @@ use crate::body::{BodyError, BodyStream};
 use crate::budget::Reservation;
 use crate::checksum::Hasher;
 use crate::error::{EngineError, Rejection, Result};
+use crate::keys::FreshDek;
 
 /// The checksum the client sent after the body (an aws-chunked trailer), read once the body has
 /// ended; an error when the trailer the client announced is missing or of another algorithm.
@@ -46,7 +47,22 @@ pub struct WriteSpec {
     pub checksum_algorithm: Option<String>,
     pub checksum_expected: Option<String>,
     pub late_checksum: Option<LateChecksum>,
+    /// A new data key the blob is written under (a new version's): it is written to the key
+    /// store once the write intent (which then covers it too) is recorded, and goes to the GC
+    /// with the chunks if the blob is never committed. `None`: an existing key (an upload's
+    /// parts, a rebalanced segment).
+    pub new_key: Option<Arc<FreshDek>>,
 }
+
+/// The new data key of a stored blob, durable in the key store.
+#[derive(Clone, Debug)]
+pub struct StoredKey {
+    pub kek_id: String,
+    pub dek_id: String,
+    pub slot: u64,
+}
+
+type KeyTask = JoinHandle<Result<String>>;
 
 /// A body stored durably, chunk by chunk, not yet referenced by any version. Dropping it without
 /// [`StoredBlob::committed`] hands its chunks to the GC.
@@ -55,6 +71,9 @@ pub struct StoredBlob {
     pub md5: [u8; 16],
     /// (algorithm, base64 value), verified against what the client declared.
     pub checksum: Option<(String, String)>,
+    /// The blob's new data key (`WriteSpec::new_key`), once durable; `None` for an empty body
+    /// (nothing was written, so no key was stored).
+    pub key: Option<StoredKey>,
     guard: DiscardGuard,
 }
 
@@ -92,6 +111,8 @@ struct DiscardGuard {
     /// Chunk writes still running when the guard fires: the discard waits for them, so no chunk
     /// lands after its GC item was processed.
     inflight: VecDeque<JoinHandle<std::result::Result<(), NodeError>>>,
+    /// The new key's write to the key store, if running: waited for like the chunk writes.
+    key_task: Option<KeyTask>,
     reason: &'static str,
 }
 
@@ -110,11 +131,15 @@ impl Drop for DiscardGuard {
             return;
         };
         let inflight = std::mem::take(&mut self.inflight);
+        let key_task = self.key_task.take();
         let reason = self.reason;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
                     for t in inflight {
+                        let _ = t.await;
+                    }
+                    if let Some(t) = key_task {
                         let _ = t.await;
                     }
                     tracing::info!(blob = %hex::encode(segment.blob), reason, "write abandoned: chunks handed to GC");
@@ -207,6 +232,7 @@ struct BlobWriter<'a> {
     /// Chunks handed to the chunk store so far: after a failure, any of them may exist.
     submitted: u32,
     intent_bound: u64,
+    new_key: Option<Arc<FreshDek>>,
     guard: DiscardGuard,
 }
 
@@ -227,11 +253,20 @@ impl BlobWriter<'_> {
         if self.submitted == 0 {
             let intent = self.segment(self.intent_bound.max(1));
             let owner = self.engine.instance().get();
+            let key = self.new_key.as_ref().map(|k| k.key_ref());
             self.engine
-                .meta_call(move |m| m.begin_write(&intent, &owner, crate::now_ms()))
+                .meta_call(move |m| {
+                    m.begin_write_with_key(&intent, key.as_ref(), &owner, crate::now_ms())
+                })
                 .await?;
             // From here on a failure or a drop must discard what may have been written.
             self.guard.armed = Some((self.engine.clone(), self.segment(0)));
+            // The intent covers the new key now: write it while the chunks are written.
+            if let Some(k) = self.new_key.clone() {
+                let engine = self.engine.clone();
+                self.guard.key_task =
+                    Some(tokio::spawn(async move { engine.persist_dek(k).await }));
+            }
         }
         while self.guard.inflight.len() >= self.engine.cfg().write_parallelism.max(1) {
             self.finish_one().await?;
@@ -269,6 +304,17 @@ impl BlobWriter<'_> {
         }
         Ok(())
     }
+
+    /// Waits for the new key's write (if one was started): its KEK id.
+    async fn finish_key(&mut self) -> Result<Option<String>> {
+        match self.guard.key_task.take() {
+            None => Ok(None),
+            Some(t) => t
+                .await
+                .map_err(|e| EngineError::internal(format!("key write task failed: {e}")))?
+                .map(Some),
+        }
+    }
 }
 
 impl Engine {
@@ -291,9 +337,11 @@ impl Engine {
             layout: layout.node,
             submitted: 0,
             intent_bound: spec.expected_len.unwrap_or(spec.max_len).min(spec.max_len),
+            new_key: spec.new_key.clone(),
             guard: DiscardGuard {
                 armed: None,
                 inflight: VecDeque::new(),
+                key_task: None,
                 reason: "abandoned-write",
             },
         };
@@ -357,6 +405,7 @@ impl Engine {
             }
             drop(held);
             w.finish_all().await?;
+            let kek_id = w.finish_key().await?;
             // A body shorter or longer than announced is never committed.
             if spec.expected_len.is_some_and(|n| n != total) {
                 return Err(Rejection::IncompleteBody.into());
@@ -385,13 +434,21 @@ impl Engine {
                     Some((alg, actual))
                 }
             };
-            Ok((md5, checksum, total))
+            Ok((md5, checksum, total, kek_id))
         }
         .await;
 
         match result {
-            Ok((md5, checksum, total)) => {
+            Ok((md5, checksum, total, kek_id)) => {
                 let segment = w.segment(total);
+                let key = match (kek_id, &spec.new_key) {
+                    (Some(kek_id), Some(k)) => Some(StoredKey {
+                        kek_id,
+                        dek_id: k.id.clone(),
+                        slot: k.slot,
+                    }),
+                    _ => None,
+                };
                 // The guard now covers exactly the stored chunks (none for an empty body, which
                 // wrote nothing and recorded no intent).
                 let mut guard = std::mem::replace(
@@ -399,6 +456,7 @@ impl Engine {
                     DiscardGuard {
                         armed: None,
                         inflight: VecDeque::new(),
+                        key_task: None,
                         reason: "abandoned-write",
                     },
                 );
@@ -410,6 +468,7 @@ impl Engine {
                     segment,
                     md5,
                     checksum,
+                    key,
                     guard,
                 })
             }
@@ -419,6 +478,7 @@ impl Engine {
                 for t in std::mem::take(&mut w.guard.inflight) {
                     let _ = t.await;
                 }
+                let _ = w.finish_key().await;
                 if let Some((engine, _)) = w.guard.armed.take() {
                     let orphan = w.segment(w.submitted as u64 * chunk_size as u64);
                     engine.discard_segment(orphan, "failed-write").await;

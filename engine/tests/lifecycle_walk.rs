@@ -15,11 +15,13 @@ use strata_engine::objects::{DeleteReason, DeleteRequest, ObjectAttrs};
 use strata_engine::workers::{WorkState, Worker};
 use strata_engine::{Engine, EngineConfig, WriteSpec};
 use strata_metadata::{ListVersionsParams, MetaStore, Precondition, VersioningState};
-use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{ChunkService, LocalChunkStore, NodeConfig};
 
 async fn engine(dir: &std::path::Path) -> Engine {
-    let master = Arc::new(MasterKey::load_or_create(&dir.join("master.key")).unwrap());
+    let keys = strata_engine::keys::KeyRing::open_files(dir).unwrap();
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&dir.join("destruction-log")).unwrap(),
+    );
     let meta = MetaStore::open(&dir.join("meta")).unwrap();
     let chunks: Arc<dyn ChunkService> =
         Arc::new(LocalChunkStore::open(NodeConfig::under(&dir.join("disks"), 6)).unwrap());
@@ -34,7 +36,8 @@ async fn engine(dir: &std::path::Path) -> Engine {
     Engine::new(
         meta,
         chunks,
-        master,
+        keys,
+        log,
         EngineConfig {
             lifecycle_day_secs: Some(1),
             ..Default::default()

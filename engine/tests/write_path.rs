@@ -11,7 +11,6 @@ use strata_engine::buckets::NewBucket;
 use strata_engine::objects::ObjectAttrs;
 use strata_engine::{Engine, EngineConfig, EngineError, Rejection, WriteSpec};
 use strata_metadata::{BucketRecord, MetaStore, Precondition};
-use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{ChunkService, LocalChunkStore, NodeConfig};
 
 const CHUNK: usize = 64 * 1024;
@@ -24,7 +23,11 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+    // Its own keys, never the environment's.
+    let keys = strata_engine::keys::KeyRing::open_files(dir.path()).unwrap();
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&dir.path().join("destruction-log")).unwrap(),
+    );
     let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
     let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), 6)).unwrap();
     let chunks: Arc<dyn ChunkService> = Arc::new(store);
@@ -39,7 +42,8 @@ async fn fixture() -> Fixture {
     let engine = Engine::new(
         meta,
         chunks,
-        master,
+        keys,
+        log,
         EngineConfig::default(),
         layout,
         instance,

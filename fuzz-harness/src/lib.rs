@@ -48,7 +48,6 @@ use sha2::{Digest, Sha256};
 use strata_engine::{Engine, EngineConfig};
 use strata_gateway::{Context, GatewayConfig};
 use strata_metadata::MetaStore;
-use strata_storage_node::keys::MasterKey;
 use strata_storage_node::{ChunkService, LocalChunkStore, NodeConfig};
 
 /// Mode byte (`data[0] % 3`): unsigned arbitrary request.
@@ -178,7 +177,12 @@ impl FuzzHarness {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key"))?);
+        // Its own keys, never the environment's.
+        let keys = strata_engine::keys::KeyRing::open_files(dir.path())
+            .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
+        let log = Arc::new(strata_destruction_log::DestructionLog::open(
+            &dir.path().join("destruction-log"),
+        )?);
         let meta = MetaStore::open(&dir.path().join("meta"))
             .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
         let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), 6))?;
@@ -194,7 +198,8 @@ impl FuzzHarness {
         let engine = Engine::new(
             meta,
             chunks,
-            master,
+            keys,
+            log,
             EngineConfig::default(),
             layout,
             instance,

@@ -16,6 +16,7 @@ use crate::auth;
 use crate::context::Context;
 use crate::errors;
 
+mod keys;
 mod lifecycle;
 
 pub const ADMIN_QUERY: &str = "x-strata-admin";
@@ -54,6 +55,11 @@ struct Args {
     #[serde(default)]
     repair: bool,
     tranquility: Option<u32>,
+    /// user-remove: close the account (grace period, then destruction) instead of removing
+    /// the user record alone.
+    #[serde(default)]
+    purge: bool,
+    grace_days: Option<u32>,
 }
 
 fn valid_user_name(n: &str) -> bool {
@@ -107,8 +113,8 @@ impl S3Route for AdminRoute {
                 }
             })?
             .to_bytes();
-        let args: Args = if body.is_empty() {
-            Args::default()
+        let raw: Value = if body.is_empty() {
+            json!({})
         } else {
             serde_json::from_slice(&body).map_err(|e| bad(format!("bad JSON: {e}")))?
         };
@@ -116,6 +122,10 @@ impl S3Route for AdminRoute {
         if let Some(out) = lifecycle::handle(engine, &verb, &body).await {
             return json_response(out?);
         }
+        if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {
+            return json_response(r?);
+        }
+        let args: Args = serde_json::from_value(raw).map_err(|e| bad(format!("bad JSON: {e}")))?;
         let out: Value = match verb.as_str() {
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;
@@ -158,9 +168,21 @@ impl S3Route for AdminRoute {
                 if u.is_admin {
                     return Err(bad("the admin user cannot be removed"));
                 }
-                engine.delete_user(&name).await.map_err(errors::engine)?;
-                tracing::info!(target: "strata::audit", admin = %who.user, user = %name, "user removed");
-                json!({"removed": name})
+                if args.purge {
+                    let days = args
+                        .grace_days
+                        .unwrap_or(strata_engine::purge::DEFAULT_GRACE_DAYS);
+                    let out = engine
+                        .close_account(&name, days, &who.id)
+                        .await
+                        .map_err(|e| bad(e.to_string()))?;
+                    tracing::info!(target: "strata::audit", admin = %who.user, user = %name, grace_days = days, "account closure requested");
+                    out
+                } else {
+                    engine.delete_user(&name).await.map_err(errors::engine)?;
+                    tracing::info!(target: "strata::audit", admin = %who.user, user = %name, "user removed");
+                    json!({"removed": name})
+                }
             }
             "key-create" => {
                 let user = args.user.ok_or_else(|| bad("user is required"))?;
@@ -193,8 +215,8 @@ impl S3Route for AdminRoute {
                 let dir = PathBuf::from(args.dir.ok_or_else(|| bad("dir is required"))?);
                 let started = std::time::Instant::now();
                 let d = dir.clone();
-                let meta = engine.meta_blocking().clone();
-                tokio::task::spawn_blocking(move || private_backup(&meta, &d))
+                let e = engine.clone();
+                tokio::task::spawn_blocking(move || private_backup(&e, &d))
                     .await
                     .map_err(|_| s3_error!(InternalError))?
                     .map_err(|e| bad(format!("backup failed: {e}")))?;
@@ -241,8 +263,10 @@ fn json_response(out: Value) -> S3Result<S3Response<Body>> {
     Ok(resp)
 }
 
-/// Takes the metadata checkpoint into `dir` with the data directory's permissions: directories
-/// 0700, files 0600 (the checkpoint holds sealed secrets and wrapped keys).
+/// Takes a backup into `dir`: `dir/meta` (the metadata checkpoint) and `dir/keys` (a copy of the
+/// key store), consistent with each other: destroys and re-wraps in the key store wait while both
+/// are taken, so every key the checkpoint references is in the copy. Written with the data
+/// directory's permissions: directories 0700, files 0600 (sealed secrets, wrapped keys).
 ///
 /// RocksDB creates the checkpoint directory itself (it must not exist) with the process umask,
 /// so fixing modes afterwards in place would leave a window in which other local users can open
@@ -250,7 +274,8 @@ fn json_response(out: Value) -> S3Result<S3Response<Body>> {
 /// (nobody else can enter it), its modes are fixed there, and it is renamed to `dir` (same file
 /// system, atomic). The SST files are hard links to the live store's, which the data directory
 /// already keeps private; making them 0600 changes nothing for the server.
-fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), String> {
+fn private_backup(engine: &strata_engine::Engine, dir: &Path) -> Result<(), String> {
+    let meta = engine.meta_blocking();
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -276,7 +301,18 @@ fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), S
             .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
         let snapshot = staging.join("snapshot");
         let result = (|| {
-            meta.backup(&snapshot).map_err(|e| e.to_string())?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&snapshot)
+                .map_err(|e| format!("cannot create {}: {e}", snapshot.display()))?;
+            {
+                let paused = engine.keys().store().pause_overwrites();
+                meta.backup(&snapshot.join("meta"))
+                    .map_err(|e| e.to_string())?;
+                paused
+                    .copy_to(&snapshot.join("keys"))
+                    .map_err(|e| format!("copying the key store: {e}"))?;
+            }
             restrict_tree(&snapshot).map_err(|e| format!("cannot restrict permissions: {e}"))?;
             if exists(dir) {
                 return Err(format!("{} already exists", dir.display()));
@@ -292,7 +328,8 @@ fn private_backup(meta: &strata_metadata::MetaStore, dir: &Path) -> Result<(), S
     }
     #[cfg(not(unix))]
     {
-        meta.backup(dir).map_err(|e| e.to_string())
+        let _ = (meta, dir);
+        Err("backups need a Unix system".into())
     }
 }
 
@@ -322,26 +359,54 @@ mod tests {
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     }
 
+    fn engine(dir: &Path) -> strata_engine::Engine {
+        let meta = strata_metadata::MetaStore::open(&dir.join("meta")).unwrap();
+        let store = strata_storage_node::LocalChunkStore::open(
+            strata_storage_node::NodeConfig::under(&dir.join("disks"), 6),
+        )
+        .unwrap();
+        let disks: Vec<String> = (0..6).map(|i| format!("disk{i}")).collect();
+        let layout = meta
+            .ensure_current_layout(&disks, 4, 2, 1 << 20, 0)
+            .unwrap();
+        strata_engine::Engine::new(
+            meta,
+            Arc::new(store),
+            strata_engine::keys::KeyRing::open_files(dir).unwrap(),
+            Arc::new(
+                strata_destruction_log::DestructionLog::open(&dir.join("destruction-log")).unwrap(),
+            ),
+            Default::default(),
+            layout,
+            "test".into(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn backup_is_private() {
         let tmp = tempfile::tempdir().unwrap();
-        let meta = strata_metadata::MetaStore::open(&tmp.path().join("meta")).unwrap();
+        let engine = engine(tmp.path());
         let out = tmp.path().join("backups").join("b1");
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        private_backup(&meta, &out).unwrap();
+        private_backup(&engine, &out).unwrap();
         assert_eq!(mode(&out), 0o700);
         let mut files = 0;
-        for e in std::fs::read_dir(&out).unwrap() {
-            let e = e.unwrap();
-            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
-            files += 1;
+        for sub in ["meta", "keys"] {
+            assert_eq!(mode(&out.join(sub)), 0o700);
+            for e in std::fs::read_dir(out.join(sub)).unwrap() {
+                let e = e.unwrap();
+                assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+                files += 1;
+            }
         }
-        assert!(files > 0 && out.join("CURRENT").is_file());
+        assert!(files > 1 && out.join("meta/CURRENT").is_file());
+        assert!(out.join("keys/slots").is_file());
         // no staging directory left behind; a second backup to the same place is refused
         let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
         assert_eq!(left.len(), 1);
         assert!(
-            private_backup(&meta, &out)
+            private_backup(&engine, &out)
                 .unwrap_err()
                 .contains("already exists")
         );

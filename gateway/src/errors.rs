@@ -132,6 +132,11 @@ pub fn meta(e: MetaError) -> S3Error {
             },
         ),
         MetaError::InvalidRetention(m) => S3Error::with_message(S3ErrorCode::InvalidArgument, m),
+        // Like an explicit deny: the bucket is being destroyed or its account is closing.
+        MetaError::BucketClosing => S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "Access Denied: the bucket is read-only while it is being destroyed or its account is closing.",
+        ),
         // Handlers that can meet a delete marker map it themselves (MethodNotAllowed + headers).
         MetaError::IsDeleteMarker { .. } => S3Error::with_message(
             S3ErrorCode::MethodNotAllowed,

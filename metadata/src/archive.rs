@@ -5,7 +5,8 @@
 //!
 //! Sys-space keys (see `docs/archive-format.md`):
 //! - `archive-layout` -> u32 BE: the layout archive containers are written with;
-//! - `archive-kek` -> [`ArchiveKekRecord`]: the key wrapping every container key;
+//! - `archive-kek` -> [`ArchiveKekRecord`]: the key-store slot of the KEK wrapping every
+//!   container key;
 //! - `archive/open` -> container id: the container the repack writer fills
 //!   (`archive/open-<writer>` for other writers, e.g. compaction);
 //! - `archive/container/<id 16 B>` -> [`ContainerRecord`];
@@ -17,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{stage_consume_intents, stage_consume_key};
 use crate::keys;
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::layouts::{LAYOUT_PREFIX, layout_key, validate};
@@ -242,13 +243,26 @@ impl ContainerRecord {
     }
 }
 
-/// The archive key-encryption key: wrapped by the master key, it wraps every container key.
+/// The archive key-encryption key: it lives in the key store like a bucket KEK (wrapped by the
+/// master key, so a master rotation re-wraps it), this record names its slot; it wraps every
+/// container key. No version's data depends on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveKekRecord {
+    /// Key id (hex).
     pub id: String,
-    #[serde(with = "serde_bytes")]
-    pub wrapped: Vec<u8>,
+    /// Key-store slot.
+    pub slot: u64,
     pub created: i64,
+}
+
+impl ArchiveKekRecord {
+    pub fn key_ref(&self) -> crate::KeyRef {
+        crate::KeyRef {
+            class: crate::KeyClass::Kek,
+            slot: self.slot,
+            id: self.id.clone(),
+        }
+    }
 }
 
 /// Which version an extent was committed for (the compaction audit checks it still is).
@@ -602,8 +616,9 @@ impl MetaStore {
             .transpose()
     }
 
-    /// Records `rec` as the archive KEK unless one exists; returns the one in force (the first
-    /// recorded wins a race, so every container key is wrapped by the same KEK).
+    /// Records `rec` as the archive KEK unless one exists, consuming the key-only intent its
+    /// key was written under; returns the one in force (the first recorded wins a race, so every
+    /// container key is wrapped by the same KEK; the loser's key is the caller's to discard).
     pub fn create_archive_kek(&self, rec: ArchiveKekRecord) -> Result<ArchiveKekRecord> {
         self.retry(|| {
             if let Some(cur) = self.archive_kek()? {
@@ -611,8 +626,9 @@ impl MetaStore {
             }
             let mut b = Batch::default();
             b.absent(Space::Sys, ARCHIVE_KEK);
+            let seg = stage_consume_key(&mut b, &rec.key_ref())?;
             b.put(Space::Sys, ARCHIVE_KEK.to_vec(), encode(&rec));
-            self.kv().commit(b)?;
+            self.commit_consuming(b, std::slice::from_ref(&seg))?;
             Ok(rec.clone())
         })
     }

@@ -53,6 +53,9 @@ pub enum MetaError {
         version_id: String,
         last_modified: i64,
     },
+    /// The bucket is being destroyed (bucket purge, or its account is closing): read-only.
+    #[error("the bucket is read-only: it is being destroyed or its account is closing")]
+    BucketClosing,
     /// A caller inside the system passed something impossible (e.g. an invalid layout).
     #[error("invalid argument: {0}")]
     Invalid(String),

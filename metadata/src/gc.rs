@@ -9,7 +9,10 @@
 use crate::keys::now_ms;
 use crate::kv::{self, Batch, Direction, KeyRange, Space};
 use crate::store::{decode, encode};
-use crate::{BlobId, GcItem, GcStats, InstanceRecord, MetaError, MetaStore, Result, Segment};
+use crate::{
+    BlobId, DestroyedVersion, GcItem, GcStats, InstanceRecord, KeyRef, MetaError, MetaStore,
+    Result, Segment,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -50,12 +53,43 @@ fn first_seq_after(now: i64) -> Option<u64> {
     (now < MAX_DUE).then(|| ((now + 1) as u64) << SEQ_LOW_BITS)
 }
 
-/// A write in progress: who writes, since when, and a bound of what it may have written.
+/// A write in progress: who writes, since when, and a bound of what it may have written; and
+/// the new key it wrote to the key store, if any (a new version's DEK, a new upload's DEK, a
+/// new bucket's KEK), which goes to the GC with the chunks unless a commit references it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Intent {
     owner: String,
     begun: i64,
     segment: Segment,
+    #[serde(default)]
+    key: Option<KeyRef>,
+}
+
+/// The stand-in segment of a key-only intent: keyed by the key's id, no chunks.
+pub(crate) fn key_segment(key: &KeyRef) -> Result<Segment> {
+    let id: BlobId = hex::decode(&key.id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| MetaError::Invalid(format!("key id {:?} is not 16 hex bytes", key.id)))?;
+    Ok(Segment {
+        blob: id,
+        len: 0,
+        chunk_size: 0,
+        layout: 0,
+    })
+}
+
+/// Stages "this new key is now referenced" (a key-only intent, see `begin_key`).
+pub(crate) fn stage_consume_key(b: &mut Batch, key: &KeyRef) -> Result<Segment> {
+    let seg = key_segment(key)?;
+    stage_consume_intents(b, std::slice::from_ref(&seg));
+    Ok(seg)
+}
+
+/// A random id for a destruction (the record's idempotency key).
+pub(crate) fn new_op_id() -> String {
+    let id: [u8; 16] = rand::random();
+    hex::encode(id)
 }
 
 /// Stages "these new blobs are now referenced": each intent must still exist (the sweep has not
@@ -81,7 +115,25 @@ impl MetaStore {
 
     /// Stages a GC item for `segments`, due after the grace period.
     pub(crate) fn stage_gc(&self, b: &mut Batch, segments: Vec<Segment>, reason: &str, now: i64) {
-        if segments.is_empty() {
+        self.stage_gc_item(b, segments, Vec::new(), None, reason, now);
+    }
+
+    /// Stages a GC item: chunks to delete, keys to destroy, and the destruction record to write
+    /// if a version was destroyed. Nothing is staged when there is nothing to do.
+    pub(crate) fn stage_gc_item(
+        &self,
+        b: &mut Batch,
+        segments: Vec<Segment>,
+        keys: Vec<KeyRef>,
+        destroyed: Option<DestroyedVersion>,
+        reason: &str,
+        now: i64,
+    ) {
+        let segments: Vec<Segment> = segments
+            .into_iter()
+            .filter(|s| s.chunk_count() > 0)
+            .collect();
+        if segments.is_empty() && keys.is_empty() && destroyed.is_none() {
             return;
         }
         let due = now.saturating_add(self.gc_grace_ms()).clamp(0, MAX_DUE);
@@ -94,6 +146,8 @@ impl MetaStore {
             reason: reason.to_string(),
             enqueued: now,
             due,
+            keys,
+            destroyed,
         };
         // Absent: another process sharing the KV could pick the same position (then the
         // caller's retry loop stages again with a new one).
@@ -286,10 +340,24 @@ impl MetaStore {
     /// intent whose owner died is turned into a GC item by
     /// [`MetaStore::sweep_interrupted_writes`], so no chunk is ever left unreferenced for good.
     pub fn begin_write(&self, segment: &Segment, owner: &str, now: i64) -> Result<()> {
+        self.begin_write_with_key(segment, None, owner, now)
+    }
+
+    /// [`MetaStore::begin_write`] for a blob written under a new key, which the intent then covers
+    /// too: the commit that references the blob takes the key with it; a discard or sweep queues
+    /// the key for destruction with the chunks.
+    pub fn begin_write_with_key(
+        &self,
+        segment: &Segment,
+        key: Option<&KeyRef>,
+        owner: &str,
+        now: i64,
+    ) -> Result<()> {
         let intent = encode(&Intent {
             owner: owner.to_string(),
             begun: now,
             segment: segment.clone(),
+            key: key.cloned(),
         });
         self.retry(|| {
             let (raw, _) = self.live_instance(owner, now)?;
@@ -300,6 +368,20 @@ impl MetaStore {
             b.put(Space::Sys, intent_key(&segment.blob), intent.clone());
             self.kv().commit(b)
         })
+    }
+
+    /// A key-only intent, recorded before a new key that no blob covers (a multipart upload's
+    /// DEK, a bucket's KEK) is written to the key store: the record that will reference the key
+    /// (`create_upload`, `create_bucket`, a KEK rotation) consumes it; otherwise `discard_key` or
+    /// the sweep queues the key for destruction. So a key in the store is always referenced by a
+    /// record, an intent or a GC item.
+    pub fn begin_key(&self, key: &KeyRef, owner: &str, now: i64) -> Result<()> {
+        self.begin_write_with_key(&key_segment(key)?, Some(key), owner, now)
+    }
+
+    /// The key of a key-only intent will never be referenced: queue it for destruction.
+    pub fn discard_key(&self, key: &KeyRef, reason: &str) -> Result<()> {
+        self.discard_write(vec![key_segment(key)?], reason)
     }
 
     /// Turns into GC items (reason "interrupted-write", with the grace period) the intents whose
@@ -328,6 +410,7 @@ impl MetaStore {
             )?;
             let mut b = Batch::default();
             let mut dead = Vec::new();
+            let mut dead_keys = Vec::new();
             let mut checked_owners = Vec::new();
             for (k, v) in &page {
                 let intent: Intent = decode(v)?;
@@ -351,10 +434,11 @@ impl MetaStore {
                 b.equals(Space::Sys, k, v);
                 b.delete(Space::Sys, k.clone());
                 dead.push(intent.segment);
+                dead_keys.extend(intent.key);
             }
             let n = dead.len();
             if n > 0 {
-                self.stage_gc(&mut b, dead, "interrupted-write", now);
+                self.stage_gc_item(&mut b, dead, dead_keys, None, "interrupted-write", now);
                 match self.kv().commit(b) {
                     Ok(()) => swept += n,
                     // Something changed under us (a commit consumed an intent, an instance
@@ -404,6 +488,16 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Keys covered by write intents (new keys not yet referenced by a commit).
+    pub(crate) fn intent_keys(&self) -> Result<Vec<KeyRef>> {
+        let mut out = Vec::new();
+        for (_, v) in self.scan_all(Space::Sys, INTENT_PREFIX.to_vec())? {
+            let i: Intent = decode(&v)?;
+            out.extend(i.key);
+        }
+        Ok(out)
+    }
+
     /// Write intents not yet committed or swept (for tests and the consistency check).
     pub fn pending_writes(&self) -> Result<usize> {
         Ok(self.scan_all(Space::Sys, INTENT_PREFIX.to_vec())?.len())
@@ -417,18 +511,21 @@ impl MetaStore {
         self.retry(|| {
             let mut b = Batch::default();
             let mut queued = Vec::new();
+            let mut keys = Vec::new();
             for s in &segments {
                 let k = intent_key(&s.blob);
                 if let Some(raw) = self.kv().get(Space::Sys, &k)? {
+                    let intent: Intent = decode(&raw)?;
                     b.equals(Space::Sys, &k, &raw);
                     b.delete(Space::Sys, k);
                     queued.push(s.clone());
+                    keys.extend(intent.key);
                 }
             }
             if queued.is_empty() {
                 return Ok(());
             }
-            self.stage_gc(&mut b, queued, reason, now_ms());
+            self.stage_gc_item(&mut b, queued, keys, None, reason, now_ms());
             self.kv().commit(b)
         })
     }
@@ -444,6 +541,17 @@ impl MetaStore {
 
     pub fn get_worker_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.kv().get(Space::Sys, &worker_key(name))
+    }
+
+    /// Every worker state whose name starts with `prefix`, as (name, value).
+    pub fn worker_states(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let start = worker_key(prefix);
+        let skip = worker_key("").len();
+        Ok(self
+            .scan_all(Space::Sys, start)?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[skip..]).into_owned(), v))
+            .collect())
     }
 }
 

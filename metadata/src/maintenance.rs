@@ -63,6 +63,34 @@ fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
 }
 
 impl MetaStore {
+    /// Every key-store key a record references: bucket KEKs (current and being rotated out),
+    /// version and upload DEKs, keys of write intents and of queued GC items, the archive KEK, as
+    /// (slot, key id).
+    /// Reads the whole store (restore uses it to destroy keys nothing references).
+    pub fn referenced_keys(&self) -> Result<BTreeSet<(u64, String)>> {
+        let mut out = BTreeSet::new();
+        for (_, v) in self.scan_all(Space::Buckets, Vec::new())? {
+            let b: crate::BucketRecord = decode(&v)?;
+            out.extend(b.kek_ref().map(|k| (k.slot, k.id)));
+            out.extend(b.previous_keks.into_iter().map(|k| (k.slot, k.id)));
+        }
+        for (_, v) in self.scan_all(Space::Versions, Vec::new())? {
+            let r: VersionRecord = decode(&v)?;
+            out.extend(r.data.dek_ref().map(|k| (k.slot, k.id)));
+        }
+        for (_, v) in self.scan_all(Space::Uploads, Vec::new())? {
+            let u = decode_upload(&v)?;
+            out.extend(crate::multipart::upload_key_ref(&u).map(|k| (k.slot, k.id)));
+        }
+        for (_, v) in self.scan_all(Space::Gc, Vec::new())? {
+            let item: crate::GcItem = decode(&v)?;
+            out.extend(item.keys.into_iter().map(|k| (k.slot, k.id)));
+        }
+        out.extend(self.intent_keys()?.into_iter().map(|k| (k.slot, k.id)));
+        out.extend(self.archive_kek()?.map(|k| (k.slot, k.id)));
+        Ok(out)
+    }
+
     // ----- backup -----
 
     /// Consistent online snapshot (RocksDB checkpoint) into `dir`, which must not exist.

@@ -1,12 +1,12 @@
 //! Multipart uploads: create, parts, list parts, complete (one batch), abort.
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{stage_consume_intents, stage_consume_key};
 use crate::keys::{self, Stamp, now_ms};
 use crate::kv::{self, Batch, Direction, KeyRange, Space};
 use crate::store::{FORMAT, decode, decode_body, encode, encode_into, etag_eq};
 use crate::{
-    ListPartsPage, MetaError, MetaStore, PartRecord, Precondition, PutOutcome, Result, Segment,
-    UploadRecord, VersionRecord,
+    KeyClass, KeyRef, ListPartsPage, MetaError, MetaStore, PartRecord, Precondition, PutOutcome,
+    Result, Segment, UploadRecord, VersionRecord,
 };
 
 /// Minimum size of every part but the last (S3: 5 MiB).
@@ -28,10 +28,24 @@ pub(crate) fn decode_upload(raw: &[u8]) -> Result<UploadRecord> {
     decode_body(&raw[17..])
 }
 
+/// The upload's data key as a key-store reference.
+pub(crate) fn upload_key_ref(u: &UploadRecord) -> Option<KeyRef> {
+    u.dek_slot.map(|slot| KeyRef {
+        class: KeyClass::Dek,
+        slot,
+        id: u.dek_id.clone(),
+    })
+}
+
 impl MetaStore {
+    /// Records a new upload. Its data key (`dek_slot`) was written under a key-only intent
+    /// (`begin_key`), consumed here (`WriteAborted` if it was swept).
     pub fn create_upload(&self, bucket: &str, upload: UploadRecord) -> Result<()> {
         self.retry(|| {
-            let (braw, _) = self.read_bucket(bucket)?;
+            let (braw, brec) = self.read_bucket(bucket)?;
+            if brec.closing.is_some() {
+                return Err(MetaError::BucketClosing);
+            }
             let ukey = keys::upload_key(bucket, &upload.key, &upload.upload_id);
             let mut b = Batch::default();
             b.equals(Space::Buckets, bucket.as_bytes(), &braw);
@@ -44,7 +58,11 @@ impl MetaStore {
                 ukey,
                 encode_upload(&self.inner.stamps.next(), &upload),
             );
-            self.kv().commit(b)
+            let consumed = match upload_key_ref(&upload) {
+                Some(k) => vec![stage_consume_key(&mut b, &k)?],
+                None => Vec::new(),
+            };
+            self.commit_consuming(b, &consumed)
         })
     }
 
@@ -85,6 +103,9 @@ impl MetaStore {
         part: PartRecord,
     ) -> Result<()> {
         self.retry(|| {
+            if self.read_bucket(bucket)?.1.closing.is_some() {
+                return Err(MetaError::BucketClosing);
+            }
             let (ukey, uraw, urec) = self.read_upload(bucket, key, upload_id)?;
             let pkey = keys::part_key(bucket, upload_id, part.part_number);
             let old_raw = self.kv().get(Space::Parts, &pkey)?;
@@ -221,12 +242,14 @@ impl MetaStore {
     /// Removes the upload and queues all its parts for GC.
     pub fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.retry(|| {
-            let (ukey, uraw, _) = self.read_upload(bucket, key, upload_id)?;
+            let (ukey, uraw, urec) = self.read_upload(bucket, key, upload_id)?;
             let stored = self.read_parts(bucket, upload_id)?;
             let mut b = Batch::default();
             b.equals(Space::Uploads, &ukey, &uraw);
             let segments = stored.iter().map(|(_, p)| p.segment.clone()).collect();
-            self.stage_gc(&mut b, segments, "abort", now_ms());
+            // The upload's key goes with its parts: no version was made with it.
+            let keys = upload_key_ref(&urec).into_iter().collect();
+            self.stage_gc_item(&mut b, segments, keys, None, "abort", now_ms());
             for (pkey, _) in stored {
                 b.delete(Space::Parts, pkey);
             }

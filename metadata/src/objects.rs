@@ -1,13 +1,13 @@
 //! Object versions: writing a version under the bucket's versioning state, finding one, deleting
 //! (delete markers, null versions, explicit versions), and per-version updates.
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{new_op_id, stage_consume_intents};
 use crate::keys::{self, Stamp, decode_id, encode_id, now_ms};
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::store::{Head, ObjectState, decode, encode, etag_eq};
 use crate::{
-    BucketRecord, DeleteOutcome, MetaError, MetaStore, NULL_VERSION, Precondition, PutOutcome,
-    Result, Retention, VersionRecord, VersioningState,
+    BucketRecord, DeleteActor, DeleteOutcome, DeleteReason, DestroyedVersion, MetaError, MetaStore,
+    NULL_VERSION, Precondition, PutOutcome, Result, Retention, VersionRecord, VersioningState,
 };
 
 /// What a conditional delete must still find: the version a decision was made for, unchanged
@@ -68,6 +68,9 @@ impl MetaStore {
         mut version: VersionRecord,
         precondition: &Precondition,
     ) -> Result<PutOutcome> {
+        if bucket_rec.closing.is_some() {
+            return Err(MetaError::BucketClosing);
+        }
         let current = st
             .latest
             .as_ref()
@@ -127,7 +130,16 @@ impl MetaStore {
                     }
                     b.equals(Space::Versions, &old_key, &old_raw);
                     b.delete(Space::Versions, old_key);
-                    self.stage_gc(b, old.data.segments.clone(), "overwrite", now);
+                    // The replaced content's key and chunks are destroyed; no destruction record:
+                    // the version (`null`) still exists (docs/keys.md).
+                    self.stage_gc_item(
+                        b,
+                        old.data.segments.clone(),
+                        old.data.dek_ref().into_iter().collect(),
+                        None,
+                        "overwrite",
+                        now,
+                    );
                     replaced = Some(old);
                 }
             }
@@ -277,13 +289,26 @@ impl MetaStore {
         now: i64,
         bypass_governance: bool,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_if(bucket, key, version_id, owner, now, bypass_governance, None)
+        let actor = DeleteActor {
+            user: Some(owner.to_string()),
+            ..Default::default()
+        };
+        let reason = DeleteReason::UserRequest { request_id: None };
+        self.delete_object_for(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            &reason,
+            &actor,
+            None,
+        )
     }
 
-    /// [`MetaStore::delete_object`] that first checks, in the same atomic cycle, that the
-    /// version a background job decided for is still there as it saw it (`expect`); otherwise
-    /// `Stale` and nothing changes (an object overwritten, deleted or re-versioned meanwhile is
-    /// never expired on the strength of an old decision).
+    /// [`MetaStore::delete_object`] conditioned on the version a job decided for (`expect`, see
+    /// [`MetaStore::delete_object_for`]), as a user request.
     #[allow(clippy::too_many_arguments)]
     pub fn delete_object_if(
         &self,
@@ -295,8 +320,51 @@ impl MetaStore {
         bypass_governance: bool,
         expect: Option<&VersionExpect>,
     ) -> Result<DeleteOutcome> {
+        let actor = DeleteActor {
+            user: Some(owner.to_string()),
+            ..Default::default()
+        };
+        let reason = DeleteReason::UserRequest { request_id: None };
+        self.delete_object_for(
+            bucket,
+            key,
+            version_id,
+            owner,
+            now,
+            bypass_governance,
+            &reason,
+            &actor,
+            expect,
+        )
+    }
+
+    /// [`MetaStore::delete_object`] with why and by whom, and optionally conditioned on the
+    /// version a background job decided for.
+    ///
+    /// - `reason` / `actor`: a removed version's GC item carries its destruction record
+    ///   (written once its key and chunks are destroyed). A closing bucket (purge, account
+    ///   closure) accepts only deletes whose reason is its own destruction.
+    /// - `expect`: checked in the same atomic cycle: the version must still be there as the job
+    ///   saw it, else `Stale` and nothing changes (an object overwritten, deleted or re-versioned
+    ///   meanwhile is never expired on the strength of an old decision).
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_object_for(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        owner: &str,
+        now: i64,
+        bypass_governance: bool,
+        reason: &DeleteReason,
+        actor: &DeleteActor,
+        expect: Option<&VersionExpect>,
+    ) -> Result<DeleteOutcome> {
         self.retry(|| {
             let (braw, brec) = self.read_bucket(bucket)?;
+            if brec.closing.is_some() && !reason.is_purge() {
+                return Err(MetaError::BucketClosing);
+            }
             let st = self.read_object(bucket, key)?;
             let okey = keys::object_key(bucket, key);
             let mut b = Batch::default();
@@ -342,7 +410,29 @@ impl MetaStore {
                 // the retry checks the lock again.
                 b.equals(Space::Versions, &vkey, &raw);
                 b.delete(Space::Versions, vkey);
-                self.stage_gc(&mut b, rec.data.segments.clone(), "delete", now);
+                // A delete marker has no data: removing it destroys nothing.
+                let destroyed = (!rec.is_delete_marker).then(|| DestroyedVersion {
+                    op_id: new_op_id(),
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    version_id: rec.version_id.clone(),
+                    size: rec.size,
+                    etag: rec.etag.clone(),
+                    checksum: rec.checksum.clone(),
+                    storage_class: rec.storage_class.clone(),
+                    written_ms: rec.last_modified,
+                    removed_ms: now,
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                });
+                self.stage_gc_item(
+                    &mut b,
+                    rec.data.segments.clone(),
+                    rec.data.dek_ref().into_iter().collect(),
+                    destroyed,
+                    "delete",
+                    now,
+                );
                 if head.null_stamp == Some(stamp) {
                     head.null_stamp = None;
                 }

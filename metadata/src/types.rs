@@ -64,10 +64,54 @@ pub struct BucketRecord {
     #[serde(default)]
     pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
     pub tags: Vec<(String, String)>,
-    /// The bucket's key-encryption key, wrapped by the master key.
+    /// The bucket's current key-encryption key: its id, and its slot in the key store
+    /// (`kek_slot`), where it lives wrapped by the master key. `wrapped_kek` is always empty
+    /// (before the key store, the wrapped KEK was kept here; such stores are refused at start).
     pub kek_id: String,
     #[serde(with = "serde_bytes")]
     pub wrapped_kek: Vec<u8>,
+    #[serde(default)]
+    pub kek_slot: Option<u64>,
+    /// KEKs replaced by a rotation whose DEKs are still being re-wrapped (at most one normally).
+    #[serde(default)]
+    pub previous_keks: Vec<KekRef>,
+    /// Set while the bucket is being destroyed (bucket purge, account closure): read-only.
+    #[serde(default)]
+    pub closing: Option<BucketClosing>,
+    /// Retention presets applied with `strata admin retention apply` (see docs/retention.md).
+    #[serde(default)]
+    pub retention_rules: Vec<RetentionRule>,
+}
+
+/// A KEK by id and key-store slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KekRef {
+    pub id: String,
+    pub slot: u64,
+}
+
+/// Why and since when a bucket is being destroyed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketClosing {
+    /// `BucketPurge` or `AccountClosure`.
+    pub reason: DeleteReason,
+    pub requested_ms: i64,
+    /// Destruction starts at this time (the end of the account-closure grace period; the request
+    /// time for a purge). Until then the bucket is read-only and can be restored.
+    pub destroy_after_ms: i64,
+    /// Who asked (user id of the admin).
+    pub by: String,
+}
+
+/// A retention preset applied to a bucket: expire (destroy) what `prefix` holds after `days`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRule {
+    /// Lifecycle rule id (`strata-retention-<preset>[-<n>]`).
+    pub id: String,
+    pub preset: String,
+    pub prefix: String,
+    pub days: u32,
+    pub applied_ms: i64,
 }
 
 /// A run of chunks written as one blob: a whole single-part object, or one multipart part.
@@ -97,14 +141,29 @@ impl Segment {
 /// Where a version's bytes live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DataLayout {
-    /// Id and wrapped form of the version's data key (wrapped by the bucket KEK). Empty for delete
-    /// markers. Deleting the record destroys the only copy of the wrapped key (crypto-shredding).
+    /// The version's data key: its id and its slot in the key store (`dek_slot`), where it
+    /// lives wrapped by a KEK of the bucket. `kek_id` names the KEK current when the key was
+    /// written (the slot records the one that wraps it now). No key for delete markers and
+    /// empty objects (`dek_slot: None`). `wrapped_dek` is always empty (see `BucketRecord`).
     pub kek_id: String,
     pub dek_id: String,
     #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
     /// Segments in object order; a multipart object has one per part.
     pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub dek_slot: Option<u64>,
+}
+
+impl DataLayout {
+    /// The data key as a key-store reference, if the version has one.
+    pub fn dek_ref(&self) -> Option<KeyRef> {
+        self.dek_slot.map(|slot| KeyRef {
+            class: KeyClass::Dek,
+            slot,
+            id: self.dek_id.clone(),
+        })
+    }
 }
 
 /// Per-part summary kept on a completed multipart object (for `partNumber` GET/HEAD and
@@ -187,11 +246,14 @@ pub struct UploadRecord {
     pub key: String,
     pub initiated: i64,
     pub owner: String,
-    /// Data key shared by all parts (each part is its own blob, so nonces never repeat).
+    /// Data key shared by all parts (each part is its own blob, so nonces never repeat), in
+    /// key-store slot `dek_slot` (see `DataLayout`).
     pub kek_id: String,
     pub dek_id: String,
     #[serde(with = "serde_bytes")]
     pub wrapped_dek: Vec<u8>,
+    #[serde(default)]
+    pub dek_slot: Option<u64>,
     pub content: ContentHeaders,
     pub user_metadata: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
@@ -213,8 +275,82 @@ pub struct PartRecord {
     pub checksum: Option<(String, String)>,
 }
 
-/// Data that no version references any more; the GC worker deletes its chunks once `due`, then
-/// acks.
+/// Which kind of key a [`KeyRef`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyClass {
+    Kek,
+    Dek,
+}
+
+/// A key in the key store: its slot and its id (hex), which the slot must still hold (a slot is
+/// reused after a destruction). Never key material.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub class: KeyClass,
+    pub slot: u64,
+    pub id: String,
+}
+
+/// Why a version (or the marker of a delete) is asked for: carried to the log and, when data is
+/// really destroyed, to the destruction record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum DeleteReason {
+    /// An S3 DeleteObject/DeleteObjects request.
+    UserRequest { request_id: Option<String> },
+    /// A lifecycle rule fired.
+    Lifecycle { rule_id: String },
+    /// The version's retention period ended (retention-driven destruction).
+    RetentionEnd,
+    /// The whole bucket is being destroyed.
+    BucketPurge,
+    /// The owner's account was closed and its grace period ended.
+    AccountClosure,
+    /// An operator verb.
+    Admin { request_id: Option<String> },
+}
+
+impl DeleteReason {
+    /// Deletes that a closing (read-only) bucket still accepts: its own destruction.
+    pub fn is_purge(&self) -> bool {
+        matches!(
+            self,
+            DeleteReason::BucketPurge | DeleteReason::AccountClosure
+        )
+    }
+}
+
+/// Who asked for a deletion: a user (by id) and the access key it signed with, and/or an engine
+/// job acting on its own or for that user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteActor {
+    pub user: Option<String>,
+    pub access_key: Option<String>,
+    pub engine: Option<String>,
+}
+
+/// What the destruction record of a removed version needs, captured when the version is removed
+/// (the record itself is written once the key and shards are destroyed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyedVersion {
+    /// Unique id of this destruction (idempotency key of the record).
+    pub op_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub size: u64,
+    pub etag: String,
+    pub checksum: Option<(String, String)>,
+    pub storage_class: String,
+    pub written_ms: i64,
+    /// When the version was removed from the metadata.
+    pub removed_ms: i64,
+    pub reason: DeleteReason,
+    pub actor: DeleteActor,
+}
+
+/// Data that no version references any more; the GC worker destroys its keys and deletes its
+/// chunks once `due`, writes the destruction record when a version was destroyed, then acks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcItem {
     /// Queue position (opaque, ordered by `due`; see `docs/metadata-format.md`).
@@ -228,6 +364,13 @@ pub struct GcItem {
     pub enqueued: i64,
     #[serde(default)]
     pub due: i64,
+    /// Keys to destroy with the data (the version's DEK, an aborted upload's, a failed write's,
+    /// a retired KEK).
+    #[serde(default)]
+    pub keys: Vec<KeyRef>,
+    /// Set when a version was destroyed: the destruction record to write.
+    #[serde(default)]
+    pub destroyed: Option<DestroyedVersion>,
 }
 
 /// Size of the GC queue (`MetaStore::gc_stats`). Counts stop at `GC_STATS_LIMIT` entries.
@@ -279,6 +422,18 @@ pub struct UserRecord {
     pub name: String,
     pub created: i64,
     pub is_admin: bool,
+    /// Set after `strata admin user remove --purge`: the account's buckets are read-only until
+    /// `destroy_after_ms`, then destroyed; `strata admin user restore` clears it before then.
+    #[serde(default)]
+    pub closing: Option<UserClosing>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClosing {
+    pub requested_ms: i64,
+    pub destroy_after_ms: i64,
+    /// User id of the admin who asked.
+    pub by: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

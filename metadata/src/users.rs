@@ -6,7 +6,7 @@
 
 use crate::kv::{Batch, Space};
 use crate::store::{decode, encode};
-use crate::{AccessKeyRecord, MetaError, MetaStore, Result, UserRecord};
+use crate::{AccessKeyRecord, MetaError, MetaStore, Result, UserClosing, UserRecord};
 
 fn id_key(id: &str) -> Vec<u8> {
     [b"id/".as_slice(), id.as_bytes()].concat()
@@ -32,6 +32,7 @@ impl MetaStore {
             name: name.to_string(),
             created: now,
             is_admin,
+            closing: None,
         };
         let mut b = Batch::default();
         b.absent(Space::Users, &name_key(name));
@@ -117,6 +118,53 @@ impl MetaStore {
             Err(MetaError::Conflict) => Err(MetaError::NoSuchUser),
             other => other,
         }
+    }
+
+    /// Sets or clears a user's account closure (CAS on the user record).
+    pub fn set_user_closing(&self, name: &str, closing: Option<UserClosing>) -> Result<UserRecord> {
+        self.retry(|| {
+            let id_raw = self
+                .kv()
+                .get(Space::Users, &name_key(name))?
+                .ok_or(MetaError::NoSuchUser)?;
+            let ikey = id_key(&String::from_utf8_lossy(&id_raw));
+            let raw = self
+                .kv()
+                .get(Space::Users, &ikey)?
+                .ok_or(MetaError::NoSuchUser)?;
+            let mut rec: UserRecord = decode(&raw)?;
+            rec.closing = closing.clone();
+            let mut b = Batch::default();
+            b.equals(Space::Users, &ikey, &raw);
+            b.put(Space::Users, ikey, encode(&rec));
+            self.kv().commit(b)?;
+            Ok(rec)
+        })
+    }
+
+    /// Re-seals an access key's secret (master key rotation): `f` gets the record and returns
+    /// the new sealed secret, or `None` to leave it. Compare-and-set on the record, so a revoke
+    /// or removal racing this is never undone. Returns whether it was changed.
+    pub fn reseal_access_key<F>(&self, access_key: &str, mut f: F) -> Result<bool>
+    where
+        F: FnMut(&AccessKeyRecord) -> Result<Option<Vec<u8>>>,
+    {
+        self.retry(|| {
+            let k = access_key.as_bytes();
+            let Some(raw) = self.kv().get(Space::AccessKeys, k)? else {
+                return Ok(false);
+            };
+            let mut rec: AccessKeyRecord = decode(&raw)?;
+            let Some(sealed) = f(&rec)? else {
+                return Ok(false);
+            };
+            rec.sealed_secret = sealed;
+            let mut b = Batch::default();
+            b.equals(Space::AccessKeys, k, &raw);
+            b.put(Space::AccessKeys, k.to_vec(), encode(&rec));
+            self.kv().commit(b)?;
+            Ok(true)
+        })
     }
 
     pub fn get_access_key(&self, access_key: &str) -> Result<Option<AccessKeyRecord>> {

@@ -64,6 +64,9 @@ impl std::fmt::Debug for DataKey {
 pub enum KeyError {
     #[error("key unwrap failed (wrong key or corrupted wrapped key)")]
     Unwrap,
+    /// The key is not (or no longer) in the key store: destroyed, or never written.
+    #[error("key not found: {0}")]
+    NotFound(String),
     #[error("bad key material: {0}")]
     Invalid(String),
     #[error("I/O error: {0}")]
@@ -161,6 +164,37 @@ impl MasterKey {
         }
     }
 
+    /// A stable, public identifier of this master key (for inventories and for naming which
+    /// master wraps a KEK): a keyed BLAKE3 hash of a fixed label under the key. It reveals
+    /// nothing about the key (a PRF output) and needs no storage, so it works for keys given in
+    /// the environment too.
+    pub fn id(&self) -> [u8; 16] {
+        let h = blake3::keyed_hash(&self.key, b"strata/v1/master-key-id");
+        h.as_bytes()[..16].try_into().expect("16 of 32 bytes")
+    }
+
+    /// Loads the master key file at `path` (never creates it).
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let mut file = fs::File::open(path)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(33));
+        Read::by_ref(&mut file).take(33).read_to_end(&mut bytes)?;
+        Ok(Self {
+            key: key_from_slice(&bytes)?,
+        })
+    }
+
+    /// Creates a new random master key file at `path` (create-only, 0600, durable).
+    pub fn create_new(path: &Path) -> Result<Self, KeyError> {
+        match fs::symlink_metadata(path) {
+            Ok(_) => Err(KeyError::Invalid(format!(
+                "{} already exists",
+                path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes a fresh key to a temporary 0600 file, fsyncs, renames into place and fsyncs the
     /// directory, so a crash leaves either no key file or a complete one.
     fn create(path: &Path) -> Result<Self, KeyError> {
@@ -209,6 +243,31 @@ impl MasterKey {
     pub fn open_secret(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         open(&self.key, PURPOSE_SECRET, aad, sealed)
     }
+}
+
+/// Destroys a master key file: its 32 bytes are overwritten in place with zeros and flushed,
+/// then the file is removed (directory fsync'd). On a copy-on-write file system or an SSD the old
+/// blocks may survive physically (docs/keys.md).
+pub fn destroy_key_file(path: &Path) -> Result<(), KeyError> {
+    match fs::OpenOptions::new().write(true).open(path) {
+        Ok(mut f) => {
+            let len = f.metadata()?.len() as usize;
+            f.write_all(&vec![0u8; len.max(32)])?;
+            f.sync_all()?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    fs::remove_file(path)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Whether a master key file holds only zeros (destroyed in place, not yet removed).
+pub fn key_file_is_zeroed(path: &Path) -> bool {
+    fs::read(path).is_ok_and(|b| !b.is_empty() && b.iter().all(|&x| x == 0))
 }
 
 impl KeyEncryptionKey {

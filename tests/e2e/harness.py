@@ -35,6 +35,8 @@ START_TIMEOUT = float(os.environ.get("STRATA_E2E_START_TIMEOUT", "60"))
 # Variables that silently change how clients behave. They are removed from every client environment
 # (and from this process, because boto3 runs in-process).
 _SCRUB_EXACT = {
+    # An operator's master key must never reach a test server: fixtures make their own.
+    "STRATA_MASTER_KEY",
     "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "all_proxy", "no_proxy",
@@ -101,6 +103,13 @@ class Server:
         self.region = region
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(exist_ok=True)
+        # The test's own master key (never a production one): written before the first start,
+        # so tests can also check what the key hierarchy protects (test_keys.py).
+        key_file = self.data_dir / "master.key"
+        if not key_file.exists():
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
         self.log_path = self.workdir / "server.log"
         self.port = free_port()
         self.access_key, self.secret_key = random_keys()

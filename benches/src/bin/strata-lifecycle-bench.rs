@@ -43,6 +43,7 @@ fn version(i: u64) -> VersionRecord {
             dek_id: format!("dek{i}"),
             wrapped_dek: vec![7; 60],
             segments: vec![],
+            ..Default::default()
         },
         parts: vec![],
         retention: None,
@@ -76,9 +77,12 @@ fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().to_path_buf();
     let meta = MetaStore::open(&dir.join("meta")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let master = Arc::new(strata_storage_node::keys::MasterKey::load_or_create(
-        &dir.join("master.key"),
-    )?);
+    let key_ring =
+        strata_engine::keys::KeyRing::open_files(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&dir.join("destruction-log"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let node_cfg = strata_storage_node::NodeConfig::under(&dir.join("disks"), 6);
     let disks = node_cfg.disk_names();
     let chunks: Arc<dyn strata_storage_node::ChunkService> =
@@ -99,7 +103,11 @@ fn main() -> anyhow::Result<()> {
         lifecycle: None,
         tags: vec![],
         kek_id: "kek".into(),
-        wrapped_kek: vec![1; 40],
+        wrapped_kek: vec![],
+        kek_slot: None,
+        previous_keks: vec![],
+        closing: None,
+        retention_rules: vec![],
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 
@@ -199,7 +207,8 @@ fn main() -> anyhow::Result<()> {
         let engine = Engine::new(
             meta,
             chunks,
-            master,
+            key_ring,
+            log,
             EngineConfig::default(),
             layout,
             "bench".into(),

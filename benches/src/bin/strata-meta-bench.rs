@@ -99,13 +99,14 @@ fn version(id: String, i: u64) -> VersionRecord {
         data: DataLayout {
             kek_id: "kek".into(),
             dek_id: "dek".into(),
-            wrapped_dek: vec![7; 60],
+            wrapped_dek: vec![],
             segments: vec![Segment {
                 blob: (i as u128).to_be_bytes(),
                 len: 4096,
                 chunk_size: 4 << 20,
                 layout: 1,
             }],
+            dek_slot: Some(i),
         },
         parts: vec![],
         retention: None,
@@ -148,7 +149,11 @@ fn main() {
                 lifecycle: None,
                 tags: vec![],
                 kek_id: "kek".into(),
-                wrapped_kek: vec![1; 40],
+                wrapped_kek: vec![],
+                kek_slot: None,
+                previous_keks: vec![],
+                closing: None,
+                retention_rules: vec![],
             })
             .unwrap();
     }

@@ -198,13 +198,18 @@ impl CompactionWorker {
             let (len, fs, stored) = (old.len, old.frame_size, old.sealed_len);
             self.writer.finish(len, fs, (e, old)).await?;
             Ok(stored)
+        } else if old.len == 0 {
+            // Format 1, empty: no frames, and the version has no data key.
+            self.writer.begin(layout, chunk_size).await?;
+            self.writer.finish(0, FRAME_SIZE, (e, old)).await?;
+            Ok(0)
         } else {
             // Format 1: its plaintext, sealed into frames under the version's key.
             let name = e.bucket.clone();
             let Some(bucket) = self.engine.meta_call(move |m| m.get_bucket(&name)).await? else {
                 return Ok(0);
             };
-            let dek = self.engine.keys().version_key(&bucket, &v.data)?;
+            let dek = self.engine.version_key(&bucket, &v.data).await?;
             let mut source = self
                 .engine
                 .read_extent(&bucket, &e.key, &v, &old, 0..old.len)

@@ -1,8 +1,10 @@
 //! Container keys. The chunk store encrypts each container chunk under a random key of that
-//! container's own, wrapped by the archive KEK, itself wrapped by the master key:
+//! container's own, wrapped by the archive KEK, which lives in the key store like a bucket KEK
+//! (wrapped by the master key, re-wrapped by a master rotation):
 //!
 //! ```text
-//! master key -> archive KEK (sys `archive-kek`) -> container key (ContainerRecord::wrapped_key)
+//! master key -> archive KEK (key store; sys `archive-kek` names its slot)
+//!            -> container key (ContainerRecord::wrapped_key)
 //! ```
 //!
 //! The container key protects the packing (frame boundaries, nonces, which bytes are whose);
@@ -13,14 +15,10 @@ use std::sync::Arc;
 
 use strata_metadata::BlobId;
 use strata_metadata::archive::{ArchiveKekRecord, ContainerRecord};
-use strata_storage_node::keys::{DataKey, KeyEncryptionKey, new_key_id};
+use strata_storage_node::keys::{DataKey, KeyEncryptionKey};
 
 use crate::error::{EngineError, Result};
 use crate::{Engine, now_ms};
-
-fn kek_aad(kek_id: &str) -> Vec<u8> {
-    format!("strata/archive-kek/v1/{kek_id}").into_bytes()
-}
 
 fn container_aad(kek_id: &str, container: &BlobId) -> Vec<u8> {
     format!(
@@ -31,25 +29,36 @@ fn container_aad(kek_id: &str, container: &BlobId) -> Vec<u8> {
 }
 
 impl Engine {
-    /// The archive KEK, created (and recorded) on first use.
+    /// The archive KEK, created on first use: written to the key store under a key-only intent,
+    /// which the record naming it consumes (a crash in between leaves the intent, and the sweep
+    /// destroys the key).
     async fn archive_kek(&self) -> Result<(String, KeyEncryptionKey)> {
         let rec = match self.meta_call(|m| m.archive_kek()).await? {
             Some(r) => r,
             None => {
-                let kek = KeyEncryptionKey::generate();
-                let id = new_key_id();
+                let fresh = self.new_kek().await?;
                 let rec = ArchiveKekRecord {
-                    wrapped: self.keys().master().wrap_kek(&kek, &kek_aad(&id)),
-                    id,
+                    id: fresh.id.clone(),
+                    slot: fresh.slot,
                     created: now_ms(),
                 };
-                self.meta_call(move |m| m.create_archive_kek(rec)).await?
+                match self.meta_call(move |m| m.create_archive_kek(rec)).await {
+                    Ok(won) => {
+                        if won.id != fresh.id {
+                            // Another writer recorded one first: ours names nothing.
+                            self.discard_key(fresh.key_ref(), "archive-kek-race").await;
+                        }
+                        won
+                    }
+                    Err(e) => {
+                        self.discard_key(fresh.key_ref(), "failed-key-write").await;
+                        return Err(e);
+                    }
+                }
             }
         };
-        let kek = self
-            .keys()
-            .master()
-            .unwrap_kek(&rec.wrapped, &kek_aad(&rec.id))?;
+        let (slot, id) = (rec.slot, rec.id.clone());
+        let kek = self.key_call(move |k| k.archive_kek(slot, &id)).await?;
         Ok((rec.id, kek))
     }
 

@@ -101,12 +101,13 @@ impl Engine {
         range: Range<u64>,
     ) -> Result<ReadStream> {
         let range = range.start.min(ext.len)..range.end.min(ext.len);
-        let dek = self.keys().version_key(bucket, &v.data)?;
+        if range.is_empty() {
+            // Nothing to open (and an empty version has no data key at all).
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let dek = self.version_key(bucket, &v.data).await?;
         if !ext.is_packed() {
             return self.read_format1_extent(dek, ext, range).await;
-        }
-        if range.is_empty() {
-            return Ok(Box::pin(futures::stream::empty()));
         }
         let id = FrameIdentity {
             bucket: bucket.name.clone(),

@@ -95,30 +95,37 @@ impl ArchiveWorker {
                 .meta_call(move |m| m.drop_pending_archive(&vkey))
                 .await;
         };
-        let dek = self.engine.keys().version_key(&bucket, &v.data)?;
-        let id = FrameIdentity {
-            bucket: q.bucket.clone(),
-            key: q.key.clone(),
-            version_id: v.version_id.clone(),
-            len: v.size,
-            frame_size: FRAME_SIZE,
-        };
-        let mut source = self.engine.read_range(&bucket, &v, 0..v.size).await?;
         let chunk_size = self.engine.archive_cfg().chunk_size.max(1);
-        self.writer.begin(layout, chunk_size).await?;
-        self.in_flight.insert(vkey.clone());
-        let mut sealer = FrameSealer::new(dek, id);
-        let mut out = BytesMut::new();
-        while let Some(piece) = source.next().await {
-            let piece = piece.map_err(|e| EngineError::internal(format!("reading source: {e}")))?;
-            sealer.push(&piece, &mut out)?;
-            if out.len() >= PUSH_BYTES {
-                self.writer.push(&out).await?;
-                out.clear();
+        if v.size == 0 {
+            // No frames: an empty extent (an empty version has no data key either).
+            self.writer.begin(layout, chunk_size).await?;
+            self.in_flight.insert(vkey.clone());
+        } else {
+            let dek = self.engine.version_key(&bucket, &v.data).await?;
+            let id = FrameIdentity {
+                bucket: q.bucket.clone(),
+                key: q.key.clone(),
+                version_id: v.version_id.clone(),
+                len: v.size,
+                frame_size: FRAME_SIZE,
+            };
+            let mut source = self.engine.read_range(&bucket, &v, 0..v.size).await?;
+            self.writer.begin(layout, chunk_size).await?;
+            self.in_flight.insert(vkey.clone());
+            let mut sealer = FrameSealer::new(dek, id);
+            let mut out = BytesMut::new();
+            while let Some(piece) = source.next().await {
+                let piece =
+                    piece.map_err(|e| EngineError::internal(format!("reading source: {e}")))?;
+                sealer.push(&piece, &mut out)?;
+                if out.len() >= PUSH_BYTES {
+                    self.writer.push(&out).await?;
+                    out.clear();
+                }
             }
+            sealer.finish(&mut out)?;
+            self.writer.push(&out).await?;
         }
-        sealer.finish(&mut out)?;
-        self.writer.push(&out).await?;
         let item = Item {
             vkey,
             segments: v.data.segments.clone(),

@@ -129,7 +129,13 @@ impl RestoreWorker {
         let Some(r) = v.archive.as_ref().and_then(|a| a.restore.clone()) else {
             return Ok(());
         };
-        let dek = self.engine.keys().version_key(&b, &v.data)?;
+        let dek = if v.size == 0 {
+            // An empty body stores no chunk and the version has no key: this one encrypts
+            // nothing.
+            std::sync::Arc::new(strata_storage_node::keys::DataKey::generate())
+        } else {
+            self.engine.version_key(&b, &v.data).await?
+        };
         let source = self.engine.archived_bytes(&b, key, &v).await?;
         let spec = WriteSpec {
             max_len: v.size,

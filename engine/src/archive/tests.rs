@@ -12,7 +12,7 @@ use strata_metadata::archive::{
     ArchiveCommit, ArchiveExtent, ContainerRecord, WRITER_REPACK, sealed_len,
 };
 use strata_metadata::{BucketRecord, MetaStore, Precondition, VersionRecord};
-use strata_storage_node::keys::{DataKey, MasterKey};
+use strata_storage_node::keys::DataKey;
 use strata_storage_node::{ChunkId, ChunkService, LocalChunkStore, NodeConfig};
 
 use super::compact::CompactionWorker;
@@ -37,7 +37,10 @@ struct Fx {
 
 async fn fixture(chunk_size: u32, container_bytes: u64, compact_below: f64) -> Fx {
     let dir = tempfile::tempdir().unwrap();
-    let master = Arc::new(MasterKey::load_or_create(&dir.path().join("master.key")).unwrap());
+    let keys = crate::keys::KeyRing::open_files(dir.path()).unwrap();
+    let log = Arc::new(
+        strata_destruction_log::DestructionLog::open(&dir.path().join("destruction-log")).unwrap(),
+    );
     let meta = MetaStore::open(&dir.path().join("meta")).unwrap();
     meta.set_gc_grace_ms(0);
     let store = LocalChunkStore::open(NodeConfig::under(&dir.path().join("disks"), DISKS)).unwrap();
@@ -62,7 +65,7 @@ async fn fixture(chunk_size: u32, container_bytes: u64, compact_below: f64) -> F
         },
         ..EngineConfig::default()
     };
-    let engine = Engine::new(meta, chunks, master, cfg, layout, instance).unwrap();
+    let engine = Engine::new(meta, chunks, keys, log, cfg, layout, instance).unwrap();
     let bucket = engine
         .create_bucket(NewBucket {
             name: "b".into(),
@@ -297,6 +300,10 @@ async fn a_destroyed_version_stays_unreadable_in_its_shared_chunk() {
         n
     };
     assert!(neighbours >= 2, "{neighbours}");
+    // While it lives, its own key opens its frame (so the checks below can fail).
+    let own = fx.engine.version_key(&fx.bucket, &vv.data).await.unwrap();
+    assert!(open_frame(&own, &ident(victim, &vv), 0, BytesMut::from(&before[..])).is_ok());
+    drop(own);
 
     fx.engine
         .delete_object(
@@ -315,6 +322,27 @@ async fn a_destroyed_version_stays_unreadable_in_its_shared_chunk() {
         fx.engine.version("b", victim, None).await,
         Err(EngineError::Meta(_))
     ));
+    // The destruction path (the GC item of the delete): the data key is destroyed in the key
+    // store, the shared chunks stay, and the record says so.
+    let mut gc = GcWorker::new(fx.engine.clone());
+    for _ in 0..5 {
+        gc.work().await.unwrap();
+    }
+    let dek = vv.data.dek_ref().expect("a version with data has a key");
+    assert!(
+        !fx.engine.keys().holds(&dek).unwrap(),
+        "the key is destroyed"
+    );
+    assert!(fx.engine.version_key(&fx.bucket, &vv.data).await.is_err());
+    let read = fx
+        .engine
+        .read_extent(&fx.bucket, victim, &vv, &ve, 0..vv.size)
+        .await;
+    assert!(read.is_err(), "the engine cannot open the extent any more");
+    let recs = fx.engine.destruction_log().find("b", victim).unwrap();
+    assert_eq!(recs.len(), 1, "one destruction record");
+    let r = &recs[0].1;
+    assert_eq!(r.key_id, format!("dek:{}", vv.data.dek_id));
     // The container chunk is still there and readable at the container layer...
     let after = collect(fx.engine.read_sealed_extent(&ve).await.unwrap())
         .await
@@ -324,7 +352,7 @@ async fn a_destroyed_version_stays_unreadable_in_its_shared_chunk() {
     let mut tried = 0;
     for k in keys.iter().filter(|k| *k != victim) {
         let v = version(&fx, k).await;
-        let dek = fx.engine.keys().version_key(&fx.bucket, &v.data).unwrap();
+        let dek = fx.engine.version_key(&fx.bucket, &v.data).await.unwrap();
         let frame = BytesMut::from(&after[..]);
         assert!(open_frame(&dek, &ident(victim, &vv), 0, frame).is_err());
         tried += 1;
@@ -360,7 +388,7 @@ async fn a_crash_around_a_chunk_write_loses_nothing_and_dead_bytes_are_counted()
             ContainerWriter::new(fx.engine.clone(), WRITER_REPACK, 1 << 30);
         for (k, d) in objects.iter().take(5) {
             let v = version(&fx, k).await;
-            let dek = fx.engine.keys().version_key(&fx.bucket, &v.data).unwrap();
+            let dek = fx.engine.version_key(&fx.bucket, &v.data).await.unwrap();
             let mut sealer = FrameSealer::new(dek, ident(k, &v));
             let mut out = BytesMut::new();
             sealer.push(d, &mut out).unwrap();
@@ -513,7 +541,7 @@ async fn format1_extents_restore_and_are_resealed_by_compaction() {
     for (k, d) in &objects {
         put_glacier(&fx, k, d.clone()).await;
         let v = version(&fx, k).await;
-        let dek = fx.engine.keys().version_key(&fx.bucket, &v.data).unwrap();
+        let dek = fx.engine.version_key(&fx.bucket, &v.data).await.unwrap();
         let ext = ArchiveExtent {
             container: id,
             first_chunk: next,
@@ -588,4 +616,69 @@ async fn format1_extents_restore_and_are_resealed_by_compaction() {
     let e = extent(&version(&fx, "old-a").await);
     assert!(e.is_packed() && e.container != id);
     assert_eq!(restored(&fx, "old-a").await, objects[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_kek_is_a_key_store_key_that_rotations_rewrap() {
+    use crate::rotation::{RotationWorker, Target};
+    let fx = fixture(64 * 1024, 1 << 30, 0.5).await;
+    let objects: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("r{i}"), data(i, 3000 + i * 700)))
+        .collect();
+    for (k, d) in &objects {
+        put_glacier(&fx, k, d.clone()).await;
+    }
+    let mut w = ArchiveWorker::new(fx.engine.clone());
+    repack_all(&fx, &mut w).await;
+    // In the key store (so a master rotation finds it), and referenced (so a backup restore
+    // keeps it).
+    let kek = fx
+        .engine
+        .meta_call(|m| m.archive_kek())
+        .await
+        .unwrap()
+        .expect("created with the first container");
+    assert!(fx.engine.keys().holds(&kek.key_ref()).unwrap());
+    let refs = fx.engine.meta_call(|m| m.referenced_keys()).await.unwrap();
+    assert!(refs.contains(&(kek.slot, kek.id.clone())));
+    assert_eq!(
+        fx.engine.meta_call(|m| m.pending_writes()).await.unwrap(),
+        0,
+        "its key-only intent was consumed"
+    );
+    let old_master = std::fs::read(fx.dir.path().join("master.key")).unwrap();
+    fx.engine
+        .start_rotation(Target::Bucket { bucket: "b".into() }, 1000)
+        .await
+        .unwrap();
+    fx.engine
+        .start_rotation(Target::Master, 1000)
+        .await
+        .unwrap();
+    let mut rot = RotationWorker::new(fx.engine.clone());
+    for _ in 0..50 {
+        if rot.work().await.unwrap() == WorkState::Idle {
+            break;
+        }
+    }
+    assert_ne!(
+        std::fs::read(fx.dir.path().join("master.key")).unwrap(),
+        old_master,
+        "the old master key is gone"
+    );
+    // The retired bucket KEK is destroyed through the GC.
+    let mut gc = GcWorker::new(fx.engine.clone());
+    for _ in 0..5 {
+        gc.work().await.unwrap();
+    }
+    // Container keys (archive KEK, re-wrapped) and version keys (bucket KEK, re-wrapped) both
+    // still open every extent.
+    let b = fx.engine.bucket("b").await.unwrap().unwrap();
+    for (k, d) in &objects {
+        let v = version(&fx, k).await;
+        let got = collect(fx.engine.archived_bytes(&b, k, &v).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(&got, d, "{k}");
+    }
 }

@@ -10,6 +10,13 @@ use super::StrataS3;
 use super::common::*;
 use crate::errors;
 
+/// Who asks for a delete, for the destruction record.
+struct Asker<'a> {
+    actor: &'a str,
+    request_id: Option<String>,
+    access_key: Option<String>,
+}
+
 /// Keys per DeleteObjects request (S3's limit).
 const MAX_KEYS_PER_DELETE: usize = 1000;
 
@@ -22,15 +29,19 @@ impl StrataS3 {
         key: &str,
         version_id: &Option<String>,
         bypass: bool,
-        actor: &str,
-        request_id: Option<String>,
+        asker: Asker<'_>,
     ) -> S3Result<(Option<String>, bool)> {
+        let Asker {
+            actor,
+            request_id,
+            access_key,
+        } = asker;
         check_key(key)?;
         let vid = requested_version(version_id)?;
         let out = self
             .ctx
             .engine
-            .delete_object(
+            .delete_object_signed(
                 bucket,
                 key,
                 DeleteRequest {
@@ -39,6 +50,7 @@ impl StrataS3 {
                     actor: actor.to_string(),
                     reason: DeleteReason::UserRequest { request_id },
                 },
+                access_key,
             )
             .await
             .map_err(errors::engine)?;
@@ -55,6 +67,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let who = self.caller(&req.credentials).await?;
         let request_id = request_id(&req.extensions);
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
@@ -73,8 +86,11 @@ impl StrataS3 {
                 &input.key,
                 &input.version_id,
                 bypass,
-                &who.id,
-                request_id,
+                Asker {
+                    actor: &who.id,
+                    request_id,
+                    access_key,
+                },
             )
             .await?;
         let mut resp = S3Response::new(DeleteObjectOutput {
@@ -92,6 +108,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let who = self.caller(&req.credentials).await?;
         let request_id = request_id(&req.extensions);
+        let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
         let bucket = self.owned_bucket(&who, &input.bucket).await?;
         if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
@@ -111,8 +128,11 @@ impl StrataS3 {
                     &obj.key,
                     &obj.version_id,
                     bypass,
-                    &who.id,
-                    request_id.clone(),
+                    Asker {
+                        actor: &who.id,
+                        request_id: request_id.clone(),
+                        access_key: access_key.clone(),
+                    },
                 )
                 .await
             {

@@ -162,6 +162,7 @@ impl StrataS3 {
             checksum_algorithm: alg,
             checksum_expected: expected,
             late_checksum: checksum::late_checksum(&headers, &extensions, trailers),
+            ..Default::default()
         };
         let part = self
             .ctx

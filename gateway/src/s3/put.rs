@@ -72,6 +72,7 @@ impl StrataS3 {
             checksum_algorithm,
             checksum_expected,
             late_checksum: checksum::late_checksum(&headers, &extensions, trailers),
+            ..Default::default()
         };
         let attrs = ObjectAttrs {
             content,

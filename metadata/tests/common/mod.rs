@@ -19,7 +19,11 @@ pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
         lifecycle: None,
         tags: vec![],
         kek_id: "kek-1".into(),
-        wrapped_kek: vec![1, 2, 3],
+        wrapped_kek: vec![],
+        kek_slot: None,
+        previous_keks: vec![],
+        closing: None,
+        retention_rules: vec![],
     }
 }
 
@@ -94,8 +98,9 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
         data: DataLayout {
             kek_id: "kek-1".into(),
             dek_id: "dek".into(),
-            wrapped_dek: vec![9; 40],
+            wrapped_dek: vec![],
             segments: seg.into_iter().collect(),
+            dek_slot: None,
         },
         parts: vec![],
         retention: None,
@@ -112,7 +117,8 @@ pub fn upload(store: &MetaStore, key: &str) -> UploadRecord {
         owner: "alice".into(),
         kek_id: "kek-1".into(),
         dek_id: "dek".into(),
-        wrapped_dek: vec![7; 40],
+        wrapped_dek: vec![],
+        dek_slot: None,
         content: ContentHeaders::default(),
         user_metadata: vec![],
         tags: vec![],
