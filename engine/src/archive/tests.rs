@@ -343,6 +343,13 @@ async fn a_destroyed_version_stays_unreadable_in_its_shared_chunk() {
     assert_eq!(recs.len(), 1, "one destruction record");
     let r = &recs[0].1;
     assert_eq!(r.key_id, format!("dek:{}", vv.data.dek_id));
+    assert_eq!(r.shards_removed, 0, "the shared chunks are not deleted");
+    assert!(
+        r.verification.contains("sealed archive extent")
+            && r.verification.contains(&hex::encode(ve.container)),
+        "{}",
+        r.verification
+    );
     // The container chunk is still there and readable at the container layer...
     let after = collect(fx.engine.read_sealed_extent(&ve).await.unwrap())
         .await
