@@ -678,6 +678,15 @@ async fn the_archive_kek_is_a_key_store_key_that_rotations_rewrap() {
     for _ in 0..5 {
         gc.work().await.unwrap();
     }
+    // The inventory lists it apart from the bucket keys, wrapped by the new master key.
+    let rep = fx.engine.keys_report().await.unwrap();
+    assert_eq!(rep["archive_keys"][0]["id"], kek.id.as_str(), "{rep}");
+    assert_eq!(rep["archive_keys"][0]["protects"]["archive_containers"], 1);
+    let m = &rep["master_keys"][0];
+    assert_eq!(m["state"], "current");
+    assert_eq!(m["protects"]["bucket_keys"], 1, "{m}");
+    assert_eq!(m["protects"]["archive_keys"], 1, "{m}");
+    assert_eq!(rep["archive_keys"][0]["wrapped_by_master"], m["id"]);
     // Container keys (archive KEK, re-wrapped) and version keys (bucket KEK, re-wrapped) both
     // still open every extent.
     let b = fx.engine.bucket("b").await.unwrap().unwrap();
