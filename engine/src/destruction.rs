@@ -157,11 +157,28 @@ impl Engine {
             ),
             None => "no data key (nothing was stored)".to_string(),
         };
-        let data_part = if chunks == 0 {
+        let mut data_part = if chunks == 0 {
             "no chunks".to_string()
         } else {
             format!("read of all {chunks} chunk(s) after deletion: not found")
         };
+        if let Some(x) = v.archive_extent.as_ref().filter(|x| x.is_packed()) {
+            // Shared with other versions: the chunk stays, the extent in it cannot be opened.
+            data_part.push_str(&format!(
+                "; sealed archive extent ({} bytes at offset {} of container {}) left for \
+                 compaction, undecryptable without the destroyed key",
+                x.sealed_len,
+                x.offset,
+                hex::encode(x.container)
+            ));
+        } else if let Some(x) = &v.archive_extent {
+            data_part.push_str(&format!(
+                "; archive extent (chunks {}.. of container {}) left for compaction, \
+                 undecryptable without the destroyed key",
+                x.first_chunk,
+                hex::encode(x.container)
+            ));
+        }
         DestructionRecord {
             op_id: v.op_id.clone(),
             bucket: v.bucket.clone(),

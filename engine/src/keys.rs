@@ -408,6 +408,12 @@ impl KeyRing {
         Ok(master.unwrap_kek(&e.wrapped, &kek_aad(kek_id))?)
     }
 
+    /// The archive tier's KEK (the key-store slot its `ArchiveKekRecord` names): it wraps
+    /// container keys only, never a version's data key. Blocking.
+    pub fn archive_kek(&self, slot: u64, kek_id: &str) -> Result<KeyEncryptionKey> {
+        self.kek_at(slot, kek_id)
+    }
+
     /// The data key in `slot` with id `dek_id`, unwrapped by the bucket KEK that wraps it now.
     pub fn data_key(&self, bucket: &BucketRecord, slot: u64, dek_id: &str) -> Result<Arc<DataKey>> {
         let e = self

@@ -36,11 +36,18 @@ impl Engine {
         // KMS keys (SSE-KMS) are KEKs of the key store too; they wrap no DEK (versions bind
         // their DEK to a secret derived from them, see sse.rs).
         let kms = self.list_kms_keys().await?;
+        // The archive tier's KEK (wraps container keys, no bucket's): listed on its own.
+        let archive_kek = self.meta_call(|m| m.archive_kek()).await?;
+        let containers = match &archive_kek {
+            Some(_) => self.meta_call(|m| m.list_containers()).await?.len(),
+            None => 0,
+        };
         let mut slots: Vec<(u64, String)> = kek_slots.iter().map(|k| (k.2, k.1.clone())).collect();
         slots.extend(
             kms.iter()
                 .filter_map(|k| k.kek_ref().map(|r| (r.slot, r.id))),
         );
+        slots.extend(archive_kek.as_ref().map(|k| (k.slot, k.id.clone())));
         let (entries, stats) = self
             .key_call(move |k| {
                 let mut out = HashMap::new();
@@ -134,6 +141,28 @@ impl Engine {
                 "protects": {"data_keys": deks_by_kek.get(id).copied().unwrap_or(0)},
             }));
         }
+        let mut archive_keys = Vec::new();
+        let mut archive_by_master: BTreeMap<String, u64> = BTreeMap::new();
+        if let Some(k) = &archive_kek {
+            let (created, changed, wrapper) = entries
+                .get(&k.id)
+                .cloned()
+                .map(|(c, ch, w)| (Some(c), Some(ch), Some(w)))
+                .unwrap_or((None, None, None));
+            if let Some(w) = &wrapper {
+                *archive_by_master.entry(w.clone()).or_default() += 1;
+            }
+            archive_keys.push(json!({
+                "id": k.id,
+                "kind": "kek",
+                "state": if created.is_some() { "current" } else { "missing" },
+                "slot": k.slot,
+                "created_ms": created,
+                "last_rewrapped_ms": changed.filter(|c| Some(*c) != created),
+                "wrapped_by_master": wrapper,
+                "protects": {"archive_containers": containers},
+            }));
+        }
         let (wrapping, old) = self.keys().master_ids();
         let mut masters = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
@@ -149,7 +178,12 @@ impl Engine {
                 "created_ms": ev.and_then(|e| e.get("created")),
                 "destroyed_ms": Value::Null,
                 "source": match self.keys().source() { crate::keys::MasterSource::Env => "environment", _ => "file" },
-                "protects": {"bucket_keys": keks_by_master.get(&id).copied().unwrap_or(0), "access_key_secrets": true},
+                "protects": {
+                    "bucket_keys": keks_by_master.get(&id).copied().unwrap_or(0)
+                        .saturating_sub(archive_by_master.get(&id).copied().unwrap_or(0)),
+                    "archive_keys": archive_by_master.get(&id).copied().unwrap_or(0),
+                    "access_key_secrets": true,
+                },
             }));
         }
         for ((kind, id), ev) in &events {
@@ -174,6 +208,7 @@ impl Engine {
             "generated_ms": now_ms(),
             "master_keys": masters,
             "bucket_keys": keks,
+            "archive_keys": archive_keys,
             "data_keys": {
                 "live": stats.live_deks,
                 "by_kek": deks_by_kek,

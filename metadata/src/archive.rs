@@ -5,16 +5,20 @@
 //!
 //! Sys-space keys (see `docs/archive-format.md`):
 //! - `archive-layout` -> u32 BE: the layout archive containers are written with;
-//! - `archive/open` -> container id: the container new extents go to;
+//! - `archive-kek` -> [`ArchiveKekRecord`]: the key-store slot of the KEK wrapping every
+//!   container key;
+//! - `archive/open` -> container id: the container the repack writer fills
+//!   (`archive/open-<writer>` for other writers, e.g. compaction);
 //! - `archive/container/<id 16 B>` -> [`ContainerRecord`];
-//! - `archive/extent/<id 16 B><first chunk u32 BE>` -> [`ExtentEntry`];
+//! - `archive/extent/<id 16 B><offset u64 BE>` -> [`ExtentEntry`] (format 1:
+//!   `<first chunk u32 BE>`);
 //! - `archive/pending/<version key>`: archive class, bytes still on the standard tier;
 //! - `archive/restore/<version key>`: a restore requested and not yet done;
 //! - `archive/restored/<version key>` -> [`RestoredEntry`]: a restored copy to expire.
 
 use serde::{Deserialize, Serialize};
 
-use crate::gc::stage_consume_intents;
+use crate::gc::{stage_consume_intents, stage_consume_key};
 use crate::keys;
 use crate::kv::{Batch, Direction, KeyRange, Space};
 use crate::layouts::{LAYOUT_PREFIX, layout_key, validate};
@@ -23,6 +27,7 @@ use crate::store::{decode, encode};
 use crate::{BlobId, LayoutRecord, MetaError, MetaStore, Result, Segment, VersionRecord};
 
 const ARCHIVE_LAYOUT: &[u8] = b"archive-layout";
+const ARCHIVE_KEK: &[u8] = b"archive-kek";
 const OPEN_CONTAINER: &[u8] = b"archive/open";
 const CONTAINER_PREFIX: &[u8] = b"archive/container/";
 const EXTENT_PREFIX: &[u8] = b"archive/extent/";
@@ -35,26 +40,93 @@ pub fn is_archive_class(class: &str) -> bool {
     matches!(class, "GLACIER" | "DEEP_ARCHIVE")
 }
 
-/// Where an archived version's bytes are: chunks `first_chunk..first_chunk + n` of container
-/// `container`, encrypted under the version's own data key.
+/// The writer that fills containers from the repack queue.
+pub const WRITER_REPACK: &str = "repack";
+/// The writer that compaction copies live extents into.
+pub const WRITER_COMPACTION: &str = "compaction";
+
+/// Bytes a sealed frame adds to its plaintext: a 12-byte nonce before it, a 16-byte tag after.
+pub const FRAME_OVERHEAD: u64 = 12 + 16;
+
+/// Where an archived version's bytes are.
+///
+/// Packed (format 2, `frame_size > 0`): the version's sealed extent is bytes
+/// `offset..offset + sealed_len` of container `container`, whose chunk `i` holds bytes
+/// `[i * chunk_size, i * chunk_size + its length)`; the extent is frames of `frame_size`
+/// plaintext bytes (the last one shorter), each AES-256-GCM under the version's own data key.
+///
+/// Format 1 (`frame_size == 0`, written before packing): chunks `first_chunk..` of the container
+/// are the version's own, each encrypted by the chunk store under the version's data key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveExtent {
     #[serde(with = "serde_bytes")]
     pub container: BlobId,
+    /// Format 1 only: the first of the version's chunks.
+    #[serde(default)]
     pub first_chunk: u32,
     /// Plaintext length.
     pub len: u64,
+    /// Plaintext bytes of a (full) container chunk.
     pub chunk_size: u32,
     pub layout: u32,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub sealed_len: u64,
+    /// Plaintext bytes per frame; 0 marks a format-1 extent.
+    #[serde(default)]
+    pub frame_size: u32,
+}
+
+/// Frames of a `len`-byte extent cut in `frame_size` pieces (0 for an empty one).
+pub fn frame_count(len: u64, frame_size: u32) -> u64 {
+    if frame_size == 0 {
+        0
+    } else {
+        len.div_ceil(frame_size as u64)
+    }
+}
+
+/// Sealed length of a `len`-byte extent cut in `frame_size` frames.
+pub fn sealed_len(len: u64, frame_size: u32) -> u64 {
+    len + frame_count(len, frame_size) * FRAME_OVERHEAD
 }
 
 impl ArchiveExtent {
+    /// Sealed frames in a container (format 2), not a run of chunks of its own (format 1).
+    pub fn is_packed(&self) -> bool {
+        self.frame_size > 0
+    }
+
+    pub fn frame_count(&self) -> u64 {
+        frame_count(self.len, self.frame_size)
+    }
+
+    /// Format 1: the number of the version's own chunks.
     pub fn chunk_count(&self) -> u32 {
         if self.len == 0 || self.chunk_size == 0 {
             0
         } else {
             self.len.div_ceil(self.chunk_size as u64) as u32
         }
+    }
+
+    /// Bytes it occupies in its container.
+    pub fn stored_len(&self) -> u64 {
+        if self.is_packed() {
+            self.sealed_len
+        } else {
+            self.len
+        }
+    }
+
+    /// Is this the extent an index entry of `container` describes?
+    pub fn is_at(&self, container: &BlobId, entry: &ExtentEntry) -> bool {
+        &self.container == container
+            && match entry.offset {
+                Some(o) => self.is_packed() && self.offset == o,
+                None => !self.is_packed() && self.first_chunk == entry.first_chunk,
+            }
     }
 }
 
@@ -98,8 +170,9 @@ impl VersionRecord {
     }
 }
 
-/// An archive container: one blob of the archive layout whose chunks hold the extents of many
-/// versions. Chunks are only ever added while it is open; sealed, it never changes again.
+/// An archive container: one blob of the archive layout whose chunks hold the sealed extents of
+/// many versions, back to back. Chunks are only ever added while it is open (each one written
+/// once, create-only); sealed, it never changes again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     #[serde(with = "serde_bytes")]
@@ -107,28 +180,138 @@ pub struct ContainerRecord {
     pub layout: u32,
     pub chunk_size: u32,
     pub created: i64,
-    /// Chunks reserved so far (the next extent starts here).
+    /// Chunks reserved so far (each reserved durably before it is written; the next one
+    /// written is this index).
     pub next_chunk: u32,
-    /// Plaintext bytes reserved by extents.
+    /// Bytes written into its chunks, live or dead (format 1: plaintext bytes of the extents
+    /// reserved).
     pub bytes: u64,
+    /// Extents committed into it (format 1: reserved).
     pub extents: u64,
     pub sealed: bool,
-    /// Plaintext bytes still referenced by a version, as of `audited`.
+    /// Bytes still referenced by a version, as of `audited`.
     pub live_bytes: u64,
     pub audited: Option<i64>,
     /// Being retired by compaction: its live extents are moved out, then its chunks freed.
     #[serde(default)]
     pub retiring: bool,
+    /// The archive KEK that wraps `wrapped_key`; empty for a format-1 container (its chunks are
+    /// under the versions' own keys).
+    #[serde(default)]
+    pub key_id: String,
+    /// The container key (the chunk store encrypts its chunks with it), wrapped.
+    #[serde(default, with = "serde_bytes")]
+    pub wrapped_key: Vec<u8>,
+    /// The writer filling it ([`WRITER_REPACK`], [`WRITER_COMPACTION`]).
+    #[serde(default)]
+    pub writer: String,
 }
 
-/// Which version an extent was reserved for (the compaction audit checks it still is).
+impl ContainerRecord {
+    /// A new, empty container of `writer` (not yet recorded; see [`MetaStore::open_container`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: BlobId,
+        writer: &str,
+        layout: u32,
+        chunk_size: u32,
+        key_id: String,
+        wrapped_key: Vec<u8>,
+        now: i64,
+    ) -> Self {
+        ContainerRecord {
+            id,
+            layout,
+            chunk_size,
+            created: now,
+            next_chunk: 0,
+            bytes: 0,
+            extents: 0,
+            sealed: false,
+            live_bytes: 0,
+            audited: None,
+            retiring: false,
+            key_id,
+            wrapped_key,
+            writer: writer.to_string(),
+        }
+    }
+
+    /// Format 2: sealed extents under a container key of its own.
+    pub fn is_packed(&self) -> bool {
+        !self.key_id.is_empty()
+    }
+}
+
+/// The archive key-encryption key: it lives in the key store like a bucket KEK (wrapped by the
+/// master key, so a master rotation re-wraps it), this record names its slot; it wraps every
+/// container key. No version's data depends on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveKekRecord {
+    /// Key id (hex).
+    pub id: String,
+    /// Key-store slot.
+    pub slot: u64,
+    pub created: i64,
+}
+
+impl ArchiveKekRecord {
+    pub fn key_ref(&self) -> crate::KeyRef {
+        crate::KeyRef {
+            class: crate::KeyClass::Kek,
+            slot: self.slot,
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Which version an extent was committed for (the compaction audit checks it still is).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtentEntry {
     pub bucket: String,
     pub key: String,
     pub version_id: String,
+    /// Format 1 only.
+    #[serde(default)]
     pub first_chunk: u32,
+    /// Plaintext length.
     pub len: u64,
+    /// Byte offset of the sealed extent (format 2; `None`: a format-1 entry).
+    #[serde(default)]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub sealed_len: u64,
+}
+
+impl ExtentEntry {
+    /// Bytes the extent occupies in its container.
+    pub fn stored_len(&self) -> u64 {
+        if self.offset.is_some() {
+            self.sealed_len
+        } else {
+            self.len
+        }
+    }
+}
+
+/// A version repacked into a written extent, to commit ([`MetaStore::commit_archives`]).
+#[derive(Clone, Debug)]
+pub struct ArchiveCommit {
+    /// The version key (as in the repack queue).
+    pub vkey: Vec<u8>,
+    /// The standard-tier segments the extent was copied from: the commit is conditioned on
+    /// the version still holding exactly these.
+    pub segments: Vec<Segment>,
+    pub extent: ArchiveExtent,
+}
+
+/// A live extent copied into another container, to swap in ([`MetaStore::replace_extents`]).
+#[derive(Clone, Debug)]
+pub struct ExtentMove {
+    /// The index entry in the old container (names the version).
+    pub entry: ExtentEntry,
+    pub old: ArchiveExtent,
+    pub new: ArchiveExtent,
 }
 
 /// A restored copy waiting for its expiry.
@@ -153,8 +336,33 @@ fn container_key(id: &BlobId) -> Vec<u8> {
     [CONTAINER_PREFIX, id].concat()
 }
 
-fn extent_key(id: &BlobId, first_chunk: u32) -> Vec<u8> {
-    [EXTENT_PREFIX, id, &first_chunk.to_be_bytes()].concat()
+fn extent_key(id: &BlobId, entry: &ExtentEntry) -> Vec<u8> {
+    match entry.offset {
+        Some(o) => [EXTENT_PREFIX, id, &o.to_be_bytes()].concat(),
+        None => [EXTENT_PREFIX, id, &entry.first_chunk.to_be_bytes()].concat(),
+    }
+}
+
+/// The pointer to the container `writer` fills.
+fn open_key(writer: &str) -> Vec<u8> {
+    if writer == WRITER_REPACK || writer.is_empty() {
+        OPEN_CONTAINER.to_vec()
+    } else {
+        [OPEN_CONTAINER, b"-", writer.as_bytes()].concat()
+    }
+}
+
+/// The index entry of an extent committed for a version.
+fn entry_for(bucket: &str, key: &str, version_id: &str, ext: &ArchiveExtent) -> ExtentEntry {
+    ExtentEntry {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: version_id.to_string(),
+        first_chunk: ext.first_chunk,
+        len: ext.len,
+        offset: ext.is_packed().then_some(ext.offset),
+        sealed_len: ext.sealed_len,
+    }
 }
 
 fn queue_key(prefix: &[u8], vkey: &[u8]) -> Vec<u8> {
@@ -238,8 +446,8 @@ impl MetaStore {
                 ARCHIVE_LAYOUT.to_vec(),
                 id.to_be_bytes().to_vec(),
             );
-            // A new geometry: the open container (old layout) takes no more extents.
-            b.delete(Space::Sys, OPEN_CONTAINER.to_vec());
+            // A new geometry: the open containers (old layout) take no more extents; each
+            // writer's next `open_container` seals its old one and starts one of this layout.
             self.kv().commit(b)?;
             tracing::info!(
                 layout = id,
@@ -405,145 +613,196 @@ impl MetaStore {
         self.kv().commit(b)
     }
 
+    // ----- keys -----
+
+    /// The archive KEK record, if one was created.
+    pub fn archive_kek(&self) -> Result<Option<ArchiveKekRecord>> {
+        self.kv()
+            .get(Space::Sys, ARCHIVE_KEK)?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    /// Records `rec` as the archive KEK unless one exists, consuming the key-only intent its
+    /// key was written under; returns the one in force (the first recorded wins a race, so every
+    /// container key is wrapped by the same KEK; the loser's key is the caller's to discard).
+    pub fn create_archive_kek(&self, rec: ArchiveKekRecord) -> Result<ArchiveKekRecord> {
+        self.retry(|| {
+            if let Some(cur) = self.archive_kek()? {
+                return Ok(cur);
+            }
+            let mut b = Batch::default();
+            b.absent(Space::Sys, ARCHIVE_KEK);
+            let seg = stage_consume_key(&mut b, &rec.key_ref())?;
+            b.put(Space::Sys, ARCHIVE_KEK.to_vec(), encode(&rec));
+            self.commit_consuming(b, std::slice::from_ref(&seg))?;
+            Ok(rec.clone())
+        })
+    }
+
     // ----- containers -----
 
-    /// The open container of `layout`, or a new one.
-    pub fn open_container(
-        &self,
-        layout: u32,
-        chunk_size: u32,
-        now: i64,
-    ) -> Result<ContainerRecord> {
+    /// The container `writer` fills: the one its pointer names if that is still open, packed
+    /// and of this layout and chunk size; otherwise `fresh` is recorded and pointed at (and a
+    /// replaced container is sealed in the same batch, so compaction can take it later).
+    pub fn open_container(&self, writer: &str, fresh: &ContainerRecord) -> Result<ContainerRecord> {
+        let pk = open_key(writer);
         self.retry(|| {
-            let ptr = self.kv().get(Space::Sys, OPEN_CONTAINER)?;
+            let ptr = self.kv().get(Space::Sys, &pk)?;
+            let mut b = Batch::default();
             if let Some(id) = &ptr
                 && let Some(raw) = self
                     .kv()
                     .get(Space::Sys, &[CONTAINER_PREFIX, id].concat())?
             {
-                let c: ContainerRecord = decode(&raw)?;
-                if !c.sealed && c.layout == layout && c.chunk_size == chunk_size {
+                let mut c: ContainerRecord = decode(&raw)?;
+                if !c.sealed
+                    && !c.retiring
+                    && c.is_packed()
+                    && c.layout == fresh.layout
+                    && c.chunk_size == fresh.chunk_size
+                {
                     return Ok(c);
                 }
+                if !c.sealed {
+                    c.sealed = true;
+                    b.equals(Space::Sys, &container_key(&c.id), &raw);
+                    b.put(Space::Sys, container_key(&c.id), encode(&c));
+                }
             }
-            let mut id = [0u8; 16];
-            rand::fill(&mut id);
-            let c = ContainerRecord {
-                id,
-                layout,
-                chunk_size,
-                created: now,
-                next_chunk: 0,
-                bytes: 0,
-                extents: 0,
-                sealed: false,
-                live_bytes: 0,
-                audited: None,
-                retiring: false,
-            };
-            let mut b = Batch::default();
-            b.unchanged(Space::Sys, OPEN_CONTAINER, ptr.as_deref());
-            b.absent(Space::Sys, &container_key(&id));
-            b.put(Space::Sys, container_key(&id), encode(&c));
-            b.put(Space::Sys, OPEN_CONTAINER.to_vec(), id.to_vec());
+            let mut c = fresh.clone();
+            c.writer = writer.to_string();
+            b.unchanged(Space::Sys, &pk, ptr.as_deref());
+            b.absent(Space::Sys, &container_key(&c.id));
+            b.put(Space::Sys, container_key(&c.id), encode(&c));
+            b.put(Space::Sys, pk.clone(), c.id.to_vec());
             self.kv().commit(b)?;
             Ok(c)
         })
     }
 
-    /// Reserves the next chunks of an open container for one version's extent and records
-    /// which version it is for; seals the container once it holds `seal_bytes`. Durable before
-    /// any chunk is written, so a crash leaves at most a dead extent that the audit finds.
-    pub fn reserve_extent(
-        &self,
-        container: &BlobId,
-        bucket: &str,
-        key: &str,
-        version_id: &str,
-        len: u64,
-        seal_bytes: u64,
-    ) -> Result<ArchiveExtent> {
+    /// Reserves chunk `index` of an open container, which is about to be written with `bytes`
+    /// bytes: durable before the chunk is, so every chunk that may exist is below `next_chunk`
+    /// (and freed with the container). `Stale` if the container is sealed, retiring, gone, or
+    /// its next chunk is not `index` (another writer).
+    pub fn reserve_chunk(&self, id: &BlobId, index: u32, bytes: u64) -> Result<ContainerRecord> {
         self.retry(|| {
-            let ck = container_key(container);
-            let raw = self
-                .kv()
-                .get(Space::Sys, &ck)?
-                .ok_or_else(|| MetaError::Invalid("no such container".into()))?;
+            let ck = container_key(id);
+            let Some(raw) = self.kv().get(Space::Sys, &ck)? else {
+                return Err(MetaError::Stale);
+            };
             let mut c: ContainerRecord = decode(&raw)?;
-            if c.sealed {
+            if c.sealed || c.retiring || c.next_chunk != index {
                 return Err(MetaError::Stale);
             }
-            let ext = ArchiveExtent {
-                container: c.id,
-                first_chunk: c.next_chunk,
-                len,
-                chunk_size: c.chunk_size,
-                layout: c.layout,
-            };
-            c.next_chunk = c
-                .next_chunk
-                .checked_add(ext.chunk_count())
+            c.next_chunk = index
+                .checked_add(1)
+                .filter(|n| *n < u32::MAX / 2)
                 .ok_or_else(|| MetaError::Invalid("container chunk index overflow".into()))?;
-            c.bytes += len;
-            c.extents += 1;
+            c.bytes += bytes;
             let mut b = Batch::default();
-            if c.bytes >= seal_bytes || c.next_chunk > u32::MAX / 2 {
-                c.sealed = true;
-                b.delete(Space::Sys, OPEN_CONTAINER.to_vec());
-            }
             b.equals(Space::Sys, &ck, &raw);
             b.put(Space::Sys, ck, encode(&c));
-            let entry = ExtentEntry {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                version_id: version_id.to_string(),
-                first_chunk: ext.first_chunk,
-                len,
-            };
-            b.put(
-                Space::Sys,
-                extent_key(&c.id, ext.first_chunk),
-                encode(&entry),
-            );
             self.kv().commit(b)?;
-            Ok(ext)
+            Ok(c)
         })
     }
 
-    /// Points a pending version at its written extent and releases its standard-tier chunks
-    /// to GC ("archived"), in one batch conditioned on the version record still being the one
-    /// whose bytes were copied (`segments`). `Stale` otherwise (the extent stays dead).
-    pub fn commit_archive(
-        &self,
-        vkey: &[u8],
-        segments: &[Segment],
-        extent: ArchiveExtent,
-        now: i64,
-    ) -> Result<()> {
+    /// Seals a container (immutable from now on: no chunk is reserved in it any more) and
+    /// clears its writer's pointer if it names it.
+    pub fn seal_container(&self, id: &BlobId) -> Result<()> {
         self.retry(|| {
-            let Some(raw) = self.kv().get(Space::Versions, vkey)? else {
-                return Err(MetaError::Stale);
+            let ck = container_key(id);
+            let Some(raw) = self.kv().get(Space::Sys, &ck)? else {
+                return Ok(());
             };
-            let rec: VersionRecord = decode(&raw)?;
-            let pending = is_archive_class(&rec.storage_class)
-                && rec.archive.as_ref().is_some_and(|a| a.extent.is_none());
-            if !pending || rec.data.segments != segments {
-                return Err(MetaError::Stale);
-            }
-            let mut new = rec.clone();
-            let a = new.archive.get_or_insert(ArchiveState {
-                since: now,
-                extent: None,
-                restore: None,
-            });
-            a.extent = Some(extent.clone());
-            new.data.segments = Vec::new();
+            let mut c: ContainerRecord = decode(&raw)?;
+            let pk = open_key(&c.writer);
+            let ptr = self.kv().get(Space::Sys, &pk)?;
             let mut b = Batch::default();
-            b.equals(Space::Versions, vkey, &raw);
-            b.put(Space::Versions, vkey.to_vec(), encode(&new));
-            b.delete(Space::Sys, queue_key(PENDING_PREFIX, vkey));
-            self.stage_gc(&mut b, rec.data.segments.clone(), "archived", now);
+            if ptr.as_deref() == Some(&id[..]) {
+                b.equals(Space::Sys, &pk, &id[..]);
+                b.delete(Space::Sys, pk);
+            }
+            if c.sealed && b.ops.is_empty() {
+                return Ok(());
+            }
+            c.sealed = true;
+            b.equals(Space::Sys, &ck, &raw);
+            b.put(Space::Sys, ck, encode(&c));
             self.kv().commit(b)
+        })
+    }
+
+    /// Commits repacked versions in one batch: each version still pending with exactly the
+    /// segments that were copied gets its extent (and the container an index entry), its
+    /// standard-tier chunks go to GC ("archived") and its queue entry goes. The others (changed
+    /// or deleted meanwhile, or their container retiring) are left alone: their extents are
+    /// dead bytes. Returns, per item, whether it was committed.
+    pub fn commit_archives(&self, items: &[ArchiveCommit], now: i64) -> Result<Vec<bool>> {
+        self.retry(|| {
+            let mut b = Batch::default();
+            let mut done = Vec::with_capacity(items.len());
+            let mut containers: Vec<(Vec<u8>, Vec<u8>, ContainerRecord)> = Vec::new();
+            for it in items {
+                let Some(raw) = self.kv().get(Space::Versions, &it.vkey)? else {
+                    done.push(false);
+                    continue;
+                };
+                let rec: VersionRecord = decode(&raw)?;
+                let pending = is_archive_class(&rec.storage_class)
+                    && !rec.is_delete_marker
+                    && rec.archive.as_ref().is_some_and(|a| a.extent.is_none());
+                if !pending || rec.data.segments != it.segments {
+                    done.push(false);
+                    continue;
+                }
+                let ck = container_key(&it.extent.container);
+                let slot = match containers.iter().position(|(k, _, _)| *k == ck) {
+                    Some(i) => Some(i),
+                    None => match self.kv().get(Space::Sys, &ck)? {
+                        Some(craw) => {
+                            let c: ContainerRecord = decode(&craw)?;
+                            containers.push((ck, craw, c));
+                            Some(containers.len() - 1)
+                        }
+                        None => None,
+                    },
+                };
+                let Some(slot) = slot.filter(|&i| !containers[i].2.retiring) else {
+                    done.push(false);
+                    continue;
+                };
+                containers[slot].2.extents += 1;
+                let (bucket, key) = vkey_object(&it.vkey)?;
+                let entry = entry_for(&bucket, &key, &rec.version_id, &it.extent);
+                b.put(
+                    Space::Sys,
+                    extent_key(&it.extent.container, &entry),
+                    encode(&entry),
+                );
+                let mut new = rec.clone();
+                let a = new.archive.get_or_insert(ArchiveState {
+                    since: now,
+                    extent: None,
+                    restore: None,
+                });
+                a.extent = Some(it.extent.clone());
+                new.data.segments = Vec::new();
+                b.equals(Space::Versions, &it.vkey, &raw);
+                b.put(Space::Versions, it.vkey.clone(), encode(&new));
+                b.delete(Space::Sys, queue_key(PENDING_PREFIX, &it.vkey));
+                self.stage_gc(&mut b, rec.data.segments.clone(), "archived", now);
+                done.push(true);
+            }
+            for (ck, craw, c) in &containers {
+                b.equals(Space::Sys, ck, craw);
+                b.put(Space::Sys, ck.clone(), encode(c));
+            }
+            if !b.ops.is_empty() {
+                self.kv().commit(b)?;
+            }
+            Ok(done)
         })
     }
 
@@ -561,17 +820,17 @@ impl MetaStore {
             .transpose()
     }
 
-    /// Extents reserved in a container, in chunk order, after `after` (a first chunk).
+    /// Extents committed into a container, in container order, after the entry `after`.
     pub fn container_extents(
         &self,
         id: &BlobId,
-        after: Option<u32>,
+        after: Option<&ExtentEntry>,
         limit: usize,
     ) -> Result<Vec<ExtentEntry>> {
         let prefix = [EXTENT_PREFIX, id].concat();
         let whole = KeyRange::prefix(&prefix);
         let start = match after {
-            Some(a) => [&prefix[..], &a.to_be_bytes(), &[0]].concat(),
+            Some(a) => [extent_key(id, a), vec![0]].concat(),
             None => prefix.clone(),
         };
         self.kv()
@@ -592,7 +851,7 @@ impl MetaStore {
             Ok(v) => Ok(v
                 .archive
                 .and_then(|a| a.extent)
-                .is_some_and(|e| &e.container == container && e.first_chunk == entry.first_chunk)),
+                .is_some_and(|e| e.is_at(container, entry))),
             Err(MetaError::NoSuchBucket | MetaError::NoSuchKey | MetaError::NoSuchVersion) => {
                 Ok(false)
             }
@@ -624,32 +883,76 @@ impl MetaStore {
         })
     }
 
-    /// Compaction: swaps a version's extent for its copy in another container, conditioned on
-    /// the version still pointing at `old`. `Stale` otherwise.
-    pub fn replace_extent(
-        &self,
-        entry: &ExtentEntry,
-        old: &ArchiveExtent,
-        new_extent: ArchiveExtent,
-    ) -> Result<()> {
+    /// Compaction: swaps versions' extents for their copies in another container, in one
+    /// batch; each only if its version still points at `old` and the new container is not
+    /// retiring. Returns, per item, whether it was swapped (a copy not swapped is dead bytes).
+    pub fn replace_extents(&self, moves: &[ExtentMove]) -> Result<Vec<bool>> {
         self.retry(|| {
-            let (vkey, raw, rec) =
-                match self.locate_version(&entry.bucket, &entry.key, Some(&entry.version_id)) {
-                    Ok(f) => f,
-                    Err(MetaError::NoSuchKey | MetaError::NoSuchVersion) => {
-                        return Err(MetaError::Stale);
-                    }
-                    Err(e) => return Err(e),
-                };
-            let mut new = rec.clone();
-            match new.archive.as_mut() {
-                Some(a) if a.extent.as_ref() == Some(old) => a.extent = Some(new_extent.clone()),
-                _ => return Err(MetaError::Stale),
-            }
             let mut b = Batch::default();
-            b.equals(Space::Versions, &vkey, &raw);
-            b.put(Space::Versions, vkey, encode(&new));
-            self.kv().commit(b)
+            let mut done = Vec::with_capacity(moves.len());
+            let mut containers: Vec<(Vec<u8>, Vec<u8>, ContainerRecord)> = Vec::new();
+            // One version can appear once only: a second item would overwrite the first.
+            let mut seen: Vec<Vec<u8>> = Vec::new();
+            for m in moves {
+                let e = &m.entry;
+                let (vkey, raw, rec) =
+                    match self.locate_version(&e.bucket, &e.key, Some(&e.version_id)) {
+                        Ok(f) => f,
+                        Err(
+                            MetaError::NoSuchKey
+                            | MetaError::NoSuchVersion
+                            | MetaError::NoSuchBucket,
+                        ) => {
+                            done.push(false);
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    };
+                let current = rec.archive.as_ref().and_then(|a| a.extent.as_ref());
+                if current != Some(&m.old) || seen.contains(&vkey) {
+                    done.push(false);
+                    continue;
+                }
+                let ck = container_key(&m.new.container);
+                let slot = match containers.iter().position(|(k, _, _)| *k == ck) {
+                    Some(i) => Some(i),
+                    None => match self.kv().get(Space::Sys, &ck)? {
+                        Some(craw) => {
+                            let c: ContainerRecord = decode(&craw)?;
+                            containers.push((ck, craw, c));
+                            Some(containers.len() - 1)
+                        }
+                        None => None,
+                    },
+                };
+                let Some(slot) = slot.filter(|&i| !containers[i].2.retiring) else {
+                    done.push(false);
+                    continue;
+                };
+                containers[slot].2.extents += 1;
+                let entry = entry_for(&e.bucket, &e.key, &e.version_id, &m.new);
+                b.put(
+                    Space::Sys,
+                    extent_key(&m.new.container, &entry),
+                    encode(&entry),
+                );
+                let mut new = rec.clone();
+                if let Some(a) = new.archive.as_mut() {
+                    a.extent = Some(m.new.clone());
+                }
+                b.equals(Space::Versions, &vkey, &raw);
+                b.put(Space::Versions, vkey.clone(), encode(&new));
+                seen.push(vkey);
+                done.push(true);
+            }
+            for (ck, craw, c) in &containers {
+                b.equals(Space::Sys, ck, craw);
+                b.put(Space::Sys, ck.clone(), encode(c));
+            }
+            if !b.ops.is_empty() {
+                self.kv().commit(b)?;
+            }
+            Ok(done)
         })
     }
 
@@ -684,8 +987,10 @@ impl MetaStore {
             let mut b = Batch::default();
             b.equals(Space::Sys, &ck, &raw);
             b.delete(Space::Sys, ck);
-            if self.kv().get(Space::Sys, OPEN_CONTAINER)?.as_deref() == Some(&id[..]) {
-                b.delete(Space::Sys, OPEN_CONTAINER.to_vec());
+            let pk = open_key(&c.writer);
+            if self.kv().get(Space::Sys, &pk)?.as_deref() == Some(&id[..]) {
+                b.equals(Space::Sys, &pk, &id[..]);
+                b.delete(Space::Sys, pk);
             }
             if c.next_chunk > 0 {
                 // One segment covering every chunk index ever reserved (chunks never written

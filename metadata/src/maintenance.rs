@@ -64,7 +64,8 @@ fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
 
 impl MetaStore {
     /// Every key-store key a record references: bucket KEKs (current and being rotated out),
-    /// KMS keys' KEKs, version and upload DEKs, keys of write intents and of queued GC items, as (slot, key id).
+    /// KMS keys' KEKs, version and upload DEKs, keys of write intents and of queued GC items,
+    /// the archive KEK, as (slot, key id).
     /// Reads the whole store (restore uses it to destroy keys nothing references).
     pub fn referenced_keys(&self) -> Result<BTreeSet<(u64, String)>> {
         let mut out = BTreeSet::new();
@@ -89,6 +90,7 @@ impl MetaStore {
             out.extend(k.kek_ref().map(|k| (k.slot, k.id)));
         }
         out.extend(self.intent_keys()?.into_iter().map(|k| (k.slot, k.id)));
+        out.extend(self.archive_kek()?.map(|k| (k.slot, k.id)));
         Ok(out)
     }
 

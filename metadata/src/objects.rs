@@ -493,10 +493,21 @@ impl MetaStore {
                     removed_ms: now,
                     reason: reason.clone(),
                     actor: actor.clone(),
+                    archive_extent: rec.archive.as_ref().and_then(|a| a.extent.clone()),
                 });
+                // A restored copy of an archived version is destroyed with it (the restore
+                // worker later finds the version gone and queues it again: a no-op).
+                let mut segments = rec.data.segments.clone();
+                segments.extend(
+                    rec.archive
+                        .as_ref()
+                        .and_then(|a| a.restore.as_ref())
+                        .map(|r| r.segments.clone())
+                        .unwrap_or_default(),
+                );
                 self.stage_gc_item(
                     &mut b,
-                    rec.data.segments.clone(),
+                    segments,
                     rec.data.dek_ref().into_iter().collect(),
                     destroyed,
                     "delete",

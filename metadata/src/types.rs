@@ -523,6 +523,10 @@ pub struct DestroyedVersion {
     pub removed_ms: i64,
     pub reason: DeleteReason,
     pub actor: DeleteActor,
+    /// An archived version's sealed extent: it stays in its shared container (unreadable, the
+    /// key is destroyed) until compaction rewrites the container; no chunk of its own is deleted.
+    #[serde(default)]
+    pub archive_extent: Option<crate::archive::ArchiveExtent>,
 }
 
 /// Data that no version references any more; the GC worker destroys its keys and deletes its

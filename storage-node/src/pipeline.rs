@@ -210,6 +210,31 @@ pub fn aes_gcm_decrypt_in_place(
         .is_ok()
 }
 
+/// AES-256-GCM of `buf` in place under a data key, detached tag. For sealing outside the chunk
+/// path (the archive tier seals each frame of a version's extent under the version's own key,
+/// inside container chunks the store then encrypts again). The caller owns nonce uniqueness
+/// (a fresh [`new_nonce`]) and domain separation (an AAD of its own shape).
+pub fn seal_detached(dek: &DataKey, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+    Aes256Gcm::new(dek.expose().into())
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+        .expect("below the AES-GCM length limit")
+        .into()
+}
+
+/// Counterpart of [`seal_detached`]: `Err(Integrity)` (and `buf` unspecified) unless the tag
+/// verifies under this key, nonce and AAD.
+pub fn open_detached(
+    dek: &DataKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; 16],
+) -> Result<(), NodeError> {
+    Aes256Gcm::new(dek.expose().into())
+        .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into(), &Tag::from(*tag))
+        .map_err(|_| NodeError::Integrity)
+}
+
 /// Fuzz/CI entry point: runs arbitrary shard-file bytes through header parsing, body verification,
 /// decoding and decryption exactly as a read does. Must never panic, whatever the input.
 pub fn decode_untrusted_shards(
@@ -276,6 +301,30 @@ pub fn fuzz_shard_decode(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detached_seal_opens_only_with_its_key_nonce_and_aad() {
+        let dek = DataKey::generate();
+        let nonce = new_nonce();
+        let plain = b"archived bytes of one frame".to_vec();
+        let mut buf = plain.clone();
+        let tag = seal_detached(&dek, &nonce, b"aad", &mut buf);
+        assert_ne!(buf, plain);
+        let sealed = buf.clone();
+        open_detached(&dek, &nonce, b"aad", &mut buf, &tag).unwrap();
+        assert_eq!(buf, plain);
+        for (key, n, aad) in [
+            (&DataKey::generate(), nonce, &b"aad"[..]),
+            (&dek, new_nonce(), &b"aad"[..]),
+            (&dek, nonce, &b"other"[..]),
+        ] {
+            let mut b = sealed.clone();
+            assert!(matches!(
+                open_detached(key, &n, aad, &mut b, &tag),
+                Err(NodeError::Integrity)
+            ));
+        }
+    }
 
     #[test]
     fn seal_then_open_with_any_two_shards_missing() {

@@ -3,28 +3,37 @@
 //! restored on request into a temporary standard-tier copy, and containers whose live fraction
 //! fell low are compacted.
 //!
-//! - [`repack`]: the `archive` worker (repack queue -> container extents, standard chunks to GC);
+//! - [`repack`]: the `archive` worker (repack queue -> sealed extents packed into container
+//!   chunks, standard chunks to GC);
 //! - [`restore`]: the `restore` worker (RestoreObject jobs, restored-copy expiry);
-//! - [`compact`]: the `archive-compaction` worker (audit live bytes, rewrite, free containers).
+//! - [`compact`]: the `archive-compaction` worker (audit live bytes, copy live sealed extents
+//!   verbatim into new containers, free the old ones);
+//! - [`frame`]: a version's bytes as frames sealed under the version's own data key;
+//! - [`pack`]: appending sealed extents into container chunks (the container writer);
+//! - [`read`]: container ranges, extents (only the frames a range needs), format-1 extents;
+//! - [`keys`]: container keys (master key -> archive KEK -> container key).
 //!
-//! A container is one blob of the archive layout; each version's extent is a run of its chunks,
-//! encrypted by the chunk store under the *version's own* data key, so destroying that key
-//! shreds the archived copy too. The format is in `docs/archive-format.md`.
+//! A container is one blob of the archive layout holding the sealed extents of many versions
+//! back to back: small extents share a chunk, large ones span chunks. Two keys are involved:
+//! the container key (the chunk store encrypts the container's chunks with it) protects the
+//! packing; each extent's frames are sealed under the *version's own* data key, so destroying
+//! that key shreds the archived copy though the container chunk stays readable until compaction
+//! rewrites it. The format is in `docs/archive-format.md`.
 
 pub mod compact;
+pub mod frame;
+pub mod keys;
+pub mod pack;
+pub mod read;
 pub mod repack;
 pub mod restore;
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use strata_metadata::archive::ArchiveExtent;
-use strata_metadata::{BucketRecord, VersionRecord};
-use strata_storage_node::ChunkId;
-use strata_storage_node::keys::DataKey;
+use std::time::Duration;
+
+use strata_metadata::VersionRecord;
 
 use crate::Engine;
-use crate::body::ReadStream;
-use crate::error::{EngineError, Rejection, Result};
+use crate::error::{Rejection, Result};
 use crate::lifecycle::DayClock;
 
 /// Restore job delays by tier (ms). DEEP_ARCHIVE takes `deep_factor` times as long.
@@ -121,126 +130,16 @@ impl Engine {
         Ok(out)
     }
 
-    /// Streams an archive extent (chunk by chunk, in order).
-    pub async fn read_extent(
-        &self,
-        dek: std::sync::Arc<DataKey>,
-        extent: &ArchiveExtent,
-    ) -> Result<ReadStream> {
-        let layout = self.layout(extent.layout).await?.node;
-        let chunks = self.chunks().clone();
-        let (container, first, n, len, cs) = (
-            extent.container,
-            extent.first_chunk,
-            extent.chunk_count(),
-            extent.len,
-            extent.chunk_size as u64,
-        );
-        let stream = futures::stream::iter(0..n)
-            .map(move |i| {
-                let (chunks, layout, dek) = (chunks.clone(), layout.clone(), dek.clone());
-                // Spawned: the body stream must be Sync (a JoinHandle is).
-                tokio::spawn(async move {
-                    let want = (len - i as u64 * cs).min(cs) as usize;
-                    let data = chunks
-                        .get_chunk(
-                            &layout,
-                            ChunkId {
-                                blob: container,
-                                index: first + i,
-                            },
-                            &dek,
-                        )
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?;
-                    if data.len() != want {
-                        return Err(std::io::Error::other("archive chunk of unexpected length"));
-                    }
-                    Ok::<Bytes, std::io::Error>(data)
-                })
-            })
-            .buffered(2)
-            .map(|joined| match joined {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            });
-        Ok(Box::pin(stream))
-    }
-
-    /// The bytes of an archive-class version wherever they are: its extent, or (not yet
-    /// repacked) its standard-tier segments.
-    /// `binding`: the version's SSE binding (`Engine::server_chunk_key`).
-    pub async fn archived_bytes(
-        &self,
-        bucket: &BucketRecord,
-        v: &VersionRecord,
-        binding: &crate::sse::KeyBinding,
-    ) -> Result<ReadStream> {
-        match v.archive.as_ref().and_then(|a| a.extent.as_ref()) {
-            Some(ext) => {
-                let dek = binding.apply(self.version_key(bucket, &v.data).await?);
-                self.read_extent(dek, ext).await
-            }
-            None => self.read_range_bound(bucket, v, 0..v.size, binding).await,
+    /// How long placed extents may wait in a partly filled chunk for more extents once the
+    /// repack queue is empty: then the chunk is written short.
+    pub fn archive_linger(&self) -> Duration {
+        if self.lifecycle_clock().is_scaled() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(30)
         }
-    }
-
-    /// Writes `body` (exactly `extent.len` bytes) as the chunks of a reserved extent.
-    pub(crate) async fn write_extent(
-        &self,
-        dek: &DataKey,
-        extent: &ArchiveExtent,
-        mut body: ReadStream,
-    ) -> Result<()> {
-        let layout = self.layout(extent.layout).await?.node;
-        let cs = extent.chunk_size as usize;
-        let mut buf = BytesMut::with_capacity(cs.min(extent.len as usize));
-        let mut index = extent.first_chunk;
-        let mut written: u64 = 0;
-        while let Some(piece) = body.next().await {
-            let mut piece =
-                piece.map_err(|e| EngineError::internal(format!("reading source: {e}")))?;
-            while !piece.is_empty() {
-                let take = (cs - buf.len()).min(piece.len());
-                buf.extend_from_slice(&piece.split_to(take));
-                if buf.len() == cs {
-                    let chunk = std::mem::replace(&mut buf, BytesMut::with_capacity(cs)).freeze();
-                    written += chunk.len() as u64;
-                    self.chunks()
-                        .put_chunk(
-                            &layout,
-                            ChunkId {
-                                blob: extent.container,
-                                index,
-                            },
-                            dek,
-                            chunk,
-                        )
-                        .await?;
-                    index += 1;
-                }
-            }
-        }
-        if !buf.is_empty() {
-            written += buf.len() as u64;
-            self.chunks()
-                .put_chunk(
-                    &layout,
-                    ChunkId {
-                        blob: extent.container,
-                        index,
-                    },
-                    dek,
-                    buf.freeze(),
-                )
-                .await?;
-        }
-        if written != extent.len {
-            return Err(EngineError::internal(format!(
-                "extent source gave {written} bytes, expected {}",
-                extent.len
-            )));
-        }
-        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

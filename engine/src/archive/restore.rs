@@ -116,6 +116,7 @@ impl RestoreWorker {
         &mut self,
         vkey: Vec<u8>,
         bucket: &str,
+        key: &str,
         v: VersionRecord,
     ) -> Result<(), EngineError> {
         let name = bucket.to_string();
@@ -128,8 +129,17 @@ impl RestoreWorker {
         let Some(r) = v.archive.as_ref().and_then(|a| a.restore.clone()) else {
             return Ok(());
         };
-        let (dek, binding) = self.engine.server_chunk_key(&b, &v).await?;
-        let source = self.engine.archived_bytes(&b, &v, &binding).await?;
+        let (dek, binding) = if v.size == 0 {
+            // An empty body stores no chunk and the version has no key: this one encrypts
+            // nothing.
+            (
+                std::sync::Arc::new(strata_storage_node::keys::DataKey::generate()),
+                crate::sse::KeyBinding::None,
+            )
+        } else {
+            self.engine.server_chunk_key(&b, &v).await?
+        };
+        let source = self.engine.archived_bytes(&b, key, &v, &binding).await?;
         let spec = WriteSpec {
             max_len: v.size,
             expected_len: Some(v.size),
@@ -214,7 +224,7 @@ impl Worker for RestoreWorker {
                 continue;
             }
             let v = q.version.clone().expect("checked above");
-            if let Err(e) = self.restore_one(q.vkey.clone(), &q.bucket, v).await {
+            if let Err(e) = self.restore_one(q.vkey.clone(), &q.bucket, &q.key, v).await {
                 self.failed += 1;
                 return Err(format!("restoring {}/{}: {e}", q.bucket, q.key));
             }
