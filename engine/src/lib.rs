@@ -23,6 +23,7 @@
 
 pub mod access_log;
 pub mod archive;
+pub mod authz;
 pub mod body;
 pub mod buckets;
 pub mod budget;

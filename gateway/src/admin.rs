@@ -1,5 +1,5 @@
 //! The operator API: `POST /?x-strata-admin=VERB` with a JSON body, signed with SigV4 like any S3
-//! request (s3s verifies the signature; SigV2, which would not sign the verb, is refused) and
+//! request (s3s verifies the signature; SigV2, which would not sign the verb, is refused here and at the edge) and
 //! allowed only to admin users. The `strata admin` CLI is its client.
 
 use std::path::{Path, PathBuf};

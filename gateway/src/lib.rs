@@ -4,7 +4,7 @@
 //! state of its own, so any number of gateways can serve one cluster.
 //!
 //! - [`s3`]: the S3 operations, one module per operation family.
-//! - [`http`]: connections and their limits, request ids, refusals before s3s (SigV2, unsigned
+//! - [`http`]: connections and their limits, request ids, refusals before s3s (SigV2 checks, unsigned
 //!   headers, form POSTs, oversized bodies), error bodies, auth-failure lockout, access log.
 //! - [`admin`]: the operator API behind `strata admin`.
 //! - [`body`], [`checksum`], [`errors`]: S3 <-> engine translation of bodies, checksums, errors.

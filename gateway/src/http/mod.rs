@@ -5,7 +5,8 @@
 //!
 //! - [`conn`]: accepting and serving connections (connection cap, timeouts).
 //! - [`limits`]: body limits, form-POST refusal, the body wrapper, [`EdgeConfig`].
-//! - [`signed_headers`]: SigV2 refusal, x-amz-* headers the signature must cover.
+//! - [`signed_headers`]: x-amz-* headers a SigV4 signature must cover; [`sigv2`]: SigV2 checked
+//!   as S3 does it (clock window, Expires, constant-time signature).
 //! - [`lockout`]: failed-signature accounting.
 //! - [`error_body`]: S3 error documents.
 //! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod lockout;
 pub mod metrics_access;
 pub mod signed_headers;
+pub mod sigv2;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -108,6 +110,34 @@ pub fn new_request_id() -> String {
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// Replaces a verified SigV2 request's signature (header or `Signature` parameter) with `sig`.
+fn resign_v2(req: &mut Request<Incoming>, p: &sigv2::Pending, sig: &str) {
+    if p.presigned {
+        let Some(q) = req.uri().query() else { return };
+        let enc = urlencoding::encode(sig);
+        let q: Vec<String> = q
+            .split('&')
+            .map(|kv| {
+                if kv.starts_with("Signature=") {
+                    format!("Signature={enc}")
+                } else {
+                    kv.to_string()
+                }
+            })
+            .collect();
+        let pq = format!("{}?{}", req.uri().path(), q.join("&"));
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = http::uri::PathAndQuery::try_from(pq) {
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    } else if let Ok(v) = HeaderValue::from_str(&format!("AWS {}:{sig}", p.access_key)) {
+        req.headers_mut().insert(http::header::AUTHORIZATION, v);
+    }
+}
+
 pub struct Front {
     pub s3: S3Service,
     pub limiter: Arc<AuthLimiter>,
@@ -144,14 +174,14 @@ impl Front {
         }
     }
 
-    /// Checks that need neither a secret nor the body. Ok(is an object upload) = hand the
-    /// request to s3s.
+    /// Checks that need neither a secret nor the body. Ok((is an object upload, a SigV2
+    /// signature still to check)) = hand the request to s3s (after [`Front::check_v2`]).
     fn screen(
         &self,
         req: &Request<Incoming>,
         request_id: &str,
         resource: &str,
-    ) -> Result<bool, Box<Refused>> {
+    ) -> Result<(bool, Option<sigv2::Pending>), Box<Refused>> {
         let headers = req.headers();
         let query = signed_headers::query_pairs(req.uri().query());
         let refused = |resp, event| {
@@ -160,19 +190,23 @@ impl Front {
                 event: Some(event),
             }))
         };
-        if signed_headers::is_sigv2(headers, &query) {
-            return refused(
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidRequest",
-                    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
-                    &[],
-                    request_id,
-                    resource,
-                ),
-                EdgeEvent::SigV2Refused,
-            );
-        }
+        let vh_bucket = self.virtual_host_bucket(headers);
+        let v2 = match sigv2::screen(
+            req.method(),
+            req.uri().path(),
+            headers,
+            &query,
+            vh_bucket.as_deref(),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        ) {
+            Ok(v2) => v2,
+            Err(p) => {
+                return refused(
+                    error_response(p.status, p.code, p.message, &[], request_id, resource),
+                    EdgeEvent::SigV2Refused,
+                );
+            }
+        };
         if limits::is_form_post(req.method(), headers) {
             return refused(
                 s3_error_response(
@@ -208,6 +242,8 @@ impl Front {
             }));
         }
         match signed_headers::check_signed_headers(headers, &query) {
+            // SigV2 signs every x-amz-* header by construction.
+            _ if v2.is_some() => {}
             Ok(()) => {}
             Err(signed_headers::Refusal::BadAuthorization) => {
                 return refused(
@@ -257,7 +293,54 @@ impl Front {
                 EdgeEvent::BodyTooLarge,
             );
         }
-        Ok(upload)
+        Ok((upload, v2))
+    }
+
+    /// The bucket named by the Host header of a virtual-hosted request (SigV2 signs it).
+    fn virtual_host_bucket(&self, headers: &http::HeaderMap) -> Option<String> {
+        let host = self.host.as_ref()?;
+        let hh = headers.get(http::header::HOST)?.to_str().ok()?;
+        if hh.parse::<std::net::SocketAddr>().is_ok() || hh.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let vh = s3s::host::S3Host::parse_host_header(host, hh).ok()?;
+        vh.bucket().map(str::to_string)
+    }
+
+    /// The SigV2 signature check: `Some(refusal)` when it does not match (403
+    /// SignatureDoesNotMatch, counted against the key like s3s's), `None` to go on. An unknown
+    /// key goes on too: s3s answers InvalidAccessKeyId.
+    async fn check_v2(
+        &self,
+        req: &mut Request<Incoming>,
+        p: &sigv2::Pending,
+        request_id: &str,
+        resource: &str,
+    ) -> Option<Called> {
+        let secret = match self.engine.access_secret(&p.access_key).await {
+            Ok(Some(s)) => s,
+            _ => return None,
+        };
+        if sigv2::signature_matches(&secret, &p.string_to_sign, &p.signature) {
+            if p.s3s_string_to_sign != p.string_to_sign {
+                // s3s checks again with its own resource form: hand it the signature it expects.
+                let sig = sigv2::sign(&secret, &p.s3s_string_to_sign);
+                resign_v2(req, p, &sig);
+            }
+            return None;
+        }
+        Some(Called {
+            resp: error_response(
+                StatusCode::FORBIDDEN,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+                &[],
+                request_id,
+                resource,
+            ),
+            close: false,
+            looked_up: Some(p.access_key.clone()),
+        })
     }
 
     /// Hands the request to s3s with its body guarded, noting which key s3s looked up. A body
@@ -403,9 +486,21 @@ impl Front {
                         looked_up: None,
                     }
                 }
-                Ok(upload) => {
-                    self.call_s3(req, upload, peer, &request_id, &resource)
-                        .await?
+                Ok((upload, v2)) => {
+                    let refused = match &v2 {
+                        Some(p) => self.check_v2(&mut req, p, &request_id, &resource).await,
+                        None => None,
+                    };
+                    match refused {
+                        Some(mut r) => {
+                            r.close = limits::may_have_body(req.headers());
+                            r
+                        }
+                        None => {
+                            self.call_s3(req, upload, peer, &request_id, &resource)
+                                .await?
+                        }
+                    }
                 }
             }
         };

@@ -1,11 +1,7 @@
 //! What the signature must cover, checked before s3s runs (no secret needed):
 //!
-//! - SigV2 (header `Authorization: AWS ...` or query `Signature=`) is refused as S3 does in
-//!   regions without it: 400 InvalidRequest "The authorization mechanism you have provided is not
-//!   supported. Please use AWS4-HMAC-SHA256." s3s 0.14 checks SigV2 with no Date window, no
-//!   Expires upper bound, a plain `!=` on the signature and an incomplete sub-resource list (our
-//!   admin verb and e.g. `retention`/`legal-hold` are not signed), so it cannot be made exact from
-//!   outside s3s. See docs/security-limits.md.
+//! - SigV2 (header `Authorization: AWS ...` or query `Signature=`) is recognised here and checked
+//!   in `sigv2.rs`; its requests sign every `x-amz-*` header by construction.
 //! - SigV4 (header or presigned): every `x-amz-*` header present must be in SignedHeaders, else
 //!   403 AccessDenied "There were headers present in the request which were not signed" with
 //!   `HeadersNotSigned`. `x-amz-content-sha256` is exempt, as on S3: in header auth its value is
@@ -59,7 +55,7 @@ fn authorizations(h: &HeaderMap) -> Vec<Cow<'_, str>> {
         .collect()
 }
 
-/// True for a SigV2 request (header or presigned), which we refuse.
+/// True for a SigV2 request (header or presigned; checked in `sigv2.rs`).
 pub fn is_sigv2(headers: &HeaderMap, query: &[(String, String)]) -> bool {
     has_param(query, "Signature")
         || authorizations(headers)
