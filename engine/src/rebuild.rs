@@ -150,7 +150,9 @@ impl Rebuilder {
             .engine
             .meta_call(move |m| m.list_degraded(after.as_deref(), PAGE))
             .await?;
-        let had = !recs.is_empty();
+        // Progress = some record cleared; a page of chunks whose nodes are still down is not
+        // progress, and the worker then waits its idle interval instead of spinning.
+        let mut progressed = false;
         for rec in recs {
             let id = ChunkId {
                 blob: rec.blob,
@@ -158,11 +160,11 @@ impl Rebuilder {
             };
             if self.rebuild_one(rec.layout, id).await? {
                 let r: DegradedChunk = rec.clone();
-                self.engine.meta_call(move |m| m.clear_degraded(&r)).await?;
+                progressed |= self.engine.meta_call(move |m| m.clear_degraded(&r)).await?;
             }
         }
         self.degraded_cursor = next;
-        Ok(had)
+        Ok(progressed || self.degraded_cursor.is_some())
     }
 
     async fn load(&mut self) -> Result<Progress, EngineError> {
@@ -339,6 +341,6 @@ impl Worker for Rebuilder {
     }
 
     fn idle_interval(&self) -> Duration {
-        Duration::from_millis(500)
+        Duration::from_secs(1)
     }
 }

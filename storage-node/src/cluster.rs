@@ -38,6 +38,9 @@ use crate::{ChunkId, ChunkService, ChunkStat, DataKey, Layout, LocalChunkStore, 
 pub const NODES_HEADER: &str = "x-strata-nodes";
 /// Header of a primary's put answer: shard indices that are not durable (degraded write).
 pub const MISSING_HEADER: &str = "x-strata-missing-shards";
+/// Header of a put sent again to another primary after the first did not answer: shards of the
+/// chunk already present are this write's own (blob ids are never reused), so they are replaced.
+pub const RETRY_HEADER: &str = "x-strata-retry";
 /// Most nodes one request may name.
 const MAX_NODES: usize = 255;
 
@@ -207,6 +210,7 @@ impl ClusterPrimary {
         dek: &DataKey,
         plaintext: Bytes,
         nodes: &NodeMap,
+        retry: bool,
     ) -> Result<Vec<usize>, NodeError> {
         layout.validate()?;
         if plaintext.len() > self.local.config().max_chunk_len {
@@ -236,9 +240,20 @@ impl ClusterPrimary {
                 .collect()
         })
         .await?;
-        let puts = targets.into_iter().zip(files).enumerate().map(
-            |(shard, ((io, disk), file))| async move { io.put_shard(&disk, id, shard, file).await },
-        );
+        let puts = targets
+            .into_iter()
+            .zip(files)
+            .enumerate()
+            .map(|(shard, ((io, disk), file))| async move {
+                match io.put_shard(&disk, id, shard, file.clone()).await {
+                    // Left by this write's earlier attempt through a primary that died.
+                    Err(NodeError::AlreadyExists) if retry => {
+                        io.delete_shard(&disk, id, shard).await?;
+                        io.put_shard(&disk, id, shard, file).await
+                    }
+                    other => other,
+                }
+            });
         let results = futures::future::join_all(puts).await;
         let mut missing = Vec::new();
         for (shard, r) in results.into_iter().enumerate() {
@@ -662,7 +677,10 @@ impl ClusterChunkClient {
             .iter()
             .map(|a| self.peers.get(*a))
             .partition(|n| n.is_up());
-        for node in up.iter().chain(down.iter()) {
+        for (attempt, node) in up.iter().chain(down.iter()).enumerate() {
+            if attempt == 1 && method == Method::PUT {
+                headers.push((RETRY_HEADER, "1".into()));
+            }
             match node
                 .request(method.clone(), &path, &headers, body.clone())
                 .await

@@ -23,7 +23,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::cluster::{ClusterPrimary, DiskInfo, MISSING_HEADER, NodeInfo, nodes_from_headers};
+use crate::cluster::{
+    ClusterPrimary, DiskInfo, MISSING_HEADER, NodeInfo, RETRY_HEADER, nodes_from_headers,
+};
 use crate::format::HEADER_LEN;
 use crate::http::{dek_from_headers, error_response, layout_from_headers, parse_chunk_path};
 use crate::layout::valid_word;
@@ -216,8 +218,9 @@ async fn route(
     match (verb, method) {
         ("chunks", Method::PUT) => {
             let dek = dek_from_headers(request.headers())?;
+            let retry = request.headers().contains_key(RETRY_HEADER);
             let body = body_bytes(request, max).await?;
-            let missing = node.put(&layout, id, &dek, body, &nodes).await?;
+            let missing = node.put(&layout, id, &dek, body, &nodes, retry).await?;
             let mut r = respond(StatusCode::NO_CONTENT, Bytes::new());
             let list: Vec<String> = missing.iter().map(usize::to_string).collect();
             r.headers_mut().insert(
