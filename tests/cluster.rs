@@ -348,6 +348,10 @@ async fn node_refuses_clients_without_a_cluster_certificate() {
         "--out",
         s(&other.join("intruder")),
     ]);
+    // The intruder trusts the cluster's CA (so it accepts the node) but its own certificate
+    // is from the other CA: only the node's client verification can stop it.
+    std::fs::remove_file(other.join("intruder/ca.pem")).unwrap();
+    std::fs::copy(root.join("ca/ca.pem"), other.join("intruder/ca.pem")).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -393,7 +397,7 @@ async fn node_refuses_clients_without_a_cluster_certificate() {
             .connect(strata_storage_node::tls::server_name(addr.ip()), tcp)
             .await?;
         // TLS 1.3: the server's refusal arrives with the first read.
-        tls.write_all(b"GET /node/info HTTP/1.1\r\nhost: x\r\n\r\n")
+        tls.write_all(b"GET /node/info HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
             .await?;
         let mut buf = Vec::new();
         tls.read_to_end(&mut buf).await?;

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strata_metadata::{DegradedChunk, DiskRebuild};
 use strata_storage_node::cluster::group_layout;
-use strata_storage_node::{ChunkId, NodeError};
+use futures::StreamExt as _;
+use strata_storage_node::{ChunkId, NodeError, RebuildReport};
 
 use crate::workers::{WorkState, Worker};
 use crate::{Engine, EngineError};
@@ -27,7 +28,9 @@ use crate::{Engine, EngineError};
 /// Worker-state key of the walk's progress.
 const STATE_KEY: &str = "rebuild";
 /// Degraded records / versions handled per unit.
-const PAGE: usize = 16;
+const PAGE: usize = 64;
+/// Chunks rebuilt at the same time (each reads k shards and writes the missing ones).
+const PARALLEL: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,11 +114,10 @@ impl Rebuilder {
         }
     }
 
-    /// Rebuilds one chunk; Ok(true) when it is whole (or gone).
-    async fn rebuild_one(&mut self, layout_id: u32, id: ChunkId) -> Result<bool, EngineError> {
-        let layout = self.engine.layout(layout_id).await?;
+    /// Counts what rebuilding one chunk did; true when it is whole (or gone).
+    fn account(&mut self, id: ChunkId, outcome: Result<RebuildReport, NodeError>) -> bool {
         self.chunks_checked += 1;
-        match self.engine.chunks().rebuild_chunk(&layout.node, id).await {
+        match outcome {
             Ok(report) => {
                 self.bytes_done += report.bytes_written;
                 self.bytes_read += report.bytes_read;
@@ -133,15 +135,39 @@ impl Rebuilder {
                         report.unreachable
                     ));
                 }
-                Ok(report.complete())
+                report.complete()
             }
-            Err(NodeError::NotFound) => Ok(true),
+            Err(NodeError::NotFound) => true,
             Err(e) => {
                 self.failures += 1;
                 self.last_error = Some(e.to_string());
-                Ok(false)
+                false
             }
         }
+    }
+
+    /// Rebuilds `chunks` (layout id, chunk) with up to [`PARALLEL`] at a time; returns for each
+    /// whether it is whole now.
+    async fn rebuild_many(&mut self, chunks: Vec<(u32, ChunkId)>) -> Result<Vec<bool>, EngineError> {
+        let mut layouts = std::collections::HashMap::new();
+        for (l, _) in &chunks {
+            if !layouts.contains_key(l) {
+                layouts.insert(*l, self.engine.layout(*l).await?);
+            }
+        }
+        let engine = self.engine.clone();
+        let outcomes: Vec<_> = futures::stream::iter(chunks.into_iter().map(|(l, id)| {
+            let layout = layouts[&l].node.clone();
+            let engine = engine.clone();
+            async move { (id, engine.chunks().rebuild_chunk(&layout, id).await) }
+        }))
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+        Ok(outcomes
+            .into_iter()
+            .map(|(id, o)| self.account(id, o))
+            .collect())
     }
 
     async fn degraded_unit(&mut self) -> Result<bool, EngineError> {
@@ -153,13 +179,22 @@ impl Rebuilder {
         // Progress = some record cleared; a page of chunks whose nodes are still down is not
         // progress, and the worker then waits its idle interval instead of spinning.
         let mut progressed = false;
-        for rec in recs {
-            let id = ChunkId {
-                blob: rec.blob,
-                index: rec.index,
-            };
-            if self.rebuild_one(rec.layout, id).await? {
-                let r: DegradedChunk = rec.clone();
+        let chunks = recs
+            .iter()
+            .map(|r| {
+                (
+                    r.layout,
+                    ChunkId {
+                        blob: r.blob,
+                        index: r.index,
+                    },
+                )
+            })
+            .collect();
+        let whole = self.rebuild_many(chunks).await?;
+        for (rec, whole) in recs.into_iter().zip(whole) {
+            if whole {
+                let r: DegradedChunk = rec;
                 progressed |= self.engine.meta_call(move |m| m.clear_degraded(&r)).await?;
             }
         }
@@ -206,7 +241,7 @@ impl Rebuilder {
             .filter(|j| j.since <= pass_started)
             .map(|j| format!("{}/{}", j.node, j.disk))
             .collect();
-        let mut complete = true;
+        let mut chunks = Vec::new();
         for v in &versions {
             self.versions_scanned += 1;
             for seg in &v.version.data.segments {
@@ -219,14 +254,17 @@ impl Rebuilder {
                     continue;
                 }
                 for index in 0..seg.chunk_count() {
-                    let id = ChunkId {
-                        blob: seg.blob,
-                        index,
-                    };
-                    complete &= self.rebuild_one(seg.layout, id).await?;
+                    chunks.push((
+                        seg.layout,
+                        ChunkId {
+                            blob: seg.blob,
+                            index,
+                        },
+                    ));
                 }
             }
         }
+        let complete = self.rebuild_many(chunks).await?.into_iter().all(|w| w);
         if !complete {
             // Retry this page later (a node may still be down): the cursor stays.
             return Err(EngineError::internal(
