@@ -59,7 +59,10 @@ pub fn run_cluster(verb: ClusterVerb) -> anyhow::Result<()> {
             }
             strata_storage_node::tls::issue(&ca, &name, &sans, &out)
                 .map_err(|e| anyhow::anyhow!("cluster issue: {e}"))?;
-            println!("strata: certificate for {name} written to {}", out.display());
+            println!(
+                "strata: certificate for {name} written to {}",
+                out.display()
+            );
         }
     }
     Ok(())
@@ -276,15 +279,14 @@ impl Worker for ClusterMapWorker {
 
     async fn work(&mut self) -> Result<WorkState, String> {
         let meta = self.meta.clone();
-        let mut targets: Vec<(Option<String>, SocketAddr)> = tokio::task::spawn_blocking(
-            move || meta.list_nodes(),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter_map(|n| n.address.parse().ok().map(|a| (Some(n.id), a)))
-        .collect();
+        let mut targets: Vec<(Option<String>, SocketAddr)> =
+            tokio::task::spawn_blocking(move || meta.list_nodes())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|n| n.address.parse().ok().map(|a| (Some(n.id), a)))
+                .collect();
         for a in &self.extra {
             if !targets.iter().any(|(_, t)| t == a) {
                 targets.push((None, *a));

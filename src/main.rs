@@ -510,8 +510,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(tls) = args.cluster {
-        return cluster::run_cluster_node(args.data_dir, args.listen, args.disks, tls, args.node_id)
-            .await;
+        return cluster::run_cluster_node(
+            args.data_dir,
+            args.listen,
+            args.disks,
+            tls,
+            args.node_id,
+        )
+        .await;
     }
     anyhow::ensure!(args.node_id.is_none(), "--node-id needs --cluster");
     let cfg = strata_storage_node::NodeConfig::under(&args.data_dir.join("disks"), args.disks);
@@ -804,7 +810,10 @@ fn render_rebuild(v: &serde_json::Value) -> String {
         s["priority"].as_str().unwrap_or("?"),
         s["rate_limit_bytes_per_sec"]
             .as_u64()
-            .map_or("none".into(), |r| format!("{:.1} MiB/s", r as f64 / 1048576.0)),
+            .map_or("none".into(), |r| format!(
+                "{:.1} MiB/s",
+                r as f64 / 1048576.0
+            )),
     );
     out.push_str(&format!(
         "  degraded chunks pending: {}\n  disks pending: {}\n  chunks checked: {}, rebuilt: {}, shards rebuilt: {}\n  bytes done: {}, read: {}\n  rate: {:.1} MiB/s, ETA: {}\n  failures: {}{}\n",

@@ -328,7 +328,9 @@ pub async fn run_with(
             rebalance_rate: args.rebalance_rate * 1024 * 1024,
             lifecycle_day_secs: args.lifecycle.lifecycle_day_secs,
             archive,
-            rebuild: cluster.as_ref().map(|c| (c.rebuild_rate.max(1) * 1024 * 1024, c.rebuild_priority)),
+            rebuild: cluster
+                .as_ref()
+                .map(|c| (c.rebuild_rate.max(1) * 1024 * 1024, c.rebuild_priority)),
             ..Default::default()
         },
         layout,

@@ -19,11 +19,11 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
-use rustls::pki_types::pem::PemObject as _;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject as _;
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata");
@@ -68,6 +68,9 @@ fn wait_port(addr: SocketAddr, within: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// (blob hex, chunk index) -> shard index -> nonce of the verified file (None: fails its checks).
+type ShardMap = BTreeMap<(String, u32), BTreeMap<u8, Option<[u8; 12]>>>;
 
 struct Cluster {
     root: PathBuf,
@@ -216,8 +219,8 @@ impl Cluster {
 
     /// Every shard file on every node, by chunk: (blob hex, index) -> shard index -> verified
     /// header's nonce (None if the file fails verification).
-    fn shards(&self) -> BTreeMap<(String, u32), BTreeMap<u8, Option<[u8; 12]>>> {
-        let mut out: BTreeMap<(String, u32), BTreeMap<u8, Option<[u8; 12]>>> = BTreeMap::new();
+    fn shards(&self) -> ShardMap {
+        let mut out = ShardMap::new();
         for i in 0..self.node_addrs.len() {
             let shards = self.root.join(format!("data-n{i}/disks/disk0/shards"));
             for f in walk(&shards) {
@@ -416,9 +419,11 @@ async fn node_refuses_clients_without_a_cluster_certificate() {
     let plain = S3::new(&format!("http://{addr}"));
     let r = tokio::time::timeout(
         Duration::from_secs(10),
-        plain
-            .client
-            .request(http::Request::get(format!("http://{addr}/node/info")).body(Full::new(Bytes::new())).unwrap()),
+        plain.client.request(
+            http::Request::get(format!("http://{addr}/node/info"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        ),
     )
     .await
     .unwrap();

@@ -69,28 +69,32 @@ read_mibs=$(dd if="$WORK/ddfile" of=/dev/null bs=4M iflag=direct 2>&1 | python3 
 import re,sys; t=sys.stdin.read(); m=re.search(r"(\d+) bytes.* ([\d.]+) s,", t); print(f"{int(m.group(1))/float(m.group(2))/1048576:.0f}")')
 rm -f "$WORK/ddfile"
 
+status() { "$STRATA" admin "${common[@]}" --json rebuild status; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['status']['$1'])"; }
+before=$(status | field shards_rebuilt)
 kill -9 "${NODE_PID[2]}"
 wait "${NODE_PID[2]}" 2>/dev/null || true
 rm -rf "$WORK/data-n2"
 start=$(date +%s.%N)
 start_node 2
-status() { "$STRATA" admin "${common[@]}" --json rebuild status; }
-# Wait for the map to see the new disk, then for the rebuild to finish it.
+# Until the map has seen the new disk (or the rebuild already began), then until it is done.
 for _ in $(seq 100); do
-  status | python3 -c 'import json,sys; s=json.load(sys.stdin)["status"]; sys.exit(0 if s["disks_pending"] else 1)' && break
+  status | python3 -c "import json,sys; s=json.load(sys.stdin)['status']; sys.exit(0 if s['disks_pending'] or s['shards_rebuilt'] > $before else 1)" && break
   sleep 0.1
 done
 for _ in $(seq 2400); do
   status | python3 -c 'import json,sys; s=json.load(sys.stdin)["status"]; sys.exit(0 if not s["disks_pending"] and s["degraded_chunks_pending"]==0 else 1)' && break
-  sleep 0.25
+  sleep 0.1
 done
 end=$(date +%s.%N)
 status > "$WORK/final.json"
+# (the counters include nothing from before the kill: no shard needed rebuilding then)
 python3 - "$WORK/final.json" "$start" "$end" "$read_mibs" "$held" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))["status"]
 t = float(sys.argv[3]) - float(sys.argv[2])
 w, r = s["bytes_done"] / 1048576, s["bytes_read"] / 1048576
+print(f"worker's own measured rate (bytes written per busy second): {s['rate_bytes_per_sec']/1048576:.0f} MiB/s")
 print(f"rebuilt {s['shards_rebuilt']} shards ({w:.0f} MiB written, {r:.0f} MiB read from survivors) "
       f"in {t:.1f} s: {w/t:.0f} MiB/s written, {r/t:.0f} MiB/s read; "
       f"disk read bandwidth (dd iflag=direct, {sys.argv[5]} MiB) {sys.argv[4]} MiB/s")

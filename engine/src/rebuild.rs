@@ -15,11 +15,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strata_metadata::{DegradedChunk, DiskRebuild};
 use strata_storage_node::cluster::group_layout;
-use futures::StreamExt as _;
 use strata_storage_node::{ChunkId, NodeError, RebuildReport};
 
 use crate::workers::{WorkState, Worker};
@@ -148,7 +148,10 @@ impl Rebuilder {
 
     /// Rebuilds `chunks` (layout id, chunk) with up to [`PARALLEL`] at a time; returns for each
     /// whether it is whole now.
-    async fn rebuild_many(&mut self, chunks: Vec<(u32, ChunkId)>) -> Result<Vec<bool>, EngineError> {
+    async fn rebuild_many(
+        &mut self,
+        chunks: Vec<(u32, ChunkId)>,
+    ) -> Result<Vec<bool>, EngineError> {
         let mut layouts = std::collections::HashMap::new();
         for (l, _) in &chunks {
             if !layouts.contains_key(l) {

@@ -126,19 +126,48 @@ impl Metrics {
 
 /// The rebuild job's counters (cluster mode only: nothing when no rebuild worker runs).
 fn rebuild_metrics(engine: &strata_engine::Engine) -> String {
-    let Some(w) = engine.workers().list().into_iter().find(|w| w.name == "rebuild") else {
+    let Some(w) = engine
+        .workers()
+        .list()
+        .into_iter()
+        .find(|w| w.name == "rebuild")
+    else {
         return String::new();
     };
     let mut s = String::new();
     for (name, kind, help) in [
-        ("bytes_done", "counter", "Shard bytes written by the rebuild."),
+        (
+            "bytes_done",
+            "counter",
+            "Shard bytes written by the rebuild.",
+        ),
         ("bytes_read", "counter", "Shard bytes read by the rebuild."),
-        ("chunks_rebuilt", "counter", "Chunks brought back to full redundancy."),
-        ("shards_rebuilt", "counter", "Shards rewritten by the rebuild."),
-        ("failures", "counter", "Chunks the rebuild could not complete (retried)."),
-        ("degraded_chunks_pending", "gauge", "Chunks acknowledged with missing shards, not rebuilt yet."),
+        (
+            "chunks_rebuilt",
+            "counter",
+            "Chunks brought back to full redundancy.",
+        ),
+        (
+            "shards_rebuilt",
+            "counter",
+            "Shards rewritten by the rebuild.",
+        ),
+        (
+            "failures",
+            "counter",
+            "Chunks the rebuild could not complete (retried).",
+        ),
+        (
+            "degraded_chunks_pending",
+            "gauge",
+            "Chunks acknowledged with missing shards, not rebuilt yet.",
+        ),
         ("rate_bytes_per_sec", "gauge", "Measured rebuild rate."),
-        ("eta_secs", "gauge", "Estimated seconds until the degraded chunks are rebuilt."),
+        (
+            "eta_secs",
+            "gauge",
+            "Estimated seconds until the degraded chunks are rebuilt.",
+        ),
     ] {
         let v = w.status[name].as_f64().unwrap_or(0.0);
         s.push_str(&format!(

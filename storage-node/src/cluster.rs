@@ -240,11 +240,8 @@ impl ClusterPrimary {
                 .collect()
         })
         .await?;
-        let puts = targets
-            .into_iter()
-            .zip(files)
-            .enumerate()
-            .map(|(shard, ((io, disk), file))| async move {
+        let puts = targets.into_iter().zip(files).enumerate().map(
+            |(shard, ((io, disk), file))| async move {
                 match io.put_shard(&disk, id, shard, file.clone()).await {
                     // Left by this write's earlier attempt through a primary that died.
                     Err(NodeError::AlreadyExists) if retry => {
@@ -253,7 +250,8 @@ impl ClusterPrimary {
                     }
                     other => other,
                 }
-            });
+            },
+        );
         let results = futures::future::join_all(puts).await;
         let mut missing = Vec::new();
         for (shard, r) in results.into_iter().enumerate() {
