@@ -826,10 +826,23 @@ mod tests {
         let a = group_layout(&l, &[7; 16]).unwrap();
         assert_eq!(a, group_layout(&l, &[7; 16]).unwrap());
         assert_eq!(a.disks.len(), 6);
-        let distinct: std::collections::HashSet<Vec<String>> = (0..64u8)
-            .map(|b| group_layout(&l, &[b; 16]).unwrap().disks)
-            .collect();
-        assert!(distinct.len() > 4, "blobs spread over the groups");
+        // Blob ids are random: spread 256 pseudo-random ones over the 12 groups.
+        let mut counts: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut state = 0x1234_5678_9abc_def0_u64;
+        for _ in 0..256 {
+            let mut blob = [0u8; 16];
+            for b in &mut blob {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = state as u8;
+            }
+            *counts
+                .entry(group_layout(&l, &blob).unwrap().disks)
+                .or_default() += 1;
+        }
+        assert_eq!(counts.len(), 12, "every group is used");
+        assert!(counts.values().all(|&c| c >= 5), "{counts:?}");
     }
 
     #[test]
