@@ -92,7 +92,11 @@ impl MetaStore {
                         Some(_) => {}
                     }
                 }
-                if old == &rec {
+                // The map watcher calls this every few seconds: write only a change, or a
+                // last-seen time more than 30 s old.
+                let mut same = rec.clone();
+                same.last_seen = old.last_seen;
+                if old == &same && now - old.last_seen < 30_000 {
                     return Ok(change);
                 }
             } else {
