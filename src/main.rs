@@ -1,11 +1,15 @@
 //! `strata`: the S3-compatible object and archive storage engine.
 //!
 //! - `strata serve`: gateway + metadata + chunk store in one process (the embedded default).
-//! - `strata node`: a chunk store alone, serving its HTTP API.
+//! - `strata node`: a chunk store alone, serving its HTTP API; with `--cluster DIR` a cluster
+//!   storage node (mutual TLS only).
+//! - `strata gateway --cluster DIR --node ADDR...`: the S3 gateway of a cluster.
+//! - `strata cluster init|issue`: the cluster CA and certificates.
 //! - `strata admin ...`: operator verbs against a running server, and offline restore.
 
 mod admin_client;
 mod admin_keys;
+mod cluster;
 mod destruction_cli;
 mod serve;
 mod tls_args;
@@ -30,8 +34,16 @@ struct Cli {
 enum Command {
     /// Run gateway, metadata and chunk store in one process.
     Serve(serve::ServeArgs),
-    /// Run a chunk store alone (its HTTP API), e.g. on a storage machine.
+    /// Run a chunk store alone (its HTTP API), e.g. on a storage machine; with --cluster, a
+    /// cluster storage node.
     Node(NodeArgs),
+    /// Run the S3 gateway of a cluster: chunks go to the storage nodes given with --node.
+    Gateway(GatewayArgs),
+    /// Cluster CA and certificates.
+    Cluster {
+        #[command(subcommand)]
+        verb: cluster::ClusterVerb,
+    },
     /// Operator verbs.
     Admin(AdminArgs),
 }
@@ -46,6 +58,22 @@ struct NodeArgs {
     /// with every request as its layout.
     #[arg(long, default_value_t = 6)]
     disks: usize,
+    /// Cluster mode: this node's certificate directory (from `strata cluster issue`). The
+    /// node then serves the cluster API over mutual TLS only.
+    #[arg(long)]
+    cluster: Option<PathBuf>,
+    /// Cluster mode: the node id, persisted in the data dir on first start (default: a random
+    /// one). Give the old id to a replacement node with an empty data dir.
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+    #[command(flatten)]
+    cluster: cluster::GatewayClusterArgs,
 }
 
 #[derive(Args)]
@@ -156,6 +184,17 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: ArchiveVerb,
     },
+    /// Cluster rebuild job: progress, bytes done, rate, ETA, node states.
+    Rebuild {
+        #[command(subcommand)]
+        verb: RebuildVerb,
+    },
+}
+
+#[derive(Subcommand)]
+enum RebuildVerb {
+    /// The rebuild job's status (add --json for the admin API's JSON).
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -488,11 +527,24 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => rt.block_on(serve::run(args)),
         Command::Node(args) => rt.block_on(run_node(args)),
+        Command::Gateway(args) => rt.block_on(serve::run_with(args.serve, Some(args.cluster))),
+        Command::Cluster { verb } => cluster::run_cluster(verb),
         Command::Admin(args) => rt.block_on(run_admin(args)),
     }
 }
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    if let Some(tls) = args.cluster {
+        return cluster::run_cluster_node(
+            args.data_dir,
+            args.listen,
+            args.disks,
+            tls,
+            args.node_id,
+        )
+        .await;
+    }
+    anyhow::ensure!(args.node_id.is_none(), "--node-id needs --cluster");
     let cfg = strata_storage_node::NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     let store = std::sync::Arc::new(
         tokio::task::spawn_blocking(move || strata_storage_node::LocalChunkStore::open(cfg))
@@ -516,6 +568,8 @@ enum Shape {
     Readable,
     /// The `prometheus` field as text.
     Prometheus,
+    /// `strata admin rebuild status`.
+    Rebuild,
 }
 
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
@@ -671,6 +725,12 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             ("backup", json!({"dir": dir}))
         }
         AdminVerb::Scrub { repair } => ("scrub", json!({"repair": repair})),
+        AdminVerb::Rebuild {
+            verb: RebuildVerb::Status,
+        } => {
+            shape = Shape::Rebuild;
+            ("rebuild-status", json!({}))
+        }
         AdminVerb::Worker {
             verb: WorkerVerb::List,
         } => ("worker-list", json!({})),
@@ -710,6 +770,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         }
         Shape::Readable => print!("{}", render_readable(verb, &value)),
         Shape::Prometheus => print!("{}", value["prometheus"].as_str().unwrap_or_default()),
+        Shape::Rebuild => print!("{}", render_rebuild(&value)),
     }
     Ok(())
 }
@@ -773,4 +834,53 @@ async fn follow_rotation(
         );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+/// `strata admin rebuild status` as text.
+fn render_rebuild(v: &serde_json::Value) -> String {
+    if v["running"] != true {
+        return "rebuild: not running (not a cluster gateway)\n".into();
+    }
+    let s = &v["status"];
+    let mut out = format!(
+        "rebuild: {} (priority {}, limit {})\n",
+        v["state"].as_str().unwrap_or("?"),
+        s["priority"].as_str().unwrap_or("?"),
+        s["rate_limit_bytes_per_sec"]
+            .as_u64()
+            .map_or("none".into(), |r| format!(
+                "{:.1} MiB/s",
+                r as f64 / 1048576.0
+            )),
+    );
+    out.push_str(&format!(
+        "  degraded chunks pending: {}\n  disks pending: {}\n  chunks checked: {}, rebuilt: {}, shards rebuilt: {}\n  bytes done: {}, read: {}\n  rate: {:.1} MiB/s, ETA: {}\n  failures: {}{}\n",
+        s["degraded_chunks_pending"],
+        s["disks_pending"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str()).collect::<Vec<_>>().join(", "))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "none".into()),
+        s["chunks_checked"],
+        s["chunks_rebuilt"],
+        s["shards_rebuilt"],
+        s["bytes_done"],
+        s["bytes_read"],
+        s["rate_bytes_per_sec"].as_f64().unwrap_or(0.0) / 1048576.0,
+        s["eta_secs"].as_f64().map_or("-".into(), |e| format!("{e:.0} s")),
+        s["failures"],
+        s["last_error"]
+            .as_str()
+            .map_or(String::new(), |e| format!(" (last: {e})")),
+    ));
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  node {} {} {} ({} disks)\n",
+            n["id"].as_str().unwrap_or("?"),
+            n["address"].as_str().unwrap_or("?"),
+            n["state"].as_str().unwrap_or("?"),
+            n["disks"]
+        ));
+    }
+    out
 }

@@ -269,6 +269,15 @@ async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<(String, Stri
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    run_with(args, None).await
+}
+
+/// `strata serve`, or with `cluster` the gateway of a cluster (`strata gateway`): the same
+/// process minus the local chunk store, whose place the cluster chunk client takes.
+pub async fn run_with(
+    args: ServeArgs,
+    cluster: Option<crate::cluster::GatewayClusterArgs>,
+) -> anyhow::Result<()> {
     let edge = args.edge.config()?;
     private_dir(&args.data_dir)?;
     anyhow::ensure!(
@@ -287,27 +296,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?,
     );
     meta.set_gc_grace_ms(args.gc_grace_ms);
-    let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
-    let disk_names = node_cfg.disk_names();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || LocalChunkStore::open(node_cfg))
-            .await?
-            .context("chunk store")?,
-    );
-    let chunks: Arc<dyn ChunkService> = store.clone();
+    let chunk_size = u32::try_from(args.chunk_size).context("--chunk-size")?;
+    let now = strata_engine::now_ms();
+    let (chunks, store, setup): (Arc<dyn ChunkService>, _, _) = match &cluster {
+        None => {
+            let node_cfg = NodeConfig::under(&args.data_dir.join("disks"), args.disks);
+            let store = Arc::new(
+                tokio::task::spawn_blocking(move || LocalChunkStore::open(node_cfg))
+                    .await?
+                    .context("chunk store")?,
+            );
+            (store.clone(), Some(store), None)
+        }
+        Some(c) => {
+            let setup = crate::cluster::setup_gateway(
+                &meta,
+                &c.cluster,
+                c.nodes.clone(),
+                args.data_shards,
+                args.parity_shards,
+                chunk_size,
+            )
+            .await?;
+            (setup.client.clone(), None, Some(setup))
+        }
+    };
 
     // The placement geometry this start writes with; a different one supersedes it, so
-    // segments written before keep naming theirs.
-    let now = strata_engine::now_ms();
-    let layout = meta
-        .ensure_current_layout(
-            &disk_names,
-            args.data_shards,
-            args.parity_shards,
-            u32::try_from(args.chunk_size).context("--chunk-size")?,
-            now,
-        )
-        .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?;
+    // segments written before keep naming theirs. In cluster mode the epoch is the layout.
+    let layout = match &setup {
+        Some(s) => s.layout.clone(),
+        None => meta
+            .ensure_current_layout(
+                &store.as_ref().expect("local store").config().disk_names(),
+                args.data_shards,
+                args.parity_shards,
+                chunk_size,
+                now,
+            )
+            .map_err(|e| anyhow::anyhow!("placement layout: {e}"))?,
+    };
+    let disk_names = layout.disks.clone();
     // Archive containers have their own geometry on the same disks.
     meta.ensure_archive_layout(
         &disk_names,
@@ -329,6 +358,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("expiring earlier instances: {e}"))?;
     meta.sweep_interrupted_writes(now)
         .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
+    let engine_meta = meta.clone();
     let engine = Engine::new(
         meta,
         chunks,
@@ -340,6 +370,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             access_log_delay: std::time::Duration::from_secs(args.access_log_delay_secs),
             lifecycle_day_secs: args.lifecycle.lifecycle_day_secs,
             archive,
+            rebuild: cluster
+                .as_ref()
+                .map(|c| (c.rebuild_rate.max(1) * 1024 * 1024, c.rebuild_priority)),
             ..Default::default()
         },
         layout,
@@ -348,6 +381,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
+    if let (Some(setup), Some(_)) = (&setup, &cluster) {
+        engine.workers().spawn(
+            crate::cluster::ClusterMapWorker::new(
+                engine.clone(),
+                engine_meta.clone(),
+                setup,
+                args.data_shards,
+                args.parity_shards,
+                chunk_size,
+            ),
+            0,
+        );
+    }
     let ctx = Arc::new(Context {
         engine: engine.clone(),
         cfg: GatewayConfig {
@@ -358,7 +404,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let front = strata_gateway::build_front_with(
         ctx.clone(),
-        Some(Arc::new(LocalNodeAdmin(store, engine.clone()))),
+        store.map(|s| Arc::new(LocalNodeAdmin(s, engine.clone())) as Arc<dyn NodeAdmin>),
         edge,
     );
 

@@ -62,6 +62,18 @@ impl Layouts {
             .clone()
     }
 
+    /// Makes `record` the layout new data is written with (a new cluster epoch, seen while
+    /// running); the old current one stays known, so its data stays readable.
+    pub fn set_current(&self, record: LayoutRecord) -> Result<()> {
+        let k = KnownLayout::new(record)?;
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.record.id, k.clone());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = k;
+        Ok(())
+    }
+
     fn cached(&self, id: u32) -> Option<KnownLayout> {
         self.known
             .read()

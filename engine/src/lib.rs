@@ -44,6 +44,7 @@ pub mod objects;
 pub mod purge;
 pub mod read;
 pub mod rebalance;
+pub mod rebuild;
 pub mod report;
 pub mod retention;
 pub mod rotation;
@@ -80,6 +81,9 @@ pub struct EngineConfig {
     pub lifecycle_day_secs: Option<u64>,
     /// Archive containers, compaction and restore delays.
     pub archive: archive::ArchiveConfig,
+    /// Cluster mode: the rebuild job's rate limit (bytes per second) and priority (`None`: no
+    /// rebuild worker, as in the single-process default whose store heals itself).
+    pub rebuild: Option<(u64, rebuild::Priority)>,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +96,7 @@ impl Default for EngineConfig {
             access_log_delay: Duration::from_secs(300),
             lifecycle_day_secs: None,
             archive: archive::ArchiveConfig::default(),
+            rebuild: None,
         }
     }
 }
@@ -227,6 +232,9 @@ impl Engine {
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),
                 0,
             );
+        }
+        if let Some((rate, priority)) = self.cfg().rebuild {
+            w.spawn(rebuild::Rebuilder::new(self.clone(), rate, priority), 0);
         }
     }
 

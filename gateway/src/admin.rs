@@ -266,6 +266,27 @@ impl S3Route for AdminRoute {
                 tracing::info!(target: "strata::audit", admin = %who.user, kms_key = %k.id, enabled = enable, "KMS key state changed");
                 kms_json(&k, &self.ctx.cfg.region)
             }
+            "rebuild-status" => {
+                let worker = engine
+                    .workers()
+                    .list()
+                    .into_iter()
+                    .find(|w| w.name == "rebuild");
+                let nodes = engine
+                    .meta_call(|m| m.list_nodes())
+                    .await
+                    .map_err(|_| s3_error!(InternalError))?;
+                json!({
+                    "running": worker.is_some(),
+                    "state": worker.as_ref().map(|w| w.state),
+                    "errors": worker.as_ref().map(|w| w.errors),
+                    "status": worker.map(|w| w.status),
+                    "nodes": nodes.iter().map(|n| json!({
+                        "id": n.id, "address": n.address, "state": n.state,
+                        "disks": n.disks.len(), "last_seen": n.last_seen,
+                    })).collect::<Vec<_>>(),
+                })
+            }
             "worker-list" => serde_json::to_value(engine.workers().list())
                 .map_err(|_| s3_error!(InternalError))?,
             "worker-set" => {

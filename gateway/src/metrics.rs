@@ -78,9 +78,13 @@ impl Metrics {
     /// authenticated, so it names no bucket), in the same text format.
     pub async fn render_engine(&self) -> String {
         match self.engine.get() {
-            Some(e) => strata_engine::lifecycle::worker::prometheus(e, false)
-                .await
-                .unwrap_or_default(),
+            Some(e) => {
+                let mut s = strata_engine::lifecycle::worker::prometheus(e, false)
+                    .await
+                    .unwrap_or_default();
+                s.push_str(&rebuild_metrics(e));
+                s
+            }
             None => String::new(),
         }
     }
@@ -118,4 +122,61 @@ impl Metrics {
         }
         s
     }
+}
+
+/// The rebuild job's counters (cluster mode only: nothing when no rebuild worker runs).
+fn rebuild_metrics(engine: &strata_engine::Engine) -> String {
+    let Some(w) = engine
+        .workers()
+        .list()
+        .into_iter()
+        .find(|w| w.name == "rebuild")
+    else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (name, kind, help) in [
+        (
+            "bytes_done",
+            "counter",
+            "Shard bytes written by the rebuild.",
+        ),
+        ("bytes_read", "counter", "Shard bytes read by the rebuild."),
+        (
+            "chunks_rebuilt",
+            "counter",
+            "Chunks brought back to full redundancy.",
+        ),
+        (
+            "shards_rebuilt",
+            "counter",
+            "Shards rewritten by the rebuild.",
+        ),
+        (
+            "failures",
+            "counter",
+            "Chunks the rebuild could not complete (retried).",
+        ),
+        (
+            "degraded_chunks_pending",
+            "gauge",
+            "Chunks acknowledged with missing shards, not rebuilt yet.",
+        ),
+        ("rate_bytes_per_sec", "gauge", "Measured rebuild rate."),
+        (
+            "eta_secs",
+            "gauge",
+            "Estimated seconds until the degraded chunks are rebuilt.",
+        ),
+    ] {
+        let v = w.status[name].as_f64().unwrap_or(0.0);
+        s.push_str(&format!(
+            "# HELP strata_rebuild_{name} {help}\n# TYPE strata_rebuild_{name} {kind}\nstrata_rebuild_{name} {v}\n"
+        ));
+    }
+    let disks = w.status["disks_pending"].as_array().map_or(0, Vec::len);
+    s.push_str(&format!(
+        "# HELP strata_rebuild_disks_pending Disks waiting for a full rebuild.\n# TYPE strata_rebuild_disks_pending gauge\nstrata_rebuild_disks_pending {disks}\n"
+    ));
+    s
 }

@@ -32,8 +32,14 @@ pub(crate) fn validate(disks: &[String], k: u8, m: u8, chunk_size: u32) -> Resul
         return bad("more shards than disks");
     }
     for (i, d) in disks.iter().enumerate() {
-        if d.is_empty() || d.contains('/') || d.contains('\\') || d == "." || d == ".." {
-            return bad("disks are names (e.g. \"disk0\"), not paths");
+        // A cluster disk is `<node>/<disk>`: exactly two such words.
+        let word = |w: &str| !w.is_empty() && !w.contains('\\') && w != "." && w != "..";
+        let ok = match d.split_once('/') {
+            Some((node, disk)) => word(node) && word(disk) && !disk.contains('/'),
+            None => word(d),
+        };
+        if !ok {
+            return bad("disks are names (e.g. \"disk0\" or \"n1/disk0\"), not paths");
         }
         if disks[..i].contains(d) {
             return bad("a disk is named twice");

@@ -13,12 +13,14 @@
 //! write intents, process instances, worker state), `layouts` (placement layouts, the rebalance
 //! walk and segment swap), `users` (users by id, access keys), `maintenance` (backup, restore,
 //! verify), `lifecycle` (persisted lifecycle configuration, per-bucket version walk),
-//! `archive` (archive/restore state, containers, the archive workers' queues); `keys` (key
+//! `archive` (archive/restore state, containers, the archive workers' queues), `cluster` (the
+//! cluster map: nodes, layout epochs, degraded chunks, disk rebuilds); `keys` (key
 //! encoding, ids) and `types` (the records) are the shared vocabulary.
 
 mod access_log;
 pub mod archive;
 mod buckets;
+mod cluster;
 mod error;
 mod gc;
 pub mod keys;
@@ -35,6 +37,7 @@ mod store;
 pub mod types;
 mod users;
 
+pub use cluster::NodeChange;
 pub use error::{MetaError, Result};
 pub use gc::GC_STATS_LIMIT;
 pub use lock::check_retention_change;

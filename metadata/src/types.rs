@@ -728,3 +728,75 @@ pub struct ListPartsPage {
     pub is_truncated: bool,
     pub next_part_number_marker: Option<u32>,
 }
+
+// ---- cluster map (metadata/src/cluster.rs, docs/cluster.md) ----------------------------------
+
+/// Whether the cluster map last saw a node answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    #[default]
+    Up,
+    Down,
+}
+
+/// One disk of a storage node as the cluster map knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDisk {
+    /// The node's own name for it (`disk0`); layouts call it `<node>/<name>`.
+    pub name: String,
+    /// Random id the node keeps in the disk directory: a new id means an empty replacement.
+    pub disk_id: String,
+    #[serde(default)]
+    pub capacity_bytes: u64,
+}
+
+/// A storage node: its id (persisted in its data dir), address, disks and state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: String,
+    /// `ip:port` of its mutual-TLS API.
+    pub address: String,
+    pub disks: Vec<ClusterDisk>,
+    #[serde(default)]
+    pub state: NodeState,
+    pub registered: i64,
+    #[serde(default)]
+    pub last_seen: i64,
+}
+
+/// One layout epoch of the cluster: the layout (same id) that placed every disk of these nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterEpoch {
+    /// The layout id of the epoch.
+    pub epoch: u32,
+    pub nodes: Vec<String>,
+    pub disks: u32,
+    /// Placement groups of k + m disks (computed from the layout by the storage node crate).
+    #[serde(default)]
+    pub placement_groups: u32,
+    pub created: i64,
+}
+
+/// A chunk acknowledged with fewer than k + m durable shards: the rebuild restores them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DegradedChunk {
+    #[serde(with = "serde_bytes")]
+    pub blob: BlobId,
+    pub index: u32,
+    /// The (epoch) layout the chunk was written with.
+    pub layout: u32,
+    /// Shard indices that were not durable.
+    pub missing: Vec<u8>,
+    pub since: i64,
+}
+
+/// A disk that came back empty (new disk id) or whose node was replaced: every chunk with a
+/// shard on it must be rebuilt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskRebuild {
+    pub node: String,
+    pub disk: String,
+    pub disk_id: String,
+    pub since: i64,
+}

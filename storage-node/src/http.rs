@@ -46,7 +46,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 type Body = Full<Bytes>;
 
-fn parse_chunk_path(path: &str) -> Option<ChunkId> {
+pub(crate) fn parse_chunk_path(path: &str) -> Option<ChunkId> {
     let mut parts = path.split('/');
     let (blob_hex, index_text) = (parts.next()?, parts.next()?);
     if parts.next().is_some() || blob_hex.len() != 32 {
@@ -62,7 +62,7 @@ fn chunk_path(id: ChunkId) -> String {
     format!("{}/{}", hex::encode(id.blob), id.index)
 }
 
-fn dek_from_headers(headers: &HeaderMap) -> Result<DataKey, NodeError> {
+pub(crate) fn dek_from_headers(headers: &HeaderMap) -> Result<DataKey, NodeError> {
     let value = headers
         .get(DEK_HEADER)
         .ok_or_else(|| NodeError::Invalid(format!("missing {DEK_HEADER}")))?;
@@ -74,7 +74,7 @@ fn dek_from_headers(headers: &HeaderMap) -> Result<DataKey, NodeError> {
 }
 
 /// The layout of the request: header present exactly once, strict wire form.
-fn layout_from_headers(headers: &HeaderMap) -> Result<Layout, NodeError> {
+pub(crate) fn layout_from_headers(headers: &HeaderMap) -> Result<Layout, NodeError> {
     let mut values = headers.get_all(LAYOUT_HEADER).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(NodeError::Invalid(format!(
@@ -124,7 +124,7 @@ fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
     response
 }
 
-fn error_response(error: &NodeError) -> Response<Body> {
+pub(crate) fn error_response(error: &NodeError) -> Response<Body> {
     let (status, code) = match error {
         NodeError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
         NodeError::AlreadyExists => (StatusCode::CONFLICT, "already-exists"),
@@ -382,7 +382,7 @@ fn header_usize(headers: &HeaderMap, name: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn error_from_response(response: &Response<Bytes>) -> NodeError {
+pub(crate) fn error_from_response(response: &Response<Bytes>) -> NodeError {
     let message = String::from_utf8_lossy(response.body()).into_owned();
     let code = response
         .headers()

@@ -29,8 +29,17 @@ pub struct Layout {
 }
 
 /// Disk names are short ASCII words: they appear in paths of nothing, but in logs, reports and
-/// the wire form, which must stay unambiguous (no separators, no whitespace).
+/// the wire form, which must stay unambiguous (no separators, no whitespace). A cluster disk is
+/// `<node>/<disk>`, two such words.
 pub fn valid_disk_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((node, disk)) => valid_word(node) && valid_word(disk),
+        None => valid_word(name),
+    }
+}
+
+/// One word of a disk name (a local disk name, a node id): `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_word(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_DISK_NAME_LEN
         && name

@@ -11,8 +11,11 @@
 //! bytes), `pipeline` (encrypt/encode and back, no I/O), `store` (put/get/stat), `delete`
 //! (tombstoned deletion), `repair` (heal and scrub), `files` (paths and blocking file helpers),
 //! `locks` (per-chunk locks), `report` (what reads/heals/scrubs found), `http` (node API and
-//! client), `keys` (key hierarchy).
+//! client), `keys` (key hierarchy); cluster mode: `tls` (cluster CA, mutual TLS), `shards` (shard
+//! I/O on a local or remote disk), `cluster` (placement groups, the primary pipeline, the gateway's
+//! client), `node_server` (the cluster node API).
 
+pub mod cluster;
 mod delete;
 mod files;
 pub mod format;
@@ -20,10 +23,13 @@ pub mod http;
 pub mod keys;
 pub mod layout;
 mod locks;
+pub mod node_server;
 pub mod pipeline;
 mod repair;
 mod report;
+pub mod shards;
 mod store;
+pub mod tls;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,7 +38,9 @@ pub use files::disk_usage_fraction;
 pub use http::{RemoteChunkStore, serve_http};
 pub use keys::{DataKey, KeyEncryptionKey, MasterKey};
 pub use layout::Layout;
-pub use report::{BadShard, HealReport, ReadReport, ScrubReport, ShardFault, ShardProblem};
+pub use report::{
+    BadShard, HealReport, ReadReport, RebuildReport, ScrubReport, ShardFault, ShardProblem,
+};
 pub use store::{LocalChunkStore, NodeConfig};
 
 /// Identity of one chunk: the blob (one written byte stream) and the chunk's index in it.
@@ -113,4 +121,15 @@ pub trait ChunkService: Send + Sync + 'static {
     /// (idempotent: a missing chunk is Ok).
     async fn delete_chunk(&self, layout: &Layout, id: ChunkId) -> Result<(), NodeError>;
     async fn stat_chunk(&self, layout: &Layout, id: ChunkId) -> Result<ChunkStat, NodeError>;
+    /// Restores every missing or bad shard of the chunk from k survivors (no key needed).
+    /// Stores that cannot rebuild on their own answer `Invalid`.
+    async fn rebuild_chunk(
+        &self,
+        _layout: &Layout,
+        _id: ChunkId,
+    ) -> Result<RebuildReport, NodeError> {
+        Err(NodeError::Invalid(
+            "this chunk store does not rebuild chunks".into(),
+        ))
+    }
 }

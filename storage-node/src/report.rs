@@ -76,3 +76,25 @@ pub struct ScrubReport {
     /// Disk names whose directory could not be listed.
     pub unavailable_disks: Vec<String>,
 }
+
+/// What rebuilding one chunk to full redundancy did (cluster pipeline; the local store maps its
+/// heal onto it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RebuildReport {
+    /// Shards that were missing or bad and are now rewritten and durable.
+    pub rebuilt: Vec<usize>,
+    /// Shards that could not be rewritten, with the error.
+    pub failed: Vec<(usize, String)>,
+    /// Shards whose node did not answer: neither checked nor rebuilt.
+    pub unreachable: Vec<usize>,
+    /// Shard bytes read from survivors and written to the rebuilt shards.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl RebuildReport {
+    /// Every shard is present and verified.
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty() && self.unreachable.is_empty()
+    }
+}

@@ -17,7 +17,7 @@ use strata_erasure::Codec;
 
 use crate::files::{self, DiskScan, SHARDS_DIR, TMP_DIR, TOMBSTONES_DIR};
 use crate::format::{self, HEADER_LEN, ShardHeader};
-use crate::layout::valid_disk_name;
+use crate::layout::valid_word;
 use crate::locks::ChunkLocks;
 use crate::pipeline::{self, SealedStripe};
 use crate::report::{BadShard, ReadReport, ShardProblem};
@@ -171,7 +171,7 @@ impl LocalChunkStore {
         }
         let mut disks = HashMap::new();
         for (name, dir) in &config.disks {
-            if !valid_disk_name(name) {
+            if !valid_word(name) {
                 return Err(NodeError::Invalid(format!("bad disk name {name:?}")));
             }
             if disks.insert(name.clone(), dir.clone()).is_some() {
@@ -807,6 +807,19 @@ impl ChunkService for LocalChunkStore {
         self.delete_locked(layout.id, Some(layout), id)
             .await
             .map(|_| ())
+    }
+
+    async fn rebuild_chunk(
+        &self,
+        layout: &Layout,
+        id: ChunkId,
+    ) -> Result<crate::RebuildReport, NodeError> {
+        let heal = self.heal(layout, id).await?;
+        Ok(crate::RebuildReport {
+            rebuilt: heal.rebuilt,
+            failed: heal.failed,
+            ..Default::default()
+        })
     }
 
     /// Reads and verifies every shard (header and body checksum).

@@ -1,0 +1,381 @@
+//! Cluster mode of the binary: `strata cluster init|issue` (the cluster CA), `strata node
+//! --cluster DIR` (a storage node over mutual TLS), and what `strata gateway --cluster DIR`
+//! adds to the gateway: node registration into the cluster map, the cluster chunk client, the
+//! map watcher (health, new disks, replaced disks) and the rebuild job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strata_engine::Engine;
+use strata_engine::workers::{WorkState, Worker};
+use strata_metadata::{ClusterDisk, MetaStore, NodeRecord, NodeState};
+use strata_storage_node::cluster::{
+    ClusterChunkClient, ClusterPrimary, DegradedSink, NodeInfo, NodeMap, placement_groups,
+};
+use strata_storage_node::shards::{Peers, Timeouts};
+use strata_storage_node::tls::ClusterTls;
+use strata_storage_node::{ChunkId, Layout, LocalChunkStore, NodeConfig};
+
+#[derive(clap::Subcommand)]
+pub enum ClusterVerb {
+    /// Create a cluster CA in DIR (ca.pem, ca.key with mode 0600).
+    Init { dir: PathBuf },
+    /// Issue a node or gateway certificate signed by the cluster CA.
+    Issue {
+        /// The CA directory (from `strata cluster init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Name of the node or gateway (also a subject alternative name).
+        #[arg(long)]
+        name: String,
+        /// Where cert.pem, key.pem (0600) and ca.pem go.
+        #[arg(long)]
+        out: PathBuf,
+        /// More subject alternative names: the IP addresses (e.g. 127.0.0.3) or DNS names
+        /// the process is reached at. Default: 127.0.0.1.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+pub fn run_cluster(verb: ClusterVerb) -> anyhow::Result<()> {
+    match verb {
+        ClusterVerb::Init { dir } => {
+            strata_storage_node::tls::init_ca(&dir)
+                .map_err(|e| anyhow::anyhow!("cluster init: {e}"))?;
+            println!("strata: cluster CA created in {}", dir.display());
+        }
+        ClusterVerb::Issue {
+            ca,
+            name,
+            out,
+            mut sans,
+        } => {
+            if sans.is_empty() {
+                sans.push("127.0.0.1".into());
+            }
+            strata_storage_node::tls::issue(&ca, &name, &sans, &out)
+                .map_err(|e| anyhow::anyhow!("cluster issue: {e}"))?;
+            println!(
+                "strata: certificate for {name} written to {}",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `strata node --cluster DIR`: the mutual-TLS node API only.
+pub async fn run_cluster_node(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    disks: usize,
+    tls_dir: PathBuf,
+    node_id: Option<String>,
+) -> anyhow::Result<()> {
+    let tls = ClusterTls::load(&tls_dir).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let dd = data_dir.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        strata_storage_node::node_server::ensure_node_id(&dd, node_id.as_deref())
+    })
+    .await??;
+    let cfg = NodeConfig::under(&data_dir.join("disks"), disks);
+    let store = tokio::task::spawn_blocking(move || LocalChunkStore::open(cfg)).await??;
+    let peers = Peers::new(tls.clone(), Timeouts::default());
+    let primary = Arc::new(ClusterPrimary::new(store, id.clone(), peers));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!(
+        "strata: cluster node {id} ready on https://{} (mutual TLS)",
+        listener.local_addr()?
+    );
+    strata_storage_node::node_server::serve_cluster(primary, tls, listener).await;
+    Ok(())
+}
+
+/// Degraded writes recorded in the metadata tier (durable before the put's 200).
+struct MetaDegraded(MetaStore);
+
+#[async_trait::async_trait]
+impl DegradedSink for MetaDegraded {
+    async fn record_degraded(
+        &self,
+        layout_id: u32,
+        id: ChunkId,
+        missing: Vec<usize>,
+    ) -> Result<(), String> {
+        let meta = self.0.clone();
+        let missing: Vec<u8> = missing.into_iter().map(|s| s as u8).collect();
+        tokio::task::spawn_blocking(move || {
+            meta.record_degraded(
+                layout_id,
+                &id.blob,
+                id.index,
+                &missing,
+                strata_engine::now_ms(),
+            )
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        tracing::warn!(chunk = %format!("{}/{}", hex::encode(id.blob), id.index), "degraded write recorded");
+        Ok(())
+    }
+}
+
+fn node_record(addr: SocketAddr, info: &NodeInfo, now: i64) -> NodeRecord {
+    NodeRecord {
+        id: info.node_id.clone(),
+        address: addr.to_string(),
+        disks: info
+            .disks
+            .iter()
+            .map(|d| ClusterDisk {
+                name: d.name.clone(),
+                disk_id: d.disk_id.clone(),
+                capacity_bytes: d.capacity_bytes,
+            })
+            .collect(),
+        state: NodeState::Up,
+        registered: now,
+        last_seen: now,
+    }
+}
+
+fn group_count(disks: &[String], k: u8, m: u8) -> u32 {
+    Layout::new(0, disks.to_vec(), k, m)
+        .map(|l| placement_groups(&l).len() as u32)
+        .unwrap_or(0)
+}
+
+fn node_map(meta: &MetaStore) -> anyhow::Result<NodeMap> {
+    let mut map = NodeMap::new();
+    for n in meta.list_nodes().map_err(|e| anyhow::anyhow!("{e}"))? {
+        if let Ok(a) = n.address.parse() {
+            map.insert(n.id, a);
+        }
+    }
+    Ok(map)
+}
+
+/// What the gateway needs for cluster mode.
+pub struct ClusterSetup {
+    pub client: Arc<ClusterChunkClient>,
+    pub layout: strata_metadata::LayoutRecord,
+    pub nodes: Vec<SocketAddr>,
+}
+
+/// Registers the given nodes (waiting, bounded, for each to answer), makes the current epoch,
+/// and returns the cluster chunk client.
+pub async fn setup_gateway(
+    meta: &MetaStore,
+    tls_dir: &std::path::Path,
+    nodes: Vec<SocketAddr>,
+    k: u8,
+    m: u8,
+    chunk_size: u32,
+) -> anyhow::Result<ClusterSetup> {
+    let tls = ClusterTls::load(tls_dir).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let peers = Peers::new(
+        tls,
+        Timeouts {
+            connect: Duration::from_millis(500),
+            ..Timeouts::default()
+        },
+    );
+    let client = Arc::new(ClusterChunkClient::new(
+        peers,
+        NodeMap::new(),
+        Arc::new(MetaDegraded(meta.clone())),
+    ));
+    let known = node_map(meta)?;
+    for addr in &nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let info = loop {
+            match client.node_info(*addr).await {
+                Ok(i) => break Some(i),
+                // A node we already know may be down: start degraded rather than not at all.
+                Err(_) if known.values().any(|a| a == addr) => break None,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    anyhow::bail!("node {addr} did not answer: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        if let Some(info) = info {
+            let rec = node_record(*addr, &info, strata_engine::now_ms());
+            let m2 = meta.clone();
+            tokio::task::spawn_blocking(move || m2.register_node(&rec, strata_engine::now_ms()))
+                .await?
+                .map_err(|e| anyhow::anyhow!("registering node {}: {e}", info.node_id))?;
+        }
+    }
+    let layout = meta
+        .ensure_cluster_epoch(
+            k,
+            m,
+            chunk_size,
+            |d| group_count(d, k, m),
+            strata_engine::now_ms(),
+        )
+        .map_err(|e| anyhow::anyhow!("cluster layout epoch: {e}"))?;
+    client.set_nodes(node_map(meta)?);
+    Ok(ClusterSetup {
+        client,
+        layout,
+        nodes,
+    })
+}
+
+/// Watches the cluster map: asks every node for its info, marks it up or down, registers new
+/// disks (a new epoch, which the rebalance then moves data to) and replaced disks (queued for
+/// the rebuild by `register_node`).
+pub struct ClusterMapWorker {
+    engine: Engine,
+    meta: MetaStore,
+    client: Arc<ClusterChunkClient>,
+    extra: Vec<SocketAddr>,
+    k: u8,
+    m: u8,
+    chunk_size: u32,
+    up: usize,
+    down: usize,
+    epochs: u64,
+    replaced: u64,
+}
+
+impl ClusterMapWorker {
+    pub fn new(
+        engine: Engine,
+        meta: MetaStore,
+        setup: &ClusterSetup,
+        k: u8,
+        m: u8,
+        chunk_size: u32,
+    ) -> Self {
+        ClusterMapWorker {
+            engine,
+            meta,
+            client: setup.client.clone(),
+            extra: setup.nodes.clone(),
+            k,
+            m,
+            chunk_size,
+            up: 0,
+            down: 0,
+            epochs: 0,
+            replaced: 0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for ClusterMapWorker {
+    fn name(&self) -> &'static str {
+        "cluster-map"
+    }
+
+    async fn work(&mut self) -> Result<WorkState, String> {
+        let meta = self.meta.clone();
+        let mut targets: Vec<(Option<String>, SocketAddr)> =
+            tokio::task::spawn_blocking(move || meta.list_nodes())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|n| n.address.parse().ok().map(|a| (Some(n.id), a)))
+                .collect();
+        for a in &self.extra {
+            if !targets.iter().any(|(_, t)| t == a) {
+                targets.push((None, *a));
+            }
+        }
+        let (mut up, mut down, mut changed) = (0, 0, false);
+        for (id, addr) in targets {
+            let now = strata_engine::now_ms();
+            match self.client.node_info(addr).await {
+                Ok(info) => {
+                    up += 1;
+                    let rec = node_record(addr, &info, now);
+                    let meta = self.meta.clone();
+                    let change = tokio::task::spawn_blocking(move || meta.register_node(&rec, now))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    self.replaced += change.replaced_disks.len() as u64;
+                    changed |= change.new_node || !change.added_disks.is_empty() || change.moved;
+                }
+                Err(_) => {
+                    down += 1;
+                    if let Some(id) = id {
+                        let meta = self.meta.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            meta.set_node_state(&id, NodeState::Down, now)
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+        (self.up, self.down) = (up, down);
+        if changed {
+            let meta = self.meta.clone();
+            let (k, m, cs) = (self.k, self.m, self.chunk_size);
+            let layout = tokio::task::spawn_blocking(move || {
+                meta.ensure_cluster_epoch(
+                    k,
+                    m,
+                    cs,
+                    |d| group_count(d, k, m),
+                    strata_engine::now_ms(),
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            if layout.id != self.engine.layouts().current().record.id {
+                self.epochs += 1;
+                self.engine
+                    .layouts()
+                    .set_current(layout)
+                    .map_err(|e| e.to_string())?;
+            }
+            let meta = self.meta.clone();
+            let map = tokio::task::spawn_blocking(move || node_map(&meta))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            self.client.set_nodes(map);
+        }
+        Ok(WorkState::Idle)
+    }
+
+    fn status(&self) -> Value {
+        json!({"nodes_up": self.up, "nodes_down": self.down, "new_epochs": self.epochs,
+               "replaced_disks": self.replaced})
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+/// `strata gateway` options beyond `strata serve`'s.
+#[derive(clap::Args)]
+pub struct GatewayClusterArgs {
+    /// This gateway's certificate directory (cert.pem, key.pem, ca.pem from `strata cluster
+    /// issue`).
+    #[arg(long)]
+    pub cluster: PathBuf,
+    /// A storage node's address (`ip:port`), repeated for each node to register.
+    #[arg(long = "node", required = true)]
+    pub nodes: Vec<SocketAddr>,
+    /// MiB/s the rebuild may write.
+    #[arg(long, env = "STRATA_REBUILD_RATE", default_value_t = 64)]
+    pub rebuild_rate: u64,
+    /// low (a quarter of the rate), normal, high (no limit).
+    #[arg(long, env = "STRATA_REBUILD_PRIORITY", default_value = "normal")]
+    pub rebuild_priority: strata_engine::rebuild::Priority,
+}
