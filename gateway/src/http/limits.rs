@@ -147,6 +147,8 @@ pub fn may_have_body(headers: &HeaderMap) -> bool {
 pub struct BodyFlags {
     pub too_large: AtomicBool,
     pub stalled: AtomicBool,
+    /// The body was read to its end.
+    pub ended: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,10 +209,16 @@ where
                         return Poll::Ready(Some(Err(Box::new(BodyError::TooLarge(limit)))));
                     }
                 }
+                if this.inner.is_end_stream() {
+                    this.flags.ended.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.flags.ended.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 // The clock runs only while the server is waiting for the client.
                 let stall = this.stall;

@@ -354,6 +354,7 @@ impl Front {
         resource: &str,
     ) -> Result<Called, s3s::HttpError> {
         let flags = Arc::new(limits::BodyFlags::default());
+        let had_body = limits::may_have_body(req.headers());
         let limit = (!upload).then_some(self.edge.max_xml_body);
         let stall = self.edge.body_timeout;
         // aws-chunked bodies must end with their final zero-length chunk (see framing.rs).
@@ -369,7 +370,12 @@ impl Front {
             .insert(RequestId(request_id.to_string()));
         let (result, looked_up) = lockout::track_key_lookup(self.s3.call(req)).await;
         let mut resp = result?;
-        let mut close = false;
+        // An error answered before the body was read to its end (e.g. a refused PutObject):
+        // close the connection instead of leaving the rest of the body in front of the next
+        // request (seen: the next request's first byte lost, a HEAD parsed as "EAD").
+        let mut close = had_body
+            && !flags.ended.load(Ordering::Relaxed)
+            && (resp.status().is_client_error() || resp.status().is_server_error());
         if flags.too_large.load(Ordering::Relaxed) {
             self.metrics.edge(EdgeEvent::BodyTooLarge);
             close = true;
