@@ -53,6 +53,18 @@ pub struct DeleteRequest {
     pub reason: DeleteReason,
 }
 
+/// What a delete must also satisfy, and the access key that signed it (for the record).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteConditions {
+    pub access_key: Option<String>,
+    /// The version a background job decided for: `Meta(Stale)` and nothing changes if the
+    /// object moved on meanwhile.
+    pub expect: Option<VersionExpect>,
+    /// S3's conditional DeleteObject: the current version's ETag (`*`: any current version);
+    /// `NoSuchKey` without a current version, `PreconditionFailed` for another ETag.
+    pub if_match: Option<String>,
+}
+
 impl DeleteRequest {
     /// The actor as the destruction record names it.
     pub fn record_actor(&self, access_key: Option<String>) -> DeleteActor {
@@ -316,90 +328,38 @@ impl Engine {
         key: &str,
         req: DeleteRequest,
     ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, None, None, None)
+        self.delete_object_with(bucket, key, req, DeleteConditions::default())
             .await
     }
 
-    /// [`Engine::delete_object`] with the access key the request was signed with (for the
-    /// destruction record).
-    pub async fn delete_object_signed(
+    /// [`Engine::delete_object`] with the signing access key and the conditions of
+    /// [`DeleteConditions`], all checked atomically with the delete.
+    pub async fn delete_object_with(
         &self,
         bucket: &BucketRecord,
         key: &str,
         req: DeleteRequest,
-        access_key: Option<String>,
-    ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, access_key, None, None)
-            .await
-    }
-
-    /// [`Engine::delete_object`] conditioned on the version a background job decided for
-    /// (`expect`): `Meta(Stale)` and nothing changes if the object moved on meanwhile.
-    pub async fn delete_object_if(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        req: DeleteRequest,
-        expect: Option<VersionExpect>,
-    ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, None, expect, None)
-            .await
-    }
-
-    /// [`Engine::delete_object_signed`] conditioned on the current version's ETag (`*`: any
-    /// current version; S3's conditional DeleteObject), checked atomically with the delete:
-    /// `NoSuchKey` when there is no current version, `PreconditionFailed` for another ETag.
-    pub async fn delete_object_if_match(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        req: DeleteRequest,
-        access_key: Option<String>,
-        if_match: Option<String>,
-    ) -> Result<DeleteOutcome> {
-        self.delete_object_full(bucket, key, req, access_key, None, if_match)
-            .await
-    }
-
-    async fn delete_object_full(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        req: DeleteRequest,
-        access_key: Option<String>,
-        expect: Option<VersionExpect>,
-        if_match: Option<String>,
+        cond: DeleteConditions,
     ) -> Result<DeleteOutcome> {
         let (b, k) = (bucket.name.clone(), key.to_string());
         let r = req.clone();
-        let actor = req.record_actor(access_key);
+        let actor = req.record_actor(cond.access_key);
+        let (expect, if_match) = (cond.expect, cond.if_match);
         let out = self
             .meta_call(move |m| {
                 let owner = actor.user.clone().unwrap_or_else(|| r.actor.clone());
-                match if_match {
-                    Some(etag) => m.delete_object_if_match(
-                        &b,
-                        &k,
-                        r.version_id.as_deref(),
-                        &owner,
-                        now_ms(),
-                        r.bypass_governance,
-                        &r.reason,
-                        &actor,
-                        Some(&etag),
-                    ),
-                    None => m.delete_object_for(
-                        &b,
-                        &k,
-                        r.version_id.as_deref(),
-                        &owner,
-                        now_ms(),
-                        r.bypass_governance,
-                        &r.reason,
-                        &actor,
-                        expect.as_ref(),
-                    ),
-                }
+                m.delete_object_for(
+                    &b,
+                    &k,
+                    r.version_id.as_deref(),
+                    &owner,
+                    now_ms(),
+                    r.bypass_governance,
+                    &r.reason,
+                    &actor,
+                    expect.as_ref(),
+                    if_match.as_deref(),
+                )
             })
             .await?;
         if let Some(removed) = &out.removed {

@@ -304,6 +304,7 @@ impl MetaStore {
             &reason,
             &actor,
             None,
+            None,
         )
     }
 
@@ -335,11 +336,11 @@ impl MetaStore {
             &reason,
             &actor,
             expect,
+            None,
         )
     }
 
-    /// [`MetaStore::delete_object`] with why and by whom, and optionally conditioned on the
-    /// version a background job decided for.
+    /// [`MetaStore::delete_object`] with why and by whom, and optionally conditioned.
     ///
     /// - `reason` / `actor`: a removed version's GC item carries its destruction record
     ///   (written once its key and chunks are destroyed). A closing bucket (purge, account
@@ -347,66 +348,12 @@ impl MetaStore {
     /// - `expect`: checked in the same atomic cycle: the version must still be there as the job
     ///   saw it, else `Stale` and nothing changes (an object overwritten, deleted or re-versioned
     ///   meanwhile is never expired on the strength of an old decision).
+    /// - `if_match`: S3's conditional delete (an ETag, or `*`), evaluated against the current
+    ///   version in the same compare-and-set as the delete (the head): no current version
+    ///   (absent, or a delete marker) is `NoSuchKey`, another ETag is `PreconditionFailed`, and
+    ///   nothing changes.
     #[allow(clippy::too_many_arguments)]
     pub fn delete_object_for(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        owner: &str,
-        now: i64,
-        bypass_governance: bool,
-        reason: &DeleteReason,
-        actor: &DeleteActor,
-        expect: Option<&VersionExpect>,
-    ) -> Result<DeleteOutcome> {
-        self.delete_object_checked(
-            bucket,
-            key,
-            version_id,
-            owner,
-            now,
-            bypass_governance,
-            reason,
-            actor,
-            expect,
-            None,
-        )
-    }
-
-    /// [`MetaStore::delete_object_for`] with S3's conditional delete: `if_match` (an ETag, or
-    /// `*`) is evaluated against the current version in the same compare-and-set as the delete
-    /// (the head): no current version (absent, or a delete marker) is `NoSuchKey`, another ETag
-    /// is `PreconditionFailed`, and nothing changes.
-    #[allow(clippy::too_many_arguments)]
-    pub fn delete_object_if_match(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        owner: &str,
-        now: i64,
-        bypass_governance: bool,
-        reason: &DeleteReason,
-        actor: &DeleteActor,
-        if_match: Option<&str>,
-    ) -> Result<DeleteOutcome> {
-        self.delete_object_checked(
-            bucket,
-            key,
-            version_id,
-            owner,
-            now,
-            bypass_governance,
-            reason,
-            actor,
-            None,
-            if_match,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn delete_object_checked(
         &self,
         bucket: &str,
         key: &str,

@@ -72,7 +72,7 @@ fn removed_versions_carry_their_key_and_record_overwrites_only_their_key() {
     let reason = DeleteReason::UserRequest {
         request_id: Some("r1".into()),
     };
-    s.delete_object_for("u", "k", None, ALICE, 5, false, &reason, &actor, None)
+    s.delete_object_for("u", "k", None, ALICE, 5, false, &reason, &actor, None, None)
         .unwrap();
     let items = s.gc_pending(i64::MAX, 10).unwrap();
     assert_eq!(items[0].keys, vec![dek(2, 2)]);
@@ -182,6 +182,7 @@ fn closing_buckets_are_read_only_but_for_their_destruction() {
         false,
         &purge,
         &DeleteActor::default(),
+        None,
         None,
     )
     .unwrap();

@@ -8,7 +8,7 @@
 //! action is conditional on the version it was decided for (`VersionExpect`: same id, ETag,
 //! last-modified, still current / still noncurrent), so running one twice does nothing the
 //! second time (`Stale`), and an object overwritten meanwhile is never expired. Deletions go
-//! through `Engine::delete_object_if` (Object Lock, destruction path), transitions through the
+//! through `Engine::delete_object_with` (conditioned on the version decided for) (Object Lock, destruction path), transitions through the
 //! metadata tier's `transition_version` (the archive worker then repacks the bytes).
 
 use std::collections::BTreeMap;
@@ -290,7 +290,15 @@ impl LifecycleWorker {
                         },
                     };
                     self.engine
-                        .delete_object_if(&bucket, &a.key, req, Some(expect.clone()))
+                        .delete_object_with(
+                            &bucket,
+                            &a.key,
+                            req,
+                            crate::objects::DeleteConditions {
+                                expect: Some(expect.clone()),
+                                ..Default::default()
+                            },
+                        )
                         .await
                         .map(|_| ())
                 }

@@ -3,7 +3,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use strata_engine::objects::{DeleteReason, DeleteRequest};
+use strata_engine::objects::{DeleteConditions, DeleteReason, DeleteRequest};
 use strata_metadata::{BucketRecord, VersioningState};
 
 use super::StrataS3;
@@ -44,7 +44,7 @@ impl StrataS3 {
         let out = self
             .ctx
             .engine
-            .delete_object_if_match(
+            .delete_object_with(
                 bucket,
                 key,
                 DeleteRequest {
@@ -53,8 +53,11 @@ impl StrataS3 {
                     actor: actor.to_string(),
                     reason: DeleteReason::UserRequest { request_id },
                 },
-                access_key,
-                if_match,
+                DeleteConditions {
+                    access_key,
+                    if_match,
+                    ..Default::default()
+                },
             )
             .await
             .map_err(errors::engine)?;
