@@ -209,22 +209,13 @@ impl Rebuilder {
         if let Some(p) = &self.progress {
             return Ok(p.clone());
         }
-        let raw = self
-            .engine
-            .meta_call(|m| m.get_worker_state(STATE_KEY))
-            .await?;
-        let p: Progress = raw
-            .and_then(|r| serde_json::from_slice(&r).ok())
-            .unwrap_or_default();
+        let p: Progress = self.engine.load_worker_state(STATE_KEY).await?;
         self.progress = Some(p.clone());
         Ok(p)
     }
 
     async fn save(&mut self, p: Progress) -> Result<(), EngineError> {
-        let raw = serde_json::to_vec(&p).map_err(|e| EngineError::internal(e.to_string()))?;
-        self.engine
-            .meta_call(move |m| m.put_worker_state(STATE_KEY, &raw))
-            .await?;
+        self.engine.save_worker_state(STATE_KEY, &p).await?;
         self.progress = Some(p);
         Ok(())
     }

@@ -192,6 +192,31 @@ impl Workers {
     }
 }
 
+impl crate::Engine {
+    /// A worker's persisted state under `key` (JSON); the default when none was saved yet or
+    /// it no longer decodes (a worker's state is a resumable cursor, never data).
+    pub async fn load_worker_state<T>(&self, key: &'static str) -> crate::Result<T>
+    where
+        T: serde::de::DeserializeOwned + Default,
+    {
+        let raw = self.meta_call(move |m| m.get_worker_state(key)).await?;
+        Ok(raw
+            .and_then(|r| serde_json::from_slice(&r).ok())
+            .unwrap_or_default())
+    }
+
+    /// Persists a worker's state under `key` (synced with the metadata tier's commit).
+    pub async fn save_worker_state<T: Serialize>(
+        &self,
+        key: &'static str,
+        state: &T,
+    ) -> crate::Result<()> {
+        let raw =
+            serde_json::to_vec(state).map_err(|e| crate::EngineError::internal(e.to_string()))?;
+        self.meta_call(move |m| m.put_worker_state(key, &raw)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,22 +71,13 @@ impl CompactionWorker {
         if let Some(t) = &self.totals {
             return Ok(t.clone());
         }
-        let raw = self
-            .engine
-            .meta_call(|m| m.get_worker_state(STATE_KEY))
-            .await?;
-        let t: Totals = raw
-            .and_then(|r| serde_json::from_slice(&r).ok())
-            .unwrap_or_default();
+        let t: Totals = self.engine.load_worker_state(STATE_KEY).await?;
         self.totals = Some(t.clone());
         Ok(t)
     }
 
     async fn save(&mut self, t: Totals) -> Result<(), EngineError> {
-        let raw = serde_json::to_vec(&t).map_err(|e| EngineError::internal(e.to_string()))?;
-        self.engine
-            .meta_call(move |m| m.put_worker_state(STATE_KEY, &raw))
-            .await?;
+        self.engine.save_worker_state(STATE_KEY, &t).await?;
         self.totals = Some(t);
         Ok(())
     }
