@@ -28,11 +28,13 @@ pub mod checksum;
 pub mod destruction;
 pub mod error;
 pub mod gc;
+pub mod housekeeping;
 pub mod identity;
 pub mod instance;
 pub mod key_ops;
 pub mod keys;
 pub mod layouts;
+pub mod leader;
 pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
@@ -72,6 +74,11 @@ pub struct EngineConfig {
     pub lifecycle_day_secs: Option<u64>,
     /// Archive containers, compaction and restore delays.
     pub archive: archive::ArchiveConfig,
+    /// TTL of the process lease that leadership hangs on (shared metadata tier only): a killed
+    /// leader's singleton work moves to another process within about this long.
+    pub lease_ttl: Duration,
+    /// History compaction / defragmentation of the metadata tier (etcd only).
+    pub housekeeping: housekeeping::HousekeepingConfig,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +90,8 @@ impl Default for EngineConfig {
             rebalance_rate: 16 * 1024 * 1024,
             lifecycle_day_secs: None,
             archive: archive::ArchiveConfig::default(),
+            lease_ttl: Duration::from_secs(10),
+            housekeeping: housekeeping::HousekeepingConfig::default(),
         }
     }
 }
@@ -100,6 +109,8 @@ struct Inner {
     layouts: layouts::Layouts,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
+    /// This process's standing in the election of singleton work.
+    leadership: leader::Leadership,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -137,6 +148,7 @@ impl Engine {
                 instance: instance::InstanceId::new(instance),
                 layouts,
                 rotation: tokio::sync::Mutex::new(()),
+                leadership: leader::Leadership::new(cfg.lease_ttl),
                 cfg,
             }),
         })
@@ -185,37 +197,83 @@ impl Engine {
         &self.inner.rotation
     }
 
-    /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, lifecycle, the archive tier (repack, restore, compaction), and the
-    /// rebalance of old layouts.
+    /// This process's leadership of singleton work.
+    pub fn leadership(&self) -> &leader::Leadership {
+        &self.inner.leadership
+    }
+
+    /// Starts the background workers this process runs: the instance lease on every process;
+    /// on the leader only (see `leader.rs`): the GC and the write-intent sweep, lifecycle, the
+    /// archive tier (repack, restore, compaction), key rotation and purges, the rebalance of old
+    /// layouts and metadata housekeeping. With the embedded store the process is always the
+    /// leader; with a shared one (etcd) an election worker keeps a process lease and follows
+    /// the election.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
-        w.spawn(gc::GcWorker::new(self.clone()), 0);
-        w.spawn(gc::IntentSweeper::new(self.clone()), 0);
+        let coord = self.inner.meta.coordinator();
+        let gate: Arc<dyn workers::LeaderGate> = if coord.backend() == "local" {
+            Arc::new(workers::AlwaysLeader)
+        } else {
+            w.spawn(
+                leader::ElectionWorker::new(
+                    coord,
+                    self.leadership().clone(),
+                    self.instance().get(),
+                ),
+                0,
+            );
+            Arc::new(self.leadership().clone())
+        };
+        w.spawn_singleton(gc::GcWorker::new(self.clone()), 0, gate.clone());
+        w.spawn_singleton(gc::IntentSweeper::new(self.clone()), 0, gate.clone());
         // Lifecycle and the archive tier.
-        w.spawn(
+        w.spawn_singleton(
             lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
             0,
+            gate.clone(),
         );
-        w.spawn(archive::repack::ArchiveWorker::new(self.clone()), 0);
-        w.spawn(archive::restore::RestoreWorker::new(self.clone()), 0);
-        w.spawn(archive::compact::CompactionWorker::new(self.clone()), 0);
+        w.spawn_singleton(
+            archive::repack::ArchiveWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
+        w.spawn_singleton(
+            archive::restore::RestoreWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
+        w.spawn_singleton(
+            archive::compact::CompactionWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
         // Key lifecycle: rotations, bucket purges and account closures.
-        w.spawn(rotation::RotationWorker::new(self.clone()), 0);
-        w.spawn(purge::PurgeWorker::new(self.clone()), 0);
+        w.spawn_singleton(rotation::RotationWorker::new(self.clone()), 0, gate.clone());
+        w.spawn_singleton(purge::PurgeWorker::new(self.clone()), 0, gate.clone());
         if self.cfg().rebalance_rate > 0 {
-            w.spawn(
+            w.spawn_singleton(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),
                 0,
+                gate.clone(),
+            );
+        }
+        if let Some(hk) = self.inner.meta.housekeeping() {
+            w.spawn_singleton(
+                housekeeping::HousekeepingWorker::new(hk, self.cfg().housekeeping.clone()),
+                0,
+                gate,
             );
         }
     }
 
-    /// Stops the workers (bounded wait) and retires the instance, so intents of requests cut
-    /// short now are swept at the next start at once.
+    /// Stops the workers (bounded wait), gives up leadership (so another process need not wait
+    /// for the lease to run out) and retires the instance, so intents of requests cut short now
+    /// are swept at the next start at once.
     pub async fn shutdown(&self) {
         self.workers().shutdown(Duration::from_secs(5)).await;
+        let (leadership, coord) = (self.leadership().clone(), self.inner.meta.coordinator());
+        let _ = tokio::task::spawn_blocking(move || leadership.release(coord.as_ref())).await;
         let id = self.instance().get();
         if let Err(e) = self.meta_call(move |m| m.retire_instance(&id)).await {
             tracing::warn!(error = %e, "could not retire the instance");
