@@ -159,12 +159,12 @@ impl MetaStore {
         self.inner.housekeeping.clone()
     }
 
-    /// `"rocksdb"` or `"etcd"` (or `"custom"` for [`MetaStore::with_kv`]).
+    /// `"etcd"` for a shared etcd store, `"rocksdb"` otherwise (a KV given to
+    /// [`MetaStore::with_kv`] coordinates as a single process, like RocksDB).
     pub fn backend(&self) -> &'static str {
         match self.inner.coordinator.backend() {
             "etcd" => "etcd",
-            _ if self.inner.housekeeping.is_none() => "rocksdb",
-            _ => "custom",
+            _ => "rocksdb",
         }
     }
 

@@ -341,3 +341,32 @@ fn killing_one_of_three_members_keeps_the_store_serving() {
         .unwrap();
     assert_eq!(listed.objects.len(), 4, "{listed:?}");
 }
+
+#[test]
+fn housekeeping_compacts_behind_the_window_and_defragments_one_member() {
+    use strata_metadata::coord::{EtcdHousekeeping, Housekeeping};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = EtcdCluster::start(dir.path(), 1).unwrap();
+    let handle = Arc::new(
+        EtcdHandle::connect(EtcdConfig::new(cluster.endpoints(), b"hk/".to_vec())).unwrap(),
+    );
+    let s = EtcdKv::over(handle.clone());
+    for i in 0..60u32 {
+        put(&s, Space::Sys, b"churn", &i.to_be_bytes());
+    }
+    let hk = EtcdHousekeeping::new(handle);
+    // Window 10, any step size, defragment whatever the ratio.
+    let r = hk.step(10, 1, 1.01, 0).unwrap();
+    assert!(r.revision >= 60, "{r:?}");
+    assert_eq!(r.compacted_to, r.revision - 10, "{r:?}");
+    assert_eq!(r.defragmented, cluster.endpoints(), "{r:?}");
+    // Resumable: the mark is in etcd, so a step right after (another leader) does nothing.
+    let again = hk.step(10, 5, 0.0, i64::MAX).unwrap();
+    assert_eq!(again.compacted_to, 0, "{again:?}");
+    assert!(again.defragmented.is_empty());
+    // History before the window is gone; the current value is intact.
+    assert_eq!(
+        s.get(Space::Sys, b"churn").unwrap(),
+        Some(59u32.to_be_bytes().to_vec())
+    );
+}
