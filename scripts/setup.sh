@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, idempotently.
 #   - Debian packages: clang/libclang (RocksDB bindgen), the real S3 clients restic, rclone, s3cmd,
-#     strace (test_durability.py watches the server's fsyncs with it) and chromium (test_cors.py
-#     drives a real headless browser).
+#     strace (test_durability.py watches the server's fsyncs with it), chromium (test_cors.py
+#     drives a real headless browser), etcd-server (the metadata tier of cluster mode: its tests
+#     start real members, /usr/bin/etcd) and protobuf-compiler (protoc: the etcd-client crate
+#     compiles etcd's gRPC protos at build time).
 #   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, and cryptography
 #     (test_keys.py unwraps the key store with the test's own master key, as an attacker would).
 # Fast when everything is already there: apt is skipped when every package is installed, pip when
@@ -11,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium build-essential pkg-config python3 python3-venv)
+APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium etcd-server protobuf-compiler build-essential pkg-config python3 python3-venv)
 PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography)
 PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography"
 
@@ -48,7 +50,7 @@ else
   log "Debian packages present (apt skipped)"
 fi
 
-for tool in restic rclone s3cmd clang strace chromium; do
+for tool in restic rclone s3cmd clang strace chromium etcd protoc; do
   command -v "$tool" >/dev/null 2>&1 || { log "ERROR: $tool still missing after install"; exit 1; }
 done
 

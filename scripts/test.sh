@@ -3,7 +3,9 @@
 #   1. install the tools the tests need (scripts/setup.sh; idempotent and quick when done)
 #   2. cargo build --workspace          (dev profile)
 #   3. cargo test --workspace
+#   3b. the metadata semantics/property tests again, on a real etcd (STRATA_TEST_META=etcd)
 #   4. .venv/bin/pytest tests/e2e      (real strata binary from target/debug, real S3 clients)
+#   4b. the versioning and boto3 suites again with the metadata tier on etcd (STRATA_E2E_META=etcd)
 # Exits non-zero on any failure; pytest finding no tests (exit 5) is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,10 @@ cargo build --workspace
 section "cargo test --workspace"
 cargo test --workspace
 
+section "metadata tests on etcd (STRATA_TEST_META=etcd)"
+STRATA_TEST_META=etcd cargo test --workspace --test semantics --test listing_model \
+  --test listing_seek --test intents --test layouts --test archive --test keyrefs
+
 section "end-to-end: pytest tests/e2e against $TARGET_DIR/debug/strata"
 export STRATA_E2E_TARGET=strata
 export STRATA_BIN="$TARGET_DIR/debug/strata"
@@ -44,6 +50,16 @@ if [[ $rc -eq 5 ]]; then
 elif [[ $rc -ne 0 ]]; then
   echo "test.sh: end-to-end tests failed (pytest exit $rc)"
   exit "$rc"
+fi
+
+section "end-to-end on etcd: versioning and boto3 suites with --meta etcd://"
+set +e
+STRATA_E2E_META=etcd timeout -k 30 10m .venv/bin/pytest tests/e2e/test_versioning.py tests/e2e/test_boto3.py
+rc=$?
+set -e
+if [[ $rc -ne 0 ]]; then
+  echo "test.sh: end-to-end tests on etcd failed (pytest exit $rc)"
+  exit 1
 fi
 
 section "all tests passed"

@@ -1,5 +1,7 @@
 //! `strata serve`: the embedded default. One process runs the S3 gateway, the metadata tier
 //! (RocksDB under `DATA/meta`) and a chunk store over several local "disks" (`DATA/disks/diskN`).
+//! With `--meta etcd://HOST:PORT,...[/PREFIX]` the metadata tier is a shared etcd instead
+//! (docs/cluster.md); the master key, key store and destruction log stay in DATA.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -19,6 +21,14 @@ pub struct ServeArgs {
     /// Where everything lives: master key, metadata, disks.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The metadata tier: `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` for a shared etcd
+    /// (docs/cluster.md); default: RocksDB under DATA/meta.
+    #[arg(long, env = "STRATA_META")]
+    pub meta: Option<String>,
+    /// Seconds of the process lease that leadership of singleton work (GC, lifecycle, ...)
+    /// hangs on, with a shared metadata tier: a killed leader's work moves within about this.
+    #[arg(long, env = "STRATA_LEASE_TTL", default_value_t = 10)]
+    pub lease_ttl: u64,
     /// Address to listen on (loopback by default); HTTPS when a certificate is configured and
     /// no `--tls-listen` is given.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:9000")]
@@ -233,6 +243,40 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The metadata store `--meta` names (RocksDB under DATA/meta by default), and with etcd an
+/// exclusive lock on DATA/LOCK: the per-process state in DATA (master key, key store,
+/// destruction log) must have one owner, which RocksDB's own lock guarantees otherwise.
+fn open_meta(args: &ServeArgs) -> anyhow::Result<(MetaStore, Option<std::fs::File>)> {
+    match args.meta.as_deref() {
+        None | Some("") => {
+            let meta = MetaStore::open(&args.data_dir.join("meta"))
+                .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+            Ok((meta, None))
+        }
+        Some(url) if url.starts_with("etcd://") => {
+            let path = args.data_dir.join("LOCK");
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            lock.try_lock().map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is in use by another strata process (each process needs its own data dir)",
+                    args.data_dir.display()
+                )
+            })?;
+            let meta = MetaStore::open_url(url).map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+            Ok((meta, Some(lock)))
+        }
+        Some(other) => anyhow::bail!(
+            "--meta {other:?}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (or nothing, for \
+             RocksDB under DATA/meta)"
+        ),
+    }
+}
+
 /// Buckets written before the key store kept their KEK wrapped in the bucket record (and DEKs in
 /// the version records), where deleting never destroyed them. Pre-release: no conversion, as for
 /// metadata format 1.
@@ -284,10 +328,14 @@ pub async fn run_with(
         args.lifecycle.lifecycle_day_secs != Some(0),
         "--lifecycle-day-secs must be at least 1"
     );
-    let meta = MetaStore::open(&args.data_dir.join("meta"))
-        .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
-    // After RocksDB: its lock on DATA/meta makes this the only process using the data dir, so
-    // the key store (DATA/keys) and the destruction log (DATA/destruction-log) are ours too.
+    anyhow::ensure!(
+        (2..=3600).contains(&args.lease_ttl),
+        "--lease-ttl must be between 2 and 3600 seconds"
+    );
+    let (meta, _data_lock) = open_meta(&args)?;
+    // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
+    // makes this the only process using the data dir, so the key store (DATA/keys) and the
+    // destruction log (DATA/destruction-log) are ours too.
     let keys = strata_engine::keys::KeyRing::open(&args.data_dir)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
@@ -349,13 +397,17 @@ pub async fn run_with(
     let archive = args.lifecycle.archive_config()?;
 
     // This process owns its write intents through an instance with a lease (renewed by the
-    // engine). It holds the RocksDB lock, so every other instance is a dead earlier process:
-    // expire them, then sweep their intents (requests cut short by a crash) into the GC queue.
+    // engine). With RocksDB it holds the lock, so every other instance is a dead earlier
+    // process: expire them, then sweep their intents (requests cut short by a crash) into the GC
+    // queue. With a shared store other instances may be live processes: only those whose lease
+    // ran out are swept.
     let instance = strata_engine::instance::new_instance_id();
     meta.register_instance(&instance, strata_engine::instance::LEASE_MS, now)
         .map_err(|e| anyhow::anyhow!("registering the instance: {e}"))?;
-    meta.expire_other_instances(&instance, now)
-        .map_err(|e| anyhow::anyhow!("expiring earlier instances: {e}"))?;
+    if meta.backend() == "rocksdb" {
+        meta.expire_other_instances(&instance, now)
+            .map_err(|e| anyhow::anyhow!("expiring earlier instances: {e}"))?;
+    }
     meta.sweep_interrupted_writes(now)
         .map_err(|e| anyhow::anyhow!("sweeping interrupted writes: {e}"))?;
     let engine_meta = meta.clone();
@@ -373,6 +425,7 @@ pub async fn run_with(
             rebuild: cluster
                 .as_ref()
                 .map(|c| (c.rebuild_rate.max(1) * 1024 * 1024, c.rebuild_priority)),
+            lease_ttl: std::time::Duration::from_secs(args.lease_ttl),
             ..Default::default()
         },
         layout,
@@ -441,9 +494,10 @@ pub async fn run_with(
         }
         writeln!(
             out,
-            "strata: data in {}, region {}",
+            "strata: data in {}, region {}, metadata on {}",
             args.data_dir.display(),
-            args.region
+            args.region,
+            engine.meta_blocking().backend()
         )?;
         if let Some(l) = &plain {
             writeln!(out, "strata: ready on http://{}", l.local_addr()?)?;

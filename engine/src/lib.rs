@@ -32,12 +32,14 @@ pub mod completions;
 pub mod destruction;
 pub mod error;
 pub mod gc;
+pub mod housekeeping;
 pub mod identity;
 pub mod instance;
 pub mod key_ops;
 pub mod keys;
 pub mod kms;
 pub mod layouts;
+pub mod leader;
 pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
@@ -84,6 +86,11 @@ pub struct EngineConfig {
     /// Cluster mode: the rebuild job's rate limit (bytes per second) and priority (`None`: no
     /// rebuild worker, as in the single-process default whose store heals itself).
     pub rebuild: Option<(u64, rebuild::Priority)>,
+    /// TTL of the process lease that leadership hangs on (shared metadata tier only): a killed
+    /// leader's singleton work moves to another process within about this long.
+    pub lease_ttl: Duration,
+    /// History compaction / defragmentation of the metadata tier (etcd only).
+    pub housekeeping: housekeeping::HousekeepingConfig,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +104,8 @@ impl Default for EngineConfig {
             lifecycle_day_secs: None,
             archive: archive::ArchiveConfig::default(),
             rebuild: None,
+            lease_ttl: Duration::from_secs(10),
+            housekeeping: housekeeping::HousekeepingConfig::default(),
         }
     }
 }
@@ -115,6 +124,8 @@ struct Inner {
     access_log: access_log::AccessLog,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
+    /// This process's standing in the election of singleton work.
+    leadership: leader::Leadership,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -153,6 +164,7 @@ impl Engine {
                 layouts,
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
                 rotation: tokio::sync::Mutex::new(()),
+                leadership: leader::Leadership::new(cfg.lease_ttl),
                 cfg,
             }),
         })
@@ -205,47 +217,101 @@ impl Engine {
         &self.inner.rotation
     }
 
-    /// Starts the background workers this process runs: the instance lease, the GC and the
-    /// write-intent sweep, the cleaner of completed-upload records, server access-log delivery,
-    /// lifecycle, the archive tier (repack, restore, compaction), key rotations and purges, and
-    /// the rebalance of old layouts.
+    /// This process's leadership of singleton work.
+    pub fn leadership(&self) -> &leader::Leadership {
+        &self.inner.leadership
+    }
+
+    /// Starts the background workers this process runs: the instance lease on every process;
+    /// on the leader only (see `leader.rs`): the GC and the write-intent sweep, lifecycle, the
+    /// archive tier (repack, restore, compaction), key rotation and purges, the rebalance of old
+    /// layouts, the rebuild of degraded chunks and metadata housekeeping. Every process runs its
+    /// instance lease and delivers its own server access-log entries. With the embedded store the process is always the
+    /// leader; with a shared one (etcd) an election worker keeps a process lease and follows
+    /// the election.
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
-        w.spawn(gc::GcWorker::new(self.clone()), 0);
-        w.spawn(gc::IntentSweeper::new(self.clone()), 0);
-        w.spawn(completions::CompletionCleaner::new(self.clone()), 0);
+        let coord = self.inner.meta.coordinator();
+        let gate: Arc<dyn workers::LeaderGate> = if coord.backend() == "local" {
+            Arc::new(workers::AlwaysLeader)
+        } else {
+            w.spawn(
+                leader::ElectionWorker::new(
+                    coord,
+                    self.leadership().clone(),
+                    self.instance().get(),
+                ),
+                0,
+            );
+            Arc::new(self.leadership().clone())
+        };
+        w.spawn_singleton(gc::GcWorker::new(self.clone()), 0, gate.clone());
+        w.spawn_singleton(gc::IntentSweeper::new(self.clone()), 0, gate.clone());
+        w.spawn_singleton(
+            completions::CompletionCleaner::new(self.clone()),
+            0,
+            gate.clone(),
+        );
         w.spawn(access_log::AccessLogWorker::new(self.clone()), 0);
         // Lifecycle and the archive tier.
-        w.spawn(
+        w.spawn_singleton(
             lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
             0,
+            gate.clone(),
         );
-        w.spawn(archive::repack::ArchiveWorker::new(self.clone()), 0);
-        w.spawn(archive::restore::RestoreWorker::new(self.clone()), 0);
-        w.spawn(archive::compact::CompactionWorker::new(self.clone()), 0);
+        w.spawn_singleton(
+            archive::repack::ArchiveWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
+        w.spawn_singleton(
+            archive::restore::RestoreWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
+        w.spawn_singleton(
+            archive::compact::CompactionWorker::new(self.clone()),
+            0,
+            gate.clone(),
+        );
         // Key lifecycle: rotations, bucket purges and account closures.
-        w.spawn(rotation::RotationWorker::new(self.clone()), 0);
-        w.spawn(purge::PurgeWorker::new(self.clone()), 0);
+        w.spawn_singleton(rotation::RotationWorker::new(self.clone()), 0, gate.clone());
+        w.spawn_singleton(purge::PurgeWorker::new(self.clone()), 0, gate.clone());
         if self.cfg().rebalance_rate > 0 {
-            w.spawn(
+            w.spawn_singleton(
                 rebalance::Rebalancer::new(self.clone(), self.cfg().rebalance_rate),
                 0,
+                gate.clone(),
             );
         }
         if let Some((rate, priority)) = self.cfg().rebuild {
-            w.spawn(rebuild::Rebuilder::new(self.clone(), rate, priority), 0);
+            w.spawn_singleton(
+                rebuild::Rebuilder::new(self.clone(), rate, priority),
+                0,
+                gate.clone(),
+            );
+        }
+        if let Some(hk) = self.inner.meta.housekeeping() {
+            w.spawn_singleton(
+                housekeeping::HousekeepingWorker::new(hk, self.cfg().housekeeping.clone()),
+                0,
+                gate,
+            );
         }
     }
 
-    /// Stops the workers (bounded wait) and retires the instance, so intents of requests cut
-    /// short now are swept at the next start at once.
+    /// Stops the workers (bounded wait), gives up leadership (so another process need not wait
+    /// for the lease to run out) and retires the instance, so intents of requests cut short now
+    /// are swept at the next start at once.
     pub async fn shutdown(&self) {
         self.workers().shutdown(Duration::from_secs(5)).await;
         // Access log entries still in memory are staged, so the next start delivers them.
         if let Err(e) = self.stage_access_log().await {
             tracing::warn!(error = %e, "could not stage the access log at shutdown");
         }
+        let (leadership, coord) = (self.leadership().clone(), self.inner.meta.coordinator());
+        let _ = tokio::task::spawn_blocking(move || leadership.release(coord.as_ref())).await;
         let id = self.instance().get();
         if let Err(e) = self.meta_call(move |m| m.retire_instance(&id)).await {
             tracing::warn!(error = %e, "could not retire the instance");

@@ -26,7 +26,26 @@ pub enum WorkState {
     Idle,
     /// Finished for good; the runner stops this worker.
     Done,
+    /// A singleton worker on a process that is not the leader: waits, does nothing.
+    Standby,
 }
+
+/// Whether this process may run singleton work now (see `leader.rs`).
+pub trait LeaderGate: Send + Sync + 'static {
+    fn is_leader(&self) -> bool;
+}
+
+/// Gate of a process that is always the leader (embedded store).
+pub struct AlwaysLeader;
+
+impl LeaderGate for AlwaysLeader {
+    fn is_leader(&self) -> bool {
+        true
+    }
+}
+
+/// How often a standby singleton worker checks whether its process became the leader.
+const STANDBY_POLL: Duration = Duration::from_millis(200);
 
 #[async_trait::async_trait]
 pub trait Worker: Send + 'static {
@@ -83,7 +102,29 @@ impl Default for Workers {
 
 impl Workers {
     /// Starts `worker` on its own task with the given tranquility (0 = no pause when busy).
-    pub fn spawn<W: Worker>(&self, mut worker: W, tranquility: u32) {
+    pub fn spawn<W: Worker>(&self, worker: W, tranquility: u32) {
+        self.spawn_gated(worker, tranquility, None)
+    }
+
+    /// Starts a worker that must run on one process only: it does a unit of work only while
+    /// `gate` says this process is the leader, and is `Standby` otherwise. Leadership is checked
+    /// before every unit, and units are bounded, so a process that loses leadership stops
+    /// within one unit.
+    pub fn spawn_singleton<W: Worker>(
+        &self,
+        worker: W,
+        tranquility: u32,
+        gate: Arc<dyn LeaderGate>,
+    ) {
+        self.spawn_gated(worker, tranquility, Some(gate))
+    }
+
+    fn spawn_gated<W: Worker>(
+        &self,
+        mut worker: W,
+        tranquility: u32,
+        gate: Option<Arc<dyn LeaderGate>>,
+    ) {
         let name = worker.name().to_string();
         let slot = Arc::new(Slot {
             info: Mutex::new(WorkerInfo {
@@ -109,6 +150,16 @@ impl Workers {
                 if *stop.borrow() {
                     break;
                 }
+                if let Some(g) = &gate
+                    && !g.is_leader()
+                {
+                    slot.info.lock().unwrap_or_else(|e| e.into_inner()).state = WorkState::Standby;
+                    tokio::select! {
+                        _ = tokio::time::sleep(STANDBY_POLL) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
                 let started = Instant::now();
                 let outcome = worker.work().await;
                 let took = started.elapsed();
@@ -126,6 +177,7 @@ impl Workers {
                                 WorkState::Busy => took * tranquility,
                                 WorkState::Idle => worker.idle_interval(),
                                 WorkState::Done => break,
+                                WorkState::Standby => worker.idle_interval(),
                             }
                         }
                         Err(e) => {
@@ -269,6 +321,52 @@ mod tests {
         assert_eq!(info.last_error.as_deref(), Some("second unit fails"));
         assert!(w.set_tranquility("counter", 3));
         assert!(!w.set_tranquility("nope", 3));
+        w.shutdown(Duration::from_secs(1)).await;
+    }
+
+    struct Gate(std::sync::atomic::AtomicBool);
+    impl LeaderGate for Gate {
+        fn is_leader(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_singleton_worker_runs_only_while_its_process_leads() {
+        let w = Workers::default();
+        let gate = Arc::new(Gate(false.into()));
+        w.spawn_singleton(
+            Counter {
+                left: 1_000_000,
+                done: 0,
+            },
+            0,
+            gate.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let info = &w.list()[0];
+        assert_eq!(info.state, WorkState::Standby);
+        assert_eq!(info.units, 0, "worked while not the leader");
+        gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while w.list()[0].units < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            w.list()[0].units >= 3,
+            "did not start when it became leader"
+        );
+        // Losing leadership stops it within one unit.
+        gate.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let units = w.list()[0].units;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            w.list()[0].units,
+            units,
+            "kept working after leadership was lost"
+        );
+        assert_eq!(w.list()[0].state, WorkState::Standby);
         w.shutdown(Duration::from_secs(1)).await;
     }
 }

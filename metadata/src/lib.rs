@@ -3,6 +3,9 @@
 //! Layers, bottom up:
 //! - [`kv`]: a narrow ordered key-value interface (get, range scan, atomic batch with
 //!   compare-and-set) and its embedded RocksDB implementation.
+//! - [`kv_etcd`]: the same interface on etcd v3 (cluster mode), selected by
+//!   [`MetaStore::open_url`] with `etcd://HOST:PORT,.../PREFIX`.
+//! - [`coord`]: process leases and leader election (etcd; always-leader for RocksDB).
 //! - [`MetaStore`]: buckets, object versions, multipart state, listings, the GC queue and
 //!   users/keys, written only against the `kv` interface.
 //!
@@ -21,11 +24,15 @@ mod access_log;
 pub mod archive;
 mod buckets;
 mod cluster;
+pub mod coord;
 mod error;
+#[doc(hidden)]
+pub mod etcd_server;
 mod gc;
 pub mod keys;
 mod kms;
 pub mod kv;
+pub mod kv_etcd;
 mod layouts;
 pub mod lifecycle;
 mod listing;

@@ -1,8 +1,12 @@
 //! The store handle: opening, the format check, the bounded retry loop, record encoding, and the
 //! read/stage helpers that several operation families share.
 
+use crate::coord::{
+    Coordinator, EtcdCoordinator, EtcdHousekeeping, Housekeeping, LocalCoordinator,
+};
 use crate::keys::{self, Stamp, decode_id, encode_id};
 use crate::kv::{self, Batch, Direction, KeyRange, OrderedKv, RocksKv, Space};
+use crate::kv_etcd::{EtcdConfig, EtcdHandle, EtcdKv};
 use crate::{BucketRecord, MetaError, NULL_VERSION, Result, VersionRecord};
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::Path;
@@ -110,6 +114,10 @@ pub(crate) struct Inner {
     /// the store rarely pick the same position in the same millisecond.
     pub(crate) gc_seq: AtomicU64,
     pub(crate) gc_grace_ms: AtomicI64,
+    /// Leases and elections for processes sharing this store.
+    pub(crate) coordinator: Arc<dyn Coordinator>,
+    /// History compaction / defragmentation, for backends that keep history (etcd).
+    pub(crate) housekeeping: Option<Arc<dyn Housekeeping>>,
 }
 
 impl MetaStore {
@@ -119,8 +127,58 @@ impl MetaStore {
         Self::with_kv(Arc::new(kv))
     }
 
+    /// Opens the store on etcd (see `kv_etcd`): a KV, leases/elections and housekeeping over
+    /// one client.
+    pub fn open_etcd(cfg: EtcdConfig) -> Result<Self> {
+        let handle = Arc::new(EtcdHandle::connect(cfg)?);
+        let kv = Arc::new(EtcdKv::over(handle.clone()));
+        Self::with_parts(
+            kv,
+            Arc::new(EtcdCoordinator::new(handle.clone())),
+            Some(Arc::new(EtcdHousekeeping::new(handle))),
+        )
+    }
+
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` opens [`MetaStore::open_etcd`]; anything else
+    /// is a RocksDB directory path ([`MetaStore::open`]).
+    pub fn open_url(url: &str) -> Result<Self> {
+        if url.starts_with("etcd://") {
+            Self::open_etcd(EtcdConfig::from_url(url)?)
+        } else {
+            Self::open(Path::new(url))
+        }
+    }
+
+    /// The coordination primitives of this store's backend (always-leader for RocksDB).
+    pub fn coordinator(&self) -> Arc<dyn Coordinator> {
+        self.inner.coordinator.clone()
+    }
+
+    /// History compaction / defragmentation (`None`: the backend needs none, e.g. RocksDB).
+    pub fn housekeeping(&self) -> Option<Arc<dyn Housekeeping>> {
+        self.inner.housekeeping.clone()
+    }
+
+    /// `"etcd"` for a shared etcd store, `"rocksdb"` otherwise (a KV given to
+    /// [`MetaStore::with_kv`] coordinates as a single process, like RocksDB).
+    pub fn backend(&self) -> &'static str {
+        match self.inner.coordinator.backend() {
+            "etcd" => "etcd",
+            _ => "rocksdb",
+        }
+    }
+
     /// A store over any [`OrderedKv`] engine.
     pub fn with_kv(kv: Arc<dyn OrderedKv>) -> Result<Self> {
+        Self::with_parts(kv, Arc::new(LocalCoordinator::default()), None)
+    }
+
+    /// A store over a KV with its coordination primitives and housekeeping.
+    pub fn with_parts(
+        kv: Arc<dyn OrderedKv>,
+        coordinator: Arc<dyn Coordinator>,
+        housekeeping: Option<Arc<dyn Housekeeping>>,
+    ) -> Result<Self> {
         match kv.get(Space::Sys, b"format")? {
             Some(v) if v == [FORMAT] => {}
             Some(v) if v == [1] => {
@@ -154,6 +212,8 @@ impl MetaStore {
                 stamps: keys::StampGen::default(),
                 gc_seq: AtomicU64::new(rand::random()),
                 gc_grace_ms: AtomicI64::new(DEFAULT_GC_GRACE_MS),
+                coordinator,
+                housekeeping,
             }),
         })
     }

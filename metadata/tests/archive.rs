@@ -13,7 +13,7 @@ use strata_metadata::*;
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let store = open_store(&dir.path().join("meta"));
     register(&store);
     (dir, store)
 }

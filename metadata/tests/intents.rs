@@ -11,7 +11,7 @@ const LEASE: i64 = 30_000;
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let s = open_store(&dir.path().join("meta"));
     s.set_gc_grace_ms(0);
     s.create_bucket(bucket("b", VersioningState::Enabled))
         .unwrap();
@@ -258,7 +258,7 @@ fn worker_state_round_trips() {
     s.put_worker_state("rebalance", b"cursor-1").unwrap();
     s.put_worker_state("rebalance", b"cursor-2").unwrap();
     drop(s);
-    let s = MetaStore::open(&d.path().join("meta")).unwrap();
+    let s = open_store(&d.path().join("meta"));
     assert_eq!(
         s.get_worker_state("rebalance").unwrap().as_deref(),
         Some(&b"cursor-2"[..])

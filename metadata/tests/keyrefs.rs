@@ -17,7 +17,7 @@ fn dek(slot: u64, id: u8) -> KeyRef {
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let s = open_store(&dir.path().join("meta"));
     s.set_gc_grace_ms(0);
     register(&s);
     (dir, s)

@@ -13,7 +13,7 @@ fn disks(n: usize) -> Vec<String> {
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let s = open_store(&dir.path().join("meta"));
     register(&s);
     s.set_gc_grace_ms(0);
     (dir, s)
@@ -46,7 +46,7 @@ fn layouts_are_superseded_never_edited() {
     assert_eq!(s.get_layout(9).unwrap(), None);
     assert_eq!(s.list_layouts().unwrap(), vec![l1, l2, l3.clone()]);
     drop(s);
-    let s = MetaStore::open(&d.path().join("meta")).unwrap();
+    let s = open_store(&d.path().join("meta"));
     assert_eq!(s.current_layout().unwrap(), Some(l3));
     for bad in [
         s.ensure_current_layout(&disks(3), 4, 2, 1, NOW),

@@ -16,7 +16,7 @@ fn store() -> &'static MetaStore {
     &STORE
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
-            let s = MetaStore::open(&dir.path().join("meta")).unwrap();
+            let s = open_store(&dir.path().join("meta"));
             register(&s);
             (dir, s)
         })

@@ -6,11 +6,11 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use strata_metadata::kv::{Batch, Direction, KeyRange, OrderedKv, RocksKv, Space};
+use strata_metadata::kv::{Batch, Direction, KeyRange, OrderedKv, Space};
 use strata_metadata::*;
 
 struct CountingKv {
-    inner: RocksKv,
+    inner: Arc<dyn OrderedKv>,
     rows: AtomicU64,
 }
 
@@ -42,7 +42,7 @@ impl OrderedKv for CountingKv {
 fn delimiter_listing_seeks_past_a_big_prefix_and_long_histories() {
     let dir = tempfile::tempdir().unwrap();
     let kv = Arc::new(CountingKv {
-        inner: RocksKv::open(dir.path()).unwrap(),
+        inner: open_kv(dir.path()),
         rows: AtomicU64::new(0),
     });
     let s = MetaStore::with_kv(kv.clone()).unwrap();

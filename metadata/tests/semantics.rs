@@ -1,4 +1,5 @@
-//! S3 semantics of the metadata store on a real RocksDB in a temp directory.
+//! S3 semantics of the metadata store on a real RocksDB in a temp directory, or on a real etcd
+//! with `STRATA_TEST_META=etcd` (see `common::open_store`).
 
 mod common;
 
@@ -7,7 +8,7 @@ use strata_metadata::*;
 
 fn open() -> (tempfile::TempDir, MetaStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetaStore::open(&dir.path().join("meta")).unwrap();
+    let store = open_store(&dir.path().join("meta"));
     register(&store);
     (dir, store)
 }
@@ -902,7 +903,7 @@ fn gc_queue_is_ordered_by_due_time_and_acked() {
     assert_eq!(s.gc_pending(now, 10).unwrap(), vec![items[1].clone()]);
     // Durable after a reopen; an item due later sorts after.
     drop(s);
-    let s = MetaStore::open(&d.path().join("meta")).unwrap();
+    let s = open_store(&d.path().join("meta"));
     s.set_gc_grace_ms(0);
     std::thread::sleep(std::time::Duration::from_millis(2));
     discard(&s, vec![segment(7, 4, 1)], "x");
@@ -1046,7 +1047,7 @@ fn reopen_keeps_everything() {
     let path = dir.path().join("meta");
     let id;
     {
-        let s = MetaStore::open(&path).unwrap();
+        let s = open_store(&path);
         register(&s);
         s.create_bucket(bucket("b", VersioningState::Enabled))
             .unwrap();
@@ -1060,7 +1061,7 @@ fn reopen_keeps_everything() {
         )
         .unwrap();
     }
-    let s = MetaStore::open(&path).unwrap();
+    let s = open_store(&path);
     register(&s);
     assert_eq!(s.get_version("b", "k/é", None).unwrap().version_id, id);
     assert_eq!(s.verify().unwrap().problems, Vec::<String>::new());

@@ -40,7 +40,7 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return [f"strata e2e target: {TARGET}"
-            + ("" if IS_MOTO else f" (binary {harness.strata_binary()})")]
+            + ("" if IS_MOTO else f" (binary {harness.strata_binary()}, metadata on {harness.META})")]
 
 
 def pytest_collection_modifyitems(config, items):

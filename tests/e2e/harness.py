@@ -31,6 +31,12 @@ IS_MOTO = TARGET == "moto"
 REGION = "us-east-1"
 READY_RE = re.compile(r"^strata: ready on (https?://127\.0\.0\.1:(\d+))\s*$")
 START_TIMEOUT = float(os.environ.get("STRATA_E2E_START_TIMEOUT", "60"))
+# The metadata tier of the servers the suite starts: "rocksdb" (default, DATA/meta) or "etcd"
+# (one real etcd member for the whole run, started on first use; each server gets its own key
+# prefix, so servers never see each other's data). A missing etcd fails, never skips.
+META = os.environ.get("STRATA_E2E_META", "rocksdb").strip().lower()
+if META not in ("rocksdb", "etcd"):
+    raise SystemExit(f"STRATA_E2E_META must be 'rocksdb' or 'etcd', not {META!r}")
 
 # Variables that silently change how clients behave. They are removed from every client environment
 # (and from this process, because boto3 runs in-process).
@@ -78,6 +84,72 @@ def venv_bin(name: str) -> str | None:
     return shutil.which(name)
 
 
+class Etcd:
+    """Real etcd members on 127.0.0.1 with the flags Strata runs them with (docs/cluster.md)."""
+
+    FLAGS = ["--max-txn-ops=10240", "--max-request-bytes=8388608",
+             "--quota-backend-bytes=8589934592", "--auto-compaction-retention=0",
+             "--heartbeat-interval=50", "--election-timeout=500", "--log-level=warn"]
+
+    def __init__(self, workdir: Path, members: int = 1):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        binary = os.environ.get("STRATA_ETCD_BIN") or shutil.which("etcd") or "/usr/bin/etcd"
+        if not Path(binary).exists() and not shutil.which(binary):
+            raise ServerError("etcd not found: install Debian's etcd-server (scripts/setup.sh)", fatal=True)
+        ports = [(free_port(), free_port()) for _ in range(members)]
+        cluster = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports))
+        self.endpoints = [f"127.0.0.1:{c}" for c, _ in ports]
+        self.procs: list[subprocess.Popen] = []
+        for i, (c, p) in enumerate(ports):
+            log = open(self.workdir / f"m{i}.log", "ab")
+            cmd = [binary, f"--name=m{i}", f"--data-dir={self.workdir / f'm{i}'}",
+                   f"--listen-client-urls=http://127.0.0.1:{c}",
+                   f"--advertise-client-urls=http://127.0.0.1:{c}",
+                   f"--listen-peer-urls=http://127.0.0.1:{p}",
+                   f"--initial-advertise-peer-urls=http://127.0.0.1:{p}",
+                   f"--initial-cluster={cluster}", "--initial-cluster-state=new",
+                   f"--initial-cluster-token=strata-e2e-{secrets.token_hex(4)}", *self.FLAGS]
+            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                               start_new_session=True))
+        deadline = time.monotonic() + 20
+        for ep in self.endpoints:
+            while True:
+                try:
+                    body = urllib.request.urlopen(f"http://{ep}/health", timeout=1).read()
+                    if b'"health":"true"' in body:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(f"etcd member {ep} not healthy within 20s", fatal=True)
+                time.sleep(0.05)
+
+    def url(self, prefix: str) -> str:
+        return "etcd://" + ",".join(self.endpoints) + "/" + prefix
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+_SHARED_ETCD: Etcd | None = None
+
+
+def shared_etcd() -> Etcd:
+    """The etcd of this test run (started once; stopped when the run ends)."""
+    global _SHARED_ETCD
+    if _SHARED_ETCD is None:
+        import atexit
+        import tempfile
+        _SHARED_ETCD = Etcd(Path(tempfile.mkdtemp(prefix="strata-e2e-etcd-")))
+        atexit.register(_SHARED_ETCD.stop)
+    return _SHARED_ETCD
+
+
 class ServerError(RuntimeError):
     def __init__(self, msg: str, fatal: bool = False):
         super().__init__(msg)
@@ -121,6 +193,9 @@ class Server:
         # `strata serve` options beyond data dir, listen address and region; may be changed
         # between restarts (e.g. a different --disks).
         self.extra_args: list[str] = list(self.DEFAULT_ARGS) + list(extra_args or [])
+        if META == "etcd" and not IS_MOTO:
+            # Its own prefix: a restart (same Server) sees its data, other servers do not.
+            self.extra_args += ["--meta", shared_etcd().url(f"e2e-{secrets.token_hex(6)}/")]
         # Extra environment for the next starts.
         self.extra_env: dict[str, str] = {}
 

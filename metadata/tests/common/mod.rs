@@ -179,3 +179,72 @@ pub fn gc_blobs(store: &MetaStore) -> Vec<BlobId> {
         .flat_map(|i| i.segments.into_iter().map(|s| s.blob))
         .collect()
 }
+
+// ---- backend selection ---------------------------------------------------------------------
+// `STRATA_TEST_META=etcd` runs a test binary against a real etcd (one member per test binary,
+// started on first use on free 127.0.0.1 ports; each store gets its own key prefix, derived
+// from its path so that a reopen of the same path sees the same data). A missing etcd fails the
+// test. Unset (or `rocksdb`): RocksDB in the path, as before.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+pub fn etcd_backend() -> bool {
+    match std::env::var("STRATA_TEST_META").as_deref() {
+        Ok("etcd") => true,
+        Ok("rocksdb") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("STRATA_TEST_META={other:?}: expected etcd or rocksdb"),
+    }
+}
+
+/// The etcd member this test binary shares (started once, killed when the process exits).
+pub fn shared_etcd() -> &'static strata_metadata::etcd_server::EtcdCluster {
+    static ETCD: OnceLock<(tempfile::TempDir, strata_metadata::etcd_server::EtcdCluster)> =
+        OnceLock::new();
+    &ETCD
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let c = strata_metadata::etcd_server::EtcdCluster::start(dir.path(), 1)
+                .unwrap_or_else(|e| panic!("STRATA_TEST_META=etcd but etcd cannot start: {e}"));
+            (dir, c)
+        })
+        .1
+}
+
+/// A key prefix unique to `path` (tempdirs are unique, so stores never share data).
+fn prefix_for(path: &Path) -> String {
+    format!("t/{}/", blake_ish(path.to_string_lossy().as_bytes()))
+}
+
+fn blake_ish(b: &[u8]) -> String {
+    // FNV-1a, 128 bits as two lanes: only has to tell temp paths apart.
+    let mut h1: u64 = 0xcbf29ce484222325;
+    let mut h2: u64 = 0x84222325cbf29ce4;
+    for &x in b {
+        h1 = (h1 ^ x as u64).wrapping_mul(0x100000001b3);
+        h2 = (h2 ^ x as u64).wrapping_mul(0x1000193).rotate_left(7);
+    }
+    format!("{h1:016x}{h2:016x}")
+}
+
+fn etcd_config(path: &Path) -> kv_etcd::EtcdConfig {
+    kv_etcd::EtcdConfig::new(shared_etcd().endpoints(), prefix_for(path).into_bytes())
+}
+
+/// The store "at" `path` on the selected backend.
+pub fn open_store(path: &Path) -> MetaStore {
+    if etcd_backend() {
+        MetaStore::open_etcd(etcd_config(path)).unwrap()
+    } else {
+        MetaStore::open(path).unwrap()
+    }
+}
+
+/// The bare KV "at" `path` on the selected backend.
+pub fn open_kv(path: &Path) -> Arc<dyn kv::OrderedKv> {
+    if etcd_backend() {
+        Arc::new(kv_etcd::EtcdKv::connect(etcd_config(path)).unwrap())
+    } else {
+        Arc::new(kv::RocksKv::open(path).unwrap())
+    }
+}
