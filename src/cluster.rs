@@ -75,6 +75,7 @@ pub async fn run_cluster_node(
     disks: usize,
     tls_dir: PathBuf,
     node_id: Option<String>,
+    key_service: bool,
 ) -> anyhow::Result<()> {
     let tls = ClusterTls::load(&tls_dir).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
     let dd = data_dir.clone();
@@ -86,12 +87,23 @@ pub async fn run_cluster_node(
     let store = tokio::task::spawn_blocking(move || LocalChunkStore::open(cfg)).await??;
     let peers = Peers::new(tls.clone(), Timeouts::default());
     let primary = Arc::new(ClusterPrimary::new(store, id.clone(), peers));
+    let keys = if key_service {
+        let dir = data_dir.join("keys");
+        Some(
+            tokio::task::spawn_blocking(move || strata_keystore::LocalKeyStore::open(&dir))
+                .await?
+                .map_err(|e| anyhow::anyhow!("key store: {e}"))?,
+        )
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!(
-        "strata: cluster node {id} ready on https://{} (mutual TLS)",
-        listener.local_addr()?
+        "strata: cluster node {id} ready on https://{} (mutual TLS){}",
+        listener.local_addr()?,
+        if key_service { ", key service on" } else { "" }
     );
-    strata_storage_node::node_server::serve_cluster(primary, tls, listener).await;
+    strata_storage_node::node_server::serve_cluster(primary, keys, tls, listener).await;
     Ok(())
 }
 
@@ -378,4 +390,21 @@ pub struct GatewayClusterArgs {
     /// low (a quarter of the rate), normal, high (no limit).
     #[arg(long, env = "STRATA_REBUILD_PRIORITY", default_value = "normal")]
     pub rebuild_priority: strata_engine::rebuild::Priority,
+    /// The node that hosts the cluster's key service (`strata node --key-service`): every
+    /// gateway keeps its keys there, so several gateways can serve the same buckets. Default:
+    /// the key store in this gateway's data dir (then only this gateway can read its objects).
+    #[arg(long, env = "STRATA_KEY_SERVICE")]
+    pub key_service: Option<SocketAddr>,
+}
+
+/// The key store of a gateway: the cluster's key service when one is named.
+pub fn key_store(args: &GatewayClusterArgs) -> anyhow::Result<Option<strata_keystore::KeyStore>> {
+    let Some(addr) = args.key_service else {
+        return Ok(None);
+    };
+    let tls = ClusterTls::load(&args.cluster).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let client = strata_storage_node::key_client::KeyServiceClient::new(addr, tls)?;
+    Ok(Some(strata_keystore::KeyStore::remote(
+        strata_keystore::service::RemoteKeyStore::new(Box::new(client)),
+    )))
 }

@@ -66,6 +66,10 @@ struct NodeArgs {
     /// one). Give the old id to a replacement node with an empty data dir.
     #[arg(long)]
     node_id: Option<String>,
+    /// Cluster mode: this node also hosts the cluster's key service (the key store file in
+    /// DATA/keys, docs/keys.md); gateways name it with `--key-service ADDR`.
+    #[arg(long)]
+    key_service: bool,
 }
 
 #[derive(Args)]
@@ -541,10 +545,12 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             args.disks,
             tls,
             args.node_id,
+            args.key_service,
         )
         .await;
     }
     anyhow::ensure!(args.node_id.is_none(), "--node-id needs --cluster");
+    anyhow::ensure!(!args.key_service, "--key-service needs --cluster");
     let cfg = strata_storage_node::NodeConfig::under(&args.data_dir.join("disks"), args.disks);
     let store = std::sync::Arc::new(
         tokio::task::spawn_blocking(move || strata_storage_node::LocalChunkStore::open(cfg))

@@ -336,7 +336,11 @@ pub async fn run_with(
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the
     // destruction log (DATA/destruction-log) are ours too.
-    let keys = strata_engine::keys::KeyRing::open(&args.data_dir)
+    let store = match &cluster {
+        Some(c) => crate::cluster::key_store(c)?,
+        None => None,
+    };
+    let keys = strata_engine::keys::KeyRing::open_with(&args.data_dir, store)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
     let log = Arc::new(

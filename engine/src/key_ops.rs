@@ -29,6 +29,24 @@ impl Engine {
             .map_err(|e| EngineError::internal(format!("key task failed: {e}")))?
     }
 
+    /// A new data key with a reserved slot. A local store reserves in memory; the cluster's key
+    /// service may need a round trip, which runs on the blocking pool.
+    pub async fn fresh_dek(&self, bucket: &str) -> Result<FreshDek> {
+        if self.keys().store().local().is_some() {
+            return self.keys().fresh_dek(bucket);
+        }
+        let bucket = bucket.to_string();
+        self.key_call(move |k| k.fresh_dek(&bucket)).await
+    }
+
+    /// A new KEK with a reserved slot (see [`Engine::fresh_dek`]).
+    pub async fn fresh_kek(&self) -> Result<FreshKek> {
+        if self.keys().store().local().is_some() {
+            return self.keys().fresh_kek();
+        }
+        self.key_call(|k| k.fresh_kek()).await
+    }
+
     /// The data key of a stored version, read on the blocking pool.
     pub async fn version_key(
         &self,
@@ -55,7 +73,7 @@ impl Engine {
 
     /// A new KEK, written under a key-only intent (consumed by the record that will name it).
     pub async fn new_kek(&self) -> Result<FreshKek> {
-        let fresh = Arc::new(self.keys().fresh_kek());
+        let fresh = Arc::new(self.fresh_kek().await?);
         let key = fresh.key_ref();
         let owner = self.instance().get();
         self.meta_call(move |m| m.begin_key(&key, &owner, now_ms()))
@@ -73,7 +91,7 @@ impl Engine {
     /// A new data key for a multipart upload, written under a key-only intent (consumed by
     /// `create_upload`). Returns the key and the id of the KEK that wraps it.
     pub async fn new_upload_key(&self, bucket: &BucketRecord) -> Result<(Arc<FreshDek>, String)> {
-        let fresh = Arc::new(self.keys().fresh_dek(&bucket.name));
+        let fresh = Arc::new(self.fresh_dek(&bucket.name).await?);
         let key = fresh.key_ref();
         let owner = self.instance().get();
         self.meta_call(move |m| m.begin_key(&key, &owner, now_ms()))

@@ -171,18 +171,34 @@ impl KeyRing {
     /// `DIR/master.key` (created on first start; `DIR/master.key.next` too during a rotation),
     /// the key store in `DIR/keys`. Finishes the last step of an interrupted master rotation.
     pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with(data_dir, None)
+    }
+
+    /// [`KeyRing::open`] over a given key store (`None`: the one in `DIR/keys`), e.g. the
+    /// cluster's key service.
+    pub fn open_with(data_dir: &Path, store: Option<KeyStore>) -> Result<Self> {
         if std::env::var_os(MASTER_KEY_ENV).is_some() {
-            let store = KeyStore::open(&data_dir.join("keys")).map_err(store_err)?;
+            let store = match store {
+                Some(s) => s,
+                None => KeyStore::open(&data_dir.join("keys")).map_err(store_err)?,
+            };
             let m = MasterKey::load_or_create(&data_dir.join("master.key"))?;
             return Self::new(m, None, MasterSource::Env, store);
         }
-        Self::open_files(data_dir)
+        Self::open_files_with(data_dir, store)
     }
 
     /// [`KeyRing::open`] with the master key from files only, never from the environment (test
     /// fixtures: they generate their own keys, never use an operator's).
     pub fn open_files(data_dir: &Path) -> Result<Self> {
-        let store = KeyStore::open(&data_dir.join("keys")).map_err(store_err)?;
+        Self::open_files_with(data_dir, None)
+    }
+
+    fn open_files_with(data_dir: &Path, store: Option<KeyStore>) -> Result<Self> {
+        let store = match store {
+            Some(s) => s,
+            None => KeyStore::open(&data_dir.join("keys")).map_err(store_err)?,
+        };
         let source = MasterSource::Files(data_dir.to_path_buf());
         let cur = source.current_path().expect("files");
         let next = source.next_path().expect("files");
@@ -284,15 +300,15 @@ impl KeyRing {
     // ----- new keys -----
 
     /// A new random data key for `bucket` with a reserved slot (nothing written yet).
-    pub fn fresh_dek(&self, bucket: &str) -> FreshDek {
-        FreshDek {
+    pub fn fresh_dek(&self, bucket: &str) -> Result<FreshDek> {
+        Ok(FreshDek {
             key: Arc::new(DataKey::generate()),
-            slot: self.store.reserve(),
+            slot: self.store.reserve().map_err(store_err)?,
             id: new_key_id(),
             bucket: bucket.to_string(),
             store: self.store.clone(),
             written: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Wraps `fresh` under the current KEK of `bucket` (a record read under the shared
@@ -318,14 +334,14 @@ impl KeyRing {
         Ok(bucket.kek_id.clone())
     }
 
-    pub fn fresh_kek(&self) -> FreshKek {
-        FreshKek {
+    pub fn fresh_kek(&self) -> Result<FreshKek> {
+        Ok(FreshKek {
             key: KeyEncryptionKey::generate(),
-            slot: self.store.reserve(),
+            slot: self.store.reserve().map_err(store_err)?,
             id: new_key_id(),
             store: self.store.clone(),
             written: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Wraps `fresh` under the wrapping master key and writes it durably (under the shared

@@ -168,7 +168,7 @@ impl Engine {
         self.check_writable(bucket)?;
         crate::sse::check_class(attrs.content.sse.as_ref(), &attrs.storage_class)?;
         let mut spec = spec;
-        let fresh = std::sync::Arc::new(self.keys().fresh_dek(&bucket.name));
+        let fresh = std::sync::Arc::new(self.fresh_dek(&bucket.name).await?);
         spec.new_key = Some(fresh.clone());
         let stored = self
             .write_blob(binding.apply(fresh.key.clone()), body, spec)

@@ -107,6 +107,15 @@ impl Engine {
                     )
                     .into());
                 }
+                if self.keys().store().local().is_none() {
+                    // Every gateway of a cluster holds the master key; one process replacing
+                    // its own file would leave the others unable to unwrap any KEK.
+                    return Err(MetaError::Invalid(
+                        "the key store is the cluster's key service: a master key rotation                          would have to replace the key on every gateway at once, which is not                          supported yet (rotate bucket KEKs instead)"
+                            .into(),
+                    )
+                    .into());
+                }
             }
             Target::Bucket { bucket } => {
                 let b = self.bucket(bucket).await?.ok_or(MetaError::NoSuchBucket)?;

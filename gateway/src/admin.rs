@@ -382,7 +382,9 @@ fn private_backup(engine: &strata_engine::Engine, dir: &Path) -> Result<(), Stri
                 .create(&snapshot)
                 .map_err(|e| format!("cannot create {}: {e}", snapshot.display()))?;
             {
-                let paused = engine.keys().store().pause_overwrites();
+                let paused = engine.keys().store().pause_overwrites().ok_or_else(|| {
+                    "the key store is the cluster's key service: back it up on its node".to_string()
+                })?;
                 meta.backup(&snapshot.join("meta"))
                     .map_err(|e| e.to_string())?;
                 paused

@@ -18,6 +18,8 @@
 //! to slots reserved for them (never live), so they need no such lock and a backup can pause
 //! destroys and re-wraps (not new keys) while it copies the file.
 
+mod handle;
+pub mod service;
 mod slot;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -27,6 +29,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
+pub use handle::KeyStore;
 pub use slot::{Entry, KeyKind, MAX_WRAPPED, SLOT_SIZE, Slot};
 
 const HEADER_SIZE: u64 = 4096;
@@ -48,7 +51,7 @@ pub enum KeyStoreError {
 pub type Result<T> = std::result::Result<T, KeyStoreError>;
 
 /// What [`KeyStore::destroy`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destroyed {
     /// The key was live and is now overwritten (durably).
     Now,
@@ -58,7 +61,7 @@ pub enum Destroyed {
 }
 
 /// One key to re-wrap in place: only if `slot` still holds key `id` wrapped by `from`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rewrap {
     pub slot: u64,
     pub id: [u8; 16],
@@ -71,7 +74,7 @@ pub struct Rewrap {
 pub type ScanPage = (Vec<(u64, Entry)>, Option<u64>);
 
 /// Counts for inventories and metrics (never key material).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Slots in the file (live, free and reserved).
     pub slots: u64,
@@ -116,10 +119,10 @@ struct Inner {
     synced_cv: Condvar,
 }
 
-/// The key store handle. Cheap to clone. All calls block (file I/O and fsync): async callers
-/// run them on a blocking pool.
+/// The key store in a local file. Cheap to clone. All calls block (file I/O and fsync): async
+/// callers run them on a blocking pool.
 #[derive(Clone)]
-pub struct KeyStore {
+pub struct LocalKeyStore {
     inner: Arc<Inner>,
 }
 
@@ -163,7 +166,7 @@ fn create_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
     Ok(f)
 }
 
-impl KeyStore {
+impl LocalKeyStore {
     /// Opens the store in `dir`, creating it (directory 0700, files 0600) on first use. Reads
     /// every slot once to rebuild the free list and the counts (128 bytes per key: about 1 s
     /// per 10 million keys from a warm disk), and finishes an interrupted re-wrap.
@@ -196,7 +199,7 @@ impl KeyStore {
                 path.display()
             )));
         }
-        let store = KeyStore {
+        let store = LocalKeyStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 file,
@@ -251,7 +254,7 @@ impl KeyStore {
     }
 
     /// Reserves a slot for a new key (in memory only: nothing is written). Give it back with
-    /// [`KeyStore::release`] if the key is never written.
+    /// [`LocalKeyStore::release`] if the key is never written.
     pub fn reserve(&self) -> u64 {
         let mut a = self.alloc();
         let s = match a.free.pop_first() {
@@ -276,11 +279,16 @@ impl KeyStore {
 
     /// Reads a slot.
     pub fn read(&self, slot: u64) -> Result<Slot> {
+        Ok(slot::decode(&self.read_raw(slot)?))
+    }
+
+    /// A slot's bytes as stored (all zero beyond the end of the file: an empty slot).
+    pub fn read_raw(&self, slot: u64) -> Result<[u8; SLOT_SIZE]> {
         let mut b = [0u8; SLOT_SIZE];
         let _g = self.inner.io.read().unwrap_or_else(|e| e.into_inner());
         match self.inner.file.read_exact_at(&mut b, offset(slot)) {
-            Ok(()) => Ok(slot::decode(&b)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Slot::Empty),
+            Ok(()) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok([0u8; SLOT_SIZE]),
             Err(e) => Err(e.into()),
         }
     }
@@ -592,7 +600,7 @@ impl KeyStore {
 
 /// Destroys and re-wraps wait while this lives.
 pub struct PauseGuard<'a> {
-    store: &'a KeyStore,
+    store: &'a LocalKeyStore,
     _m: MutexGuard<'a, ()>,
 }
 
@@ -653,5 +661,7 @@ pub fn install_copy(copy: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,9 @@ const STATE_EMPTY: u8 = 0;
 const STATE_LIVE: u8 = 1;
 const STATE_DESTROYED: u8 = 2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum KeyKind {
     /// A bucket's key-encryption key, wrapped by a master key.
     Kek,

@@ -18,7 +18,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn write_read_destroy_and_reuse() {
     let dir = tempfile::tempdir().unwrap();
-    let ks = KeyStore::open(&dir.path().join("keys")).unwrap();
+    let ks = LocalKeyStore::open(&dir.path().join("keys")).unwrap();
     let s = ks.reserve();
     let e = entry(1, 9, KeyKind::Dek);
     ks.write(s, &e).unwrap();
@@ -51,7 +51,7 @@ fn write_read_destroy_and_reuse() {
 #[test]
 fn writes_need_a_reservation_and_released_slots_are_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     assert!(matches!(
         ks.write(5, &entry(1, 1, KeyKind::Kek)),
         Err(KeyStoreError::Invalid(_))
@@ -69,7 +69,7 @@ fn reopen_rebuilds_free_list_and_counts() {
     let ids: Vec<u8> = (1..=10).collect();
     let mut slots = Vec::new();
     {
-        let ks = KeyStore::open(dir.path()).unwrap();
+        let ks = LocalKeyStore::open(dir.path()).unwrap();
         for &i in &ids {
             let s = ks.reserve();
             ks.write(s, &entry(i, if i % 2 == 0 { 7 } else { 8 }, KeyKind::Dek))
@@ -80,7 +80,7 @@ fn reopen_rebuilds_free_list_and_counts() {
         // A reservation that was never written leaves nothing behind.
         let _ = ks.reserve();
     }
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     let st = ks.stats().unwrap();
     assert_eq!(st.live_deks, 9);
     assert_eq!(
@@ -103,7 +103,7 @@ fn reopen_rebuilds_free_list_and_counts() {
 #[test]
 fn rewrap_changes_only_matching_keys_and_survives_an_unfinished_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     let s1 = ks.reserve();
     let s2 = ks.reserve();
     ks.write(s1, &entry(1, 7, KeyKind::Kek)).unwrap();
@@ -143,7 +143,7 @@ fn rewrap_changes_only_matching_keys_and_survives_an_unfinished_journal() {
     ks.write_journal(&[(s1, slot::encode_live(&pending))])
         .unwrap();
     drop(ks);
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     assert_eq!(ks.get(s1, &[1; 16]).unwrap().unwrap().wrapper, [10; 16]);
     assert_eq!(fs::metadata(dir.path().join("journal")).unwrap().len(), 0);
 
@@ -152,20 +152,20 @@ fn rewrap_changes_only_matching_keys_and_survives_an_unfinished_journal() {
     ks.write_journal(&[(s1, slot::encode_live(&pending))])
         .unwrap();
     drop(ks);
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     assert_eq!(ks.get(s1, &[1; 16]).unwrap(), None);
 
     // A torn journal is discarded.
     fs::write(dir.path().join("journal"), [1, 0, 0, 0, 9, 9]).unwrap();
     drop(ks);
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     assert_eq!(ks.get(s2, &[2; 16]).unwrap().unwrap().wrapper, [8; 16]);
 }
 
 #[test]
 fn concurrent_writers_share_flushes_and_all_land() {
     let dir = tempfile::tempdir().unwrap();
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     let threads: Vec<_> = (0..8u8)
         .map(|t| {
             let ks = ks.clone();
@@ -191,7 +191,7 @@ fn concurrent_writers_share_flushes_and_all_land() {
     let distinct: std::collections::HashSet<u64> = all.iter().map(|(s, _)| *s).collect();
     assert_eq!(distinct.len(), 200);
     drop(ks);
-    let ks = KeyStore::open(dir.path()).unwrap();
+    let ks = LocalKeyStore::open(dir.path()).unwrap();
     for (s, id) in all {
         assert!(ks.get(s, &id).unwrap().is_some());
     }
@@ -200,7 +200,7 @@ fn concurrent_writers_share_flushes_and_all_land() {
 #[test]
 fn copies_are_whole_and_install_into_a_new_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let ks = KeyStore::open(&dir.path().join("live")).unwrap();
+    let ks = LocalKeyStore::open(&dir.path().join("live")).unwrap();
     let s = ks.reserve();
     ks.write(s, &entry(4, 4, KeyKind::Kek)).unwrap();
     {
@@ -208,7 +208,7 @@ fn copies_are_whole_and_install_into_a_new_dir() {
         g.copy_to(&dir.path().join("copy")).unwrap();
     }
     install_copy(&dir.path().join("copy"), &dir.path().join("restored")).unwrap();
-    let r = KeyStore::open(&dir.path().join("restored")).unwrap();
+    let r = LocalKeyStore::open(&dir.path().join("restored")).unwrap();
     assert!(r.get(s, &[4; 16]).unwrap().is_some());
     assert!(install_copy(&dir.path().join("copy"), &dir.path().join("restored")).is_err());
     let mode = fs::metadata(dir.path().join("restored/slots"))
@@ -221,13 +221,13 @@ fn copies_are_whole_and_install_into_a_new_dir() {
 #[test]
 fn a_corrupt_header_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(KeyStore::open(dir.path()).unwrap());
+    drop(LocalKeyStore::open(dir.path()).unwrap());
     let p = dir.path().join("slots");
     let mut raw = fs::read(&p).unwrap();
     raw[9] ^= 1;
     fs::write(&p, raw).unwrap();
     assert!(matches!(
-        KeyStore::open(dir.path()),
+        LocalKeyStore::open(dir.path()),
         Err(KeyStoreError::Corrupt(_))
     ));
 }

@@ -20,6 +20,7 @@ mod delete;
 mod files;
 pub mod format;
 pub mod http;
+pub mod key_client;
 pub mod keys;
 pub mod layout;
 mod locks;

@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use strata_keystore::LocalKeyStore;
 
 use crate::cluster::{
     ClusterPrimary, DiskInfo, MISSING_HEADER, NodeInfo, RETRY_HEADER, nodes_from_headers,
@@ -154,10 +155,27 @@ async fn body_bytes(request: Request<Incoming>, limit: usize) -> Result<Bytes, N
 
 async fn route(
     node: &ClusterPrimary,
+    keys: Option<&LocalKeyStore>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, NodeError> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    if path == crate::key_client::KEYS_PATH {
+        // The cluster's key service, on the one node that hosts it.
+        let Some(store) = keys.cloned() else {
+            return Ok(respond(
+                StatusCode::NOT_FOUND,
+                Bytes::from_static(b"this node is not the key service"),
+            ));
+        };
+        if method != Method::POST {
+            return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()));
+        }
+        let body = body_bytes(request, crate::key_client::MAX_KEYS_BODY).await?;
+        let answer =
+            crate::store::blocking(move || strata_keystore::service::handle(&store, &body)).await?;
+        return Ok(respond(StatusCode::OK, Bytes::from(answer)));
+    }
     let max = node.local().config().max_chunk_len;
     if let Some(rest) = path.strip_prefix("/shards/") {
         let (disk, id, shard) =
@@ -264,8 +282,12 @@ async fn route(
     }
 }
 
-async fn handle(node: Arc<ClusterPrimary>, request: Request<Incoming>) -> Response<Body> {
-    match route(&node, request).await {
+async fn handle(
+    node: Arc<ClusterPrimary>,
+    keys: Option<LocalKeyStore>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    match route(&node, keys.as_ref(), request).await {
         Ok(r) => r,
         Err(e) => {
             if !matches!(e, NodeError::NotFound) {
@@ -279,6 +301,7 @@ async fn handle(node: Arc<ClusterPrimary>, request: Request<Incoming>) -> Respon
 /// Serves the cluster node API over mutual TLS on `listener` until the task is dropped.
 pub async fn serve_cluster(
     node: Arc<ClusterPrimary>,
+    keys: Option<LocalKeyStore>,
     tls: ClusterTls,
     listener: tokio::net::TcpListener,
 ) {
@@ -294,6 +317,7 @@ pub async fn serve_cluster(
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
+        let keys = keys.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             // A bounded handshake: a client that never finishes it costs one task for 10 s.
@@ -312,7 +336,8 @@ pub async fn serve_cluster(
             };
             let service = hyper::service::service_fn(move |request| {
                 let node = node.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(node, request).await) }
+                let keys = keys.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(node, keys, request).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
