@@ -47,8 +47,12 @@ fn remote_store_writes_reads_destroys_and_rewraps_in_the_service_file() {
         "in the service's file"
     );
     assert_eq!(ks.stats().unwrap().live_deks, 2);
-    let (page, next) = ks.scan(0, 10).unwrap();
-    assert_eq!(page.len(), 2);
+    let (page, next) = ks.scan(0, 1000).unwrap();
+    assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), {
+        let mut v = vec![a, b];
+        v.sort();
+        v
+    });
     assert_eq!(next, None);
 
     // Writing a slot the service never reserved is refused there.
