@@ -53,42 +53,7 @@ pub struct Resource<'a> {
     pub object_acl: Option<&'a Acl>,
 }
 
-/// ACL permissions, as S3 names them.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub enum Permission {
-    Read,
-    Write,
-    ReadAcp,
-    WriteAcp,
-    FullControl,
-}
-
-/// A grantee: a user by canonical id, or one of S3's groups.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub enum Grantee {
-    User(String),
-    /// `http://acs.amazonaws.com/groups/global/AllUsers`: anyone, anonymous included.
-    AllUsers,
-    /// `http://acs.amazonaws.com/groups/global/AuthenticatedUsers`: any signed request.
-    AuthenticatedUsers,
-    /// `http://acs.amazonaws.com/groups/s3/LogDelivery`.
-    LogDelivery,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Grant {
-    pub grantee: Grantee,
-    pub permission: Permission,
-}
-
-/// An access control list: its owner and its grants (S3 keeps at most 100).
-#[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Acl {
-    pub owner: String,
-    pub grants: Vec<Grant>,
-}
+pub use strata_metadata::acl::{Acl, Grant, Grantee, MAX_GRANTS, Permission};
 
 /// The outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +177,45 @@ pub fn canned_acl(name: &str, owner: &str, bucket_owner: &str) -> Option<Acl> {
         owner: owner.to_string(),
         grants,
     })
+}
+
+/// The ACL a bucket has: its stored one, or `private` (owner FULL_CONTROL) when none is stored.
+pub fn bucket_acl(bucket: &strata_metadata::BucketRecord) -> Acl {
+    bucket.acl.clone().unwrap_or_else(|| private(&bucket.owner))
+}
+
+/// The ACL a version has: its stored one, or `private` for its owner (a version written before
+/// owners were recorded belongs to the bucket owner).
+pub fn version_acl(
+    bucket: &strata_metadata::BucketRecord,
+    v: &strata_metadata::VersionRecord,
+) -> Acl {
+    v.acl
+        .clone()
+        .unwrap_or_else(|| private(version_owner(bucket, v)))
+}
+
+/// A version's owner: its writer, or the bucket owner for versions written before writers were
+/// recorded.
+pub fn version_owner<'a>(
+    bucket: &'a strata_metadata::BucketRecord,
+    v: &'a strata_metadata::VersionRecord,
+) -> &'a str {
+    if v.owner.is_empty() {
+        &bucket.owner
+    } else {
+        &v.owner
+    }
+}
+
+fn private(owner: &str) -> Acl {
+    Acl {
+        owner: owner.to_string(),
+        grants: vec![Grant {
+            grantee: Grantee::User(owner.to_string()),
+            permission: Permission::FullControl,
+        }],
+    }
 }
 
 #[cfg(test)]

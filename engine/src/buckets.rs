@@ -13,6 +13,8 @@ pub struct NewBucket {
     pub owner: String,
     pub region: String,
     pub object_lock: bool,
+    /// The bucket's ACL (`None`: `private`).
+    pub acl: Option<strata_metadata::acl::Acl>,
 }
 
 impl Engine {
@@ -52,6 +54,7 @@ impl Engine {
             encryption: None,
             cors: Vec::new(),
             logging: None,
+            acl: spec.acl,
         };
         let r = rec.clone();
         if let Err(e) = self.meta_call(move |m| m.create_bucket(r)).await {

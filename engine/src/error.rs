@@ -79,6 +79,10 @@ pub enum Rejection {
     /// (`InvalidArgument`, `MalformedXML`, `InvalidRequest`).
     #[error("invalid lifecycle configuration ({code}): {message}")]
     InvalidLifecycle { code: &'static str, message: String },
+    /// An ACL S3 would refuse: `code` is the S3 error code to answer (`MalformedACLError`,
+    /// `InvalidArgument`).
+    #[error("invalid ACL ({code}): {message}")]
+    InvalidAcl { code: &'static str, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,8 @@
 //!
 //! - [`write`] / [`read`]: the data path (chunking under a memory budget, write intents, reads
 //!   pinned against GC).
-//! - [`objects`], [`multipart`], [`buckets`], [`identity`]: operations by family.
+//! - [`objects`], [`multipart`], [`buckets`], [`identity`], [`acl`]: operations by family;
+//!   [`authz`]: the access decision.
 //! - [`gc`], [`workers`]: background work as observable, throttled workers.
 //! - [`keys`]: which key wraps which (master -> bucket KEK -> version DEK).
 //! - [`sse`], [`kms`]: the server-side-encryption API (SSE-S3/KMS/C bindings, KMS keys).
@@ -22,6 +23,7 @@
 //! hold a tokio worker thread.
 
 pub mod access_log;
+pub mod acl;
 pub mod archive;
 pub mod authz;
 pub mod body;

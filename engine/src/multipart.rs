@@ -35,6 +35,8 @@ pub struct UploadAttrs {
     pub checksum_type: Option<String>,
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    /// The completed version's ACL (`None`: `private`).
+    pub acl: Option<strata_metadata::acl::Acl>,
 }
 
 /// A CompleteMultipartUpload request.
@@ -81,6 +83,7 @@ impl Engine {
             checksum_type: attrs.checksum_type,
             retention: attrs.retention,
             legal_hold: attrs.legal_hold,
+            acl: attrs.acl,
         };
         let (b, r) = (bucket.name.clone(), rec.clone());
         if let Err(e) = self.meta_call(move |m| m.create_upload(&b, r)).await {
@@ -449,5 +452,6 @@ fn assemble(
         retention: upload.retention.clone(),
         legal_hold: upload.legal_hold,
         archive: None,
+        acl: upload.acl.clone(),
     })
 }

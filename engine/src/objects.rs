@@ -28,6 +28,8 @@ pub struct ObjectAttrs {
     /// Explicit retention; `None` takes the bucket's default retention, if any.
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    /// The new version's ACL (`None`: `private` for its owner).
+    pub acl: Option<strata_metadata::acl::Acl>,
 }
 
 /// A committed write: the stored record and what it replaced.
@@ -199,6 +201,7 @@ impl Engine {
             retention: attrs.retention,
             legal_hold: attrs.legal_hold,
             archive: None,
+            acl: attrs.acl,
         };
         self.commit_version(bucket, key, stored, version, precondition)
             .await

@@ -59,6 +59,7 @@ async fn fixture() -> Fixture {
             owner: "u".repeat(64),
             region: "r".into(),
             object_lock: false,
+            acl: None,
         })
         .await
         .unwrap();

@@ -108,6 +108,7 @@ async fn walk_state_crosses_pages_and_bucket_end() {
         owner: "u".into(),
         region: "r".into(),
         object_lock: false,
+        acl: None,
     })
     .await
     .unwrap();
@@ -223,6 +224,7 @@ async fn retention_rule_expirations_are_retention_ends() {
         owner: "u".into(),
         region: "r".into(),
         object_lock: false,
+        acl: None,
     })
     .await
     .unwrap();

@@ -55,6 +55,7 @@ async fn fixture() -> Fixture {
             owner: "u".into(),
             region: "r".into(),
             object_lock: false,
+            acl: None,
         })
         .await
         .unwrap();

@@ -114,6 +114,13 @@ pub fn rejection(r: Rejection) -> S3Error {
             };
             S3Error::with_message(code, message).with_status(http::StatusCode::BAD_REQUEST)
         }
+        Rejection::InvalidAcl { code, message } => {
+            let code = match code {
+                "MalformedACLError" => S3ErrorCode::MalformedACLError,
+                _ => S3ErrorCode::InvalidArgument,
+            };
+            S3Error::with_message(code, message).with_status(http::StatusCode::BAD_REQUEST)
+        }
     }
 }
 

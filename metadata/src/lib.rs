@@ -9,18 +9,19 @@
 //! - [`MetaStore`]: buckets, object versions, multipart state, listings, the GC queue and
 //!   users/keys, written only against the `kv` interface.
 //!
-//! Module map (one family of operations per module, all `impl MetaStore`):
-//! `store` (handle, open, format check, retry loop, record encoding, shared read helpers),
-//! `buckets`, `objects` (versions, delete markers), `lock` (Object Lock rules; the only way to
-//! change retention, legal hold and tags), `multipart`, `listing`, `gc` (GC queue with grace,
-//! write intents, process instances, worker state), `layouts` (placement layouts, the rebalance
-//! walk and segment swap), `users` (users by id, access keys), `maintenance` (backup, restore,
-//! verify), `lifecycle` (persisted lifecycle configuration, per-bucket version walk),
-//! `archive` (archive/restore state, containers, the archive workers' queues), `cluster` (the
-//! cluster map: nodes, layout epochs, degraded chunks, disk rebuilds); `keys` (key
-//! encoding, ids) and `types` (the records) are the shared vocabulary.
+//! Module map (one family of operations per module, all `impl MetaStore`): `store` (handle, open,
+//! format check, retry loop, record encoding, shared read helpers), `buckets`, `objects` (versions,
+//! delete markers), `lock` (Object Lock rules; the only way to change retention, legal hold, tags
+//! and object ACLs), `multipart`, `listing`, `gc` (GC queue with grace, write intents, process
+//! instances, worker state), `layouts` (placement layouts, the rebalance walk and segment swap),
+//! `users` (users by id, access keys), `maintenance` (backup, restore, verify), `lifecycle`
+//! (persisted lifecycle configuration, per-bucket version walk), `archive` (archive/restore state,
+//! containers, the archive workers' queues), `cluster` (the cluster map: nodes, layout epochs,
+//! degraded chunks, disk rebuilds); `acl` (stored ACLs); `keys` (key encoding, ids) and `types`
+//! (the records) are the shared vocabulary.
 
 mod access_log;
+pub mod acl;
 pub mod archive;
 mod buckets;
 mod cluster;

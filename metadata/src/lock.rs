@@ -143,6 +143,21 @@ impl MetaStore {
         })
     }
 
+    /// PutObjectAcl: replaces a version's ACL (`None`: back to `private` for its owner). The
+    /// ACL is validated by the engine.
+    pub fn set_version_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        acl: Option<crate::acl::Acl>,
+    ) -> Result<VersionRecord> {
+        self.change_version(bucket, key, version_id, false, |v| {
+            v.acl = acl.clone();
+            Ok(())
+        })
+    }
+
     /// Compare-and-set of one version record. `None` id: the latest version, and a latest delete
     /// marker is `NoSuchKey`; by id, a delete marker is `IsDeleteMarker`.
     fn change_version(

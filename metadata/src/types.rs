@@ -90,6 +90,10 @@ pub struct BucketRecord {
     /// Retention presets applied with `strata admin retention apply` (see docs/retention.md).
     #[serde(default)]
     pub retention_rules: Vec<RetentionRule>,
+    /// The bucket's ACL (PutBucketAcl, CreateBucket's canned ACL or grants); `None`: `private`
+    /// (the owner's FULL_CONTROL only), which every bucket had before ACLs were stored.
+    #[serde(default)]
+    pub acl: Option<crate::acl::Acl>,
 }
 
 /// A KEK by id and key-store slot.
@@ -359,6 +363,10 @@ pub struct VersionRecord {
     /// Archive-tier state of a version in an archive class (container extent, restore).
     #[serde(default)]
     pub archive: Option<crate::archive::ArchiveState>,
+    /// The version's ACL (PutObjectAcl, the writer's canned ACL or grants); `None`: `private`
+    /// for its owner.
+    #[serde(default)]
+    pub acl: Option<crate::acl::Acl>,
 }
 
 impl VersionRecord {
@@ -382,6 +390,7 @@ impl VersionRecord {
             retention: None,
             legal_hold: false,
             archive: None,
+            acl: None,
         }
     }
 }
@@ -410,6 +419,9 @@ pub struct UploadRecord {
     pub checksum_type: Option<String>,
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    /// The ACL CreateMultipartUpload asked for, given to the completed version.
+    #[serde(default)]
+    pub acl: Option<crate::acl::Acl>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,7 @@ fn version(i: u64) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        acl: None,
     }
 }
 
@@ -111,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         encryption: None,
         cors: Vec::new(),
         logging: None,
+        acl: None,
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
 

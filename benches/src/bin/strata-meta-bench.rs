@@ -112,6 +112,7 @@ fn version(id: String, i: u64) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        acl: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn main() {
                 encryption: None,
                 cors: Vec::new(),
                 logging: None,
+                acl: None,
             })
             .unwrap();
     }

@@ -72,6 +72,7 @@ async fn fixture(chunk_size: u32, container_bytes: u64, compact_below: f64) -> F
             owner: "u".into(),
             region: "r".into(),
             object_lock: false,
+            acl: None,
         })
         .await
         .unwrap();

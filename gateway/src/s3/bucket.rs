@@ -1,5 +1,6 @@
 //! Bucket operations: create/head/list/delete, location, versioning and Object Lock configuration.
 
+use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::EngineError;
@@ -129,6 +130,20 @@ impl StrataS3 {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
         }
         let lock = input.object_lock_enabled_for_bucket.unwrap_or(false);
+        let acl = self
+            .write_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                GrantHeaders {
+                    full_control: input.grant_full_control.as_deref(),
+                    read: input.grant_read.as_deref(),
+                    read_acp: input.grant_read_acp.as_deref(),
+                    write: input.grant_write.as_deref(),
+                    write_acp: input.grant_write_acp.as_deref(),
+                },
+                &who.id,
+                &who.id,
+            )
+            .await?;
         let created = self
             .ctx
             .engine
@@ -137,6 +152,7 @@ impl StrataS3 {
                 owner: who.id.clone(),
                 region: region.clone(),
                 object_lock: lock,
+                acl,
             })
             .await;
         match created {

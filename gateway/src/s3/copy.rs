@@ -1,5 +1,6 @@
 //! CopyObject: the engine re-encrypts the source's bytes under the new version's own key.
 
+use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::objects::ObjectAttrs;
@@ -137,6 +138,20 @@ impl StrataS3 {
         } else {
             src.tags.clone()
         };
+        let acl = self
+            .write_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                GrantHeaders {
+                    full_control: input.grant_full_control.as_deref(),
+                    read: input.grant_read.as_deref(),
+                    read_acp: input.grant_read_acp.as_deref(),
+                    write: None,
+                    write_acp: input.grant_write_acp.as_deref(),
+                },
+                &who.id,
+                &dst_bucket.owner,
+            )
+            .await?;
         let lock = lock_request(
             &dst_bucket,
             &input.object_lock_mode,
@@ -159,6 +174,7 @@ impl StrataS3 {
             owner: who.id.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
+            acl,
         };
         let written = self
             .ctx

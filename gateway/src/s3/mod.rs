@@ -321,6 +321,20 @@ impl S3 for StrataS3 {
         self.op_get_object_acl(req).await
     }
 
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.op_put_bucket_acl(req).await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.op_put_object_acl(req).await
+    }
+
     async fn put_bucket_tagging(
         &self,
         req: S3Request<PutBucketTaggingInput>,

@@ -1,6 +1,7 @@
 //! Multipart uploads: create, upload part (and part copy), list, complete, abort. The engine
 //! stores parts and assembles the object; this module translates S3's requests and answers.
 
+use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::WriteSpec;
@@ -96,6 +97,20 @@ impl StrataS3 {
             input.bucket_key_enabled,
             customer.as_ref(),
         )?;
+        let acl = self
+            .write_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                GrantHeaders {
+                    full_control: input.grant_full_control.as_deref(),
+                    read: input.grant_read.as_deref(),
+                    read_acp: input.grant_read_acp.as_deref(),
+                    write: None,
+                    write_acp: input.grant_write_acp.as_deref(),
+                },
+                &who.id,
+                &bucket.owner,
+            )
+            .await?;
         // The parts are written with the binding of this record (see op_upload_part).
         let (sse, _) = self.prepare_sse(sse_request).await?;
         let mut content = content_headers(
@@ -120,6 +135,7 @@ impl StrataS3 {
             checksum_type: kind.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
+            acl,
         };
         let upload = self
             .ctx

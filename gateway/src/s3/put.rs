@@ -1,6 +1,7 @@
 //! PutObject: validate the S3 request, hand the body to the engine, answer with the ETag,
 //! version id and checksum.
 
+use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use strata_engine::WriteSpec;
@@ -45,6 +46,20 @@ impl StrataS3 {
             &input.object_lock_legal_hold_status,
         )?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
+        let acl = self
+            .write_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                GrantHeaders {
+                    full_control: input.grant_full_control.as_deref(),
+                    read: input.grant_read.as_deref(),
+                    read_acp: input.grant_read_acp.as_deref(),
+                    write: None,
+                    write_acp: input.grant_write_acp.as_deref(),
+                },
+                &who.id,
+                &bucket.owner,
+            )
+            .await?;
         let declared = crate::declared_checksum!(input);
         let client_sent_checksum = declared.is_some()
             || input.checksum_algorithm.is_some()
@@ -99,6 +114,7 @@ impl StrataS3 {
             owner: who.id.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
+            acl,
         };
         let written = self
             .ctx

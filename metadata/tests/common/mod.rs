@@ -27,6 +27,7 @@ pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
         encryption: None,
         cors: Vec::new(),
         logging: None,
+        acl: None,
     }
 }
 
@@ -109,6 +110,7 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        acl: None,
     }
 }
 
@@ -130,6 +132,7 @@ pub fn upload(store: &MetaStore, key: &str) -> UploadRecord {
         checksum_type: None,
         retention: None,
         legal_hold: false,
+        acl: None,
     }
 }
 
