@@ -9,6 +9,7 @@
 
 mod admin_client;
 mod admin_keys;
+mod audit_cli;
 mod cluster;
 mod destruction_cli;
 mod serve;
@@ -171,6 +172,12 @@ enum AdminVerb {
     Kms {
         #[command(subcommand)]
         verb: KmsVerb,
+    },
+    /// The audit log: export, search (server); verify an export, print the public key
+    /// (offline).
+    Audit {
+        #[command(subcommand)]
+        verb: audit_cli::AuditVerb,
     },
     /// The destruction log: export, show (server); verify an export, print the public key
     /// (offline).
@@ -576,6 +583,8 @@ enum Shape {
     Prometheus,
     /// `strata admin rebuild status`.
     Rebuild,
+    /// `strata admin audit search`.
+    AuditSearch,
 }
 
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
@@ -612,6 +621,17 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        AdminVerb::Audit { verb } => match audit_cli::request(&verb)? {
+            None => return audit_cli::run_offline(verb, args.json),
+            Some((v, body)) => {
+                shape = if v == "audit-search" {
+                    Shape::AuditSearch
+                } else {
+                    Shape::Plain
+                };
+                (v, body)
+            }
+        },
         // Offline: no server, no credentials.
         AdminVerb::Destruction {
             verb:
@@ -777,6 +797,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         Shape::Readable => print!("{}", render_readable(verb, &value)),
         Shape::Prometheus => print!("{}", value["prometheus"].as_str().unwrap_or_default()),
         Shape::Rebuild => print!("{}", render_rebuild(&value)),
+        Shape::AuditSearch => print!("{}", audit_cli::render_search(&value)),
     }
     Ok(())
 }

@@ -347,6 +347,13 @@ pub async fn run_with(
         strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
             .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?,
     );
+    // Every request and operator action (docs/audit.md).
+    let audit = Arc::new(
+        strata_engine::audit::AuditLog::open(
+            &args.data_dir.join(strata_engine::audit::AUDIT_DIR_NAME),
+        )
+        .map_err(|e| anyhow::anyhow!("audit log: {e}"))?,
+    );
     meta.set_gc_grace_ms(args.gc_grace_ms);
     let chunk_size = u32::try_from(args.chunk_size).context("--chunk-size")?;
     let now = strata_engine::now_ms();
@@ -436,6 +443,7 @@ pub async fn run_with(
         instance,
     )
     .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
+    engine.set_audit_log(audit.clone());
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     if let (Some(setup), Some(_)) = (&setup, &cluster) {
@@ -537,6 +545,8 @@ pub async fn run_with(
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     engine.shutdown().await;
+    // Writes what is queued and a last signed checkpoint.
+    tokio::task::spawn_blocking(move || audit.close()).await?;
     Ok(())
 }
 

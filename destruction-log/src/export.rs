@@ -15,7 +15,25 @@ pub const PROOFS: &str = "proofs.jsonl";
 /// Every file of an export, in the order the verifier reads them.
 pub const FILES: [&str; 5] = [MANIFEST, CHECKPOINTS, CONSISTENCY, PROOFS, RECORDS];
 
+/// The destruction log's format; other record kinds name theirs (`LogRecord::EXPORT_FORMAT`).
 pub const FORMAT: &str = "strata-destruction-export/1";
+
+/// Which records an export holds (all `None`: every record).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportFilter {
+    /// Records whose time is at or after this (ms since the Unix epoch).
+    pub since_ms: Option<i64>,
+    /// Records whose time is before this.
+    pub until_ms: Option<i64>,
+    pub bucket: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ExportFilter {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
 
 /// What the export holds, signed with the log key so that a line removed from a filtered export
 /// (where the record numbers have gaps anyway) is still found.
@@ -27,6 +45,12 @@ pub struct ManifestBody {
     pub created_ms: i64,
     pub since_ms: Option<i64>,
     pub bucket: Option<String>,
+    // Absent (not null) when unset, so exports made before these filters existed still parse
+    // in their canonical form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The latest checkpoint: the proofs are against it; last line of `checkpoints.jsonl`.
     pub checkpoint: SignedCheckpoint,
     pub checkpoints: u64,
@@ -74,4 +98,8 @@ pub struct ExportSummary {
     pub checkpoint: SignedCheckpoint,
     pub since_ms: Option<i64>,
     pub bucket: Option<String>,
+    #[serde(default)]
+    pub until_ms: Option<i64>,
+    #[serde(default)]
+    pub user: Option<String>,
 }

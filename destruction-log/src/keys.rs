@@ -53,13 +53,18 @@ impl SignedCheckpoint {
         parse_hash(&self.root_hash).unwrap_or([0; 32])
     }
 
-    /// Checks origin and signature against the log's public key.
+    /// Checks origin and signature against the destruction log's public key.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), String> {
-        if self.origin != origin(key) {
+        self.verify_in("destruction-log", key)
+    }
+
+    /// Checks origin (log `log_name` of this key) and signature.
+    pub fn verify_in(&self, log_name: &str, key: &VerifyingKey) -> Result<(), String> {
+        let want = origin_named(log_name, key);
+        if self.origin != want {
             return Err(format!(
-                "origin {:?} is not this key's log ({:?})",
-                self.origin,
-                origin(key)
+                "origin {:?} is not this key's log ({want:?})",
+                self.origin
             ));
         }
         parse_hash(&self.root_hash)?;
@@ -99,10 +104,10 @@ pub(crate) fn decode_signature(s: &str) -> Result<Signature, String> {
     Ok(Signature::from_bytes(&arr))
 }
 
-/// `strata.destruction-log/<first 8 bytes of SHA-256(public key), hex>`.
-pub fn origin(key: &VerifyingKey) -> String {
+/// `strata.<log_name>/<first 8 bytes of SHA-256(public key), hex>`.
+pub fn origin_named(log_name: &str, key: &VerifyingKey) -> String {
     let fp = Sha256::digest(key.as_bytes());
-    format!("strata.destruction-log/{}", hex::encode(&fp[..8]))
+    format!("strata.{log_name}/{}", hex::encode(&fp[..8]))
 }
 
 pub fn public_key_pem(key: &VerifyingKey) -> String {
@@ -141,10 +146,10 @@ impl LogKey {
         B64.encode(sig.to_bytes())
     }
 
-    fn from_signing(signing: SigningKey) -> Self {
+    fn from_signing(signing: SigningKey, log_name: &str) -> Self {
         let verifying = signing.verifying_key();
         Self {
-            origin: origin(&verifying),
+            origin: origin_named(log_name, &verifying),
             signing,
             verifying,
         }
@@ -152,7 +157,7 @@ impl LogKey {
 
     /// Loads `dir/log-key.pem`, creating it (0600, fsync'd, then linked into place so a crash
     /// leaves no half key) and its public twin on first use.
-    pub fn load_or_create(dir: &Path) -> Result<Self, String> {
+    pub fn load_or_create(dir: &Path, log_name: &str) -> Result<Self, String> {
         let path = dir.join(KEY_FILE);
         match fs::read_to_string(&path) {
             Ok(pem) => {
@@ -162,22 +167,22 @@ impl LogKey {
                     .mode();
                 if mode & 0o077 != 0 {
                     tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
-                        "destruction log key is readable by group/others; chmod 600 it");
+                        "log signing key is readable by group/others; chmod 600 it");
                 }
                 let signing = SigningKey::from_pkcs8_pem(&pem)
                     .map_err(|e| format!("{}: not an Ed25519 PKCS#8 key: {e}", path.display()))?;
-                Ok(Self::from_signing(signing))
+                Ok(Self::from_signing(signing, log_name))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(dir, log_name),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
 
-    fn create(dir: &Path) -> Result<Self, String> {
-        let io = |e: std::io::Error| format!("creating the destruction log key: {e}");
+    fn create(dir: &Path, log_name: &str) -> Result<Self, String> {
+        let io = |e: std::io::Error| format!("creating the log signing key: {e}");
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
-        let key = Self::from_signing(SigningKey::from_bytes(&seed));
+        let key = Self::from_signing(SigningKey::from_bytes(&seed), log_name);
         seed.zeroize();
         let pem = key
             .signing
@@ -200,7 +205,7 @@ impl LogKey {
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Self::load_or_create(dir);
+                return Self::load_or_create(dir, log_name);
             }
             Err(e) => return Err(io(e)),
         }
@@ -231,13 +236,13 @@ mod tests {
     #[test]
     fn key_file_is_private_stable_and_signs_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
-        let k = LogKey::load_or_create(dir.path()).unwrap();
+        let k = LogKey::load_or_create(dir.path(), "destruction-log").unwrap();
         let mode = fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = LogKey::load_or_create(dir.path()).unwrap();
+        let again = LogKey::load_or_create(dir.path(), "destruction-log").unwrap();
         assert_eq!(k.verifying, again.verifying);
         let pem = public_key_pem_of(dir.path()).unwrap();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
@@ -255,7 +260,8 @@ mod tests {
         let mut bad = cp.clone();
         bad.timestamp_ms += 1;
         assert!(bad.verify(&vk).is_err());
-        let other = LogKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let other =
+            LogKey::load_or_create(tempfile::tempdir().unwrap().path(), "destruction-log").unwrap();
         assert!(cp.verify(&other.verifying).is_err());
         let mut upper = cp.clone();
         upper.root_hash = upper.root_hash.to_uppercase();

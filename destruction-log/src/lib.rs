@@ -1,4 +1,5 @@
-//! The destruction log: one record per destroyed object version, in an append-only file under
+//! The destruction log (and, on the same machinery, the audit log: [`Log`] over any
+//! [`LogRecord`]): one record per destroyed object version, in an append-only file under
 //! an RFC 6962 (Certificate Transparency) Merkle tree, with Ed25519-signed checkpoints; exports
 //! that a third party verifies offline with the log's public key. Format and auditor's steps:
 //! docs/destruction-log.md.
@@ -14,11 +15,13 @@ pub mod merkle;
 mod record;
 mod verify;
 
-pub use export::ExportSummary;
+pub use export::{ExportFilter, ExportSummary};
 pub use keys::{SignedCheckpoint, parse_public_key_pem};
-pub use log::{DestructionLog, LOG_DIR_NAME, LogError, LogOptions};
-pub use record::{Actor, DestructionRecord, Reason};
-pub use verify::{RecordProblem, VerifyError, VerifyReport, fuzz_verify_export, verify_export};
+pub use log::{DestructionLog, LOG_DIR_NAME, Log, LogError, LogOptions};
+pub use record::{Actor, DestructionRecord, LogRecord, Reason};
+pub use verify::{
+    RecordProblem, VerifyError, VerifyReport, fuzz_verify_export, verify_export, verify_export_of,
+};
 
 /// The public key (PEM) of the log in `dir`, read from its key file without opening the log
 /// (works while a server holds it open); for `strata admin destruction public-key`.
@@ -29,8 +32,13 @@ pub fn public_key_pem_of(dir: &std::path::Path) -> Result<String, LogError> {
 /// The log name (`strata.destruction-log/<fingerprint>`) that checkpoints signed by this public
 /// key (PEM) carry.
 pub fn origin_of(public_key_pem: &str) -> Result<String, LogError> {
+    origin_of_log::<DestructionRecord>(public_key_pem)
+}
+
+/// The log name (`strata.<LOG_NAME>/<fingerprint>`) of a log of records `R` with this key.
+pub fn origin_of_log<R: LogRecord>(public_key_pem: &str) -> Result<String, LogError> {
     parse_public_key_pem(public_key_pem)
-        .map(|k| keys::origin(&k))
+        .map(|k| keys::origin_named(R::LOG_NAME, &k))
         .map_err(LogError::Key)
 }
 

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::marker::PhantomData;
 use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -19,11 +20,13 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::export::{self, ConsistencyLine, ExportSummary, Manifest, ManifestBody, ProofLine};
+use crate::export::{
+    self, ConsistencyLine, ExportFilter, ExportSummary, Manifest, ManifestBody, ProofLine,
+};
 use crate::frame::{self, CHECKPOINT_MAGIC, HEADER_LEN, MAX_PAYLOAD, RECORD_MAGIC, Tail};
 use crate::keys::{LogKey, SignedCheckpoint, public_key_pem};
 use crate::merkle::{self, Frontier, Hash, Nodes};
-use crate::record::{DestructionRecord, decode_leaf, encode_leaf};
+use crate::record::{DestructionRecord, LogRecord, decode_leaf, encode_leaf};
 
 /// Where a server keeps its log: `DATA_DIR/destruction-log`.
 pub const LOG_DIR_NAME: &str = "destruction-log";
@@ -69,9 +72,13 @@ impl Default for LogOptions {
     }
 }
 
-/// The append-only, tamper-evident destruction log. Blocking; safe to share between threads
-/// (appends are serialised, reads of the immutable prefix run beside them).
-pub struct DestructionLog {
+/// The append-only, tamper-evident destruction log.
+pub type DestructionLog = Log<DestructionRecord>;
+
+/// An append-only, tamper-evident log of records of kind `R` (the destruction log, the audit
+/// log). Blocking; safe to share between threads (appends are serialised, reads of the
+/// immutable prefix run beside them).
+pub struct Log<R> {
     dir: PathBuf,
     key: LogKey,
     records: File,
@@ -82,6 +89,7 @@ pub struct DestructionLog {
     inner: Mutex<Inner>,
     // Held for the log's life: a second process (or a second open) gets `Locked`.
     _lock: File,
+    _kind: PhantomData<fn() -> R>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +231,7 @@ fn corrupt(what: impl std::fmt::Display) -> LogError {
     LogError::Corrupt(what.to_string())
 }
 
-impl DestructionLog {
+impl<R: LogRecord> Log<R> {
     /// Opens (creating on first use) the log in `dir`, with its signing key.
     pub fn open(dir: &Path) -> Result<Self, LogError> {
         Self::open_with_options(dir, LogOptions::default())
@@ -245,7 +253,7 @@ impl DestructionLog {
             Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        let key = LogKey::load_or_create(dir).map_err(LogError::Key)?;
+        let key = LogKey::load_or_create(dir, R::LOG_NAME).map_err(LogError::Key)?;
         let rw = |name: &str| {
             OpenOptions::new()
                 .read(true)
@@ -267,6 +275,7 @@ impl DestructionLog {
             },
             inner: Mutex::new(Inner::default()),
             _lock: lock,
+            _kind: PhantomData,
         };
         sync_dir(dir)?; // the files just created, if any
         let mut inner = log.recover()?;
@@ -295,7 +304,7 @@ impl DestructionLog {
         // Records after the synced prefix (all of them when rebuilding).
         let start = inner.records_end;
         let (end, tail) = frame::scan(&self.records, RECORD_MAGIC, start, |offset, payload| {
-            let leaf = decode_leaf(payload)
+            let leaf = decode_leaf::<R>(payload)
                 .map_err(|e| corrupt(format!("records.log at offset {offset}: {e}")))?;
             let want = inner.entries.len() as u64;
             if leaf.index != want {
@@ -430,14 +439,15 @@ impl DestructionLog {
         inner: &mut Inner,
         offset: u64,
         leaf: &[u8],
-        rec: &DestructionRecord,
+        rec: &R,
     ) -> Result<(), LogError> {
         let i = inner.entries.len() as u64;
+        let (bucket, key) = rec.object();
         let e = Entry {
             offset,
             len: leaf.len() as u32,
-            op: op_hash(&rec.op_id),
-            obj: obj_hash(&rec.bucket, &rec.key),
+            op: rec.op_id().map_or(0, op_hash),
+            obj: obj_hash(bucket, key),
         };
         self.index.write_all_at(&e.encode(), i * ENTRY_LEN)?;
         let mut res = Ok(());
@@ -451,7 +461,9 @@ impl DestructionLog {
                 }
             });
         res?;
-        inner.index_op(e.op, i);
+        if rec.op_id().is_some() {
+            inner.index_op(e.op, i);
+        }
         inner.entries.push(e);
         Ok(())
     }
@@ -494,9 +506,9 @@ impl DestructionLog {
             .map_err(|err| corrupt(format!("records.log: {err}")))
     }
 
-    fn read_record(&self, e: &Entry) -> Result<(Vec<u8>, DestructionRecord), LogError> {
+    fn read_record(&self, e: &Entry) -> Result<(Vec<u8>, R), LogError> {
         let leaf = self.read_leaf(e)?;
-        let rec = decode_leaf(&leaf)
+        let rec = decode_leaf::<R>(&leaf)
             .map_err(|err| corrupt(format!("records.log at offset {}: {err}", e.offset)))?
             .record;
         Ok((leaf, rec))
@@ -505,35 +517,67 @@ impl DestructionLog {
     fn lookup_op(&self, inner: &Inner, op_id: &str) -> Result<Option<u64>, LogError> {
         for i in inner.op_candidates(op_hash(op_id)) {
             let (_, rec) = self.read_record(&inner.entries[i as usize])?;
-            if rec.op_id == op_id {
+            if rec.op_id() == Some(op_id) {
                 return Ok(Some(i));
             }
         }
         Ok(None)
     }
 
-    /// Appends a record and returns its index once it is durable (fsync'd). Appending an
-    /// `op_id` that is already in the log writes nothing and returns the existing index.
-    pub fn append(&self, rec: DestructionRecord) -> Result<u64, LogError> {
-        if rec.op_id.is_empty() {
-            return Err(LogError::InvalidRecord("empty op_id".into()));
-        }
+    /// Appends a record and returns its index once it is durable (fsync'd). Appending a record
+    /// whose `op_id` is already in the log writes nothing and returns the existing index.
+    pub fn append(&self, rec: R) -> Result<u64, LogError> {
+        Ok(self.append_batch(vec![rec])?[0])
+    }
+
+    /// Appends records in order with one write and one fsync (group commit) and returns their
+    /// indices once all are durable; a record whose `op_id` is in the log (or earlier in the
+    /// batch) is not written again and gets the existing index. All or none are durable.
+    pub fn append_batch(&self, recs: Vec<R>) -> Result<Vec<u64>, LogError> {
         let mut g = self.lock_writable()?;
-        if let Some(i) = self.lookup_op(&g, &rec.op_id)? {
-            return Ok(i);
+        let mut out = Vec::with_capacity(recs.len());
+        let mut bytes = Vec::new();
+        // (leaf range in `bytes`, frame offset relative to the batch start, record)
+        let mut new: Vec<(std::ops::Range<usize>, u64, R)> = Vec::new();
+        let mut batch_ops: HashMap<String, u64> = HashMap::new();
+        let base = g.entries.len() as u64;
+        for rec in recs {
+            if let Some(op) = rec.op_id() {
+                if op.is_empty() {
+                    return Err(LogError::InvalidRecord("empty op_id".into()));
+                }
+                if let Some(i) = self.lookup_op(&g, op)? {
+                    out.push(i);
+                    continue;
+                }
+                if let Some(&i) = batch_ops.get(op) {
+                    out.push(i);
+                    continue;
+                }
+            }
+            let index = base + new.len() as u64;
+            let leaf = encode_leaf(index, &rec);
+            if leaf.len() > MAX_PAYLOAD as usize {
+                return Err(LogError::InvalidRecord(format!(
+                    "record of {} bytes is above the {MAX_PAYLOAD}-byte limit",
+                    leaf.len()
+                )));
+            }
+            if let Some(op) = rec.op_id() {
+                batch_ops.insert(op.to_string(), index);
+            }
+            let rel = bytes.len() as u64;
+            bytes.extend_from_slice(&frame::encode(RECORD_MAGIC, &leaf));
+            let leaf_start = bytes.len() - leaf.len();
+            new.push((leaf_start..bytes.len(), rel, rec));
+            out.push(index);
         }
-        let index = g.entries.len() as u64;
-        let leaf = encode_leaf(index, &rec);
-        if leaf.len() > MAX_PAYLOAD as usize {
-            return Err(LogError::InvalidRecord(format!(
-                "record of {} bytes is above the {MAX_PAYLOAD}-byte limit",
-                leaf.len()
-            )));
+        if new.is_empty() {
+            return Ok(out);
         }
-        let frame = frame::encode(RECORD_MAGIC, &leaf);
         let at = g.records_end;
-        if let Err(e) = self.records.write_all_at(&frame, at) {
-            // Take back a partial frame so the next append does not land after garbage.
+        if let Err(e) = self.records.write_all_at(&bytes, at) {
+            // Take back a partial write so the next append does not land after garbage.
             if let Err(e2) = self.records.set_len(at) {
                 g.poisoned = Some(format!("cannot cut a failed append: {e2}"));
             }
@@ -544,20 +588,33 @@ impl DestructionLog {
             g.poisoned = Some(format!("fsync of records.log failed: {e}"));
             return Err(e.into());
         }
-        // Durable from here: the record is acknowledged even if the derived files fail (a
+        // Durable from here: the records are acknowledged even if the derived files fail (a
         // reopen rebuilds them), but then the log stops taking writes.
-        g.records_end = at + frame.len() as u64;
-        if let Err(e) = self.add_leaf(&mut g, at, &leaf, &rec) {
-            g.poisoned = Some(format!("updating index/tree failed: {e}"));
-            return Ok(index);
+        g.records_end = at + bytes.len() as u64;
+        for (range, rel, rec) in &new {
+            if let Err(e) = self.add_leaf(&mut g, at + rel, &bytes[range.clone()], rec) {
+                g.poisoned = Some(format!("updating index/tree failed: {e}"));
+                return Ok(out);
+            }
         }
-        g.unsynced += 1;
+        g.unsynced += new.len() as u64;
         if g.unsynced >= self.opts.sync_every
             && let Err(e) = self.sync_state(&mut g)
         {
             g.poisoned = Some(format!("syncing index/tree failed: {e}"));
         }
-        Ok(index)
+        Ok(out)
+    }
+
+    /// Record `i` (0-based, below `len()`).
+    pub fn get(&self, i: u64) -> Result<R, LogError> {
+        let e = {
+            let g = self.lock()?;
+            *g.entries
+                .get(i as usize)
+                .ok_or_else(|| LogError::InvalidRecord(format!("no record {i}")))?
+        };
+        Ok(self.read_record(&e)?.1)
     }
 
     /// The index of the record with this `op_id`, if it is in the log.
@@ -625,7 +682,7 @@ impl DestructionLog {
     }
 
     /// Every record about one object (all its versions), oldest first.
-    pub fn find(&self, bucket: &str, key: &str) -> Result<Vec<(u64, DestructionRecord)>, LogError> {
+    pub fn find(&self, bucket: &str, key: &str) -> Result<Vec<(u64, R)>, LogError> {
         let h = obj_hash(bucket, key);
         let candidates: Vec<(u64, Entry)> = {
             let g = self.lock()?;
@@ -639,7 +696,7 @@ impl DestructionLog {
         let mut out = Vec::new();
         for (i, e) in candidates {
             let (_, rec) = self.read_record(&e)?;
-            if rec.bucket == bucket && rec.key == key {
+            if rec.object() == (bucket, key) {
                 out.push((i, rec));
             }
         }
@@ -651,7 +708,7 @@ impl DestructionLog {
         public_key_pem(&self.key.verifying)
     }
 
-    /// `strata.destruction-log/<fingerprint>`: the name in every checkpoint.
+    /// `strata.<log name>/<fingerprint>`: the name in every checkpoint.
     pub fn origin(&self) -> &str {
         &self.key.origin
     }
@@ -669,6 +726,21 @@ impl DestructionLog {
         &self,
         since_ms: Option<i64>,
         bucket: Option<&str>,
+        out: &Path,
+    ) -> Result<ExportSummary, LogError> {
+        let filter = ExportFilter {
+            since_ms,
+            bucket: bucket.map(str::to_string),
+            ..ExportFilter::default()
+        };
+        self.export_filtered(&filter, out)
+    }
+
+    /// [`Self::export`] with every filter: records whose time is in `[since, until)`, of the
+    /// bucket, naming the user (each `None`: any).
+    pub fn export_filtered(
+        &self,
+        filter: &ExportFilter,
         out: &Path,
     ) -> Result<ExportSummary, LogError> {
         prepare_out_dir(out)?;
@@ -720,8 +792,10 @@ impl DestructionLog {
         let mut ranges: Vec<[u64; 2]> = Vec::new();
         for i in 0..n {
             let (leaf, rec) = self.read_record(&self.entry(i)?)?;
-            let wanted = since_ms.is_none_or(|t| rec.destroyed_ms >= t)
-                && bucket.is_none_or(|b| rec.bucket == b);
+            let wanted = filter.since_ms.is_none_or(|t| rec.time_ms() >= t)
+                && filter.until_ms.is_none_or(|t| rec.time_ms() < t)
+                && filter.bucket.as_deref().is_none_or(|b| rec.object().0 == b)
+                && filter.user.as_deref().is_none_or(|u| rec.user() == Some(u));
             if !wanted {
                 continue;
             }
@@ -746,18 +820,20 @@ impl DestructionLog {
         }
         let records: u64 = ranges.iter().map(|r| r[1] - r[0]).sum();
         let body = ManifestBody {
-            format: export::FORMAT.into(),
+            format: R::EXPORT_FORMAT.into(),
             origin: self.key.origin.clone(),
             created_ms: now_ms(),
-            since_ms,
-            bucket: bucket.map(str::to_string),
+            since_ms: filter.since_ms,
+            bucket: filter.bucket.clone(),
+            until_ms: filter.until_ms,
+            user: filter.user.clone(),
             checkpoint: cp.clone(),
             checkpoints: cps.len() as u64,
             records,
             ranges,
         };
         let signature = self.key.sign_message(
-            export::FORMAT,
+            R::EXPORT_FORMAT,
             &serde_json::to_vec(&body).expect("manifest serializes"),
         );
         let manifest = Manifest { body, signature };
@@ -770,8 +846,10 @@ impl DestructionLog {
             tree_size: n,
             root_hash: cp.root_hash.clone(),
             checkpoint: cp,
-            since_ms,
-            bucket: bucket.map(str::to_string),
+            since_ms: filter.since_ms,
+            bucket: filter.bucket.clone(),
+            until_ms: filter.until_ms,
+            user: filter.user.clone(),
         })
     }
 

@@ -1,7 +1,44 @@
 //! The destruction record and its leaf encoding: the exact bytes the Merkle tree hashes, which
 //! are also the line an export writes for it.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// What a log holds: the destruction log's [`DestructionRecord`], or another record kind (the
+/// audit log's) that reuses the same files, tree, checkpoints, export and verifier.
+pub trait LogRecord: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Names the log in every checkpoint: origin `strata.<LOG_NAME>/<key fingerprint>`, so a
+    /// checkpoint or export of one kind never verifies as another.
+    const LOG_NAME: &'static str;
+    /// The `format` of an export's manifest (and the domain of its signature).
+    const EXPORT_FORMAT: &'static str;
+    /// Idempotency id: appending a record whose id is in the log writes nothing. `None`: every
+    /// append is a new record (and costs no lookup).
+    fn op_id(&self) -> Option<&str>;
+    /// (bucket, key) the record is about, for `find` and the export's bucket filter.
+    fn object(&self) -> (&str, &str);
+    /// The user the record names, for the export's user filter.
+    fn user(&self) -> Option<&str>;
+    /// The record's time (ms since the Unix epoch), for the export's since/until filter.
+    fn time_ms(&self) -> i64;
+}
+
+impl LogRecord for DestructionRecord {
+    const LOG_NAME: &'static str = "destruction-log";
+    const EXPORT_FORMAT: &'static str = crate::export::FORMAT;
+    fn op_id(&self) -> Option<&str> {
+        Some(&self.op_id)
+    }
+    fn object(&self) -> (&str, &str) {
+        (&self.bucket, &self.key)
+    }
+    fn user(&self) -> Option<&str> {
+        self.actor.user.as_deref()
+    }
+    fn time_ms(&self) -> i64 {
+        self.destroyed_ms
+    }
+}
 
 /// One destroyed object version (docs/destruction-log.md, "Record format").
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -63,25 +100,25 @@ pub struct Actor {
 
 /// The leaf: the record with its position, so a moved line names itself.
 #[derive(Serialize)]
-struct LeafRef<'a> {
+struct LeafRef<'a, R> {
     v: u32,
     index: u64,
-    record: &'a DestructionRecord,
+    record: &'a R,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Leaf {
+#[serde(deny_unknown_fields, bound = "R: DeserializeOwned")]
+pub(crate) struct Leaf<R> {
     pub v: u32,
     pub index: u64,
-    pub record: DestructionRecord,
+    pub record: R,
 }
 
 pub(crate) const LEAF_VERSION: u32 = 1;
 
 /// Leaf bytes of record `index`: compact JSON (no raw newline can occur in it, so it is one
 /// line of `records.jsonl` as is).
-pub(crate) fn encode_leaf(index: u64, record: &DestructionRecord) -> Vec<u8> {
+pub(crate) fn encode_leaf<R: Serialize>(index: u64, record: &R) -> Vec<u8> {
     serde_json::to_vec(&LeafRef {
         v: LEAF_VERSION,
         index,
@@ -90,8 +127,8 @@ pub(crate) fn encode_leaf(index: u64, record: &DestructionRecord) -> Vec<u8> {
     .expect("a record always serializes")
 }
 
-pub(crate) fn decode_leaf(bytes: &[u8]) -> Result<Leaf, String> {
-    let leaf: Leaf = serde_json::from_slice(bytes).map_err(|e| format!("not a record: {e}"))?;
+pub(crate) fn decode_leaf<R: DeserializeOwned>(bytes: &[u8]) -> Result<Leaf<R>, String> {
+    let leaf: Leaf<R> = serde_json::from_slice(bytes).map_err(|e| format!("not a record: {e}"))?;
     if leaf.v != LEAF_VERSION {
         return Err(format!("unknown record version {}", leaf.v));
     }
@@ -173,7 +210,7 @@ pub(crate) mod tests {
         let rec = sample(2);
         let bytes = encode_leaf(7, &rec);
         assert!(!bytes.contains(&b'\n'));
-        let leaf = decode_leaf(&bytes).unwrap();
+        let leaf = decode_leaf::<DestructionRecord>(&bytes).unwrap();
         assert_eq!((leaf.index, leaf.record), (7, rec));
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"v":1,"index":7,"record":{"op_id":"op-2","#));
@@ -185,6 +222,11 @@ pub(crate) mod tests {
         let mut odd = sample(1);
         odd.key = "a\nb\u{0}c\u{2028}".into();
         assert!(!encode_leaf(0, &odd).contains(&b'\n'));
-        assert_eq!(decode_leaf(&encode_leaf(0, &odd)).unwrap().record, odd);
+        assert_eq!(
+            decode_leaf::<DestructionRecord>(&encode_leaf(0, &odd))
+                .unwrap()
+                .record,
+            odd
+        );
     }
 }

@@ -22,6 +22,7 @@ use crate::frame::MAX_PAYLOAD;
 use crate::keys::{self, SignedCheckpoint, decode_signature, parse_hash, parse_public_key_pem};
 use crate::merkle::{self, Hash, MAX_TREE_SIZE};
 use crate::record::decode_leaf;
+use crate::record::{DestructionRecord, LogRecord};
 
 const MAX_MANIFEST: usize = 64 << 20;
 const MAX_CHECKPOINT_LINE: usize = 4 << 10;
@@ -43,6 +44,8 @@ pub struct VerifyReport {
     pub records: u64,
     pub since_ms: Option<i64>,
     pub bucket: Option<String>,
+    pub until_ms: Option<i64>,
+    pub user: Option<String>,
     /// The export holds every record of the tree (no filter, or one that matched all).
     pub complete: bool,
     pub first_index: Option<u64>,
@@ -243,23 +246,41 @@ impl IndexSet {
     }
 }
 
-/// Verifies the export in `dir` against the log's public key (PEM), offline.
+/// Verifies the destruction-log export in `dir` against the log's public key (PEM), offline.
 pub fn verify_export(dir: &Path, public_key_pem: &str) -> Result<VerifyReport, VerifyError> {
+    verify_export_of::<DestructionRecord>(dir, public_key_pem)
+}
+
+/// Verifies an export of a log of records `R` (e.g. the audit log) in `dir`, offline.
+pub fn verify_export_of<R: LogRecord>(
+    dir: &Path,
+    public_key_pem: &str,
+) -> Result<VerifyReport, VerifyError> {
     let key =
         parse_public_key_pem(public_key_pem).map_err(|reason| VerifyError::PublicKey { reason })?;
-    verify_source(&DirSource(dir), &key)
+    verify_source_of::<R>(&DirSource(dir), &key)
 }
 
 pub(crate) fn verify_source(
     src: &dyn Source,
     key: &VerifyingKey,
 ) -> Result<VerifyReport, VerifyError> {
-    let manifest = read_manifest(src, key)?;
+    verify_source_of::<DestructionRecord>(src, key)
+}
+
+fn verify_source_of<R: LogRecord>(
+    src: &dyn Source,
+    key: &VerifyingKey,
+) -> Result<VerifyReport, VerifyError> {
+    let manifest = read_manifest::<R>(src, key)?;
     let body = &manifest.body;
     let latest = &body.checkpoint;
     let n = latest.tree_size;
     let root = latest.root_bytes();
-    let unfiltered = body.since_ms.is_none() && body.bucket.is_none();
+    let unfiltered = body.since_ms.is_none()
+        && body.bucket.is_none()
+        && body.until_ms.is_none()
+        && body.user.is_none();
     let set = IndexSet::new(&body.ranges, n, body.records)
         .map_err(|reason| VerifyError::Manifest { reason })?;
     if unfiltered && set.total != n {
@@ -270,8 +291,8 @@ pub(crate) fn verify_source(
             ),
         });
     }
-    let checkpoints = check_checkpoints(src, key, latest, body.checkpoints)?;
-    check_records(src, &set, n, &root)?;
+    let checkpoints = check_checkpoints::<R>(src, key, latest, body.checkpoints)?;
+    check_records::<R>(src, &set, n, &root)?;
     Ok(VerifyReport {
         origin: body.origin.clone(),
         tree_size: n,
@@ -281,13 +302,18 @@ pub(crate) fn verify_source(
         records: set.total,
         since_ms: body.since_ms,
         bucket: body.bucket.clone(),
+        until_ms: body.until_ms,
+        user: body.user.clone(),
         complete: set.total == n,
         first_index: (set.total > 0).then(|| set.at(0)),
         last_index: (set.total > 0).then(|| set.at(set.total - 1)),
     })
 }
 
-fn read_manifest(src: &dyn Source, key: &VerifyingKey) -> Result<Manifest, VerifyError> {
+fn read_manifest<R: LogRecord>(
+    src: &dyn Source,
+    key: &VerifyingKey,
+) -> Result<Manifest, VerifyError> {
     let bad = |reason: String| VerifyError::Manifest { reason };
     let mut lines = Lines::open(src, MANIFEST, MAX_MANIFEST)?;
     let line = lines
@@ -298,10 +324,10 @@ fn read_manifest(src: &dyn Source, key: &VerifyingKey) -> Result<Manifest, Verif
         return Err(bad("more than one line".into()));
     }
     let m: Manifest = parse_canonical(&line).map_err(bad)?;
-    if m.body.format != export::FORMAT {
+    if m.body.format != R::EXPORT_FORMAT {
         return Err(bad(format!("unknown format {:?}", m.body.format)));
     }
-    let want = keys::origin(key);
+    let want = keys::origin_named(R::LOG_NAME, key);
     if m.body.origin != want {
         return Err(bad(format!(
             "made by log {:?}, not by the log of this key ({want:?})",
@@ -310,7 +336,7 @@ fn read_manifest(src: &dyn Source, key: &VerifyingKey) -> Result<Manifest, Verif
     }
     let sig = decode_signature(&m.signature).map_err(bad)?;
     let msg = [
-        export::FORMAT.as_bytes(),
+        R::EXPORT_FORMAT.as_bytes(),
         b"\n",
         &serde_json::to_vec(&m.body).expect("serializes"),
     ]
@@ -319,7 +345,7 @@ fn read_manifest(src: &dyn Source, key: &VerifyingKey) -> Result<Manifest, Verif
         .map_err(|_| bad("bad signature (not signed by this log's key, or edited)".into()))?;
     m.body
         .checkpoint
-        .verify(key)
+        .verify_in(R::LOG_NAME, key)
         .map_err(|e| bad(format!("its checkpoint: {e}")))?;
     if m.body.checkpoint.tree_size > MAX_TREE_SIZE {
         return Err(bad("tree size beyond the limit".into()));
@@ -329,7 +355,7 @@ fn read_manifest(src: &dyn Source, key: &VerifyingKey) -> Result<Manifest, Verif
 
 /// Every checkpoint signed by the key, sizes and times never going back, each consistent with
 /// the one before (RFC 6962 consistency proof), the last one the manifest's. Returns the count.
-fn check_checkpoints(
+fn check_checkpoints<R: LogRecord>(
     src: &dyn Source,
     key: &VerifyingKey,
     latest: &SignedCheckpoint,
@@ -343,7 +369,7 @@ fn check_checkpoints(
         number += 1;
         let bad = |reason: String| VerifyError::Checkpoint { number, reason };
         let cp: SignedCheckpoint = line.and_then(|l| parse_canonical(&l)).map_err(bad)?;
-        cp.verify(key).map_err(bad)?;
+        cp.verify_in(R::LOG_NAME, key).map_err(bad)?;
         if cp.tree_size > MAX_TREE_SIZE {
             return Err(bad("tree size beyond the limit".into()));
         }
@@ -418,7 +444,12 @@ fn check_checkpoints(
 }
 
 /// Each listed record, in order, proven included in the latest tree; anything else is named.
-fn check_records(src: &dyn Source, set: &IndexSet, n: u64, root: &Hash) -> Result<(), VerifyError> {
+fn check_records<R: LogRecord>(
+    src: &dyn Source,
+    set: &IndexSet,
+    n: u64,
+    root: &Hash,
+) -> Result<(), VerifyError> {
     let expected = set.total;
     // Pass 1: which index each line claims (at most one line past the expected count), to tell
     // a removed, moved or inserted record from an altered one.
@@ -430,7 +461,7 @@ fn check_records(src: &dyn Source, set: &IndexSet, n: u64, root: &Hash) -> Resul
             let Some(line) = lines.next()? else { break };
             let claim = line
                 .ok()
-                .and_then(|l| decode_leaf(&l).ok())
+                .and_then(|l| decode_leaf::<R>(&l).ok())
                 .map(|l| l.index);
             if let Some(c) = claim {
                 lines_of.entry(c).or_default().push(claims.len() as u64);
@@ -524,7 +555,7 @@ fn check_records(src: &dyn Source, set: &IndexSet, n: u64, root: &Hash) -> Resul
                     rec_err(
                         e,
                         RecordProblem::Altered,
-                        "the line is not a destruction record".into(),
+                        format!("the line is not a {} record", R::LOG_NAME),
                     )
                 });
             }
@@ -562,7 +593,7 @@ fn check_records(src: &dyn Source, set: &IndexSet, n: u64, root: &Hash) -> Resul
     if let Some(extra) = recs.next()? {
         let what = extra
             .ok()
-            .and_then(|l| decode_leaf(&l).ok())
+            .and_then(|l| decode_leaf::<R>(&l).ok())
             .map_or("a line that is not a record".to_string(), |l| {
                 format!("record {}", l.index)
             });

@@ -25,6 +25,7 @@
 pub mod access_log;
 pub mod acl;
 pub mod archive;
+pub mod audit;
 pub mod authz;
 pub mod body;
 pub mod buckets;
@@ -124,6 +125,8 @@ struct Inner {
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
     access_log: access_log::AccessLog,
+    /// The audit log, once the server set it (`Engine::set_audit_log`); none in tests and tools.
+    audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
     /// This process's standing in the election of singleton work.
@@ -165,6 +168,7 @@ impl Engine {
                 instance: instance::InstanceId::new(instance),
                 layouts,
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
+                audit: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),
                 leadership: leader::Leadership::new(cfg.lease_ttl),
                 cfg,
@@ -178,6 +182,25 @@ impl Engine {
 
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+
+    /// Sets the audit log every request and operator action is recorded in; once (false if it
+    /// was set already).
+    pub fn set_audit_log(&self, log: Arc<audit::AuditLog>) -> bool {
+        self.inner.audit.set(log).is_ok()
+    }
+
+    pub fn audit_log(&self) -> Option<&Arc<audit::AuditLog>> {
+        self.inner.audit.get()
+    }
+
+    /// Records a request in the audit log and returns once it is durable; Ok at once when the
+    /// engine has no audit log.
+    pub async fn audit(&self, rec: audit::AuditRecord) -> std::result::Result<(), String> {
+        match self.inner.audit.get() {
+            Some(a) => a.append(rec).await,
+            None => Ok(()),
+        }
     }
 
     /// The destruction log (blocking calls: use the blocking pool).

@@ -16,6 +16,7 @@ use crate::auth;
 use crate::context::Context;
 use crate::errors;
 
+mod audit;
 mod keys;
 mod lifecycle;
 
@@ -123,6 +124,9 @@ impl S3Route for AdminRoute {
         let engine = &self.ctx.engine;
         if let Some(out) = lifecycle::handle(engine, &verb, &body).await {
             return json_response(out?);
+        }
+        if let Some(r) = audit::handle(engine, &who, &verb, &raw).await {
+            return json_response(r?);
         }
         if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {
             return json_response(r?);

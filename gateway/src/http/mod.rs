@@ -14,6 +14,7 @@
 //! - [`cors`]: preflight OPTIONS and `Access-Control-*` headers from the bucket's CORS rules.
 
 pub mod access_log;
+pub mod audit;
 pub mod compat;
 pub mod conn;
 pub mod cors;
@@ -448,6 +449,7 @@ impl Front {
         }
 
         let claimed_key = claimed_access_key(&req);
+        let audit_facts = audit::Facts::capture(&req, strata_engine::now_ms());
         // CORS: the bucket addressed and the Origin of a browser request.
         let host = self.host.as_ref().map(|h| h as &dyn s3s::host::S3Host);
         let cors_bucket = cors::request_bucket(req.uri(), req.headers(), host);
@@ -522,6 +524,7 @@ impl Front {
         }
         let mut status = resp.status();
         let mut code = None;
+        let mut auth_slowdown = false;
         if status.is_client_error() || status.is_server_error() {
             let (mut parts, body) = resp.into_parts();
             let is_xml = parts
@@ -550,6 +553,7 @@ impl Front {
                 _ => Verdict::Plain,
             };
             if verdict == Verdict::SlowDown {
+                auth_slowdown = true;
                 self.metrics.edge(EdgeEvent::AuthSlowDown);
                 let (p, b) = s3_error_response(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -618,6 +622,31 @@ impl Front {
                 code.clone(),
                 resp.headers(),
                 elapsed.as_millis() as u64,
+            ));
+        }
+        // The audit log: the answer goes out only once its record is durable.
+        let rec = audit_facts
+            .record(
+                &self.engine,
+                cors_bucket.as_deref(),
+                peer,
+                looked_up.as_deref(),
+                claimed_key.as_deref(),
+                &request_id,
+                status.as_u16(),
+                code.as_deref(),
+                auth_slowdown,
+                resp.headers(),
+                elapsed,
+            )
+            .await;
+        if let Err(e) = self.engine.audit(rec).await {
+            tracing::error!(request_id = %request_id, error = %e, "audit record not written: request answered InternalError");
+            return Ok(s3_error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &request_id,
+                &resource,
             ));
         }
         // The access log: who, what, when, from where, result. Never a secret; untrusted strings
