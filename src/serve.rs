@@ -381,6 +381,7 @@ pub async fn run_with(
     .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
+    strata_migration::spawn(&engine);
     if let (Some(setup), Some(_)) = (&setup, &cluster) {
         engine.workers().spawn(
             crate::cluster::ClusterMapWorker::new(

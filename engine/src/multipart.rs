@@ -449,5 +449,6 @@ fn assemble(
         retention: upload.retention.clone(),
         legal_hold: upload.legal_hold,
         archive: None,
+        origin: None,
     })
 }

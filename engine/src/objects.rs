@@ -28,6 +28,8 @@ pub struct ObjectAttrs {
     /// Explicit retention; `None` takes the bucket's default retention, if any.
     pub retention: Option<Retention>,
     pub legal_hold: bool,
+    /// A migration job's record of the source (see `strata_metadata::Origin`).
+    pub origin: Option<strata_metadata::Origin>,
 }
 
 /// A committed write: the stored record and what it replaced.
@@ -199,6 +201,7 @@ impl Engine {
             retention: attrs.retention,
             legal_hold: attrs.legal_hold,
             archive: None,
+            origin: attrs.origin,
         };
         self.commit_version(bucket, key, stored, version, precondition)
             .await

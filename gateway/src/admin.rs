@@ -18,6 +18,7 @@ use crate::errors;
 
 mod keys;
 mod lifecycle;
+mod migration;
 
 pub const ADMIN_QUERY: &str = "x-strata-admin";
 /// Admin request bodies are small JSON documents.
@@ -123,6 +124,9 @@ impl S3Route for AdminRoute {
         let engine = &self.ctx.engine;
         if let Some(out) = lifecycle::handle(engine, &verb, &body).await {
             return json_response(out?);
+        }
+        if let Some(r) = migration::handle(engine, &who, &verb, &raw).await {
+            return json_response(r?);
         }
         if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {
             return json_response(r?);

@@ -49,6 +49,7 @@ fn version(i: u64) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        origin: None,
     }
 }
 

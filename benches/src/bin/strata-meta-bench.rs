@@ -112,6 +112,7 @@ fn version(id: String, i: u64) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        origin: None,
     }
 }
 

@@ -99,6 +99,7 @@ impl StrataS3 {
             owner: who.id.clone(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
+            origin: None,
         };
         let written = self
             .ctx

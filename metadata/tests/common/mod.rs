@@ -109,6 +109,7 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
         retention: None,
         legal_hold: false,
         archive: None,
+        origin: None,
     }
 }
 
