@@ -142,12 +142,20 @@ impl MigrationWorker {
         {
             self.page = None;
         }
+        // A secret that no longer opens (or a bad endpoint) cannot get better by retrying.
+        let source = match self.source(&job).cloned() {
+            Ok(s) => s,
+            Err(e) => {
+                self.finish(&job.name, JobState::Error, Some(e), progress)
+                    .await?;
+                return Ok(WorkState::Busy);
+            }
+        };
         if self
             .page
             .as_ref()
             .is_none_or(|p| p.items.is_empty() && p.truncated)
         {
-            let source = self.source(&job)?;
             let page = match source
                 .list(
                     &job.source_bucket,
@@ -215,7 +223,7 @@ impl MigrationWorker {
             Err(e) => return Err(e.to_string()),
         };
         let limiter = Arc::new(Limiter::new(job.bandwidth));
-        let source = Arc::new(self.source(&job)?.clone());
+        let source = Arc::new(source);
         let shared = Arc::new((engine.clone(), job.clone(), dest));
         let outcomes: Vec<(usize, Outcome)> =
             futures::stream::iter(chunk.clone().into_iter().enumerate())

@@ -271,3 +271,21 @@ def test_corrupted_source_bytes_are_failures(make_server):
     assert keys == ["good"]
     assert hashlib.md5(d.get_object(Bucket="dst", Key="good")["Body"].read()).hexdigest() \
         == hashlib.md5(b"fine bytes").hexdigest()
+
+
+def test_secret_lost_to_a_master_rotation_ends_the_job_in_error(make_server):
+    """Master rotation re-seals access-key secrets, not job secrets (docs/migration.md): the job
+    must stop in ERROR with the reason, not retry for ever."""
+    src, dst = make_server(), make_server()
+    s, d = s3_of(src), s3_of(dst)
+    s.create_bucket(Bucket="src")
+    d.create_bucket(Bucket="dst")
+    for i in range(20):
+        s.put_object(Bucket="src", Key=f"k{i:02d}", Body=det_bytes(i, 4096))
+    start(dst, src, "rot", "src", "dst", "--concurrency=1", "--bandwidth=8KiB")
+    dst.admin_json("--json", "migration", "pause", "rot")
+    r = dst.admin("key", "rotate-master", timeout=120)
+    assert r.returncode == 0, r.stderr
+    dst.admin_json("--json", "migration", "resume", "rot")
+    st = wait_state(dst, "rot", {"DONE", "ERROR"}, timeout=30)
+    assert st["state"] == "ERROR" and "cannot open the source secret" in st["error"], st
