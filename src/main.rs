@@ -12,6 +12,7 @@ mod admin_keys;
 mod audit_cli;
 mod cluster;
 mod destruction_cli;
+mod migration_cli;
 mod serve;
 mod tls_args;
 
@@ -199,6 +200,11 @@ enum AdminVerb {
     Rebuild {
         #[command(subcommand)]
         verb: RebuildVerb,
+    },
+    /// Migration jobs: bulk import from any S3 endpoint, run in the server (docs/migration.md).
+    Migration {
+        #[command(subcommand)]
+        verb: migration_cli::MigrationVerb,
     },
 }
 
@@ -590,6 +596,22 @@ enum Shape {
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     use serde_json::json;
     let mut shape = Shape::Json;
+    if let AdminVerb::Migration { verb } = args.verb {
+        if let Some(ca) = args.ca_bundle.clone() {
+            admin_client::use_ca_bundle(ca);
+        }
+        let conn = migration_cli::Conn {
+            endpoint: args.endpoint,
+            access_key: args.access_key.ok_or_else(|| {
+                anyhow::anyhow!("--access-key (or STRATA_ACCESS_KEY) is required")
+            })?,
+            secret_key: args.secret_key.ok_or_else(|| {
+                anyhow::anyhow!("--secret-key (or STRATA_SECRET_KEY) is required")
+            })?,
+            region: args.region,
+        };
+        return migration_cli::run(verb, &conn, args.json).await;
+    }
     let (verb, body) = match args.verb {
         AdminVerb::Lifecycle { verb } => {
             let (v, b) = lifecycle_call(verb);
@@ -772,6 +794,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             "worker-set",
             json!({"name": name, "tranquility": tranquility}),
         ),
+        AdminVerb::Migration { .. } => unreachable!("handled above"),
     };
     if let Some(ca) = args.ca_bundle.clone() {
         admin_client::use_ca_bundle(ca);

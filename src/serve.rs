@@ -446,6 +446,7 @@ pub async fn run_with(
     engine.set_audit_log(audit.clone());
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
+    strata_migration::spawn(&engine);
     if let (Some(setup), Some(_)) = (&setup, &cluster) {
         engine.workers().spawn(
             crate::cluster::ClusterMapWorker::new(

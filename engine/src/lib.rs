@@ -247,6 +247,17 @@ impl Engine {
         &self.inner.leadership
     }
 
+    /// What singleton workers ask before every unit: always yes with the embedded store, the
+    /// etcd election otherwise (the `leader-election` worker started by `start_background`
+    /// keeps it current).
+    pub fn leader_gate(&self) -> Arc<dyn workers::LeaderGate> {
+        if self.inner.meta.coordinator().backend() == "local" {
+            Arc::new(workers::AlwaysLeader)
+        } else {
+            Arc::new(self.leadership().clone())
+        }
+    }
+
     /// Starts the background workers this process runs: the instance lease on every process;
     /// on the leader only (see `leader.rs`): the GC and the write-intent sweep, lifecycle, the
     /// archive tier (repack, restore, compaction), key rotation and purges, the rebalance of old

@@ -453,5 +453,6 @@ fn assemble(
         legal_hold: upload.legal_hold,
         archive: None,
         acl: upload.acl.clone(),
+        origin: None,
     })
 }

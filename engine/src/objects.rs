@@ -30,6 +30,8 @@ pub struct ObjectAttrs {
     pub legal_hold: bool,
     /// The new version's ACL (`None`: `private` for its owner).
     pub acl: Option<strata_metadata::acl::Acl>,
+    /// A migration job's record of the source (see `strata_metadata::Origin`).
+    pub origin: Option<strata_metadata::Origin>,
 }
 
 /// A committed write: the stored record and what it replaced.
@@ -202,6 +204,7 @@ impl Engine {
             legal_hold: attrs.legal_hold,
             archive: None,
             acl: attrs.acl,
+            origin: attrs.origin,
         };
         self.commit_version(bucket, key, stored, version, precondition)
             .await

@@ -19,6 +19,7 @@ use crate::errors;
 mod audit;
 mod keys;
 mod lifecycle;
+mod migration;
 
 pub const ADMIN_QUERY: &str = "x-strata-admin";
 /// Admin request bodies are small JSON documents.
@@ -126,6 +127,9 @@ impl S3Route for AdminRoute {
             return json_response(out?);
         }
         if let Some(r) = audit::handle(engine, &who, &verb, &raw).await {
+            return json_response(r?);
+        }
+        if let Some(r) = migration::handle(engine, &who, &verb, &raw).await {
             return json_response(r?);
         }
         if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {

@@ -539,6 +539,47 @@ impl MetaStore {
         self.kv().commit(b)
     }
 
+    /// Several worker states in one atomic commit (a job's checkpoint with the report entries
+    /// of the same step, so a crash keeps both or neither).
+    pub fn put_worker_states(&self, states: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut b = Batch::default();
+        for (name, value) in states {
+            b.put(Space::Sys, worker_key(name), value.clone());
+        }
+        self.kv().commit(b)
+    }
+
+    /// At most `limit` worker states whose name starts with `prefix` and sorts after `after`
+    /// (all of them from the start when `None`), in name order: a page of a large family.
+    pub fn worker_states_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let skip = worker_key("").len();
+        let start = match after {
+            Some(a) => {
+                let mut k = worker_key(a);
+                k.push(0);
+                k
+            }
+            None => worker_key(prefix),
+        };
+        let end = crate::kv::prefix_successor(&worker_key(prefix));
+        Ok(self
+            .kv()
+            .scan(
+                Space::Sys,
+                &crate::kv::KeyRange::new(start, end),
+                crate::kv::Direction::Forward,
+                limit,
+            )?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k[skip..]).into_owned(), v))
+            .collect())
+    }
+
     pub fn get_worker_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.kv().get(Space::Sys, &worker_key(name))
     }

@@ -367,6 +367,23 @@ pub struct VersionRecord {
     /// for its owner.
     #[serde(default)]
     pub acl: Option<crate::acl::Acl>,
+    /// Where a migration job copied this version from (`strata admin migration`).
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// The source of a migrated version, recorded with it: what the source said about the object
+/// (its ETag, Last-Modified, version id) and which job copied it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Origin {
+    pub job: String,
+    /// The source's ETag, without quotes.
+    pub etag: String,
+    /// The source's Last-Modified as the source sent it (HTTP date or ISO 8601).
+    pub last_modified: String,
+    /// The source's version id (`None` for a source without versioning).
+    #[serde(default)]
+    pub version_id: Option<String>,
 }
 
 impl VersionRecord {
@@ -391,6 +408,7 @@ impl VersionRecord {
             legal_hold: false,
             archive: None,
             acl: None,
+            origin: None,
         }
     }
 }

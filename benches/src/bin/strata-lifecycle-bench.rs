@@ -50,6 +50,7 @@ fn version(i: u64) -> VersionRecord {
         legal_hold: false,
         archive: None,
         acl: None,
+        origin: None,
     }
 }
 

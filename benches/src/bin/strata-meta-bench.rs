@@ -113,6 +113,7 @@ fn version(id: String, i: u64) -> VersionRecord {
         legal_hold: false,
         archive: None,
         acl: None,
+        origin: None,
     }
 }
 

@@ -175,6 +175,7 @@ impl StrataS3 {
             retention: lock.retention,
             legal_hold: lock.legal_hold,
             acl,
+            origin: None,
         };
         let written = self
             .ctx

@@ -111,6 +111,7 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
         legal_hold: false,
         archive: None,
         acl: None,
+        origin: None,
     }
 }
 

@@ -1,0 +1,323 @@
+//! `strata admin migration ...`: the client side of migration jobs (the job runs in the server).
+
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::admin_client;
+
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum MigrationVerb {
+    /// Create a job copying SOURCE-BUCKET (under --prefix) of an S3 endpoint into --bucket; the
+    /// server starts it at once.
+    Start {
+        name: String,
+        /// The source S3 endpoint, http://HOST:PORT (path-style).
+        #[arg(long)]
+        source_endpoint: String,
+        #[arg(long, default_value = "us-east-1")]
+        source_region: String,
+        #[arg(long)]
+        source_access_key: String,
+        /// The source's secret key (prefer the environment variable: arguments are visible to
+        /// other local users). Stored sealed in the server, never shown again.
+        #[arg(long, env = "STRATA_SOURCE_SECRET_KEY", hide_env_values = true)]
+        source_secret_key: String,
+        #[arg(long)]
+        source_bucket: String,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The destination bucket (must exist).
+        #[arg(long)]
+        bucket: String,
+        /// Every version and delete marker (not supported yet: refused).
+        #[arg(long)]
+        versions: bool,
+        /// When the destination has the key: never (skip), if-different (skip identical
+        /// objects), always.
+        #[arg(long, default_value = "if-different", value_parser = ["never", "if-different", "always"])]
+        overwrite: String,
+        /// Objects copied at once.
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Source read limit in bytes per second, e.g. 50MiB, 1G.
+        #[arg(long)]
+        bandwidth: Option<String>,
+    },
+    /// State and every counter of a job (--json: one JSON object).
+    Status {
+        name: String,
+        /// Follow the job until it ends (one line per change when not a terminal).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Every job.
+    List,
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Cancel {
+        name: String,
+    },
+    /// Every failed and skipped object (JSON lines, the summary last; --csv: CSV).
+    Report {
+        name: String,
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+pub struct Conn {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+impl Conn {
+    async fn call(&self, verb: &str, body: Value) -> anyhow::Result<Value> {
+        let out = admin_client::call(
+            &self.endpoint,
+            &self.access_key,
+            &self.secret_key,
+            &self.region,
+            verb,
+            &body,
+        )
+        .await?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
+pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Result<()> {
+    match verb {
+        MigrationVerb::Start {
+            name,
+            source_endpoint,
+            source_region,
+            source_access_key,
+            source_secret_key,
+            source_bucket,
+            prefix,
+            bucket,
+            versions,
+            overwrite,
+            concurrency,
+            bandwidth,
+        } => {
+            let v = conn
+                .call(
+                    "migration-start",
+                    json!({
+                        "name": name, "source_endpoint": source_endpoint,
+                        "source_region": source_region, "source_access_key": source_access_key,
+                        "source_secret_key": source_secret_key, "source_bucket": source_bucket,
+                        "prefix": prefix, "bucket": bucket, "versions": versions,
+                        "overwrite": overwrite, "concurrency": concurrency, "bandwidth": bandwidth,
+                    }),
+                )
+                .await?;
+            print_job(&v, json_out);
+        }
+        MigrationVerb::Status { name, watch } => {
+            if watch {
+                return follow(conn, &name, json_out).await;
+            }
+            let v = conn.call("migration-status", json!({"name": name})).await?;
+            print_job(&v, json_out);
+        }
+        MigrationVerb::List => {
+            let v = conn.call("migration-list", json!({})).await?;
+            if json_out {
+                println!("{v}");
+            } else {
+                for j in v.as_array().into_iter().flatten() {
+                    println!("{}", one_line(j));
+                }
+            }
+        }
+        MigrationVerb::Pause { name } => control(conn, "migration-pause", &name, json_out).await?,
+        MigrationVerb::Resume { name } => {
+            control(conn, "migration-resume", &name, json_out).await?
+        }
+        MigrationVerb::Cancel { name } => {
+            control(conn, "migration-cancel", &name, json_out).await?
+        }
+        MigrationVerb::Report { name, csv } => report(conn, &name, csv).await?,
+    }
+    Ok(())
+}
+
+async fn control(conn: &Conn, verb: &str, name: &str, json_out: bool) -> anyhow::Result<()> {
+    let v = conn.call(verb, json!({"name": name})).await?;
+    print_job(&v, json_out);
+    Ok(())
+}
+
+fn print_job(v: &Value, json_out: bool) {
+    if json_out {
+        println!("{v}");
+    } else {
+        print!("{}", render(v));
+    }
+}
+
+fn num(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// One line per job: name, state, counters.
+pub fn one_line(v: &Value) -> String {
+    format!(
+        "{} {} listed {} copied {} ({} bytes) skipped {} failed {}",
+        v["name"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("?"),
+        num(v, "objects_listed"),
+        num(v, "objects_copied"),
+        num(v, "bytes_copied"),
+        num(v, "objects_skipped"),
+        num(v, "objects_failed"),
+    )
+}
+
+/// `status NAME` as text.
+pub fn render(v: &Value) -> String {
+    let mut out = format!(
+        "migration {}: {}{}\n  source: {} bucket {}{} -> bucket {}\n",
+        v["name"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("?"),
+        v["error"]
+            .as_str()
+            .map_or(String::new(), |e| format!(" ({e})")),
+        v["source_endpoint"].as_str().unwrap_or("?"),
+        v["source_bucket"].as_str().unwrap_or("?"),
+        v["prefix"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map_or(String::new(), |p| format!(" prefix {p:?}")),
+        v["bucket"].as_str().unwrap_or("?"),
+    );
+    out.push_str(&format!(
+        "  listed: {} objects, {} bytes{}\n  copied: {} objects, {} bytes ({} found already copied on resume)\n  skipped: {} (identical {}, exists {}, locked {}, gone at source {})\n  failed: {} objects, {} bytes\n  rate: {:.1} objects/s, {:.1} MiB/s; ETA: {}\n",
+        num(v, "objects_listed"),
+        num(v, "bytes_listed"),
+        if v["listing_done"] == true { " (listing done)" } else { "" },
+        num(v, "objects_copied"),
+        num(v, "bytes_copied"),
+        num(v, "objects_resumed"),
+        num(v, "objects_skipped"),
+        num(v, "skipped_identical"),
+        num(v, "skipped_exists"),
+        num(v, "skipped_locked"),
+        num(v, "skipped_excluded"),
+        num(v, "objects_failed"),
+        num(v, "bytes_failed"),
+        v["objects_per_sec"].as_f64().unwrap_or(0.0),
+        v["bytes_per_sec"].as_f64().unwrap_or(0.0) / 1048576.0,
+        v["eta_secs"]
+            .as_f64()
+            .map_or("unknown".into(), |e| format!("{e:.0} s")),
+    ));
+    if let Some(e) = v["last_error"].as_str() {
+        out.push_str(&format!("  last source error: {e}\n"));
+    }
+    out
+}
+
+fn is_final(state: &str) -> bool {
+    matches!(state, "DONE" | "ERROR" | "CANCELLED")
+}
+
+/// `status --watch`: a line per change until the job ends (bounded: 7 days).
+async fn follow(conn: &Conn, name: &str, json_out: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(7 * 24 * 3600);
+    let mut last = String::new();
+    loop {
+        let v = conn.call("migration-status", json!({"name": name})).await?;
+        let line = if json_out {
+            v.to_string()
+        } else {
+            one_line(&v)
+        };
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if is_final(v["state"].as_str().unwrap_or("")) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the job is still running");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Pages through the report (bounded memory: one page at a time).
+async fn report(conn: &Conn, name: &str, csv: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if csv {
+        writeln!(out, "seq,key,outcome,reason,size,source_etag,error")?;
+    }
+    let mut after: Option<u64> = None;
+    let summary = loop {
+        let v = conn
+            .call("migration-report", json!({"name": name, "after": after}))
+            .await?;
+        for e in v["entries"].as_array().into_iter().flatten() {
+            if csv {
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{}",
+                    num(e, "seq"),
+                    csv_field(e["key"].as_str().unwrap_or("")),
+                    csv_field(e["outcome"].as_str().unwrap_or("")),
+                    csv_field(e["reason"].as_str().unwrap_or("")),
+                    num(e, "size"),
+                    csv_field(e["source_etag"].as_str().unwrap_or("")),
+                    csv_field(e["error"].as_str().unwrap_or("")),
+                )?;
+            } else {
+                writeln!(out, "{e}")?;
+            }
+        }
+        match v["next"].as_u64() {
+            Some(n) if Some(n) != after => after = Some(n),
+            _ => break v["summary"].clone(),
+        }
+    };
+    if csv {
+        out.flush()?;
+        eprint!("{}", render(&summary));
+    } else {
+        writeln!(out, "{}", json!({"summary": summary}))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+}
