@@ -287,6 +287,8 @@ pub async fn copy_one(
         owner: dest.owner.clone(),
         retention: None,
         legal_hold: false,
+        // Source ACLs name the source's accounts; the copy is the destination owner's, private.
+        acl: None,
         origin: Some(Origin {
             job: job.name.clone(),
             etag: head.etag.clone(),
