@@ -35,7 +35,11 @@ if [ "$verb" = down ]; then
     for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
     for _ in $(seq 1 100); do
         alive=0
-        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        for p in $pids; do
+            # A zombie (killed earlier, not yet reaped by whoever adopted it) is gone too.
+            state=$(ps -o stat= -p "$p" 2>/dev/null || true)
+            [ -n "$state" ] && [ "${state:0:1}" != Z ] && alive=1
+        done
         [ $alive = 0 ] && break
         sleep 0.1
     done
