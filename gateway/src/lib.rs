@@ -73,5 +73,6 @@ pub fn build_front_with(
         edge,
         host,
         engine: ctx.engine.clone(),
+        readiness: Default::default(),
     })
 }

@@ -100,16 +100,24 @@ class Etcd:
         ports = [(free_port(), free_port()) for _ in range(members)]
         cluster = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports))
         self.endpoints = [f"127.0.0.1:{c}" for c, _ in ports]
-        self.procs: list[subprocess.Popen] = []
+        token = f"strata-e2e-{secrets.token_hex(4)}"  # one per cluster: members must agree
+        self._cmds: list[list[str]] = []
         for i, (c, p) in enumerate(ports):
+            self._cmds.append([binary, f"--name=m{i}", f"--data-dir={self.workdir / f'm{i}'}",
+                               f"--listen-client-urls=http://127.0.0.1:{c}",
+                               f"--advertise-client-urls=http://127.0.0.1:{c}",
+                               f"--listen-peer-urls=http://127.0.0.1:{p}",
+                               f"--initial-advertise-peer-urls=http://127.0.0.1:{p}",
+                               f"--initial-cluster={cluster}", "--initial-cluster-state=new",
+                               f"--initial-cluster-token={token}",
+                               *self.FLAGS])
+        self.procs: list[subprocess.Popen] = []
+        self._launch()
+
+    def _launch(self) -> None:
+        self.procs = []
+        for i, cmd in enumerate(self._cmds):
             log = open(self.workdir / f"m{i}.log", "ab")
-            cmd = [binary, f"--name=m{i}", f"--data-dir={self.workdir / f'm{i}'}",
-                   f"--listen-client-urls=http://127.0.0.1:{c}",
-                   f"--advertise-client-urls=http://127.0.0.1:{c}",
-                   f"--listen-peer-urls=http://127.0.0.1:{p}",
-                   f"--initial-advertise-peer-urls=http://127.0.0.1:{p}",
-                   f"--initial-cluster={cluster}", "--initial-cluster-state=new",
-                   f"--initial-cluster-token=strata-e2e-{secrets.token_hex(4)}", *self.FLAGS]
             self.procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                                start_new_session=True))
         deadline = time.monotonic() + 20
@@ -125,6 +133,11 @@ class Etcd:
                     self.stop()
                     raise ServerError(f"etcd member {ep} not healthy within 20s", fatal=True)
                 time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Starts the stopped members again on their data dirs (same ports)."""
+        self.stop()
+        self._launch()
 
     def url(self, prefix: str) -> str:
         return "etcd://" + ",".join(self.endpoints) + "/" + prefix

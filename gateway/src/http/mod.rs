@@ -22,6 +22,7 @@ pub mod error_body;
 pub mod limits;
 pub mod lockout;
 pub mod metrics_access;
+pub mod ready;
 pub mod signed_headers;
 pub mod sigv2;
 pub mod tls;
@@ -148,6 +149,8 @@ pub struct Front {
     pub host: Option<s3s::host::MultiDomain>,
     /// For what the front itself answers from bucket settings (CORS).
     pub engine: strata_engine::Engine,
+    /// The readiness probe's cached answer.
+    pub readiness: ready::Readiness,
 }
 
 /// A response the front gives without s3s, and the reason counted for it.
@@ -423,6 +426,21 @@ impl Front {
                 "x-amz-request-id",
                 HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")),
             );
+            return Ok(resp);
+        }
+        if req.uri().path() == "/_strata/ready" && method == http::Method::GET {
+            let (status, body) = match self.readiness.check(&self.engine).await {
+                Ok(()) => (http::StatusCode::OK, "ready\n".to_string()),
+                Err(why) => {
+                    tracing::warn!(%why, "readiness probe failed");
+                    (
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    )
+                }
+            };
+            let mut resp = Response::new(s3s::Body::from(body));
+            *resp.status_mut() = status;
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/metrics" && method == http::Method::GET {
