@@ -262,16 +262,14 @@ impl Engine {
     /// on the leader only (see `leader.rs`): the GC and the write-intent sweep, lifecycle, the
     /// archive tier (repack, restore, compaction), key rotation and purges, the rebalance of old
     /// layouts, the rebuild of degraded chunks and metadata housekeeping. Every process runs its
-    /// instance lease and delivers its own server access-log entries. With the embedded store the process is always the
-    /// leader; with a shared one (etcd) an election worker keeps a process lease and follows
-    /// the election.
+    /// instance lease and delivers its own server access-log entries. With the embedded store
+    /// the process is always the leader; with a shared one (etcd) an election worker keeps a
+    /// process lease and follows the election ([`Engine::leader_gate`]).
     pub fn start_background(&self) {
         let w = self.workers();
         w.spawn(instance::LeaseWorker::new(self.clone()), 0);
         let coord = self.inner.meta.coordinator();
-        let gate: Arc<dyn workers::LeaderGate> = if coord.backend() == "local" {
-            Arc::new(workers::AlwaysLeader)
-        } else {
+        if coord.backend() != "local" {
             w.spawn(
                 leader::ElectionWorker::new(
                     coord,
@@ -280,8 +278,8 @@ impl Engine {
                 ),
                 0,
             );
-            Arc::new(self.leadership().clone())
-        };
+        }
+        let gate = self.leader_gate();
         w.spawn_singleton(gc::GcWorker::new(self.clone()), 0, gate.clone());
         w.spawn_singleton(gc::IntentSweeper::new(self.clone()), 0, gate.clone());
         w.spawn_singleton(
