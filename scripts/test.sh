@@ -35,7 +35,7 @@ cargo test --workspace
 
 section "metadata tests on etcd (STRATA_TEST_META=etcd)"
 STRATA_TEST_META=etcd cargo test --workspace --test semantics --test listing_model \
-  --test listing_seek --test intents --test layouts --test archive --test keyrefs
+  --test listing_seek --test intents --test usage --test layouts --test archive --test keyrefs
 
 section "end-to-end: pytest tests/e2e against $TARGET_DIR/debug/strata"
 export STRATA_E2E_TARGET=strata

@@ -43,6 +43,7 @@ mod multipart;
 mod objects;
 mod store;
 pub mod types;
+pub mod usage;
 mod users;
 
 pub use cluster::NodeChange;

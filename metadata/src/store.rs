@@ -208,7 +208,8 @@ impl MetaStore {
         }
         Ok(MetaStore {
             inner: Arc::new(Inner {
-                kv,
+                // Every batch that changes versions carries its usage delta (`usage.rs`).
+                kv: Arc::new(crate::usage::UsageKv::new(kv)),
                 stamps: keys::StampGen::default(),
                 gc_seq: AtomicU64::new(rand::random()),
                 gc_grace_ms: AtomicI64::new(DEFAULT_GC_GRACE_MS),
