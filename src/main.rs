@@ -15,6 +15,7 @@ mod destruction_cli;
 mod migration_cli;
 mod serve;
 mod tls_args;
+mod usage_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -184,6 +185,19 @@ enum AdminVerb {
     Kms {
         #[command(subcommand)]
         verb: KmsVerb,
+    },
+    /// Usage per bucket: stored bytes by storage class, objects, versions, requests by class,
+    /// bytes in and out (docs/usage.md).
+    Usage {
+        /// Only the buckets this user owns.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        bucket: Option<String>,
+        /// With the samples since T (Unix ms, RFC 3339, or an age: 15m, 1h, 7d); request
+        /// counts are then those since T.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// The audit log: export, search (server); verify an export, print the public key
     /// (offline).
@@ -608,6 +622,8 @@ enum Shape {
     Rebuild,
     /// `strata admin audit search`.
     AuditSearch,
+    /// `strata admin usage`.
+    Usage,
 }
 
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
@@ -659,6 +675,14 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
                 }
             );
             return Ok(());
+        }
+        AdminVerb::Usage {
+            user,
+            bucket,
+            since,
+        } => {
+            shape = Shape::Usage;
+            ("usage", usage_cli::request(user, bucket, since)?)
         }
         AdminVerb::Audit { verb } => match audit_cli::request(&verb)? {
             None => return audit_cli::run_offline(verb, args.json),
@@ -838,6 +862,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
         Shape::Prometheus => print!("{}", value["prometheus"].as_str().unwrap_or_default()),
         Shape::Rebuild => print!("{}", render_rebuild(&value)),
         Shape::AuditSearch => print!("{}", audit_cli::render_search(&value)),
+        Shape::Usage => print!("{}", usage_cli::render(&value)),
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ pub mod report;
 pub mod retention;
 pub mod rotation;
 pub mod sse;
+pub mod usage;
 pub mod workers;
 pub mod write;
 
@@ -125,6 +126,7 @@ struct Inner {
     instance: instance::InstanceId,
     layouts: layouts::Layouts,
     access_log: access_log::AccessLog,
+    usage: usage::UsageMeter,
     /// The audit log, once the server set it (`Engine::set_audit_log`); none in tests and tools.
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
     /// Serialises changes to the key-rotation queue.
@@ -168,6 +170,7 @@ impl Engine {
                 instance: instance::InstanceId::new(instance),
                 layouts,
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
+                usage: usage::UsageMeter::default(),
                 audit: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),
                 leadership: leader::Leadership::new(cfg.lease_ttl),
@@ -288,6 +291,8 @@ impl Engine {
             gate.clone(),
         );
         w.spawn(access_log::AccessLogWorker::new(self.clone()), 0);
+        w.spawn(usage::UsageFlusher::new(self.clone()), 0);
+        w.spawn_singleton(usage::UsageFolder::new(self.clone()), 0, gate.clone());
         // Lifecycle and the archive tier.
         w.spawn_singleton(
             lifecycle::worker::LifecycleWorker::new(self.clone(), self.lifecycle_clock()),
@@ -343,6 +348,9 @@ impl Engine {
         // Access log entries still in memory are staged, so the next start delivers them.
         if let Err(e) = self.stage_access_log().await {
             tracing::warn!(error = %e, "could not stage the access log at shutdown");
+        }
+        if let Err(e) = self.flush_usage().await {
+            tracing::warn!(error = %e, "could not flush the usage meter at shutdown");
         }
         let (leadership, coord) = (self.leadership().clone(), self.inner.meta.coordinator());
         let _ = tokio::task::spawn_blocking(move || leadership.release(coord.as_ref())).await;

@@ -20,6 +20,7 @@ mod audit;
 mod keys;
 mod lifecycle;
 mod migration;
+mod usage;
 
 pub const ADMIN_QUERY: &str = "x-strata-admin";
 /// Admin request bodies are small JSON documents.
@@ -135,10 +136,13 @@ impl S3Route for AdminRoute {
         if let Some(r) = keys::handle(engine, &who, &verb, &raw).await {
             return json_response(r?);
         }
+        if let Some(r) = usage::handle(engine, &verb, &raw).await {
+            return json_response(r?);
+        }
         let args: Args = serde_json::from_value(raw).map_err(|e| bad(format!("bad JSON: {e}")))?;
         let out: Value = match verb.as_str() {
             "metrics" => {
-                json!({"prometheus": self.metrics.render() + &self.metrics.render_engine().await})
+                json!({"prometheus": self.metrics.render() + &self.metrics.render_engine().await + &self.metrics.render_usage(true).await})
             }
             "user-add" => {
                 let name = args.name.ok_or_else(|| bad("name is required"))?;

@@ -89,6 +89,14 @@ impl Metrics {
         }
     }
 
+    /// Per-bucket usage series (`named`: with bucket and owner labels, else summed).
+    pub async fn render_usage(&self, named: bool) -> String {
+        match self.engine.get() {
+            Some(e) => strata_engine::usage::prometheus(e, named).await,
+            None => String::new(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = String::new();
         s.push_str("# HELP strata_requests_total S3 requests by method and status class.\n# TYPE strata_requests_total counter\n");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, Request};
 use strata_engine::Engine;
 use strata_engine::audit::{AUTH_FAILURE_CODES, AuditRecord};
+use strata_engine::usage::RequestClass;
 
 use super::access_log;
 use super::lockout::sanitize;
@@ -149,9 +150,39 @@ impl Facts {
     }
 }
 
+/// The billing class of a request, from its operation name (`REST.METHOD.RESOURCE`): S3 bills
+/// PUT, COPY, POST and LIST together, GET and the rest together, and DELETE not at all.
+pub fn usage_class(operation: &str) -> RequestClass {
+    let mut parts = operation.split('.').skip(1);
+    let (method, resource) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match (method, resource) {
+        ("DELETE", _) | (_, "MULTI_OBJECT_DELETE") => RequestClass::Delete,
+        ("PUT" | "POST" | "COPY", _) => RequestClass::WriteList,
+        ("GET", "BUCKET" | "BUCKETVERSIONS" | "UPLOADS" | "UPLOAD") => RequestClass::WriteList,
+        _ => RequestClass::Read,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_classed_as_s3_bills_them() {
+        for (op, class) in [
+            ("REST.PUT.OBJECT", RequestClass::WriteList),
+            ("REST.POST.UPLOADS", RequestClass::WriteList),
+            ("REST.GET.BUCKET", RequestClass::WriteList),
+            ("REST.GET.BUCKETVERSIONS", RequestClass::WriteList),
+            ("REST.GET.OBJECT", RequestClass::Read),
+            ("REST.HEAD.OBJECT", RequestClass::Read),
+            ("REST.GET.ACL", RequestClass::Read),
+            ("REST.DELETE.OBJECT", RequestClass::Delete),
+            ("REST.POST.MULTI_OBJECT_DELETE", RequestClass::Delete),
+        ] {
+            assert_eq!(usage_class(op), class, "{op}");
+        }
+    }
 
     #[test]
     fn presigned_and_admin_requests_keep_no_secret() {

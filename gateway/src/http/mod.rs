@@ -457,7 +457,14 @@ impl Front {
                 );
                 return Ok(resp);
             }
-            let text = self.metrics.render() + &self.metrics.render_engine().await;
+            // Per-bucket series name buckets: only to callers with the token (closed default).
+            let named = !matches!(
+                self.edge.metrics_access,
+                metrics_access::MetricsAccess::Public
+            );
+            let text = self.metrics.render()
+                + &self.metrics.render_engine().await
+                + &self.metrics.render_usage(named).await;
             let mut resp = Response::new(s3s::Body::from(text));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -658,6 +665,18 @@ impl Front {
                 elapsed,
             )
             .await;
+        // Usage metering: requests of known callers, and anonymous ones that were served.
+        if let Some(b) = rec.bucket.as_deref()
+            && !rec.auth_failed
+            && (rec.user.is_some() || rec.status < 400)
+        {
+            self.engine.record_request(
+                b,
+                audit::usage_class(&rec.operation),
+                rec.bytes_in,
+                rec.bytes_out,
+            );
+        }
         if let Err(e) = self.engine.audit(rec).await {
             tracing::error!(request_id = %request_id, error = %e, "audit record not written: request answered InternalError");
             return Ok(s3_error_response(
