@@ -6,6 +6,8 @@
 #   3b. the metadata semantics/property tests again, on a real etcd (STRATA_TEST_META=etcd)
 #   4. .venv/bin/pytest tests/e2e      (real strata binary from target/debug, real S3 clients)
 #   4b. the versioning and boto3 suites again with the metadata tier on etcd (STRATA_E2E_META=etcd)
+#   4c. the real-client suites (boto3, AWS CLI, rclone, s3cmd, restic) against a local cluster
+#       (STRATA_E2E_CLUSTER=1: etcd, six storage nodes, two gateways)
 # Exits non-zero on any failure; pytest finding no tests (exit 5) is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +61,17 @@ rc=$?
 set -e
 if [[ $rc -ne 0 ]]; then
   echo "test.sh: end-to-end tests on etcd failed (pytest exit $rc)"
+  exit 1
+fi
+
+section "end-to-end on a cluster: real-client suites against gateways + storage nodes + etcd"
+set +e
+STRATA_E2E_CLUSTER=1 timeout -k 30 15m .venv/bin/pytest tests/e2e/test_boto3.py tests/e2e/test_awscli.py \
+  tests/e2e/test_rclone.py tests/e2e/test_s3cmd.py tests/e2e/test_restic.py
+rc=$?
+set -e
+if [[ $rc -ne 0 ]]; then
+  echo "test.sh: end-to-end tests on a cluster failed (pytest exit $rc)"
   exit 1
 fi
 

@@ -40,7 +40,8 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     return [f"strata e2e target: {TARGET}"
-            + ("" if IS_MOTO else f" (binary {harness.strata_binary()}, metadata on {harness.META})")]
+            + ("" if IS_MOTO else f" (binary {harness.strata_binary()}, metadata on {harness.META}"
+               + (", shared server: a local cluster" if harness.CLUSTER else "") + ")")]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -96,7 +97,19 @@ def _finish(s: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """One shared server for the whole session (tests use their own buckets)."""
+    """One shared server for the whole session (tests use their own buckets); a whole local
+    cluster with STRATA_E2E_CLUSTER=1."""
+    if harness.CLUSTER:
+        s = harness.ClusterServer(tmp_path_factory.mktemp("cluster"))
+        try:
+            s.start()
+        except harness.ServerError as e:
+            s.stop()
+            pytest.fail(str(e), pytrace=False)
+        _ACTIVE.append(s)
+        yield s
+        _finish(s)
+        return
     s = _start(tmp_path_factory.mktemp("server"), "shared")
     yield s
     _finish(s)

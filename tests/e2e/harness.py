@@ -391,6 +391,66 @@ class Server:
         return json.loads(r.stdout)
 
 
+# STRATA_E2E_CLUSTER=1: the shared server of the suite is a whole cluster on 127.0.0.1 instead of
+# one `strata serve` (scripts/local-cluster.sh: one etcd member, six storage nodes with RS(4,2)
+# and the key service, two gateways); clients talk to the second gateway, so requests are served
+# by a process that is not necessarily the leader. Tests that start their own servers
+# (`fresh_server`) still get single processes.
+CLUSTER = os.environ.get("STRATA_E2E_CLUSTER", "") == "1"
+
+
+class ClusterServer(Server):
+    """A local cluster standing in for the shared server: same endpoint/credentials/admin API."""
+
+    def __init__(self, workdir: Path, name: str = "cluster"):
+        super().__init__(workdir, name)
+        self.cluster_dir = self.workdir / "cluster"
+        self.env_file = self.cluster_dir / "cluster.env"
+        self.logs: list[Path] = []
+
+    def start(self) -> "Server":
+        script = Path(__file__).resolve().parents[2] / "scripts" / "local-cluster.sh"
+        env = dict(scrubbed_environ(), STRATA_BIN=str(strata_binary()),
+                   STRATA_GATEWAY_ARGS=" ".join(self.DEFAULT_ARGS))
+        r = subprocess.run(["bash", str(script), "up", str(self.cluster_dir), "--etcd", "1",
+                            "--nodes", "6", "--gateways", "2"], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=180, env=env)
+        if r.returncode != 0:
+            raise ServerError(f"local cluster did not start:\n{r.stdout}\n{r.stderr}", fatal=True)
+        vals = {}
+        for line in self.env_file.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                vals[k] = v.strip().strip("'\"")
+        self.endpoint = vals["STRATA_GATEWAYS"].split(",")[-1]
+        self.access_key, self.secret_key = vals["STRATA_ACCESS_KEY"], vals["STRATA_SECRET_KEY"]
+        self.logs = [Path(p) for k in ("STRATA_GATEWAY_LOGS", "STRATA_NODE_LOGS")
+                     for p in vals.get(k, "").split()]
+        self.starts += 1
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        script = Path(__file__).resolve().parents[2] / "scripts" / "local-cluster.sh"
+        subprocess.run(["bash", str(script), "down", str(self.cluster_dir)], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=60)
+
+    def alive(self) -> bool:
+        return self.env_file.exists()
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = []
+        for p in self.logs[:3]:
+            try:
+                text = p.read_text("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            out.append(f"--- tail of {p} ---\n" + "\n".join(text[-lines:]))
+        return "\n".join(out) or "(no log)"
+
+    def restart(self, crash: bool = False) -> None:
+        raise ServerError("the shared cluster is not restarted by tests")
+
+
 def run(cmd: list[str], env: dict, timeout: float = 300, check: bool = True,
         cwd: str | os.PathLike | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run a client command with a bounded timeout; on failure raise with its full output."""
