@@ -87,13 +87,22 @@ pub async fn run_cluster_node(
     let store = tokio::task::spawn_blocking(move || LocalChunkStore::open(cfg)).await??;
     let peers = Peers::new(tls.clone(), Timeouts::default());
     let primary = Arc::new(ClusterPrimary::new(store, id.clone(), peers));
+    // The key service: the cluster's key store and its destruction log.
     let keys = if key_service {
-        let dir = data_dir.join("keys");
-        Some(
-            tokio::task::spawn_blocking(move || strata_keystore::LocalKeyStore::open(&dir))
-                .await?
-                .map_err(|e| anyhow::anyhow!("key store: {e}"))?,
-        )
+        let dd = data_dir.clone();
+        let service = tokio::task::spawn_blocking(move || {
+            let keys = strata_keystore::LocalKeyStore::open(&dd.join("keys"))
+                .map_err(|e| anyhow::anyhow!("key store: {e}"))?;
+            let log = strata_destruction_log::DestructionLog::open(&dd.join("destruction-log"))
+                .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?;
+            anyhow::Ok(strata_storage_node::node_server::KeyService {
+                keys,
+                log: Arc::new(log),
+                scratch: dd,
+            })
+        })
+        .await??;
+        Some(Arc::new(service))
     } else {
         None
     };
@@ -395,6 +404,20 @@ pub struct GatewayClusterArgs {
     /// the key store in this gateway's data dir (then only this gateway can read its objects).
     #[arg(long, env = "STRATA_KEY_SERVICE")]
     pub key_service: Option<SocketAddr>,
+}
+
+/// The destruction log of a gateway: the cluster's, on the key-service node, when one is named.
+pub fn destruction_log(
+    args: &GatewayClusterArgs,
+) -> anyhow::Result<Option<strata_destruction_log::LogHandle>> {
+    let Some(addr) = args.key_service else {
+        return Ok(None);
+    };
+    let tls = ClusterTls::load(&args.cluster).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let client = strata_storage_node::key_client::KeyServiceClient::destruction_log(addr, tls)?;
+    Ok(Some(strata_destruction_log::LogHandle::Remote(
+        strata_destruction_log::service::RemoteLog::new(Box::new(client)),
+    )))
 }
 
 /// The key store of a gateway: the cluster's key service when one is named.

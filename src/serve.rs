@@ -343,10 +343,21 @@ pub async fn run_with(
     let keys = strata_engine::keys::KeyRing::open_with(&args.data_dir, store)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
-    let log = Arc::new(
-        strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
-            .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?,
-    );
+    // The cluster's destruction log on the key-service node when there is one (one log for
+    // every gateway), else this process's own.
+    let log: strata_destruction_log::LogHandle = match cluster
+        .as_ref()
+        .map(crate::cluster::destruction_log)
+        .transpose()?
+        .flatten()
+    {
+        Some(remote) => remote,
+        None => {
+            strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
+                .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?
+                .into()
+        }
+    };
     // Every request and operator action (docs/audit.md).
     let audit = Arc::new(
         strata_engine::audit::AuditLog::open(

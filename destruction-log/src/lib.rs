@@ -13,12 +13,14 @@ mod keys;
 mod log;
 pub mod merkle;
 mod record;
+pub mod service;
 mod verify;
 
 pub use export::{ExportFilter, ExportSummary};
 pub use keys::{SignedCheckpoint, parse_public_key_pem};
 pub use log::{DestructionLog, LOG_DIR_NAME, Log, LogError, LogOptions};
 pub use record::{Actor, DestructionRecord, LogRecord, Reason};
+pub use service::LogHandle;
 pub use verify::{
     RecordProblem, VerifyError, VerifyReport, fuzz_verify_export, verify_export, verify_export_of,
 };

@@ -61,7 +61,7 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_destruction_log::DestructionLog;
+use strata_destruction_log::LogHandle;
 use strata_metadata::{LayoutRecord, MetaStore};
 use strata_storage_node::ChunkService;
 
@@ -118,7 +118,7 @@ struct Inner {
     meta: MetaStore,
     chunks: Arc<dyn ChunkService>,
     keys: keys::KeyRing,
-    log: Arc<DestructionLog>,
+    log: Arc<LogHandle>,
     cfg: EngineConfig,
     budget: budget::BufferBudget,
     pins: Arc<read::ReadPins>,
@@ -152,7 +152,7 @@ impl Engine {
         meta: MetaStore,
         chunks: Arc<dyn ChunkService>,
         keys: keys::KeyRing,
-        log: Arc<DestructionLog>,
+        log: impl Into<LogHandle>,
         cfg: EngineConfig,
         layout: LayoutRecord,
         instance: String,
@@ -163,7 +163,7 @@ impl Engine {
                 meta,
                 chunks,
                 keys,
-                log,
+                log: Arc::new(log.into()),
                 budget: budget::BufferBudget::new(cfg.buffer_budget),
                 pins: Arc::default(),
                 workers: workers::Workers::default(),
@@ -207,7 +207,7 @@ impl Engine {
     }
 
     /// The destruction log (blocking calls: use the blocking pool).
-    pub fn destruction_log(&self) -> &Arc<DestructionLog> {
+    pub fn destruction_log(&self) -> &Arc<LogHandle> {
         &self.inner.log
     }
 

@@ -14,22 +14,39 @@ use strata_keystore::service::Transport;
 use crate::shards::{RemoteNode, Timeouts};
 use crate::tls::ClusterTls;
 
-/// The node API path of the key service.
+/// The node API paths of the key service: the key store, and the cluster's destruction log.
 pub const KEYS_PATH: &str = "/keys";
+pub const DESTRUCTION_LOG_PATH: &str = "/destruction-log";
 /// Largest key service request or response (a re-wrap batch of 4096 keys is about 1.3 MB).
 pub const MAX_KEYS_BODY: usize = 4 << 20;
 
 pub struct KeyServiceClient {
     node: Arc<RemoteNode>,
+    path: &'static str,
     runtime: Option<tokio::runtime::Runtime>,
     wait: Duration,
 }
 
 impl KeyServiceClient {
+    /// A client of the key store.
     pub fn new(addr: SocketAddr, tls: ClusterTls) -> std::io::Result<Self> {
+        // A key write is a 128-byte fsync'd write: a slow answer means a sick service.
+        Self::with_path(addr, tls, KEYS_PATH, Duration::from_secs(10))
+    }
+
+    /// A client of the cluster's destruction log (an export can take a while).
+    pub fn destruction_log(addr: SocketAddr, tls: ClusterTls) -> std::io::Result<Self> {
+        Self::with_path(addr, tls, DESTRUCTION_LOG_PATH, Duration::from_secs(120))
+    }
+
+    fn with_path(
+        addr: SocketAddr,
+        tls: ClusterTls,
+        path: &'static str,
+        request: Duration,
+    ) -> std::io::Result<Self> {
         let timeouts = Timeouts {
-            // A key write is a 128-byte fsync'd write: a slow answer means a sick service.
-            request: Duration::from_secs(10),
+            request,
             down_for: Duration::from_secs(1),
             ..Timeouts::default()
         };
@@ -40,6 +57,7 @@ impl KeyServiceClient {
             .build()?;
         Ok(KeyServiceClient {
             node: Arc::new(RemoteNode::new(addr, tls, timeouts)),
+            path,
             runtime: Some(runtime),
             wait: timeouts.connect + timeouts.request + Duration::from_secs(1),
         })
@@ -48,15 +66,27 @@ impl KeyServiceClient {
 
 impl Transport for KeyServiceClient {
     fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.post(body)
+    }
+}
+
+impl strata_destruction_log::service::LogTransport for KeyServiceClient {
+    fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.post(body)
+    }
+}
+
+impl KeyServiceClient {
+    fn post(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let node = self.node.clone();
+        let (node, path) = (self.node.clone(), self.path);
         let runtime = self
             .runtime
             .as_ref()
             .ok_or("key service client is shut down")?;
         runtime.spawn(async move {
             let r = node
-                .request(Method::POST, KEYS_PATH, &[], Bytes::from(body))
+                .request(Method::POST, path, &[], Bytes::from(body))
                 .await;
             let _ = tx.send(r);
         });

@@ -22,6 +22,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use strata_destruction_log::DestructionLog;
 use strata_keystore::LocalKeyStore;
 
 use crate::cluster::{
@@ -153,16 +154,25 @@ async fn body_bytes(request: Request<Incoming>, limit: usize) -> Result<Bytes, N
         .to_bytes())
 }
 
+/// What the node that hosts the cluster's key service keeps for every gateway: the key store
+/// and the destruction log (so one log records every destruction, whichever gateway led).
+pub struct KeyService {
+    pub keys: LocalKeyStore,
+    pub log: Arc<DestructionLog>,
+    /// Where remote exports of the log are assembled (removed once sent).
+    pub scratch: PathBuf,
+}
+
 async fn route(
     node: &ClusterPrimary,
-    keys: Option<&LocalKeyStore>,
+    service: Option<&Arc<KeyService>>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, NodeError> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
-    if path == crate::key_client::KEYS_PATH {
+    if path == crate::key_client::KEYS_PATH || path == crate::key_client::DESTRUCTION_LOG_PATH {
         // The cluster's key service, on the one node that hosts it.
-        let Some(store) = keys.cloned() else {
+        let Some(service) = service.cloned() else {
             return Ok(respond(
                 StatusCode::NOT_FOUND,
                 Bytes::from_static(b"this node is not the key service"),
@@ -172,8 +182,15 @@ async fn route(
             return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()));
         }
         let body = body_bytes(request, crate::key_client::MAX_KEYS_BODY).await?;
-        let answer =
-            crate::store::blocking(move || strata_keystore::service::handle(&store, &body)).await?;
+        let answer = if path == crate::key_client::KEYS_PATH {
+            crate::store::blocking(move || strata_keystore::service::handle(&service.keys, &body))
+                .await?
+        } else {
+            crate::store::blocking(move || {
+                strata_destruction_log::service::handle(&service.log, &service.scratch, &body)
+            })
+            .await?
+        };
         return Ok(respond(StatusCode::OK, Bytes::from(answer)));
     }
     let max = node.local().config().max_chunk_len;
@@ -284,10 +301,10 @@ async fn route(
 
 async fn handle(
     node: Arc<ClusterPrimary>,
-    keys: Option<LocalKeyStore>,
+    service: Option<Arc<KeyService>>,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    match route(&node, keys.as_ref(), request).await {
+    match route(&node, service.as_ref(), request).await {
         Ok(r) => r,
         Err(e) => {
             if !matches!(e, NodeError::NotFound) {
@@ -301,7 +318,7 @@ async fn handle(
 /// Serves the cluster node API over mutual TLS on `listener` until the task is dropped.
 pub async fn serve_cluster(
     node: Arc<ClusterPrimary>,
-    keys: Option<LocalKeyStore>,
+    keys: Option<Arc<KeyService>>,
     tls: ClusterTls,
     listener: tokio::net::TcpListener,
 ) {

@@ -44,6 +44,8 @@ def cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("cluster")
     env = harness.scrubbed_environ()
     env["STRATA_BIN"] = str(harness.strata_binary())
+    # Deleted data is destroyed (and recorded) a second after its deletion.
+    env["STRATA_GATEWAY_ARGS"] = "--gc-grace-ms 1000"
     r = subprocess.run(["bash", str(SCRIPT), "up", str(d)], env=env, capture_output=True,
                        text=True, timeout=180, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -170,6 +172,48 @@ def test_versions_destroyed_through_either_gateway_are_gone_for_both(cluster):
     assert e.value.response["Error"]["Code"] in ("NoSuchVersion", "NoSuchKey")
     assert g1.get_object(Bucket="two-gw-ver", Key="doc")["Body"].read() == b"second"
     assert g1.get_object(Bucket="two-gw-ver", Key="doc")["VersionId"] == v2
+
+
+def test_one_destruction_log_for_every_gateway(cluster, tmp_path):
+    """Destructions are recorded in the cluster's one log, on the key-service node, whichever
+    gateway led the GC: an export through either gateway holds every record and verifies
+    offline with that log's public key; no gateway keeps a log of its own."""
+    g1, g2 = _client(cluster, 0), _client(cluster, 1)
+    g1.create_bucket(Bucket="one-log")
+    g1.put_object(Bucket="one-log", Key="via-g1", Body=b"1" * 100)
+    g2.put_object(Bucket="one-log", Key="via-g2", Body=b"2" * 200)
+    g1.delete_object(Bucket="one-log", Key="via-g1")
+    g2.delete_object(Bucket="one-log", Key="via-g2")
+    deadline = time.monotonic() + 60
+    keys: set[str] = set()
+    while time.monotonic() < deadline and keys != {"via-g1", "via-g2"}:
+        time.sleep(0.5)
+        keys = set()
+        for k in ("via-g1", "via-g2"):
+            r = _admin(cluster, 1, "--json", "destruction", "show", "one-log", k)
+            if r.returncode == 0 and json.loads(r.stdout):
+                keys.add(k)
+    assert keys == {"via-g1", "via-g2"}, "destruction records did not appear within 60 s"
+    node_dir = Path(cluster["dir"]) / "nodes" / "n1"
+    pem = subprocess.run([str(harness.strata_binary()), "admin", "destruction", "public-key",
+                          "--data-dir", str(node_dir)], capture_output=True, text=True,
+                         timeout=30, stdin=subprocess.DEVNULL)
+    assert pem.returncode == 0, pem.stderr
+    pub = tmp_path / "log.pub.pem"
+    pub.write_text(pem.stdout)
+    for i in (0, 1):
+        out = tmp_path / f"export-g{i}"
+        r = _admin(cluster, i, "--json", "destruction", "export", str(out), "--bucket", "one-log")
+        assert r.returncode == 0, r.stdout + r.stderr
+        recs = [json.loads(line)["record"] for line in (out / "records.jsonl").read_text().splitlines()]
+        assert sorted(rec["key"] for rec in recs) == ["via-g1", "via-g2"]
+        ok = subprocess.run([str(harness.strata_binary()), "admin", "destruction", "verify", str(out),
+                             "--public-key", str(pub)], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+        assert ok.returncode == 0 and ok.stdout.startswith("OK: "), ok.stdout + ok.stderr
+    for gw in (Path(cluster["dir"]) / "gateways").glob("g*"):
+        if gw.is_dir():
+            assert not (gw / "destruction-log").exists(), f"{gw} keeps a destruction log of its own"
 
 
 def test_master_key_rotation_is_refused_with_a_shared_key_service(cluster):

@@ -1,0 +1,365 @@
+//! The destruction log as a service, so that every gateway of a cluster records into one log:
+//! the node that hosts the key service also hosts the log (`POST /destruction-log`, over the
+//! cluster's mutual TLS), and gateways reach it through [`LogHandle::Remote`]. One log means
+//! one chain and one set of signed checkpoints for the auditor, whichever gateway led the GC
+//! when a version was destroyed. Requests and answers are JSON; an append returns once the
+//! record is durable on the log's node, and a repeated append of the same operation (a GC item
+//! redone after a crash) returns the first record's index, exactly as the local log does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::{DestructionLog, DestructionRecord, ExportSummary, LogError, SignedCheckpoint};
+
+/// Largest export a remote caller receives in one answer (files, base64): a bigger one is
+/// refused with what to do (`--since` / `--bucket`).
+pub const MAX_REMOTE_EXPORT: usize = 48 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    Append {
+        record: DestructionRecord,
+    },
+    Find {
+        bucket: String,
+        key: String,
+    },
+    Checkpoint {
+        now_ms: i64,
+    },
+    Export {
+        since_ms: Option<i64>,
+        bucket: Option<String>,
+    },
+    PublicKey,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Index(u64),
+    Found(Vec<(u64, DestructionRecord)>),
+    Checkpoint(SignedCheckpoint),
+    Export {
+        summary: ExportSummary,
+        /// (path relative to the export directory, base64 content).
+        files: Vec<(String, String)>,
+    },
+    PublicKey(String),
+    Error {
+        message: String,
+    },
+}
+
+/// Answers one request on the log's node. `scratch` is a directory of the node's own where an
+/// export is assembled before it is sent (and removed).
+pub fn handle(log: &DestructionLog, scratch: &Path, body: &[u8]) -> Vec<u8> {
+    let answer = match serde_json::from_slice::<Request>(body) {
+        Err(e) => Response::Error {
+            message: format!("bad destruction-log request: {e}"),
+        },
+        Ok(req) => run(log, scratch, req).unwrap_or_else(|e| Response::Error {
+            message: e.to_string(),
+        }),
+    };
+    serde_json::to_vec(&answer).unwrap_or_default()
+}
+
+fn run(log: &DestructionLog, scratch: &Path, req: Request) -> Result<Response, LogError> {
+    Ok(match req {
+        Request::Append { record } => Response::Index(log.append(record)?),
+        Request::Find { bucket, key } => Response::Found(log.find(&bucket, &key)?),
+        Request::Checkpoint { now_ms } => Response::Checkpoint(log.checkpoint(now_ms)?),
+        Request::PublicKey => Response::PublicKey(log.public_key_pem()),
+        Request::Export { since_ms, bucket } => {
+            let dir = scratch.join(format!("export-{}", hex::encode(rand::random::<[u8; 8]>())));
+            let out = export_files(log, since_ms, bucket.as_deref(), &dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let (summary, files) = out?;
+            Response::Export { summary, files }
+        }
+    })
+}
+
+fn export_files(
+    log: &DestructionLog,
+    since_ms: Option<i64>,
+    bucket: Option<&str>,
+    dir: &Path,
+) -> Result<(ExportSummary, Vec<(String, String)>), LogError> {
+    let summary = log.export(since_ms, bucket, dir)?;
+    let mut files = Vec::new();
+    let mut total = 0usize;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            total += bytes.len();
+            if total > MAX_REMOTE_EXPORT / 4 * 3 {
+                return Err(LogError::Export(format!(
+                    "the export is larger than {} MiB: export a part with --since or --bucket",
+                    MAX_REMOTE_EXPORT >> 20
+                )));
+            }
+            let rel = path
+                .strip_prefix(dir)
+                .map_err(|e| LogError::Export(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            files.push((rel, base64::engine::general_purpose::STANDARD.encode(bytes)));
+        }
+    }
+    files.sort();
+    Ok((summary, files))
+}
+
+/// How a caller reaches the log's node (the cluster's node client implements it).
+pub trait LogTransport: Send + Sync {
+    fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String>;
+}
+
+/// A destruction log on another node.
+pub struct RemoteLog {
+    transport: Box<dyn LogTransport>,
+}
+
+impl RemoteLog {
+    pub fn new(transport: Box<dyn LogTransport>) -> Self {
+        RemoteLog { transport }
+    }
+
+    fn ask(&self, req: &Request) -> Result<Response, LogError> {
+        let body = serde_json::to_vec(req).map_err(|e| LogError::Export(e.to_string()))?;
+        let raw = self.transport.call(body).map_err(|e| {
+            LogError::Io(std::io::Error::other(format!(
+                "the destruction log service: {e}"
+            )))
+        })?;
+        match serde_json::from_slice(&raw) {
+            Ok(Response::Error { message }) => Err(LogError::Io(std::io::Error::other(format!(
+                "the destruction log service: {message}"
+            )))),
+            Ok(r) => Ok(r),
+            Err(e) => Err(LogError::Corrupt(format!(
+                "bad answer from the destruction log service: {e}"
+            ))),
+        }
+    }
+}
+
+fn unexpected() -> LogError {
+    LogError::Corrupt("unexpected answer from the destruction log service".into())
+}
+
+/// The destruction log a process records into: its own (`DATA/destruction-log`), or the
+/// cluster's, on the key-service node. Same calls, same guarantees; all block.
+pub enum LogHandle {
+    Local(Arc<DestructionLog>),
+    Remote(RemoteLog),
+}
+
+impl From<Arc<DestructionLog>> for LogHandle {
+    fn from(log: Arc<DestructionLog>) -> Self {
+        LogHandle::Local(log)
+    }
+}
+
+impl From<DestructionLog> for LogHandle {
+    fn from(log: DestructionLog) -> Self {
+        LogHandle::Local(Arc::new(log))
+    }
+}
+
+impl LogHandle {
+    /// Appends a record once it is durable; a record of an operation already logged returns
+    /// that record's index.
+    pub fn append(&self, rec: DestructionRecord) -> Result<u64, LogError> {
+        match self {
+            LogHandle::Local(l) => l.append(rec),
+            LogHandle::Remote(r) => match r.ask(&Request::Append { record: rec })? {
+                Response::Index(i) => Ok(i),
+                _ => Err(unexpected()),
+            },
+        }
+    }
+
+    pub fn find(&self, bucket: &str, key: &str) -> Result<Vec<(u64, DestructionRecord)>, LogError> {
+        match self {
+            LogHandle::Local(l) => l.find(bucket, key),
+            LogHandle::Remote(r) => match r.ask(&Request::Find {
+                bucket: bucket.into(),
+                key: key.into(),
+            })? {
+                Response::Found(v) => Ok(v),
+                _ => Err(unexpected()),
+            },
+        }
+    }
+
+    pub fn checkpoint(&self, now_ms: i64) -> Result<SignedCheckpoint, LogError> {
+        match self {
+            LogHandle::Local(l) => l.checkpoint(now_ms),
+            LogHandle::Remote(r) => match r.ask(&Request::Checkpoint { now_ms })? {
+                Response::Checkpoint(c) => Ok(c),
+                _ => Err(unexpected()),
+            },
+        }
+    }
+
+    pub fn public_key_pem(&self) -> Result<String, LogError> {
+        match self {
+            LogHandle::Local(l) => Ok(l.public_key_pem()),
+            LogHandle::Remote(r) => match r.ask(&Request::PublicKey)? {
+                Response::PublicKey(p) => Ok(p),
+                _ => Err(unexpected()),
+            },
+        }
+    }
+
+    /// Writes an export into the new directory `out` on this machine (a remote log's export is
+    /// made on its node and sent here).
+    pub fn export(
+        &self,
+        since_ms: Option<i64>,
+        bucket: Option<&str>,
+        out: &Path,
+    ) -> Result<ExportSummary, LogError> {
+        match self {
+            LogHandle::Local(l) => l.export(since_ms, bucket, out),
+            LogHandle::Remote(r) => {
+                let Response::Export { mut summary, files } = r.ask(&Request::Export {
+                    since_ms,
+                    bucket: bucket.map(str::to_string),
+                })?
+                else {
+                    return Err(unexpected());
+                };
+                write_export(out, &files)?;
+                summary.dir = out.to_path_buf();
+                Ok(summary)
+            }
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, LogHandle::Remote(_))
+    }
+}
+
+fn write_export(out: &Path, files: &[(String, String)]) -> Result<(), LogError> {
+    if out.exists() {
+        return Err(LogError::Export(format!(
+            "{} already exists",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out)?;
+    for (rel, b64) in files {
+        let rel = PathBuf::from(rel);
+        // Only plain relative names from the log's node.
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(LogError::Export(format!(
+                "bad file name {rel:?} in a remote export"
+            )));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| LogError::Export(e.to_string()))?;
+        let path = out.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Actor, Reason};
+
+    /// A transport that calls the handler directly (the node side is the real log).
+    struct Direct {
+        log: Arc<DestructionLog>,
+        scratch: PathBuf,
+    }
+
+    impl LogTransport for Direct {
+        fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
+            Ok(handle(&self.log, &self.scratch, &body))
+        }
+    }
+
+    fn record(op: &str, key: &str) -> DestructionRecord {
+        DestructionRecord {
+            op_id: op.into(),
+            bucket: "b".into(),
+            key: key.into(),
+            version_id: "v".into(),
+            size: 1,
+            etag: "e".into(),
+            checksum: None,
+            storage_class: "STANDARD".into(),
+            written_ms: 1,
+            destroyed_ms: 2,
+            reason: Reason::BucketPurge,
+            actor: Actor {
+                user: None,
+                access_key: None,
+                engine: Some("test".into()),
+            },
+            key_id: "dek".into(),
+            shards_removed: 6,
+            verification: "gone".into(),
+        }
+    }
+
+    #[test]
+    fn a_remote_log_appends_once_finds_and_exports_a_verifiable_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(DestructionLog::open(&dir.path().join("log")).unwrap());
+        let remote = LogHandle::Remote(RemoteLog::new(Box::new(Direct {
+            log: log.clone(),
+            scratch: dir.path().to_path_buf(),
+        })));
+        assert_eq!(remote.append(record("op1", "k1")).unwrap(), 0);
+        assert_eq!(remote.append(record("op2", "k2")).unwrap(), 1);
+        // The same operation again (a redone GC item): the first record's index, no new one.
+        assert_eq!(remote.append(record("op1", "k1")).unwrap(), 0);
+        assert_eq!(log.len().unwrap(), 2);
+        assert_eq!(remote.find("b", "k2").unwrap()[0].0, 1);
+        assert_eq!(remote.checkpoint(5).unwrap().tree_size, 2);
+        let pem = remote.public_key_pem().unwrap();
+        assert_eq!(pem, log.public_key_pem());
+        let out = dir.path().join("exported");
+        let s = remote.export(None, None, &out).unwrap();
+        assert_eq!((s.records, s.dir.clone()), (2, out.clone()));
+        let report = crate::verify_export(&out, &pem).unwrap();
+        assert_eq!(report.records, 2);
+        // The node's scratch copy is gone; an existing target is refused.
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("export-")
+        }));
+        assert!(remote.export(None, None, &out).is_err());
+        // A bad request is an error answer, not a panic.
+        let bad: Response = serde_json::from_slice(&handle(&log, dir.path(), b"{")).unwrap();
+        assert!(matches!(bad, Response::Error { .. }));
+    }
+}
