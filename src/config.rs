@@ -205,9 +205,14 @@ fn merge(
             )));
         }
         let Some(arg) = args.iter().find(|a| a.get_long() == Some(flag.as_str())) else {
+            let kebab = flag.replace('_', "-");
+            let hint = if kebab != flag && args.iter().any(|a| a.get_long() == Some(&kebab)) {
+                format!("keys are kebab-case: `{kebab}`")
+            } else {
+                format!("`strata {}` has no --{flag}", sub.get_name())
+            };
             return Err(Refused::Config(format!(
-                "config {p}: unknown key `{shown}` (`strata {}` has no --{flag}; docs/config.md lists the keys)",
-                sub.get_name()
+                "config {p}: unknown key `{shown}` ({hint}; docs/config.md lists the keys)"
             )));
         };
         let values = values_of(path, &shown, arg, &value)?;
@@ -534,6 +539,11 @@ mod tests {
         assert!(e.contains("key `listen`: invalid value \"nope\""), "{e}");
         let e = refused("log-format = \"xml\"\n");
         assert!(e.contains("key `log-format`"), "{e}");
+        let e = refused("data_dir = \"/tmp/x\"\n");
+        assert!(
+            e.contains("unknown key `data_dir`") && e.contains("`data-dir`"),
+            "{e}"
+        );
         let e = refused("[tls]\nfoo = 1\n");
         assert!(e.contains("unknown key `tls.foo`"), "{e}");
         let e = refused("tls-cert = \"a\"\n[tls]\ncert = \"b\"\n");
