@@ -11,6 +11,7 @@ mod admin_client;
 mod admin_keys;
 mod audit_cli;
 mod cluster;
+mod config;
 mod destruction_cli;
 mod migration_cli;
 mod serve;
@@ -44,6 +45,9 @@ enum LogFormat {
     Json,
 }
 
+/// The subcommands that run a server and so take `--config FILE` (docs/config.md).
+const SERVER_COMMANDS: [&str; 3] = ["serve", "gateway", "node"];
+
 #[derive(Subcommand)]
 enum Command {
     /// Run gateway, metadata and chunk store in one process.
@@ -64,6 +68,10 @@ enum Command {
 
 #[derive(Args)]
 struct NodeArgs {
+    /// TOML file with values for these flags (docs/config.md); flags and environment
+    /// variables override it.
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     #[arg(long, env = "STRATA_NODE_LISTEN", default_value = "127.0.0.1:9100")]
@@ -567,8 +575,13 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (cli, loaded) = config::parse::<Cli>();
     init_tracing(cli.log_format);
+    if let Some(l) = loaded {
+        // Key names only: the file's values are not logged.
+        tracing::info!(path = %l.path.display(), applied = ?l.applied, overridden = ?l.overridden,
+            "config file loaded");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -18,6 +18,10 @@ use strata_storage_node::{LocalChunkStore, NodeConfig};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// TOML file with values for these flags (docs/config.md); flags and environment
+    /// variables override it.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Where everything lives: master key, metadata, disks.
     #[arg(long, env = "STRATA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

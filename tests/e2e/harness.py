@@ -211,6 +211,9 @@ class Server:
             self.extra_args += ["--meta", shared_etcd().url(f"e2e-{secrets.token_hex(6)}/")]
         # Extra environment for the next starts.
         self.extra_env: dict[str, str] = {}
+        # Replaces `--data-dir DIR --listen 127.0.0.1:PORT --region R` when set, e.g.
+        # `["--config", FILE]` for a server configured by a file (test_config.py).
+        self.serve_args: list[str] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Server":
@@ -255,9 +258,10 @@ class Server:
             "RUST_BACKTRACE": "1",
         })
         env.update(self.extra_env)
-        cmd = self.command_prefix + [str(binary), "serve", "--data-dir", str(self.data_dir),
-                                     "--listen", f"127.0.0.1:{self.port}", "--region", self.region,
-                                     *self.extra_args]
+        base = self.serve_args if self.serve_args is not None else [
+            "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+            "--region", self.region]
+        cmd = self.command_prefix + [str(binary), "serve", *base, *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._log, env=env, start_new_session=True)
         ready = threading.Event()
@@ -286,6 +290,9 @@ class Server:
             self._reap()
             raise ServerError(f"strata not ready within {START_TIMEOUT}s\n" + self.log_tail())
         if found[0] != self.endpoint:
+            # Not left running: a retry would find its data dir locked.
+            self.proc.kill()
+            self.proc.wait(10)
             raise ServerError(f"ready line announced {found[0]}, expected {self.endpoint}")
 
     def _wait_http(self) -> None:
