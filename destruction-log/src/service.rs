@@ -22,7 +22,7 @@ pub const MAX_REMOTE_EXPORT: usize = 48 << 20;
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     Append {
-        record: DestructionRecord,
+        record: Box<DestructionRecord>,
     },
     Find {
         bucket: String,
@@ -71,7 +71,7 @@ pub fn handle(log: &DestructionLog, scratch: &Path, body: &[u8]) -> Vec<u8> {
 
 fn run(log: &DestructionLog, scratch: &Path, req: Request) -> Result<Response, LogError> {
     Ok(match req {
-        Request::Append { record } => Response::Index(log.append(record)?),
+        Request::Append { record } => Response::Index(log.append(*record)?),
         Request::Find { bucket, key } => Response::Found(log.find(&bucket, &key)?),
         Request::Checkpoint { now_ms } => Response::Checkpoint(log.checkpoint(now_ms)?),
         Request::PublicKey => Response::PublicKey(log.public_key_pem()),
@@ -185,7 +185,9 @@ impl LogHandle {
     pub fn append(&self, rec: DestructionRecord) -> Result<u64, LogError> {
         match self {
             LogHandle::Local(l) => l.append(rec),
-            LogHandle::Remote(r) => match r.ask(&Request::Append { record: rec })? {
+            LogHandle::Remote(r) => match r.ask(&Request::Append {
+                record: Box::new(rec),
+            })? {
                 Response::Index(i) => Ok(i),
                 _ => Err(unexpected()),
             },
@@ -248,10 +250,6 @@ impl LogHandle {
                 Ok(summary)
             }
         }
-    }
-
-    pub fn is_remote(&self) -> bool {
-        matches!(self, LogHandle::Remote(_))
     }
 }
 

@@ -70,11 +70,14 @@ impl Engine {
     pub fn record_request(&self, bucket: &str, class: RequestClass, bytes_in: u64, bytes_out: u64) {
         let m = self.usage_meter();
         let mut p = m.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !p.contains_key(bucket) && p.len() >= METER_BUCKETS {
-            m.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        if !p.contains_key(bucket) {
+            if p.len() >= METER_BUCKETS {
+                m.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            p.insert(bucket.to_string(), RequestCounts::default());
         }
-        let c = p.entry(bucket.to_string()).or_default();
+        let Some(c) = p.get_mut(bucket) else { return };
         match class {
             RequestClass::WriteList => c.write_list += 1,
             RequestClass::Read => c.read += 1,
@@ -286,6 +289,9 @@ impl Worker for UsageFolder {
     }
 }
 
+/// One series' samples of a bucket: (extra labels, value).
+type SeriesValues = fn(&UsageTotals) -> Vec<(String, i64)>;
+
 /// Per-bucket usage series for `/_strata/metrics` (folded totals: at most `FOLD` behind).
 /// `named`: whether the scrape may name buckets (not when metrics are open to anyone).
 pub async fn prometheus(engine: &Engine, named: bool) -> String {
@@ -293,7 +299,7 @@ pub async fn prometheus(engine: &Engine, named: bool) -> String {
         return String::new();
     };
     let mut s = String::new();
-    let series: [(&str, &str, &str, fn(&UsageTotals) -> Vec<(String, i64)>); 7] = [
+    let series: [(&str, &str, &str, SeriesValues); 7] = [
         (
             "strata_bucket_objects",
             "gauge",

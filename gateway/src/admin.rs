@@ -47,7 +47,8 @@ fn verb(uri: &Uri) -> Option<String> {
     })
 }
 
-fn bad(msg: impl Into<String>) -> S3Error {
+/// An operator's bad input: `InvalidArgument` with what was wrong (shared by the verb modules).
+pub(crate) fn bad(msg: impl Into<String>) -> S3Error {
     S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
 }
 

@@ -160,7 +160,7 @@ impl UsageKv {
     /// read from its newest versions, which the batch's head condition keeps stable.
     fn deltas(&self, batch: &Batch) -> Result<Vec<UsageDelta>> {
         // Per object: the version keys the batch puts (with values) and deletes.
-        let mut objects: BTreeMap<&[u8], (Vec<(&[u8], &[u8])>, Vec<&[u8]>)> = BTreeMap::new();
+        let mut objects: BTreeMap<&[u8], ObjectOps> = BTreeMap::new();
         for op in &batch.ops {
             match op {
                 Op::Put {
@@ -170,12 +170,12 @@ impl UsageKv {
                 } => objects
                     .entry(object_of(key)?)
                     .or_default()
-                    .0
+                    .puts
                     .push((key, value)),
                 Op::Delete {
                     space: Space::Versions,
                     key,
-                } => objects.entry(object_of(key)?).or_default().1.push(key),
+                } => objects.entry(object_of(key)?).or_default().dels.push(key),
                 _ => {}
             }
         }
@@ -202,7 +202,7 @@ impl UsageKv {
             }
         }
         let mut per_bucket: BTreeMap<String, UsageDelta> = BTreeMap::new();
-        for (okey, (puts, dels)) in objects {
+        for (okey, ObjectOps { puts, dels }) in objects {
             let bucket = bucket_of(okey)?;
             let d = per_bucket
                 .entry(bucket.clone())
@@ -257,6 +257,13 @@ impl UsageKv {
     fn delta_key(&self) -> Vec<u8> {
         [DELTA_PREFIX, &self.stamps.next()].concat()
     }
+}
+
+/// What one batch does to one object's versions: keys put (with their new values), deleted.
+#[derive(Default)]
+struct ObjectOps<'a> {
+    puts: Vec<(&'a [u8], &'a [u8])>,
+    dels: Vec<&'a [u8]>,
 }
 
 /// `bucket 0x00 esc(key) 0x00 0x01` of a version key (which ends in a stamp).
@@ -327,11 +334,10 @@ fn sample_range(prefix: &[u8], bucket: &str, from_ms: i64, to_ms: Option<i64>) -
 impl MetaStore {
     /// Stages request counts (from a process's meter) as deltas, in one batch.
     pub fn record_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
-        let stamps = StampGen::default();
         for chunk in deltas.chunks(100) {
             let mut b = Batch::default();
             for d in chunk.iter().filter(|d| !d.is_zero()) {
-                let key = [DELTA_PREFIX, &stamps.next()].concat();
+                let key = [DELTA_PREFIX, &self.inner.stamps.next()].concat();
                 b.absent(Space::Sys, &key);
                 b.put(Space::Sys, key, encode(d));
             }

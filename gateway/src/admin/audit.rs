@@ -4,16 +4,14 @@
 
 use std::path::PathBuf;
 
-use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+use s3s::{S3Result, s3_error};
+
+use super::bad;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_engine::Engine;
 use strata_engine::audit::ExportFilter;
 use strata_engine::identity::Caller;
-
-fn bad(msg: impl Into<String>) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

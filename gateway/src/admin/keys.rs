@@ -5,18 +5,15 @@
 
 use std::path::PathBuf;
 
-use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+use s3s::{S3Error, S3Result, s3_error};
 use serde_json::{Value, json};
 use strata_engine::Engine;
 use strata_engine::identity::Caller;
 use strata_engine::rotation::{DEFAULT_RATE, Target};
 use strata_metadata::LockMode;
 
+use super::bad;
 use crate::errors;
-
-fn bad(msg: impl Into<String>) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
-}
 
 fn str_arg<'a>(args: &'a Value, name: &str) -> S3Result<&'a str> {
     args.get(name)

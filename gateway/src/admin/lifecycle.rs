@@ -2,11 +2,12 @@
 //! `lifecycle-explain`, `lifecycle-preview`, `lifecycle-metrics` (per-rule Prometheus text),
 //! `archive-status` (all read-only).
 
-use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+use s3s::{S3Result, s3_error};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_engine::Engine;
 
+use super::bad;
 use crate::errors;
 
 #[derive(Deserialize, Default)]
@@ -16,10 +17,6 @@ struct Args {
     version_id: Option<String>,
     days: Option<u32>,
     limit: Option<usize>,
-}
-
-fn bad(msg: impl Into<String>) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
 }
 
 /// Handles `verb` if it is one of this module's; `None` otherwise.

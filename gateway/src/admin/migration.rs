@@ -2,17 +2,14 @@
 //! resume, cancel, report. The source secret arrives in `migration-start` and is sealed at once;
 //! no answer or log line carries it.
 
-use s3s::{S3Error, S3ErrorCode, S3Result};
+use s3s::{S3Error, S3Result};
 use serde_json::{Value, json};
 use strata_engine::Engine;
 use strata_engine::identity::Caller;
 use strata_migration::job::{self, JobError, StartArgs};
 
+use super::bad;
 use crate::errors;
-
-fn bad(msg: impl Into<String>) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
-}
 
 fn job_err(e: JobError) -> S3Error {
     match e {

@@ -2,16 +2,13 @@
 //! requests by class, bytes in and out), filtered by owner and bucket, with samples since a
 //! time (docs/usage.md).
 
-use s3s::{S3Error, S3ErrorCode, S3Result};
+use s3s::S3Result;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_engine::Engine;
 
+use super::bad;
 use crate::errors;
-
-fn bad(msg: impl Into<String>) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidArgument, msg.into())
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
