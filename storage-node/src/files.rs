@@ -127,9 +127,27 @@ pub(crate) fn ensure_dir_under(root: &Path, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as seen by unprivileged
-/// writers (blocks reserved for root count as used). Blocking (statvfs).
-pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
+/// Space of the filesystem holding `path`, in bytes. Blocking (statvfs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub total: u64,
+    /// Free blocks, including those reserved for root.
+    pub free: u64,
+    /// Free blocks an unprivileged writer may use.
+    pub available: u64,
+}
+
+impl DiskSpace {
+    /// Used fraction as seen by unprivileged writers (reserved blocks count as used).
+    pub fn used_fraction(&self) -> f64 {
+        if self.total == 0 {
+            return 1.0;
+        }
+        1.0 - self.available as f64 / self.total as f64
+    }
+}
+
+pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -138,11 +156,18 @@ pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let total = stat.f_blocks as f64;
-    if total == 0.0 {
-        return Ok(1.0);
-    }
-    Ok(1.0 - stat.f_bavail as f64 / total)
+    let frsize = stat.f_frsize as u64;
+    Ok(DiskSpace {
+        total: (stat.f_blocks as u64).saturating_mul(frsize),
+        free: (stat.f_bfree as u64).saturating_mul(frsize),
+        available: (stat.f_bavail as u64).saturating_mul(frsize),
+    })
+}
+
+/// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as seen by unprivileged
+/// writers (blocks reserved for root count as used). Blocking (statvfs).
+pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
+    disk_space(path).map(|s| s.used_fraction())
 }
 
 pub(crate) fn write_temp(tmp: &Path, header: &[u8], body: &[u8]) -> std::io::Result<()> {
