@@ -240,3 +240,50 @@ impl Worker for DiskWatch {
         SAMPLE_INTERVAL
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_storage_node::NodeConfig;
+
+    fn store(root: &Path) -> Arc<LocalChunkStore> {
+        Arc::new(LocalChunkStore::open(NodeConfig::under(root, 3)).unwrap())
+    }
+
+    #[test]
+    fn samples_space_raises_the_alert_once_and_names_an_unusable_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let names = s.config().disk_names();
+        // Nothing known before the first sample: not a reason to be unready.
+        let h = DiskHealth::new(s.clone(), names.clone(), 0.0001);
+        assert!(h.write_problem().is_none() && !h.alert() && h.capacity().is_none());
+        h.sample_now();
+        let samples = h.samples();
+        assert_eq!(samples.len(), 3);
+        for d in &samples {
+            assert!(d.writable && d.total_bytes > 0 && d.free_bytes <= d.total_bytes);
+            assert!(d.used_bytes <= d.total_bytes && d.io_errors == 0);
+        }
+        assert!(h.alert(), "any disk in use is above 0.01 %");
+        assert!(h.capacity().unwrap().0 > 0.0001);
+        // A disk gone: it is unwritable, counted, named, and the others still count.
+        std::fs::rename(dir.path().join("disk1"), dir.path().join("gone")).unwrap();
+        h.sample_now();
+        let why = h.write_problem().unwrap();
+        assert!(
+            why.starts_with("1 of 3 disks") && why.contains("disk1"),
+            "{why}"
+        );
+        let d1 = h.samples().into_iter().find(|d| d.name == "disk1").unwrap();
+        assert!(!d1.writable && d1.io_errors == 1 && d1.total_bytes == 0);
+        assert!(h.alert(), "still above: no second crossing");
+        std::fs::rename(dir.path().join("gone"), dir.path().join("disk1")).unwrap();
+        h.sample_now();
+        assert!(h.write_problem().is_none());
+        // Below the threshold the alert clears.
+        let calm = DiskHealth::new(s, names, 1.0);
+        calm.sample_now();
+        assert!(!calm.alert());
+    }
+}

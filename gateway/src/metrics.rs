@@ -618,3 +618,39 @@ fn rebuild_metrics(engine: &strata_engine::Engine) -> String {
     ));
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_bounded() {
+        assert_eq!(op_label("REST.GET.OBJECT"), "REST.GET.OBJECT");
+        assert_eq!(op_label("ADMIN.user-add"), "ADMIN");
+        assert_eq!(op_label("REST.BREW.OBJECT"), "REST.OTHER");
+        let m = Metrics::default();
+        // Request-chosen names cannot grow the label set past MAX_OPS.
+        for i in 0..MAX_OPS + 50 {
+            m.observe_op(
+                &format!("REST.GET.X{i}"),
+                200,
+                None,
+                Duration::from_millis(1),
+            );
+        }
+        m.observe_op(
+            "REST.GET.OBJECT",
+            404,
+            Some("NoSuchKey"),
+            Duration::from_millis(2),
+        );
+        let text = m.render();
+        assert_eq!(
+            text.matches("strata_s3_request_duration_seconds_count{")
+                .count(),
+            MAX_OPS
+        );
+        assert!(text.contains("strata_s3_requests_total{op=\"other\",status=\"404\"} 1"));
+        assert!(text.contains("strata_s3_errors_total{op=\"other\",code=\"NoSuchKey\"} 1"));
+    }
+}
