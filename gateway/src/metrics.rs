@@ -645,10 +645,11 @@ mod tests {
             Duration::from_millis(2),
         );
         let text = m.render();
+        // MAX_OPS names, then `other`.
         assert_eq!(
             text.matches("strata_s3_request_duration_seconds_count{")
                 .count(),
-            MAX_OPS
+            MAX_OPS + 1
         );
         assert!(text.contains("strata_s3_requests_total{op=\"other\",status=\"404\"} 1"));
         assert!(text.contains("strata_s3_errors_total{op=\"other\",code=\"NoSuchKey\"} 1"));
