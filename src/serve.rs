@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// travels in the clear; allow it only behind a TLS-terminating proxy or on loopback.
     #[arg(long, env = "STRATA_ALLOW_SSE_C_OVER_HTTP")]
     pub allow_sse_c_over_http: bool,
+    /// Used fraction of the fullest local disk above which /_strata/health, the log (one WARN
+    /// per crossing) and `strata_capacity_alert` raise the capacity alert (0 < x <= 1).
+    #[arg(long, env = "STRATA_CAPACITY_ALERT_THRESHOLD", default_value_t = 0.70)]
+    pub capacity_alert_threshold: f64,
     #[command(flatten)]
     pub edge: EdgeArgs,
     #[command(flatten)]
@@ -336,6 +340,10 @@ pub async fn run_with(
         (2..=3600).contains(&args.lease_ttl),
         "--lease-ttl must be between 2 and 3600 seconds"
     );
+    anyhow::ensure!(
+        args.capacity_alert_threshold > 0.0 && args.capacity_alert_threshold <= 1.0,
+        "--capacity-alert-threshold must be a fraction in (0, 1], e.g. 0.70"
+    );
     let (meta, _data_lock) = open_meta(&args)?;
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the
@@ -459,6 +467,18 @@ pub async fn run_with(
     )
     .map_err(|e| anyhow::anyhow!("engine: {e}"))?;
     engine.set_audit_log(audit.clone());
+    // The local disks' health (metrics, health, readiness): sampled once before serving, then
+    // by the disk-watch worker. Cluster nodes watch their own disks.
+    if let Some(store) = &store {
+        let health = Arc::new(strata_engine::disks::DiskHealth::new(
+            store.clone(),
+            disk_names.clone(),
+            args.capacity_alert_threshold,
+        ));
+        let h = health.clone();
+        tokio::task::spawn_blocking(move || h.sample_now()).await?;
+        engine.set_disk_health(health);
+    }
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     strata_migration::spawn(&engine);

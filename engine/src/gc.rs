@@ -7,10 +7,12 @@
 //! deferred even past the grace (see `read.rs`). Deleting a chunk twice is harmless: a crash
 //! between deletion and acknowledgement repeats it.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use strata_metadata::{DeleteReason, GcStats};
 
 use crate::workers::{WorkState, Worker};
 use crate::{Engine, now_ms};
@@ -20,6 +22,22 @@ const BATCH: usize = 64;
 
 /// Items destroyed at the same time (their key-store flushes and log appends group-commit).
 const PARALLEL: usize = 4;
+
+/// How often the queue's size is measured for metrics (a bounded scan, `MetaStore::gc_stats`),
+/// so scrapes read a number instead of scanning.
+const BACKLOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The metrics label of a destruction's reason (a fixed set).
+pub fn reason_label(r: &DeleteReason) -> &'static str {
+    match r {
+        DeleteReason::UserRequest { .. } => "user_request",
+        DeleteReason::Lifecycle { .. } => "lifecycle",
+        DeleteReason::RetentionEnd { .. } => "retention_end",
+        DeleteReason::BucketPurge => "bucket_purge",
+        DeleteReason::AccountClosure => "account_closure",
+        DeleteReason::Admin { .. } => "admin",
+    }
+}
 
 pub struct GcWorker {
     engine: Engine,
@@ -31,6 +49,12 @@ pub struct GcWorker {
     /// Items skipped because this process is still reading their data.
     deferred: u64,
     last_batch: usize,
+    /// Destruction records written, by reason label.
+    destroyed: BTreeMap<&'static str, u64>,
+    /// Items whose destruction failed (each is retried).
+    failures: u64,
+    /// The queue's size when last measured, and when.
+    backlog: Option<(GcStats, Instant)>,
 }
 
 impl GcWorker {
@@ -44,6 +68,9 @@ impl GcWorker {
             records_written: 0,
             deferred: 0,
             last_batch: 0,
+            destroyed: BTreeMap::new(),
+            failures: 0,
+            backlog: None,
         }
     }
 }
@@ -55,6 +82,18 @@ impl Worker for GcWorker {
     }
 
     async fn work(&mut self) -> Result<WorkState, String> {
+        if self
+            .backlog
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= BACKLOG_EVERY)
+        {
+            let stats = self
+                .engine
+                .meta_call(|m| m.gc_stats(now_ms()))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.backlog = Some((stats, Instant::now()));
+        }
         let items = self
             .engine
             .meta_call(|m| m.gc_pending(now_ms(), BATCH))
@@ -92,10 +131,14 @@ impl Worker for GcWorker {
                     self.chunks_deleted += d.chunks_deleted;
                     self.keys_destroyed += d.keys_destroyed;
                     self.records_written += d.record.is_some() as u64;
+                    if let (Some(_), Some(v)) = (d.record, &item.destroyed) {
+                        *self.destroyed.entry(reason_label(&v.reason)).or_default() += 1;
+                    }
                     self.bytes_deleted += item.segments.iter().map(|s| s.len).sum::<u64>();
                     done.push(item.seq);
                 }
                 Err(e) => {
+                    self.failures += 1;
                     tracing::warn!(error = %e, seq = item.seq, "gc: destruction failed; will retry")
                 }
             }
@@ -127,6 +170,12 @@ impl Worker for GcWorker {
             "deferred_in_use": self.deferred,
             "last_batch": self.last_batch,
             "grace_ms": self.engine.meta_blocking().gc_grace_ms(),
+            "destroyed_by_reason": self.destroyed,
+            "destruction_failures": self.failures,
+            // The queue when last measured (every 30 s; counts stop at GC_STATS_LIMIT).
+            "queued": self.backlog.as_ref().map(|b| b.0.queued),
+            "due": self.backlog.as_ref().map(|b| b.0.due),
+            "oldest_due_ms": self.backlog.as_ref().and_then(|b| b.0.oldest_due),
         })
     }
 

@@ -33,6 +33,7 @@ pub mod budget;
 pub mod checksum;
 pub mod completions;
 pub mod destruction;
+pub mod disks;
 pub mod error;
 pub mod gc;
 pub mod housekeeping;
@@ -129,6 +130,8 @@ struct Inner {
     usage: usage::UsageMeter,
     /// The audit log, once the server set it (`Engine::set_audit_log`); none in tests and tools.
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
+    /// The local disks' health, once the server set it (`Engine::set_disk_health`).
+    disk_health: std::sync::OnceLock<Arc<disks::DiskHealth>>,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
     /// This process's standing in the election of singleton work.
@@ -172,6 +175,7 @@ impl Engine {
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
                 usage: usage::UsageMeter::default(),
                 audit: std::sync::OnceLock::new(),
+                disk_health: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),
                 leadership: leader::Leadership::new(cfg.lease_ttl),
                 cfg,
@@ -195,6 +199,20 @@ impl Engine {
 
     pub fn audit_log(&self) -> Option<&Arc<audit::AuditLog>> {
         self.inner.audit.get()
+    }
+
+    /// Sets the health of the local disks and starts the worker that samples them; once (false
+    /// if it was set already). None in cluster mode (the nodes own the disks) and in tools.
+    pub fn set_disk_health(&self, health: Arc<disks::DiskHealth>) -> bool {
+        if self.inner.disk_health.set(health.clone()).is_err() {
+            return false;
+        }
+        self.workers().spawn(disks::DiskWatch::new(health), 0);
+        true
+    }
+
+    pub fn disk_health(&self) -> Option<&Arc<disks::DiskHealth>> {
+        self.inner.disk_health.get()
     }
 
     /// Records a request in the audit log and returns once it is durable; Ok at once when the

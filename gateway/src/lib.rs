@@ -73,6 +73,5 @@ pub fn build_front_with(
         edge,
         host,
         engine: ctx.engine.clone(),
-        readiness: Default::default(),
     })
 }

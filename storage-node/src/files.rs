@@ -127,9 +127,38 @@ pub(crate) fn ensure_dir_under(root: &Path, dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as seen by unprivileged
-/// writers (blocks reserved for root count as used). Blocking (statvfs).
-pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
+/// Space of the filesystem holding `path`, in bytes. Blocking (statvfs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub total: u64,
+    /// Free blocks, including those reserved for root.
+    pub free: u64,
+    /// Free blocks an unprivileged writer may use.
+    pub available: u64,
+}
+
+impl DiskSpace {
+    /// Bytes in use on the filesystem.
+    pub fn used(&self) -> u64 {
+        self.total.saturating_sub(self.free)
+    }
+
+    /// Used fraction as `df` computes Use%: used / (used + available). Blocks reserved for root
+    /// (or for other tenants of a shared volume, as `resv_strict` quotas do) belong to neither
+    /// side, so a filesystem whose unprivileged writers can still use half of what they may use
+    /// reads 50 %, whatever the reservation. (Counting reserved blocks as used made a
+    /// large reservation read as "full" and refuse writes with space to spare.)
+    pub fn used_fraction(&self) -> f64 {
+        let used = self.used() as f64;
+        let usable = used + self.available as f64;
+        if usable == 0.0 {
+            return 1.0;
+        }
+        used / usable
+    }
+}
+
+pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -138,11 +167,18 @@ pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let total = stat.f_blocks as f64;
-    if total == 0.0 {
-        return Ok(1.0);
-    }
-    Ok(1.0 - stat.f_bavail as f64 / total)
+    let frsize = stat.f_frsize as u64;
+    Ok(DiskSpace {
+        total: (stat.f_blocks as u64).saturating_mul(frsize),
+        free: (stat.f_bfree as u64).saturating_mul(frsize),
+        available: (stat.f_bavail as u64).saturating_mul(frsize),
+    })
+}
+
+/// Filesystem usage of `path` as a fraction (0.0 empty .. 1.0 full), as `df` reports it
+/// ([`DiskSpace::used_fraction`]). Blocking (statvfs).
+pub fn disk_usage_fraction(path: &Path) -> std::io::Result<f64> {
+    disk_space(path).map(|s| s.used_fraction())
 }
 
 pub(crate) fn write_temp(tmp: &Path, header: &[u8], body: &[u8]) -> std::io::Result<()> {
@@ -306,6 +342,28 @@ pub(crate) fn remove_durably(paths: &[PathBuf]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_fraction_is_dfs_use_percent_whatever_the_reservation() {
+        const G: u64 = 1 << 30;
+        // This machine's volume: 252 GiB, 193 GiB free of which only 32 GiB may be written.
+        let shared = DiskSpace {
+            total: 252 * G,
+            free: 193 * G,
+            available: 32 * G,
+        };
+        assert_eq!(shared.used(), 59 * G);
+        let f = shared.used_fraction();
+        assert!((f - 59.0 / 91.0).abs() < 1e-9, "{f}");
+        // Nothing left to writers: full, even though root could still write.
+        let full = DiskSpace {
+            total: 10 * G,
+            free: G,
+            available: 0,
+        };
+        assert_eq!(full.used_fraction(), 1.0);
+        assert_eq!(DiskSpace::default().used_fraction(), 1.0);
+    }
 
     #[test]
     fn file_names_round_trip_and_junk_is_rejected() {

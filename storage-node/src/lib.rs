@@ -35,7 +35,7 @@ pub mod tls;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use files::disk_usage_fraction;
+pub use files::{DiskSpace, disk_space, disk_usage_fraction};
 pub use http::{RemoteChunkStore, serve_http};
 pub use keys::{DataKey, KeyEncryptionKey, MasterKey};
 pub use layout::Layout;

@@ -124,17 +124,11 @@ pub fn disk_infos(disks: &[(String, PathBuf)]) -> Result<Vec<DiskInfo>, NodeErro
         .collect()
 }
 
+/// A disk's capacity for placement: the bytes Strata may fill (used + available, as `df`'s
+/// Use% counts them) and the used fraction.
 fn capacity(dir: &std::path::Path) -> std::io::Result<(u64, f64)> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path with NUL"))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid NUL-terminated path and stat a properly sized out-parameter.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let total = stat.f_blocks as u64 * stat.f_frsize as u64;
-    Ok((total, crate::files::disk_usage_fraction(dir)?))
+    let space = crate::files::disk_space(dir)?;
+    Ok((space.used() + space.available, space.used_fraction()))
 }
 
 fn parse_shard_path(rest: &str) -> Option<(String, ChunkId, usize)> {

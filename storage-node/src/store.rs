@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub locks: ChunkLocks,
     /// Stripe buffers handed back by finished puts, reused by the next (bounded).
     buffers: Mutex<Vec<Vec<u8>>>,
+    /// I/O errors per disk, in the order of `config.disks` (for metrics).
+    io_errors: Vec<std::sync::atomic::AtomicU64>,
 }
 
 /// Cheap to clone: clones share the codecs, the chunk locks and the buffer pool.
@@ -198,6 +200,7 @@ impl LocalChunkStore {
             }
             files::fsync_dir(disk)?;
         }
+        let io_errors = config.disks.iter().map(|_| Default::default()).collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -205,6 +208,7 @@ impl LocalChunkStore {
                 codecs: Mutex::new(HashMap::new()),
                 locks: ChunkLocks::new(),
                 buffers: Mutex::new(Vec::new()),
+                io_errors,
             }),
         })
     }
@@ -228,6 +232,31 @@ impl LocalChunkStore {
             codecs.insert(key, codec.clone());
         }
         Ok(codec)
+    }
+
+    /// Counts an I/O error on disk `name` (a failed shard read or write, a failed health probe).
+    pub fn record_io_error(&self, name: &str) {
+        if let Some(i) = self.inner.config.disks.iter().position(|(n, _)| n == name) {
+            self.inner.io_errors[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// I/O errors counted per disk since the store opened, in the configured disk order.
+    pub fn disk_io_errors(&self) -> Vec<(String, u64)> {
+        self.inner
+            .config
+            .disks
+            .iter()
+            .zip(&self.inner.io_errors)
+            .map(|((n, _), c)| (n.clone(), c.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The same, for the disk at directory `dir`.
+    fn record_io_error_at(&self, dir: &Path) {
+        if let Some(i) = self.inner.config.disks.iter().position(|(_, d)| d == dir) {
+            self.inner.io_errors[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Directory of disk `name`, if this store has it.
@@ -341,6 +370,9 @@ impl LocalChunkStore {
             let result = task.await.unwrap_or_else(|e| {
                 Err(ShardProblem::Unreadable(format!("reader task failed: {e}")))
             });
+            if matches!(result, Err(ShardProblem::Unreadable(_))) {
+                self.record_io_error(layout.disk_for_shard(id, shard));
+            }
             out.push((shard, result));
         }
         out
@@ -684,10 +716,11 @@ impl LocalChunkStore {
         }
         let mut first_error: Option<std::io::Error> = None;
         let mut temps = Vec::with_capacity(n);
-        for (tmp, task) in tasks {
+        for (shard, (tmp, task)) in tasks.into_iter().enumerate() {
             match task.await.map_err(std::io::Error::other).and_then(|r| r) {
                 Ok(()) => temps.push(tmp),
                 Err(e) => {
+                    self.record_io_error_at(&targets[shard]);
                     tracing::error!(path = %tmp.display(), error = %e, "shard write failed; put refused");
                     first_error.get_or_insert(e);
                 }
@@ -716,8 +749,11 @@ impl LocalChunkStore {
             })
             .collect();
         let mut first_error = None;
-        for task in tasks {
+        for (shard, task) in tasks.into_iter().enumerate() {
             if let Err(e) = task.await.map_err(std::io::Error::other).and_then(|r| r) {
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    self.record_io_error_at(&targets[shard]);
+                }
                 tracing::error!(chunk = %chunk_label(id), error = %e, "shard publish failed; chunk left partial");
                 first_error.get_or_insert(if e.kind() == std::io::ErrorKind::AlreadyExists {
                     NodeError::AlreadyExists

@@ -149,6 +149,8 @@ pub struct BodyFlags {
     pub stalled: AtomicBool,
     /// The body was read to its end.
     pub ended: AtomicBool,
+    /// Body bytes read so far (metrics).
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +204,9 @@ where
                 this.timer = None;
                 if let Some(data) = frame.data_ref() {
                     this.seen = this.seen.saturating_add(data.len() as u64);
+                    this.flags
+                        .received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     if let Some(limit) = this.limit
                         && this.seen > limit
                     {

@@ -149,8 +149,6 @@ pub struct Front {
     pub host: Option<s3s::host::MultiDomain>,
     /// For what the front itself answers from bucket settings (CORS).
     pub engine: strata_engine::Engine,
-    /// The readiness probe's cached answer.
-    pub readiness: ready::Readiness,
 }
 
 /// A response the front gives without s3s, and the reason counted for it.
@@ -373,6 +371,8 @@ impl Front {
         req.extensions_mut()
             .insert(RequestId(request_id.to_string()));
         let (result, looked_up) = lockout::track_key_lookup(self.s3.call(req)).await;
+        self.metrics
+            .received(flags.received.load(Ordering::Relaxed));
         let mut resp = result?;
         // An error answered before the body was read to its end (e.g. a refused PutObject):
         // close the connection instead of leaving the rest of the body in front of the next
@@ -421,7 +421,19 @@ impl Front {
         let resource = req.uri().path().to_string();
 
         if req.uri().path() == "/_strata/health" && method == http::Method::GET {
-            let mut resp = Response::new(s3s::Body::from("ok\n".to_string()));
+            // Liveness: 200 whatever the disks say; the capacity alert shows in the body.
+            let mut body = "ok\n".to_string();
+            if let Some(h) = self.engine.disk_health()
+                && h.alert()
+                && let Some((ratio, disk)) = h.capacity()
+            {
+                body.push_str(&format!(
+                    "capacity alert: disk {disk} is {:.1}% used, above the {:.1}% threshold\n",
+                    ratio * 100.0,
+                    h.threshold() * 100.0
+                ));
+            }
+            let mut resp = Response::new(s3s::Body::from(body));
             resp.headers_mut().insert(
                 "x-amz-request-id",
                 HeaderValue::from_str(&request_id).unwrap_or(HeaderValue::from_static("0")),
@@ -429,7 +441,7 @@ impl Front {
             return Ok(resp);
         }
         if req.uri().path() == "/_strata/ready" && method == http::Method::GET {
-            let (status, body) = match self.readiness.check(&self.engine).await {
+            let (status, body) = match self.metrics.readiness.check(&self.engine).await {
                 Ok(()) => (http::StatusCode::OK, "ready\n".to_string()),
                 Err(why) => {
                     tracing::warn!(%why, "readiness probe failed");
@@ -665,6 +677,8 @@ impl Front {
                 elapsed,
             )
             .await;
+        self.metrics
+            .observe_op(&rec.operation, status.as_u16(), code.as_deref(), elapsed);
         // Usage metering: requests of known callers, and anonymous ones that were served.
         if let Some(b) = rec.bucket.as_deref()
             && !rec.auth_failed
@@ -700,7 +714,9 @@ impl Front {
             error = code.as_deref().unwrap_or("-"),
             millis = elapsed.as_millis() as u64,
         );
-        Ok(resp)
+        let (parts, body) = resp.into_parts();
+        let body = crate::metrics::CountingBody::wrap(body, self.metrics.sent_counter());
+        Ok(Response::from_parts(parts, body))
     }
 }
 

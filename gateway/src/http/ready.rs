@@ -1,7 +1,8 @@
 //! `/_strata/ready`: the readiness probe for load balancers and orchestrators. `/_strata/health`
 //! says the process is alive; this says it can serve: the metadata tier answers a point read
-//! within a bounded time. Unauthenticated, so the answer is cached for a second: a flood of
-//! probes costs at most one metadata read per second.
+//! within a bounded time, and the local disks can take writes (the disk-watch worker's last
+//! sample, `strata_engine::disks`). Unauthenticated, so the answer is cached for a second: a
+//! flood of probes costs at most one metadata read per second.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,7 +28,10 @@ impl Readiness {
         // A point read of a name no bucket can have (upper case): found or not, the tier answered.
         let read = engine.meta_call(|m| m.get_bucket("READINESS-PROBE"));
         let r = match tokio::time::timeout(PROBE_TIMEOUT, read).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => match engine.disk_health().and_then(|h| h.write_problem()) {
+                None => Ok(()),
+                Some(why) => Err(truncate(&why)),
+            },
             Ok(Err(e)) => Err(format!(
                 "metadata tier unavailable: {}",
                 truncate(&e.to_string())
@@ -43,5 +47,5 @@ impl Readiness {
 }
 
 fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
+    s.chars().take(400).collect()
 }
