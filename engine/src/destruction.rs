@@ -278,16 +278,11 @@ impl Engine {
             let result = log
                 .export(None, None, &out)
                 .map_err(|e| e.to_string())
-                .and_then(|summary| {
-                    Ok((
-                        summary,
-                        strata_destruction_log::verify_export(&out, &log.public_key_pem()),
-                    ))
-                });
+                .map(|_| strata_destruction_log::verify_export(&out, &log.public_key_pem()));
             let _ = std::fs::remove_dir_all(&dir);
             Ok(match result {
-                Ok((_, Ok(report))) => json!({"ok": true, "report": report}),
-                Ok((_, Err(e))) => json!({"ok": false, "error": e, "message": e.to_string()}),
+                Ok(Ok(report)) => json!({"ok": true, "report": report}),
+                Ok(Err(e)) => json!({"ok": false, "error": e, "message": e.to_string()}),
                 Err(e) => json!({"ok": false, "message": format!("export failed: {e}")}),
             })
         })

@@ -124,7 +124,7 @@ async function route() {
 function signInPage(view) {
   document.body.dataset.page = "signin";
   const ak = h("input", { type: "text", id: "access-key", autocomplete: "username", required: true, spellcheck: "false" });
-  const sk = h("input", { type: "password", id: "secret-key", autocomplete: "current-password", required: true });
+  const sk = h("input", { type: "password", id: "secret-key", autocomplete: "off", required: true });
   const region = h("input", { type: "text", id: "region", value: "us-east-1" });
   const msg = h("p", { id: "signin-error", class: "bad", role: "alert" });
   const form = h("form", { id: "signin" },

@@ -2,7 +2,8 @@
 Selenium through Debian's chromedriver (no browser download). An operator signs in (a wrong
 secret is refused with SignatureDoesNotMatch shown), creates a bucket, uploads a file, sees it
 listed, downloads it byte-exact, sees a lifecycle rule, deletes the file and finds its record in
-the destruction log, which verifies. Screenshots of each step go to tests/e2e/artifacts/console/
+the destruction log, which verifies; switches versioning on and sees two versions; sees Object Lock
+settings; and loads the cluster, users and migrations pages. Screenshots of each step go to tests/e2e/artifacts/console/
 (ignored by git; their paths are printed). Also: the console's static files carry their strict
 headers, and `--no-console` turns them off."""
 
@@ -119,6 +120,7 @@ def test_console_in_a_real_browser(server, s3):
     try:
         started = time.monotonic()
         d.get(f"{server.endpoint}/_strata/console/")
+        assert not d.find_element(By.CSS_SELECTOR, "#nav").is_displayed()  # nothing before sign-in
         # a wrong secret: refused, with S3's error code shown
         sign_in("not-the-secret-" + uuid.uuid4().hex)
         assert "SignatureDoesNotMatch" in text_in("#signin-error", "SignatureDoesNotMatch")
@@ -191,6 +193,32 @@ def test_console_in_a_real_browser(server, s3):
         d.find_element(By.CSS_SELECTOR, "#verify").click()
         assert "Verified:" in text_in("#verify-result", "Verified:")
         shot("destruction-log")
+
+        # versions: switch versioning on in the browser, then two versions of one key show
+        d.get(f"{server.endpoint}/_strata/console/#/b/{bucket}/versions")
+        assert text_in("#versioning-status", "Unversioned") == "Unversioned"
+        d.find_element(By.CSS_SELECTOR, "#versioning-toggle").click()
+        assert text_in("#versioning-status", "Enabled") == "Enabled"
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        ids = [s3.put_object(Bucket=bucket, Key="v.txt", Body=body)["VersionId"] for body in (b"one", b"two")]
+        d.refresh()
+        versions = find("#versions")
+        assert all(i in versions.text for i in ids) and "latest" in versions.text
+        shot("versions")
+
+        # Object Lock settings: none here; a bucket made with a default retention shows it
+        d.find_element(By.CSS_SELECTOR, "#tab-lock").click()
+        text_in("#object-lock", "not enabled")
+        locked = f"console-lock-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(Bucket=locked, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+        try:
+            d.get(f"{server.endpoint}/_strata/console/#/b/{locked}/lock")
+            assert "GOVERNANCE, 1 days" in text_in("#object-lock", "GOVERNANCE")
+            shot("object-lock")
+        finally:
+            s3.delete_bucket(Bucket=locked)
 
         # the operator pages load with live data
         d.get(f"{server.endpoint}/_strata/console/#/cluster")
