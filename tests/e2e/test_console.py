@@ -3,7 +3,8 @@ Selenium through Debian's chromedriver (no browser download). An operator signs 
 secret is refused with SignatureDoesNotMatch shown), creates a bucket, uploads a file, sees it
 listed, downloads it byte-exact, sees a lifecycle rule, deletes the file and finds its record in
 the destruction log, which verifies; switches versioning on and sees two versions; sees Object Lock
-settings; and loads the cluster, users and migrations pages. Screenshots of each step go to tests/e2e/artifacts/console/
+settings; loads the cluster and migrations pages; adds a user (secret shown once), signs out and
+in as that user, who is refused the admin pages (AccessDenied). Screenshots of each step go to tests/e2e/artifacts/console/
 (ignored by git; their paths are printed). Also: the console's static files carry their strict
 headers, and `--no-console` turns them off."""
 
@@ -110,8 +111,8 @@ def test_console_in_a_real_browser(server, s3):
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
         return d.find_element(By.CSS_SELECTOR, css).text
 
-    def sign_in(secret: str) -> None:
-        for field, value in (("#access-key", server.access_key), ("#secret-key", secret)):
+    def sign_in(secret: str, access_key: str = server.access_key) -> None:
+        for field, value in (("#access-key", access_key), ("#secret-key", secret)):
             el = find(field)
             el.clear()
             el.send_keys(value)
@@ -225,11 +226,28 @@ def test_console_in_a_real_browser(server, s3):
         assert text_in("#readiness", "ready") == "ready"
         assert len(find("#disks").find_elements(By.CSS_SELECTOR, "tbody tr")) == 6
         shot("cluster")
-        d.get(f"{server.endpoint}/_strata/console/#/users")
-        text_in("#users", server.access_key)
-        shot("users")
         d.get(f"{server.endpoint}/_strata/console/#/migrations")
         find("#migrations")
+        d.get(f"{server.endpoint}/_strata/console/#/users")
+        text_in("#users", server.access_key)
+        # add a user in the browser: its secret is shown once
+        user = f"console-{uuid.uuid4().hex[:8]}"
+        find("#new-user").send_keys(user)
+        d.find_element(By.CSS_SELECTOR, "#add-user button").click()
+        shown = [e.text for e in find("#new-secret").find_elements(By.CSS_SELECTOR, "dd")]
+        assert shown[0] == user and len(shown) == 3, shown
+        text_in("#users", shown[1])
+        shot("users")
+        # sign out forgets the key; the new user is no admin: the admin pages are refused
+        d.find_element(By.CSS_SELECTOR, "#signout").click()
+        find("#signin")
+        assert d.execute_script("return sessionStorage.length") == 0
+        sign_in(shown[2], access_key=shown[1])
+        find("#create-bucket")
+        assert "(admin)" not in d.find_element(By.CSS_SELECTOR, "#who").text
+        assert not d.find_element(By.CSS_SELECTOR, 'a[href="#/users"]').is_displayed()
+        d.get(f"{server.endpoint}/_strata/console/#/users")
+        assert "AccessDenied" in text_in("#error", "AccessDenied")
         print(f"\nconsole flow took {time.monotonic() - started:.1f} s; screenshots:")
     except Exception:
         try:
