@@ -5,7 +5,6 @@
 import { Client, S3Error, kids, text } from "./api.js";
 
 const $ = (sel) => document.querySelector(sel);
-const STORE = "strata-console-credentials"; // sessionStorage: this tab only, gone when it closes
 
 let client = null;
 let isAdmin = false;
@@ -160,20 +159,20 @@ async function signIn(creds) {
   }
   client = c;
   isAdmin = admin;
-  sessionStorage.setItem(STORE, JSON.stringify(creds));
   $("#nav").hidden = false;
   $("#signout").hidden = false;
+  $("#refresh").hidden = false;
   $("#who").textContent = creds.accessKey + (admin ? " (admin)" : "");
   for (const a of document.querySelectorAll("#nav a.admin")) a.hidden = !admin;
   document.body.dataset.page = "";
 }
 
 function signOut() {
-  sessionStorage.removeItem(STORE);
   client = null;
   isAdmin = false;
   $("#nav").hidden = true;
   $("#signout").hidden = true;
+  $("#refresh").hidden = true;
   $("#who").textContent = "";
   location.hash = "";
   route();
@@ -346,7 +345,7 @@ async function versionsView(bucket, q) {
   const more = text(root, "IsTruncated") === "true";
   return [h("p", null, "Versioning: ", h("strong", { id: "versioning-status" }, status), " ", toggle),
     prefixCrumbs(bucket, prefix, "versions"),
-    rows.length ? table(["Key", "Version", "", "Size", "Last modified", ""], rows, { id: "versions" }) : h("p", { class: "note" }, "No versions."),
+    rows.length ? table(["Key", "Version", "", "Size", "Last modified", ""], rows, { id: "versions" }) : h("p", { class: "note", id: "versions" }, "No versions."),
     more ? h("a", { href: link(["b", bucket, "versions"], { prefix, key: text(root, "NextKeyMarker"), vid: text(root, "NextVersionIdMarker") }) }, "next page »") : null];
 }
 
@@ -534,10 +533,7 @@ async function usersPage() {
 // ---- start ------------------------------------------------------------------------------------
 window.addEventListener("hashchange", route);
 $("#signout").addEventListener("click", signOut);
-(async () => {
-  const saved = sessionStorage.getItem(STORE);
-  if (saved) {
-    try { await signIn(JSON.parse(saved)); } catch (e) { sessionStorage.removeItem(STORE); showError(e); }
-  }
-  await route();
-})();
+$("#refresh").addEventListener("click", route);
+// The key lives in this module's memory only: not in any storage another page of this origin
+// (an object served by the S3 API is one) could read. A reload or a closed tab signs out.
+route();
