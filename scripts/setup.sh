@@ -2,20 +2,22 @@
 # Install everything the test suite needs, idempotently.
 #   - Debian packages: clang/libclang (RocksDB bindgen), the real S3 clients restic, rclone, s3cmd,
 #     strace (test_durability.py watches the server's fsyncs with it), chromium (test_cors.py
-#     drives a real headless browser), etcd-server (the metadata tier of cluster mode: its tests
+#     drives a real headless browser) and chromium-driver (test_console.py drives the console
+#     with Selenium through it; no browser is ever downloaded), etcd-server (the metadata tier of cluster mode: its tests
 #     start real members, /usr/bin/etcd) and protobuf-compiler (protoc: the etcd-client crate
 #     compiles etcd's gRPC protos at build time).
-#   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, and cryptography
-#     (test_keys.py unwraps the key store with the test's own master key, as an attacker would).
+#   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, cryptography
+#     (test_keys.py unwraps the key store with the test's own master key, as an attacker would)
+#     and selenium (test_console.py; it talks to Debian's chromedriver, nothing else).
 # Fast when everything is already there: apt is skipped when every package is installed, pip when
 # every module imports. Runs unattended (no stdin, CI=true) as root; uses sudo if not root.
 # STRATA_E2E_TARGET=moto additionally installs moto[server] (the reference S3 server, see docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium etcd-server protobuf-compiler build-essential pkg-config python3 python3-venv)
-PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography)
-PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography"
+APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium chromium-driver etcd-server protobuf-compiler build-essential pkg-config python3 python3-venv)
+PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography selenium)
+PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography, selenium"
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -50,7 +52,7 @@ else
   log "Debian packages present (apt skipped)"
 fi
 
-for tool in restic rclone s3cmd clang strace chromium etcd protoc; do
+for tool in restic rclone s3cmd clang strace chromium chromedriver etcd protoc; do
   command -v "$tool" >/dev/null 2>&1 || { log "ERROR: $tool still missing after install"; exit 1; }
 done
 

@@ -185,6 +185,9 @@ pub struct EdgeArgs {
     /// Serve /_strata/metrics to anyone who can reach the listener (a private network).
     #[arg(long, env = "STRATA_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// Do not serve the operator console at /_strata/console/ (docs/console.md).
+    #[arg(long, env = "STRATA_NO_CONSOLE")]
+    pub no_console: bool,
 }
 
 impl EdgeArgs {
@@ -223,6 +226,7 @@ impl EdgeArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             body_timeout: Duration::from_secs(self.body_timeout),
             max_xml_body: self.max_xml_body,
+            console: !self.no_console,
         })
     }
 }
@@ -238,6 +242,30 @@ impl NodeAdmin for LocalNodeAdmin {
         let layouts = self.1.layouts().node_layouts()?;
         let report = self.0.scrub(&layouts, repair).await?;
         Ok(serde_json::to_value(report)?)
+    }
+
+    async fn disks(&self) -> anyhow::Result<serde_json::Value> {
+        let cfg = self.0.config().clone();
+        tokio::task::spawn_blocking(move || {
+            let disks: Vec<serde_json::Value> = cfg
+                .disks
+                .iter()
+                .map(|(name, dir)| {
+                    let used = strata_storage_node::disk_usage_fraction(dir);
+                    serde_json::json!({
+                        "name": name,
+                        "dir": dir,
+                        "ok": used.is_ok() && dir.is_dir(),
+                        "used_fraction": used.as_ref().ok(),
+                        "error": used.err().map(|e| e.to_string()),
+                        "high_water": cfg.high_water,
+                    })
+                })
+                .collect();
+            serde_json::Value::Array(disks)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("disk status: {e}"))
     }
 }
 

@@ -216,4 +216,91 @@ impl Engine {
                 .collect(),
         ))
     }
+
+    /// A page of the destruction log, newest first: up to `limit` (at most
+    /// [`MAX_LOG_PAGE`]) records before index `before` (the log's end when `None`), with the
+    /// log's size, latest checkpoint, name and public key. `next_before` continues the listing.
+    pub async fn destruction_log_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> crate::Result<Value> {
+        let log = self.destruction_log().clone();
+        let limit = limit.clamp(1, MAX_LOG_PAGE);
+        let internal = |e: String| crate::EngineError::internal(e);
+        tokio::task::spawn_blocking(move || {
+            let total = log.len().map_err(|e| internal(e.to_string()))?;
+            let end = before.unwrap_or(total).min(total);
+            let start = end.saturating_sub(limit as u64);
+            let mut records = Vec::with_capacity((end - start) as usize);
+            for i in (start..end).rev() {
+                let rec = log.get(i).map_err(|e| internal(e.to_string()))?;
+                records.push(json!({"index": i, "record": rec}));
+            }
+            Ok(json!({
+                "total": total,
+                "records": records,
+                "next_before": (start > 0).then_some(start),
+                "latest_checkpoint": log.latest_checkpoint().map_err(|e| internal(e.to_string()))?,
+                "origin": log.origin(),
+                "public_key_pem": log.public_key_pem(),
+            }))
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+    }
+
+    /// Verifies the whole destruction log as an auditor would: exports it (signing a checkpoint
+    /// of its current state) into a private scratch directory and checks that export offline
+    /// with the log's public key (every checkpoint's signature and consistency, every record's
+    /// inclusion). `{"ok": true, "report": ...}` or `{"ok": false, "error": ...}`; the scratch
+    /// directory is removed either way. Costs a pass over the log; one runs at a time (another
+    /// call meanwhile answers `{"ok": false, "busy": true}`).
+    pub async fn verify_destruction_log(&self) -> crate::Result<Value> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static RUNNING: AtomicBool = AtomicBool::new(false);
+        if RUNNING.swap(true, Ordering::AcqRel) {
+            return Ok(json!({"ok": false, "busy": true,
+                "message": "a destruction log verification is already running"}));
+        }
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                RUNNING.store(false, Ordering::Release);
+            }
+        }
+        let _done = Done;
+        let log = self.destruction_log().clone();
+        let internal = |e: String| crate::EngineError::internal(e);
+        tokio::task::spawn_blocking(move || {
+            let dir = scratch_dir().map_err(|e| internal(format!("scratch directory: {e}")))?;
+            let out = dir.join("export");
+            let result = log
+                .export(None, None, &out)
+                .map_err(|e| e.to_string())
+                .map(|_| strata_destruction_log::verify_export(&out, &log.public_key_pem()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(match result {
+                Ok(Ok(report)) => json!({"ok": true, "report": report}),
+                Ok(Err(e)) => json!({"ok": false, "error": e, "message": e.to_string()}),
+                Err(e) => json!({"ok": false, "message": format!("export failed: {e}")}),
+            })
+        })
+        .await
+        .map_err(|e| internal(e.to_string()))?
+    }
+}
+
+/// Largest page of [`Engine::destruction_log_page`].
+pub const MAX_LOG_PAGE: usize = 200;
+
+/// A new 0700 directory under the system's temporary directory (records name buckets and keys:
+/// no other local user may read them).
+fn scratch_dir() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("strata-verify-{:016x}", rand::random::<u64>()));
+    let mut b = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(&dir)?;
+    Ok(dir)
 }

@@ -30,6 +30,11 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
 #[async_trait::async_trait]
 pub trait NodeAdmin: Send + Sync + 'static {
     async fn scrub(&self, repair: bool) -> anyhow::Result<Value>;
+    /// The local disks as the operator sees them (`disk-status`): name, directory, used fraction,
+    /// the write high-water mark, whether the directory answers.
+    async fn disks(&self) -> anyhow::Result<Value> {
+        Ok(Value::Array(Vec::new()))
+    }
 }
 
 pub struct AdminRoute {
@@ -300,6 +305,15 @@ impl S3Route for AdminRoute {
                     })).collect::<Vec<_>>(),
                 })
             }
+            "disk-status" => match &self.node {
+                None => {
+                    json!({"disks": [], "note": "this process hosts no chunk store: see rebuild-status for the storage nodes"})
+                }
+                Some(node) => json!({"disks": node.disks().await.map_err(|e| {
+                    tracing::error!(error = %e, "disk status failed");
+                    s3_error!(InternalError)
+                })?}),
+            },
             "worker-list" => serde_json::to_value(engine.workers().list())
                 .map_err(|_| s3_error!(InternalError))?,
             "worker-set" => {

@@ -1,6 +1,6 @@
 //! Operator verbs of the key lifecycle, destruction and retention (issue 11): key rotation, the
 //! key inventory, bucket purge, account restore, retention presets, and the destruction log's
-//! server-side verbs (export, show). Each takes a small JSON document and answers JSON; every
+//! server-side verbs (export, show, log: a page of records, verify: the whole log checked). Each takes a small JSON document and answers JSON; every
 //! change is logged under `strata::audit`.
 
 use std::path::PathBuf;
@@ -112,6 +112,32 @@ pub(super) async fn handle(
         }
         .await,
         "destruction-export" => export(engine, who, args).await,
+        "destruction-log" => async {
+            let before = match args.get("before") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| bad("before must be a record index"))?),
+            };
+            let limit = match args.get("limit") {
+                None | Some(Value::Null) => 50,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| (1..=strata_engine::destruction::MAX_LOG_PAGE as u64).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "limit must be 1..={}",
+                            strata_engine::destruction::MAX_LOG_PAGE
+                        ))
+                    })? as usize,
+            };
+            engine.destruction_log_page(before, limit).await.map_err(op_err)
+        }
+        .await,
+        "destruction-verify" => async {
+            let out = engine.verify_destruction_log().await.map_err(op_err)?;
+            tracing::info!(target: "strata::audit", admin = %who.user, ok = %out["ok"], "destruction log verified");
+            Ok(out)
+        }
+        .await,
         _ => return None,
     };
     Some(r)

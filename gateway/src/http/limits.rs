@@ -34,6 +34,8 @@ pub struct EdgeConfig {
     pub max_xml_body: u64,
     /// Who may GET `/_strata/metrics`.
     pub metrics_access: super::metrics_access::MetricsAccess,
+    /// Serve the operator console under `/_strata/console/` (`--no-console` turns it off).
+    pub console: bool,
 }
 
 /// Default for [`EdgeConfig::max_xml_body`]: the largest valid S3 document is a DeleteObjects of
@@ -50,6 +52,7 @@ impl Default for EdgeConfig {
             body_timeout: Duration::from_secs(60),
             max_xml_body: DEFAULT_MAX_XML_BODY,
             metrics_access: Default::default(),
+            console: true,
         }
     }
 }

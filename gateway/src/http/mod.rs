@@ -12,11 +12,13 @@
 //! - [`compat`]: wire details where S3 and s3s differ (metadata encoding, presign codes).
 //! - [`access_log`]: the facts of S3 server access log lines (bucket logging).
 //! - [`cors`]: preflight OPTIONS and `Access-Control-*` headers from the bucket's CORS rules.
+//! - [`console`]: the operator console's static files under `/_strata/console/`.
 
 pub mod access_log;
 pub mod audit;
 pub mod compat;
 pub mod conn;
+pub mod console;
 pub mod cors;
 pub mod error_body;
 pub mod limits;
@@ -420,6 +422,18 @@ impl Front {
         let method = req.method().clone();
         let resource = req.uri().path().to_string();
 
+        if console::is_console_path(req.uri().path()) {
+            let mut resp = console::respond(
+                self.edge.console,
+                &method,
+                req.uri().path(),
+                req.headers().get(http::header::IF_NONE_MATCH),
+            );
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert("x-amz-request-id", v);
+            }
+            return Ok(resp);
+        }
         if req.uri().path() == "/_strata/health" && method == http::Method::GET {
             // Liveness: 200 whatever the disks say; the capacity alert shows in the body.
             let mut body = "ok\n".to_string();
