@@ -5,7 +5,8 @@
 #     drives a real headless browser) and chromium-driver (test_console.py drives the console
 #     with Selenium through it; no browser is ever downloaded), etcd-server (the metadata tier of cluster mode: its tests
 #     start real members, /usr/bin/etcd) and protobuf-compiler (protoc: the etcd-client crate
-#     compiles etcd's gRPC protos at build time).
+#     compiles etcd's gRPC protos at build time) and prometheus (promtool checks the alerting
+#     rules in docs/alerts/, test_metrics.py).
 #   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, cryptography
 #     (test_keys.py unwraps the key store with the test's own master key, as an attacker would)
 #     and selenium (test_console.py; it talks to Debian's chromedriver, nothing else).
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium chromium-driver etcd-server protobuf-compiler build-essential pkg-config python3 python3-venv)
+APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium chromium-driver etcd-server protobuf-compiler prometheus build-essential pkg-config python3 python3-venv)
 PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography selenium)
 PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography, selenium"
 
@@ -52,7 +53,7 @@ else
   log "Debian packages present (apt skipped)"
 fi
 
-for tool in restic rclone s3cmd clang strace chromium chromedriver etcd protoc; do
+for tool in restic rclone s3cmd clang strace chromium chromedriver etcd protoc promtool; do
   command -v "$tool" >/dev/null 2>&1 || { log "ERROR: $tool still missing after install"; exit 1; }
 done
 
