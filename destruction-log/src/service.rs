@@ -36,6 +36,44 @@ pub enum Request {
         bucket: Option<String>,
     },
     PublicKey,
+    Page {
+        before: Option<u64>,
+        limit: usize,
+    },
+}
+
+/// Largest page of [`LogHandle::page`].
+pub const MAX_PAGE: usize = 200;
+
+/// A page of the log, newest first, with what a reader needs to judge it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogPage {
+    /// Records in the log.
+    pub total: u64,
+    /// (index, record), highest index first.
+    pub records: Vec<(u64, DestructionRecord)>,
+    /// Where the next page (older records) starts, if any.
+    pub next_before: Option<u64>,
+    pub latest_checkpoint: Option<SignedCheckpoint>,
+    pub origin: String,
+}
+
+/// Up to `limit` (at most [`MAX_PAGE`]) records before index `before` (the end when `None`).
+fn page(log: &DestructionLog, before: Option<u64>, limit: usize) -> Result<LogPage, LogError> {
+    let total = log.len()?;
+    let end = before.unwrap_or(total).min(total);
+    let start = end.saturating_sub(limit.clamp(1, MAX_PAGE) as u64);
+    let records = (start..end)
+        .rev()
+        .map(|i| log.get(i).map(|r| (i, r)))
+        .collect::<Result<_, _>>()?;
+    Ok(LogPage {
+        total,
+        records,
+        next_before: (start > 0).then_some(start),
+        latest_checkpoint: log.latest_checkpoint()?,
+        origin: log.origin().to_string(),
+    })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +88,7 @@ pub enum Response {
         files: Vec<(String, String)>,
     },
     PublicKey(String),
+    Page(Box<LogPage>),
     Error {
         message: String,
     },
@@ -75,6 +114,7 @@ fn run(log: &DestructionLog, scratch: &Path, req: Request) -> Result<Response, L
         Request::Find { bucket, key } => Response::Found(log.find(&bucket, &key)?),
         Request::Checkpoint { now_ms } => Response::Checkpoint(log.checkpoint(now_ms)?),
         Request::PublicKey => Response::PublicKey(log.public_key_pem()),
+        Request::Page { before, limit } => Response::Page(Box::new(page(log, before, limit)?)),
         Request::Export { since_ms, bucket } => {
             let dir = scratch.join(format!("export-{}", hex::encode(rand::random::<[u8; 8]>())));
             let out = export_files(log, since_ms, bucket.as_deref(), &dir);
@@ -222,6 +262,17 @@ impl LogHandle {
             LogHandle::Local(l) => Ok(l.public_key_pem()),
             LogHandle::Remote(r) => match r.ask(&Request::PublicKey)? {
                 Response::PublicKey(p) => Ok(p),
+                _ => Err(unexpected()),
+            },
+        }
+    }
+
+    /// A page of the log, newest first (the console's and `destruction-log` verb's listing).
+    pub fn page(&self, before: Option<u64>, limit: usize) -> Result<LogPage, LogError> {
+        match self {
+            LogHandle::Local(l) => page(l, before, limit),
+            LogHandle::Remote(r) => match r.ask(&Request::Page { before, limit })? {
+                Response::Page(p) => Ok(*p),
                 _ => Err(unexpected()),
             },
         }

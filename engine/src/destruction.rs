@@ -226,24 +226,24 @@ impl Engine {
         limit: usize,
     ) -> crate::Result<Value> {
         let log = self.destruction_log().clone();
-        let limit = limit.clamp(1, MAX_LOG_PAGE);
         let internal = |e: String| crate::EngineError::internal(e);
         tokio::task::spawn_blocking(move || {
-            let total = log.len().map_err(|e| internal(e.to_string()))?;
-            let end = before.unwrap_or(total).min(total);
-            let start = end.saturating_sub(limit as u64);
-            let mut records = Vec::with_capacity((end - start) as usize);
-            for i in (start..end).rev() {
-                let rec = log.get(i).map_err(|e| internal(e.to_string()))?;
-                records.push(json!({"index": i, "record": rec}));
-            }
+            let page = log
+                .page(before, limit)
+                .map_err(|e| internal(e.to_string()))?;
+            let public_key_pem = log.public_key_pem().map_err(|e| internal(e.to_string()))?;
+            let records: Vec<Value> = page
+                .records
+                .into_iter()
+                .map(|(index, rec)| json!({"index": index, "record": rec}))
+                .collect();
             Ok(json!({
-                "total": total,
+                "total": page.total,
                 "records": records,
-                "next_before": (start > 0).then_some(start),
-                "latest_checkpoint": log.latest_checkpoint().map_err(|e| internal(e.to_string()))?,
-                "origin": log.origin(),
-                "public_key_pem": log.public_key_pem(),
+                "next_before": page.next_before,
+                "latest_checkpoint": page.latest_checkpoint,
+                "origin": page.origin,
+                "public_key_pem": public_key_pem,
             }))
         })
         .await
@@ -278,7 +278,8 @@ impl Engine {
             let result = log
                 .export(None, None, &out)
                 .map_err(|e| e.to_string())
-                .map(|_| strata_destruction_log::verify_export(&out, &log.public_key_pem()));
+                .and_then(|_| log.public_key_pem().map_err(|e| e.to_string()))
+                .map(|pem| strata_destruction_log::verify_export(&out, &pem));
             let _ = std::fs::remove_dir_all(&dir);
             Ok(match result {
                 Ok(Ok(report)) => json!({"ok": true, "report": report}),
@@ -292,7 +293,7 @@ impl Engine {
 }
 
 /// Largest page of [`Engine::destruction_log_page`].
-pub const MAX_LOG_PAGE: usize = 200;
+pub const MAX_LOG_PAGE: usize = strata_destruction_log::service::MAX_PAGE;
 
 /// A new 0700 directory under the system's temporary directory (records name buckets and keys:
 /// no other local user may read them).
