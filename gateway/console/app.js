@@ -183,15 +183,11 @@ async function usageOf(bucket) {
   if (!isAdmin || !usageVerb) return "—";
   try {
     const u = await client.admin("usage", { bucket });
-    const pick = (o) => {
-      if (!o || typeof o !== "object") return null;
-      const b = o.bytes ?? o.stored_bytes ?? o.total_bytes;
-      const n = o.objects ?? o.object_count;
-      if (b != null || n != null) return [b != null ? bytes(b) : null, n != null ? `${n} objects` : null].filter(Boolean).join(", ");
-      for (const x of Object.values(o)) { const r = pick(Array.isArray(x) ? x[0] : x); if (r) return r; }
-      return null;
-    };
-    return pick(u) ?? JSON.stringify(u).slice(0, 80);
+    // The `usage` verb's report: {buckets: [{bucket, objects, bytes: {CLASS: n}, ...}]}.
+    const t = (u.buckets ?? []).find((b) => b.bucket === bucket);
+    if (!t) return "—";
+    const stored = Object.values(t.bytes ?? {}).reduce((a, n) => a + n, 0);
+    return `${bytes(stored)}, ${t.objects} objects`;
   } catch (e) {
     if (e instanceof S3Error && /unknown admin verb/.test(e.detail)) usageVerb = false;
     return "—";

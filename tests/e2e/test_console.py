@@ -175,6 +175,14 @@ def test_console_in_a_real_browser(server, s3):
         assert target.exists(), f"no download in {downloads}: {os.listdir(downloads)}"
         assert hashlib.sha256(target.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
 
+        # the bucket list shows the bucket's usage (the `usage` verb folds what is pending)
+        d.get(f"{server.endpoint}/_strata/console/#/buckets")
+        usage = text_in(f'tr[data-bucket="{bucket}"] td.num', "objects")
+        assert usage == "300.0 KiB, 1 objects", usage
+        shot("usage")
+        d.get(f"{server.endpoint}/_strata/console/#/b/{bucket}")
+        find(f'tr[data-key="{name}"]')
+
         # a lifecycle rule put with boto3 shows with its status and actions
         s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
             {"ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
