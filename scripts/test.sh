@@ -27,6 +27,11 @@ if [[ "${CI:-}" == "true" && -z "${CARGO_TARGET_DIR:-}" ]]; then
   export CARGO_TARGET_DIR="$HOME/.cache/strata-ci/target"
   mkdir -p "$CARGO_TARGET_DIR"
 fi
+# CI builds once per commit: incremental state would only cost disk (about 8 GiB for this
+# workspace), and a fuller disk is what the stores' high-water mark refuses writes on.
+if [[ "${CI:-}" == "true" ]]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 section "cargo build --workspace (target: $TARGET_DIR)"
