@@ -38,10 +38,32 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a test that moves 100+ MiB")
 
 
+def disk_use(path: str) -> tuple[float, int]:
+    """(used fraction as df's Use% and the stores compute it, bytes available) of `path`'s disk."""
+    st = os.statvfs(path)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    avail = st.f_bavail * st.f_frsize
+    return (used / (used + avail) if used + avail else 1.0), avail
+
+
+# The stores refuse writes above 95% (storage-node high_water). A run that starts near it fails
+# in scattered places with InsufficientStorage; say why up front instead.
+DISK_LIMIT = 0.92
+
+
+def pytest_sessionstart(session):
+    frac, avail = disk_use(tempfile.gettempdir())
+    if frac > DISK_LIMIT:
+        pytest.exit(f"the disk of {tempfile.gettempdir()} is {frac:.0%} full ({avail >> 20} MiB "
+                    f"available): the stores refuse writes at 95%; free space first", returncode=3)
+
+
 def pytest_report_header(config):
+    frac, avail = disk_use(tempfile.gettempdir())
     return [f"strata e2e target: {TARGET}"
             + ("" if IS_MOTO else f" (binary {harness.strata_binary()}, metadata on {harness.META}"
-               + (", shared server: a local cluster" if harness.CLUSTER else "") + ")")]
+               + (", shared server: a local cluster" if harness.CLUSTER else "") + ")"),
+            f"disk of {tempfile.gettempdir()}: {frac:.0%} used, {avail >> 30} GiB available"]
 
 
 def pytest_collection_modifyitems(config, items):
