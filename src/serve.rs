@@ -427,6 +427,8 @@ pub async fn run_with(
     cluster: Option<crate::cluster::GatewayClusterArgs>,
 ) -> anyhow::Result<()> {
     let edge = args.edge.config()?;
+    let (audit_opts, audit_retention_ms, audit_interval) =
+        args.audit.retention(args.lifecycle.lifecycle_day_secs)?;
     private_dir(&args.data_dir)?;
     anyhow::ensure!(
         args.lifecycle.lifecycle_day_secs != Some(0),
@@ -440,8 +442,6 @@ pub async fn run_with(
         args.capacity_alert_threshold > 0.0 && args.capacity_alert_threshold <= 1.0,
         "--capacity-alert-threshold must be a fraction in (0, 1], e.g. 0.70"
     );
-    let (audit_opts, audit_retention_ms, audit_interval) =
-        args.audit.retention(args.lifecycle.lifecycle_day_secs)?;
     let (meta, _data_lock) = open_meta(&args)?;
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the

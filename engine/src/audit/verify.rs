@@ -286,7 +286,7 @@ pub fn verify_audit_export(
         .filter(|s| !s.exported && s.state == SegmentState::Sealed)
     {
         let cp = s.checkpoint.as_ref().expect("checked");
-        if !since.is_some_and(|t| cp.timestamp_ms < t) {
+        if since.is_none_or(|t| cp.timestamp_ms >= t) {
             return Err(fail(
                 Some(s.id),
                 "sealed but missing from the export, and not before its --since",
