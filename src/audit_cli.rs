@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
-use strata_destruction_log::{public_key_pem_of, verify_export_of};
-use strata_engine::audit::{AUDIT_DIR_NAME, AuditRecord};
+use strata_destruction_log::public_key_pem_of;
+use strata_engine::audit::{AUDIT_DIR_NAME, AuditRecord, SegmentState, verify_audit_export};
 
 #[derive(Subcommand)]
 pub enum AuditVerb {
@@ -115,20 +115,41 @@ pub fn run_offline(verb: AuditVerb, json: bool) -> anyhow::Result<()> {
         AuditVerb::Verify { out, public_key } => {
             let pem = std::fs::read_to_string(&public_key)
                 .with_context(|| format!("reading the public key {}", public_key.display()))?;
-            match verify_export_of::<AuditRecord>(&out, &pem) {
+            match verify_audit_export(&out, &pem) {
                 Ok(report) if json => println!("{}", json!({"ok": true, "report": report})),
                 Ok(r) => {
                     println!("OK: {} verifies (log {})", out.display(), r.origin);
-                    println!(
-                        "  latest checkpoint: {} records, root {}",
-                        r.tree_size, r.root_hash
-                    );
-                    println!(
-                        "  checkpoints: {}, records: {} (each proven included){}",
-                        r.checkpoints,
-                        r.records,
-                        if r.complete { ", complete" } else { "" }
-                    );
+                    println!("  records: {} (each proven included)", r.records);
+                    for s in &r.segments {
+                        let state = match s.state {
+                            SegmentState::Active => "active",
+                            SegmentState::Sealed => "sealed",
+                            SegmentState::Deleting => "deleting",
+                            SegmentState::Deleted => "deleted",
+                        };
+                        if s.exported {
+                            println!(
+                                "  segment {} ({state}): records from {}, {} exported, \
+                                 checkpoint {} records, root {}",
+                                s.id, s.first_index, s.records, s.tree_size, s.root_hash
+                            );
+                        } else {
+                            println!(
+                                "  segment {} ({state}, not in the export): anchor {} records \
+                                 from {}, root {}, signed at {}{}",
+                                s.id,
+                                s.tree_size,
+                                s.first_index,
+                                s.root_hash,
+                                s.timestamp_ms,
+                                if s.deletion_record {
+                                    ", deletion record found"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                    }
                 }
                 Err(e) if json => {
                     println!(

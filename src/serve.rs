@@ -80,6 +80,74 @@ pub struct ServeArgs {
     pub edge: EdgeArgs,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+// ---- audit-log retention (docs/audit.md, "Retention") --------------------------------------------
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Days the audit log keeps records, then deletes them with a deletion record; at least
+    /// 90 (authentication records are kept at least 3 months).
+    #[arg(long, env = "STRATA_AUDIT_RETENTION_DAYS", default_value_t = strata_engine::audit::DEFAULT_RETENTION_DAYS,
+          value_parser = parse_retention_days)]
+    pub audit_retention_days: u64,
+    /// Records per audit-log segment (segments are deleted whole); also sealed after a day.
+    #[arg(long, env = "STRATA_AUDIT_SEGMENT_RECORDS", default_value_t = strata_engine::audit::DEFAULT_SEGMENT_RECORDS)]
+    pub audit_segment_records: u64,
+    /// Tests only, with --lifecycle-day-secs: one audit-retention day lasts N ms (the 90-day
+    /// floor is then 90 N ms), and the retention worker looks every N ms.
+    #[arg(long, env = "STRATA_AUDIT_TEST_DAY_MS")]
+    pub audit_test_day_ms: Option<u64>,
+}
+
+fn parse_retention_days(s: &str) -> Result<u64, String> {
+    let d: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if d < strata_engine::audit::MIN_RETENTION_DAYS {
+        return Err(format!(
+            "{d} days is below the {} days authentication records must be kept (3 months)",
+            strata_engine::audit::MIN_RETENTION_DAYS
+        ));
+    }
+    Ok(d)
+}
+
+impl AuditArgs {
+    /// (segment options, retention in ms, how often the retention worker looks).
+    fn retention(
+        &self,
+        lifecycle_day_secs: Option<u64>,
+    ) -> anyhow::Result<(strata_engine::audit::AuditOptions, i64, std::time::Duration)> {
+        use strata_engine::audit::{AuditOptions, DAY_MS};
+        anyhow::ensure!(
+            self.audit_segment_records >= 2,
+            "--audit-segment-records must be at least 2"
+        );
+        let day_ms = match self.audit_test_day_ms {
+            Some(_) if lifecycle_day_secs.is_none() => anyhow::bail!(
+                "--audit-test-day-ms is for tests and needs --lifecycle-day-secs as well"
+            ),
+            Some(0) => anyhow::bail!("--audit-test-day-ms must be at least 1"),
+            Some(ms) => ms as i64,
+            None => DAY_MS,
+        };
+        let retention_ms = (self.audit_retention_days as i64).saturating_mul(day_ms);
+        // Hourly in real days; every test day (at least 50 ms) in tests.
+        let interval = if self.audit_test_day_ms.is_some() {
+            std::time::Duration::from_millis(day_ms.max(50) as u64)
+        } else {
+            std::time::Duration::from_secs(3600)
+        };
+        Ok((
+            AuditOptions {
+                segment_records: self.audit_segment_records,
+                // Real days: a test day scales the retention, not the segments' age.
+                segment_age_ms: DAY_MS,
+            },
+            retention_ms,
+            interval,
+        ))
+    }
 }
 
 // ---- lifecycle and archive tier (docs/lifecycle.md, docs/archive-format.md) ---------------------
@@ -359,6 +427,8 @@ pub async fn run_with(
     cluster: Option<crate::cluster::GatewayClusterArgs>,
 ) -> anyhow::Result<()> {
     let edge = args.edge.config()?;
+    let (audit_opts, audit_retention_ms, audit_interval) =
+        args.audit.retention(args.lifecycle.lifecycle_day_secs)?;
     private_dir(&args.data_dir)?;
     anyhow::ensure!(
         args.lifecycle.lifecycle_day_secs != Some(0),
@@ -400,8 +470,9 @@ pub async fn run_with(
     };
     // Every request and operator action (docs/audit.md).
     let audit = Arc::new(
-        strata_engine::audit::AuditLog::open(
+        strata_engine::audit::AuditLog::open_with(
             &args.data_dir.join(strata_engine::audit::AUDIT_DIR_NAME),
+            audit_opts,
         )
         .map_err(|e| anyhow::anyhow!("audit log: {e}"))?,
     );
@@ -510,6 +581,15 @@ pub async fn run_with(
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     strata_migration::spawn(&engine);
+    // Each process trims its own audit log (not a leader singleton: the log is local).
+    engine.workers().spawn(
+        strata_engine::audit::AuditRetentionWorker::new(
+            audit.clone(),
+            audit_retention_ms,
+            audit_interval,
+        ),
+        1,
+    );
     if let (Some(setup), Some(_)) = (&setup, &cluster) {
         engine.workers().spawn(
             crate::cluster::ClusterMapWorker::new(

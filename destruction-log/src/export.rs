@@ -27,6 +27,9 @@ pub struct ExportFilter {
     pub until_ms: Option<i64>,
     pub bucket: Option<String>,
     pub user: Option<String>,
+    /// Also export record 0 whatever the other filters say (the audit log's segments start
+    /// with the link record that chains them, which a verifier needs).
+    pub include_first: bool,
 }
 
 impl ExportFilter {

@@ -35,8 +35,14 @@ fn build() -> Fixture {
     let signing = SigningKey::from_bytes(&[0x5a; 32]);
     let pem = signing.to_pkcs8_pem(LineEnding::LF).expect("encodes");
     std::fs::write(log_dir.join(KEY_FILE), pem.as_bytes()).expect("key file");
-    let log = DestructionLog::open_with_options(&log_dir, LogOptions { sync_every: 3 })
-        .expect("fixture log opens");
+    let log = DestructionLog::open_with_options(
+        &log_dir,
+        LogOptions {
+            sync_every: 3,
+            ..Default::default()
+        },
+    )
+    .expect("fixture log opens");
     log.checkpoint(1_000).expect("checkpoint");
     for i in 0..7u64 {
         log.append(record(i)).expect("append");

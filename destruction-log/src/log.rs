@@ -64,11 +64,17 @@ pub struct LogOptions {
     /// Appends between two syncs of the derived files (`index.bin`, `tree.bin`, `state.json`);
     /// bounds what an open after a crash re-hashes. Every checkpoint is a sync point too.
     pub sync_every: u64,
+    /// Where the signing key (`log-key.pem`) lives; `None`: the log's own directory. Logs that
+    /// are parts of one larger log (the audit log's segments) share their parent's key.
+    pub key_dir: Option<PathBuf>,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        Self { sync_every: 1024 }
+        Self {
+            sync_every: 1024,
+            key_dir: None,
+        }
     }
 }
 
@@ -253,7 +259,8 @@ impl<R: LogRecord> Log<R> {
             Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
-        let key = LogKey::load_or_create(dir, R::LOG_NAME).map_err(LogError::Key)?;
+        let key = LogKey::load_or_create(opts.key_dir.as_deref().unwrap_or(dir), R::LOG_NAME)
+            .map_err(LogError::Key)?;
         let rw = |name: &str| {
             OpenOptions::new()
                 .read(true)
@@ -272,6 +279,7 @@ impl<R: LogRecord> Log<R> {
             checkpoints: rw(CHECKPOINTS)?,
             opts: LogOptions {
                 sync_every: opts.sync_every.max(1),
+                key_dir: opts.key_dir.clone(),
             },
             inner: Mutex::new(Inner::default()),
             _lock: lock,
@@ -792,10 +800,11 @@ impl<R: LogRecord> Log<R> {
         let mut ranges: Vec<[u64; 2]> = Vec::new();
         for i in 0..n {
             let (leaf, rec) = self.read_record(&self.entry(i)?)?;
-            let wanted = filter.since_ms.is_none_or(|t| rec.time_ms() >= t)
-                && filter.until_ms.is_none_or(|t| rec.time_ms() < t)
-                && filter.bucket.as_deref().is_none_or(|b| rec.object().0 == b)
-                && filter.user.as_deref().is_none_or(|u| rec.user() == Some(u));
+            let wanted = (filter.include_first && i == 0)
+                || (filter.since_ms.is_none_or(|t| rec.time_ms() >= t)
+                    && filter.until_ms.is_none_or(|t| rec.time_ms() < t)
+                    && filter.bucket.as_deref().is_none_or(|b| rec.object().0 == b)
+                    && filter.user.as_deref().is_none_or(|u| rec.user() == Some(u)));
             if !wanted {
                 continue;
             }

@@ -36,8 +36,14 @@ fn crash_child() {
         .map(str::to_string)
         .collect();
     // Frequent sync points so kills land inside them too.
-    let log = DestructionLog::open_with_options(Path::new(&dir), LogOptions { sync_every: 3 })
-        .expect("the log opens after a crash");
+    let log = DestructionLog::open_with_options(
+        Path::new(&dir),
+        LogOptions {
+            sync_every: 3,
+            ..Default::default()
+        },
+    )
+    .expect("the log opens after a crash");
     let mut out = std::io::stdout().lock();
     // (libtest has printed "test crash_child ... " without a newline)
     writeln!(out, "\nOPEN").unwrap();

@@ -14,7 +14,14 @@ use strata_destruction_log::{
 };
 
 fn filled(dir: &Path, n: u64) -> DestructionLog {
-    let log = DestructionLog::open_with_options(dir, LogOptions { sync_every: 4 }).unwrap();
+    let log = DestructionLog::open_with_options(
+        dir,
+        LogOptions {
+            sync_every: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..n {
         let bucket = if i % 3 == 0 { "logs" } else { "photos" };
         log.append(record(
@@ -533,13 +540,27 @@ fn a_torn_tail_is_cut_at_open_and_damage_is_refused() {
 fn a_bad_last_record_under_a_checkpoint_is_not_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
-    let log = DestructionLog::open_with_options(&path, LogOptions { sync_every: 1000 }).unwrap();
+    let log = DestructionLog::open_with_options(
+        &path,
+        LogOptions {
+            sync_every: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..3 {
         log.append(record(&format!("op-{i}"), "b", "k", i)).unwrap();
     }
     drop(log);
     // Sync point before the last record only: reopen, checkpoint at 3 happens now.
-    let log = DestructionLog::open_with_options(&path, LogOptions { sync_every: 1000 }).unwrap();
+    let log = DestructionLog::open_with_options(
+        &path,
+        LogOptions {
+            sync_every: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     log.checkpoint(5).unwrap();
     drop(log);
     fs::remove_file(path.join("state.json")).unwrap(); // replay everything
@@ -628,7 +649,14 @@ fn open_does_not_reread_the_synced_prefix() {
 fn concurrent_appends_from_threads_each_get_one_index() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::sync::Arc::new(
-        DestructionLog::open_with_options(dir.path(), LogOptions { sync_every: 5 }).unwrap(),
+        DestructionLog::open_with_options(
+            dir.path(),
+            LogOptions {
+                sync_every: 5,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
     );
     let handles: Vec<_> = (0..4)
         .map(|t| {

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -14,14 +16,17 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import make_s3
+from harness import scrubbed_environ, strata_binary
 
 pytestmark = pytest.mark.strata_only(reason="strata's audit log")
 
 
 def export(srv, out, *flags) -> list[dict]:
+    """The exported records of every segment, in order (each segment is `seg-NNNNNN/`)."""
     r = srv.admin("--json", "audit", "export", *flags, str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    return [json.loads(line)["record"] for line in (out / "records.jsonl").read_text().splitlines()]
+    return [json.loads(line)["record"] for seg in sorted(out.glob("seg-*"))
+            for line in (seg / "records.jsonl").read_text().splitlines()]
 
 
 def verify(srv, out, pub):
@@ -88,8 +93,8 @@ def test_audit_log_records_verifies_and_holds_no_secret(fresh_server, tmp_path):
 
     # No secret anywhere: not in the export, not in the log's files.
     secrets = [srv.secret_key, bob["secret_key"], presig, base64.b64encode(ssec).decode()]
-    blobs = [p.read_bytes() for p in out.iterdir()]
-    blobs += [p.read_bytes() for p in (srv.data_dir / "audit-log").iterdir()
+    blobs = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
+    blobs += [p.read_bytes() for p in (srv.data_dir / "audit-log").rglob("*")
               if p.is_file() and not p.name.startswith("log-key")]
     for s in secrets:
         assert not any(s.encode() in b for b in blobs), f"secret {s[:4]}... is in the audit log"
@@ -107,15 +112,16 @@ def test_audit_log_records_verifies_and_holds_no_secret(fresh_server, tmp_path):
     assert sel and all(r["bucket"] == "aud" and r["user"] == "admin" for r in sel)
     assert verify(srv, only, pub).returncode == 0
     # ... and an edited record (a failed request made to look successful) is caught.
-    lines = (out / "records.jsonl").read_text().splitlines(keepends=True)
+    seg1 = out / "seg-000001" / "records.jsonl"
+    lines = seg1.read_text().splitlines(keepends=True)
     i = next(n for n, line in enumerate(lines) if '"status":403' in line)
     lines[i] = lines[i].replace('"status":403', '"status":200', 1)
-    (out / "records.jsonl").write_text("".join(lines))
+    seg1.write_text("".join(lines))
     bad = verify(srv, out, pub)
-    assert bad.returncode == 1 and "altered" in bad.stdout, bad.stdout
+    assert bad.returncode == 1 and "altered" in bad.stdout and "segment 1" in bad.stdout, bad.stdout
     # A removed record too.
     del lines[i]
-    (out / "records.jsonl").write_text("".join(lines))
+    seg1.write_text("".join(lines))
     assert verify(srv, out, pub).returncode == 1
 
 
@@ -128,3 +134,79 @@ def test_acknowledged_request_survives_kill9(fresh_server, tmp_path):
     recs = export(srv, tmp_path / "after-crash", "--bucket", "durable")
     assert any(r["operation"] == "REST.PUT.OBJECT" and r["key"] == "last" and r["status"] == 200
                for r in recs), recs
+
+
+# A tiny segment (20 records) and a 90-day retention of 10 ms days (0.9 s): the test-only day
+# is refused without --lifecycle-day-secs, the 90-day floor holds as it does for real days.
+RETENTION_ARGS = ["--audit-segment-records", "20", "--audit-retention-days", "90",
+                  "--audit-test-day-ms", "10", "--lifecycle-day-secs", "1"]
+
+
+def _retention_worker(srv) -> dict:
+    return next(w for w in srv.admin_json("worker", "list") if w["name"] == "audit-retention")
+
+
+def test_retention_deletes_expired_segments_and_what_remains_verifies(make_server, tmp_path):
+    srv = make_server(extra_args=RETENTION_ARGS)
+    s3 = make_s3(srv.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="ret")
+    for i in range(45):
+        s3.put_object(Bucket="ret", Key=f"k{i}", Body=b"r")
+    audit = srv.data_dir / "audit-log"
+    assert (audit / "seg-000003").is_dir(), sorted(p.name for p in audit.iterdir())
+    # Past the retention the worker deletes sealed segments, oldest first (never the newest
+    # sealed one nor the active one).
+    deadline = time.monotonic() + 15
+    while True:
+        w = _retention_worker(srv)
+        if w["status"]["segments_deleted"] >= 1:
+            break
+        assert time.monotonic() < deadline, w
+        time.sleep(0.2)
+    assert w["status"]["records_deleted"] >= 20 and w["units"] >= 1 and w["errors"] == 0, w
+    assert not (audit / "seg-000001").exists()
+    segments = json.loads((audit / "segments.json").read_text())["segments"]
+    assert segments[0]["state"] == "deleted" and segments[0]["checkpoint"]["tree_size"] == 20
+
+    # The deletion is itself recorded, naming the segment's range and anchor.
+    found = srv.admin_json("--json", "audit", "search", "--since", "1h")
+    dels = [f for f in found if f["record"]["operation"] == "AUDIT.retention-delete"]
+    first = next(d["record"]["link"] for d in dels if d["record"]["link"]["segment"] == 1)
+    assert first["first_index"] == 0 and first["tree_size"] == 20, first
+    assert first["root_hash"] == segments[0]["checkpoint"]["root_hash"]
+    # Search still finds requests of the segments kept, by their global index.
+    puts = [f for f in found if f["record"]["operation"] == "REST.PUT.OBJECT"]
+    assert puts and all(p["index"] >= 20 for p in puts), puts[:3]
+
+    # Export and verify what remains: the deleted segment shows as its signed anchor.
+    out = tmp_path / "after-retention"
+    recs = export(srv, out)
+    assert not (out / "seg-000001").exists() and (out / "segments.jsonl").exists()
+    assert any(r["operation"] == "REST.PUT.OBJECT" and r["key"] == "k44" for r in recs)
+    pub = tmp_path / "audit.pub.pem"
+    pub.write_text(srv.admin("audit", "public-key", "--data-dir", str(srv.data_dir),
+                             offline=True).stdout)
+    ok = verify(srv, out, pub)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "segment 1 (deleted, not in the export): anchor 20 records from 0" in ok.stdout, ok.stdout
+    # An edited anchor fails, naming its segment.
+    lines = (out / "segments.jsonl").read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"tree_size":20', '"tree_size":19', 1)
+    (out / "segments.jsonl").write_text("".join(lines))
+    bad = verify(srv, out, pub)
+    assert bad.returncode == 1 and "segment 1" in bad.stdout, bad.stdout
+
+
+def test_a_retention_below_three_months_is_refused(tmp_path):
+    env = scrubbed_environ()
+    for k in [k for k in env if k.startswith("STRATA_")]:
+        del env[k]
+    never = tmp_path / "never"
+    for args in (["--audit-retention-days", "89"],
+                 ["--audit-test-day-ms", "10"]):  # the test day alone: refused
+        p = subprocess.run([str(strata_binary()), "serve", "--data-dir", str(never), *args],
+                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode != 0 and args[0] in p.stderr, p.stderr
+        assert "ready on" not in p.stdout
+    assert not never.exists()

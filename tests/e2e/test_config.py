@@ -111,6 +111,7 @@ def test_a_flag_and_an_environment_variable_override_the_file(config_server):
     ('listen = "nope"\n', "listen", "invalid value"),
     ("[tls]\ncert = 5\nkey = \"k.pem\"\n", "tls.cert", "must be a string"),
     ('metrics-token = "0123456789abcdef-secret"\n', "metrics-token", "secret"),
+    ("audit-retention-days = 89\n", "audit-retention-days", "3 months"),
 ])
 def test_an_invalid_file_stops_the_start_naming_the_key(tmp_path, text, key, words):
     never = tmp_path / "never"

@@ -60,6 +60,7 @@ async fn run(engine: &Engine, who: &Caller, verb: &str, raw: &Value) -> S3Result
                 until_ms: args.until_ms,
                 bucket: args.bucket,
                 user: args.user,
+                include_first: false,
             };
             let o = out.clone();
             let summary = tokio::task::spawn_blocking(move || audit.export(&filter, &o))
@@ -96,8 +97,8 @@ async fn run(engine: &Engine, who: &Caller, verb: &str, raw: &Value) -> S3Result
             ))
         }
         _ => Ok(json!({
-            "public_key_pem": audit.log().public_key_pem(),
-            "origin": audit.log().origin(),
+            "public_key_pem": audit.public_key_pem(),
+            "origin": audit.origin(),
         })),
     }
 }

@@ -146,6 +146,7 @@ impl Facts {
             bytes_out,
             duration_ms: elapsed.as_millis() as u64,
             auth_failed,
+            link: None,
         }
     }
 }
