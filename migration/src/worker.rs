@@ -705,3 +705,57 @@ impl Worker for MigrationWorker {
         Duration::from_millis(500)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(key: &str, id: &str, marker: bool, latest: bool, at: &str) -> ListedVersion {
+        ListedVersion {
+            key: key.into(),
+            version_id: id.into(),
+            delete_marker: marker,
+            latest,
+            size: 0,
+            etag: String::new(),
+            last_modified: at.into(),
+        }
+    }
+
+    #[test]
+    fn histories_are_oldest_first_whether_markers_interleave_or_not() {
+        // Versions first, then the markers (as Strata sends them), keys in byte order.
+        let sent = vec![
+            v("b", "b1", false, true, "2026-01-01T00:00:05.000Z"),
+            v("é", "e2", false, false, "2026-01-01T00:00:03.000Z"),
+            v("é", "e1", false, false, "2026-01-01T00:00:01.000Z"),
+            v("é", "m2", true, true, "2026-01-01T00:00:04.000Z"),
+            v("é", "m1", true, false, "2026-01-01T00:00:02.000Z"),
+        ];
+        let got: Vec<(String, Vec<String>)> = histories(sent)
+            .into_iter()
+            .map(|(k, vs)| (k, vs.into_iter().map(|v| v.version_id).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b".to_string(), vec!["b1".to_string()]),
+                (
+                    "é".to_string(),
+                    ["e1", "m1", "e2", "m2"].map(String::from).to_vec()
+                ),
+            ]
+        );
+        // Two entries of the same instant: the latest is last.
+        let same = vec![
+            v("k", "new", false, true, "2026-01-01T00:00:01.000Z"),
+            v("k", "old", true, false, "2026-01-01T00:00:01.000Z"),
+        ];
+        let ids: Vec<String> = histories(same)[0]
+            .1
+            .iter()
+            .map(|v| v.version_id.clone())
+            .collect();
+        assert_eq!(ids, ["old", "new"]);
+    }
+}

@@ -126,7 +126,7 @@ def test_versions_resume_after_kill9_adds_nothing_twice(make_server):
     s, d = s3_of(src), s3_of(dst)
     s.create_bucket(Bucket="src")
     s.put_bucket_versioning(Bucket="src", VersioningConfiguration={"Status": "Enabled"})
-    n, per = 40, 3
+    n, per = 16, 3
     for i in range(n):
         for j in range(per):
             s.put_object(Bucket="src", Key=f"k/{i:03d}", Body=det_bytes(i * 10 + j, 2048))
@@ -135,9 +135,15 @@ def test_versions_resume_after_kill9_adds_nothing_twice(make_server):
     markers = (n + 3) // 4
     d.create_bucket(Bucket="dst")
     d.put_bucket_versioning(Bucket="dst", VersioningConfiguration={"Status": "Enabled"})
-    # 240 KiB at 64 KiB/s: about four seconds, room to crash mid-job
-    start(dst, src, "vk", "src", "dst", "--versions", "--concurrency=2", "--bandwidth=64KiB")
-    wait_for(lambda: status(dst, "vk")["objects_copied"] >= 20, "copies before the crash")
+    # 96 KiB at 24 KiB/s: two steps of 8 keys, two seconds each
+    start(dst, src, "vk", "src", "dst", "--versions", "--concurrency=2", "--bandwidth=24KiB")
+
+    def mid_step():
+        # versions at the destination that no committed step counts yet: the crash must redo
+        # a step that already copied some of its versions
+        at_dst = len(d.list_object_versions(Bucket="dst").get("Versions", []))
+        return at_dst > status(dst, "vk")["objects_copied"]
+    wait_for(mid_step, "a step in the middle of its copies")
     dst.kill9()
     dst.start()
     st = wait_state(dst, "vk", {"DONE", "ERROR"})
