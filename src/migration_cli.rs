@@ -15,7 +15,7 @@ pub enum MigrationVerb {
     /// server starts it at once.
     Start {
         name: String,
-        /// The source S3 endpoint, http://HOST:PORT (path-style).
+        /// The source S3 endpoint, http://HOST:PORT or https://HOST[:PORT] (path-style).
         #[arg(long)]
         source_endpoint: String,
         #[arg(long, default_value = "us-east-1")]
@@ -34,9 +34,22 @@ pub enum MigrationVerb {
         /// The destination bucket (must exist).
         #[arg(long)]
         bucket: String,
-        /// Every version and delete marker (not supported yet: refused).
+        /// Every version and delete marker, oldest first, each with its source version id
+        /// recorded (the destination bucket must have versioning enabled).
         #[arg(long)]
         versions: bool,
+        /// Objects larger than this are copied by parts, resumable at the part (default
+        /// 64MiB).
+        #[arg(long)]
+        part_threshold: Option<String>,
+        /// Part size for single-part source objects copied by parts (5MiB-5GiB, default
+        /// 64MiB); a multipart source keeps its own parts.
+        #[arg(long)]
+        part_size: Option<String>,
+        /// PEM file of certificates to trust for an https source, besides Mozilla's roots (a
+        /// private CA, a self-signed server).
+        #[arg(long)]
+        source_ca_bundle: Option<std::path::PathBuf>,
         /// When the destination has the key: never (skip), if-different (skip identical
         /// objects), always.
         #[arg(long, default_value = "if-different", value_parser = ["never", "if-different", "always"])]
@@ -47,6 +60,12 @@ pub enum MigrationVerb {
         /// Source read limit in bytes per second, e.g. 50MiB, 1G.
         #[arg(long)]
         bandwidth: Option<String>,
+    },
+    /// Versions of KEY in BUCKET with the source each was copied from (job, source version
+    /// id, ETag, Last-Modified), newest first.
+    Origins {
+        bucket: String,
+        key: String,
     },
     /// State and every counter of a job (--json: one JSON object).
     Status {
@@ -111,7 +130,16 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
             overwrite,
             concurrency,
             bandwidth,
+            part_threshold,
+            part_size,
+            source_ca_bundle,
         } => {
+            let source_ca_pem = match source_ca_bundle {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| {
+                    anyhow::anyhow!("cannot read the CA bundle {}: {e}", p.display())
+                })?),
+                None => None,
+            };
             let v = conn
                 .call(
                     "migration-start",
@@ -121,6 +149,8 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
                         "source_secret_key": source_secret_key, "source_bucket": source_bucket,
                         "prefix": prefix, "bucket": bucket, "versions": versions,
                         "overwrite": overwrite, "concurrency": concurrency, "bandwidth": bandwidth,
+                        "part_threshold": part_threshold, "part_size": part_size,
+                        "source_ca_pem": source_ca_pem,
                     }),
                 )
                 .await?;
@@ -132,6 +162,18 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
             }
             let v = conn.call("migration-status", json!({"name": name})).await?;
             print_job(&v, json_out);
+        }
+        MigrationVerb::Origins { bucket, key } => {
+            let v = conn
+                .call("migration-origins", json!({"bucket": bucket, "key": key}))
+                .await?;
+            if json_out {
+                println!("{v}");
+            } else {
+                for e in v["versions"].as_array().into_iter().flatten() {
+                    println!("{e}");
+                }
+            }
         }
         MigrationVerb::List => {
             let v = conn.call("migration-list", json!({})).await?;

@@ -136,6 +136,9 @@ struct Inner {
     rotation: tokio::sync::Mutex<()>,
     /// This process's standing in the election of singleton work.
     leadership: leader::Leadership,
+    /// Other holders of secrets sealed under the master key (migration jobs), re-sealed by a
+    /// master rotation like access-key secrets.
+    resealers: std::sync::Mutex<Vec<Arc<dyn rotation::SecretResealer>>>,
 }
 
 /// The engine. Cheap to clone (a shared handle).
@@ -178,6 +181,7 @@ impl Engine {
                 disk_health: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),
                 leadership: leader::Leadership::new(cfg.lease_ttl),
+                resealers: std::sync::Mutex::new(Vec::new()),
                 cfg,
             }),
         })
@@ -189,6 +193,24 @@ impl Engine {
 
     pub fn keys(&self) -> &keys::KeyRing {
         &self.inner.keys
+    }
+
+    /// Registers a holder of sealed secrets that a master rotation must re-seal (see
+    /// [`rotation::SecretResealer`]); registered at start, before the workers run.
+    pub fn add_resealer(&self, r: Arc<dyn rotation::SecretResealer>) {
+        self.inner
+            .resealers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
+    }
+
+    pub(crate) fn resealers(&self) -> Vec<Arc<dyn rotation::SecretResealer>> {
+        self.inner
+            .resealers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets the audit log every request and operator action is recorded in; once (false if it

@@ -51,6 +51,8 @@ pub struct CompleteRequest {
     /// The object size the client asserts, if any.
     pub object_size: Option<u64>,
     pub owner: String,
+    /// A migration job's record of the source, kept on the completed version.
+    pub origin: Option<strata_metadata::Origin>,
 }
 
 impl Engine {
@@ -453,6 +455,6 @@ fn assemble(
         legal_hold: upload.legal_hold,
         archive: None,
         acl: upload.acl.clone(),
-        origin: None,
+        origin: req.origin.clone(),
     })
 }

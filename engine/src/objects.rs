@@ -210,6 +210,33 @@ impl Engine {
             .await
     }
 
+    /// Adds a delete marker carrying `origin` (a migration copying a source's history); the
+    /// bucket must have versioning enabled, so the marker gets its own version id and removes
+    /// nothing. `IfNoneMatchStar`-style preconditions do not apply to markers.
+    pub async fn put_delete_marker(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        owner: &str,
+        origin: Option<strata_metadata::Origin>,
+    ) -> Result<VersionRecord> {
+        self.check_writable(bucket)?;
+        if bucket.versioning != VersioningState::Enabled {
+            return Err(crate::EngineError::internal(
+                "a delete marker with an origin needs a versioning-enabled bucket",
+            ));
+        }
+        let mut marker =
+            VersionRecord::delete_marker(self.new_version_id(bucket), owner.to_string(), now_ms());
+        marker.origin = origin;
+        let (b, k, v) = (bucket.name.clone(), key.to_string(), marker.clone());
+        let outcome = self
+            .meta_call(move |m| m.put_version(&b, &k, v, &Precondition::None))
+            .await?;
+        marker.version_id = outcome.version_id;
+        Ok(marker)
+    }
+
     /// Commits a version whose bytes are `stored`; if the commit fails they go to GC.
     pub(crate) async fn commit_version(
         &self,

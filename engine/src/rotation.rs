@@ -27,6 +27,17 @@ use crate::workers::{WorkState, Worker};
 use crate::{Engine, EngineError, Result, now_ms};
 
 const STATE_KEY: &str = "key-rotation";
+
+/// Another holder of secrets sealed under the master key (`KeyRing::seal_secret`), e.g. the
+/// migration jobs' source secrets: the master rotation's reseal phase calls it after the
+/// access keys and destroys the old master key only once it succeeded.
+#[async_trait::async_trait]
+pub trait SecretResealer: Send + Sync {
+    /// Re-seals every secret still under the old master key (`KeyRing::reseal_secret`) with a
+    /// compare-and-set per record, and returns how many changed. Must be idempotent: a crash
+    /// runs the phase again.
+    async fn reseal(&self, engine: &Engine) -> Result<u64>;
+}
 /// Slots read per unit of the walk.
 const SCAN_SLOTS: u64 = 4096;
 /// Keys re-wrapped per journaled batch at most.
@@ -308,6 +319,9 @@ impl Engine {
                         })
                         .await?;
                     job.resealed += changed as u64;
+                }
+                for r in self.resealers() {
+                    job.resealed += r.reseal(self).await?;
                 }
                 job.phase = Phase::Retire;
                 Ok(false)

@@ -580,6 +580,19 @@ impl MetaStore {
             .collect())
     }
 
+    /// Writes `put` and removes `delete` in one atomic commit (a job's checkpoint that also
+    /// retires the state of work it finished).
+    pub fn update_worker_states(&self, put: &[(String, Vec<u8>)], delete: &[String]) -> Result<()> {
+        let mut b = Batch::default();
+        for (name, value) in put {
+            b.put(Space::Sys, worker_key(name), value.clone());
+        }
+        for name in delete {
+            b.delete(Space::Sys, worker_key(name));
+        }
+        self.kv().commit(b)
+    }
+
     pub fn get_worker_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.kv().get(Space::Sys, &worker_key(name))
     }

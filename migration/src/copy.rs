@@ -28,11 +28,20 @@ use crate::source::{Listed, ObjectHead, Source, etag_md5};
 /// What happened to one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// `resumed`: a redone step found the object already copied by this job.
+    /// `resumed`: a redone step found the object already copied by this job. `parts`: parts
+    /// copied now (by-part copies), `parts_resumed`: parts found done when a copy resumed.
     Copied {
         bytes: u64,
         resumed: bool,
+        parts: u64,
+        parts_resumed: u64,
     },
+    /// A delete marker (`--versions`); `resumed` as for `Copied`.
+    Marker {
+        resumed: bool,
+    },
+    /// Not copied: the job was cancelled meanwhile (not counted, not reported).
+    Cancelled,
     Skipped {
         reason: Skip,
         bytes: u64,
@@ -162,6 +171,82 @@ fn describe(e: &EngineError, head: &ObjectHead, verified: &str) -> String {
     }
 }
 
+/// The source no longer has the object (or the version).
+pub(crate) fn gone(e: &crate::source::SourceError) -> bool {
+    e.status == Some(404) && matches!(e.code.as_str(), "NoSuchKey" | "NoSuchVersion" | "HTTP404")
+}
+
+/// Whether the job was cancelled since the step began: a step stops copying (and a by-part
+/// copy stops at the next part) rather than write what the operator no longer wants.
+pub(crate) async fn cancelled(engine: &Engine, job: &str) -> bool {
+    matches!(
+        crate::job::load_job(engine, job).await,
+        Ok(Some(j)) if j.state == crate::job::JobState::Cancelled
+    )
+}
+
+/// What a copy works with.
+pub struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub source: &'a Source,
+    pub job: &'a JobRecord,
+    pub dest: &'a BucketRecord,
+    pub limiter: Arc<Limiter>,
+}
+
+/// The source object (or version) to copy, as the listing described it.
+pub struct Want<'a> {
+    pub key: &'a str,
+    /// The version to read (`--versions`), `None` for the current one.
+    pub version_id: Option<&'a str>,
+    pub size: u64,
+    pub etag: &'a str,
+}
+
+pub(crate) fn copied(bytes: u64) -> Outcome {
+    Outcome::Copied {
+        bytes,
+        resumed: false,
+        parts: 0,
+        parts_resumed: 0,
+    }
+}
+
+fn resumed(bytes: u64) -> Outcome {
+    Outcome::Copied {
+        bytes,
+        resumed: true,
+        parts: 0,
+        parts_resumed: 0,
+    }
+}
+
+/// The origin recorded with a copy.
+pub(crate) fn origin(job: &JobRecord, head: &ObjectHead, version_id: Option<&str>) -> Origin {
+    Origin {
+        job: job.name.clone(),
+        etag: head.etag.clone(),
+        last_modified: head.last_modified.clone(),
+        // The listed id when there is one (`null` included): resumes match on it.
+        version_id: version_id
+            .map(str::to_string)
+            .or_else(|| head.version_id.clone()),
+    }
+}
+
+/// The destination's attributes of a copy of `head`.
+pub(crate) fn content(head: &ObjectHead) -> ContentHeaders {
+    ContentHeaders {
+        content_type: head.content_type.clone(),
+        content_encoding: head.content_encoding.clone(),
+        content_disposition: head.content_disposition.clone(),
+        content_language: head.content_language.clone(),
+        cache_control: head.cache_control.clone(),
+        expires: head.expires.clone(),
+        sse: None,
+    }
+}
+
 /// Copies `item` (one listed object) unless the policy says otherwise.
 pub async fn copy_one(
     engine: &Engine,
@@ -183,10 +268,8 @@ pub async fn copy_one(
     let mut precondition = Precondition::None;
     if let Some(v) = &current {
         if is_our_copy(job, v, item) {
-            return Outcome::Copied {
-                bytes: item.size,
-                resumed: true,
-            };
+            crate::parts::forget(engine, job, &item.key).await;
+            return resumed(item.size);
         }
         match job.overwrite {
             Overwrite::Never => {
@@ -218,13 +301,91 @@ pub async fn copy_one(
         // A key created meanwhile is not overwritten either.
         precondition = Precondition::IfNoneMatchStar;
     }
+    let ctx = Ctx {
+        engine,
+        source,
+        job,
+        dest,
+        limiter,
+    };
+    let want = Want {
+        key: &item.key,
+        version_id: None,
+        size: item.size,
+        etag: &item.etag,
+    };
+    copy_bytes(&ctx, &want, precondition).await
+}
 
-    let (head, body) = match source.get(&job.source_bucket, &item.key).await {
+/// Copies one version of a key (`--versions`): a version whose source version id this job
+/// already copied (`done`, read from the destination's origins) is not copied again.
+pub async fn copy_version(
+    ctx: &Ctx<'_>,
+    v: &crate::source::ListedVersion,
+    done: &std::collections::HashSet<String>,
+) -> Outcome {
+    if done.contains(&v.version_id) {
+        if v.delete_marker {
+            return Outcome::Marker { resumed: true };
+        }
+        crate::parts::forget(ctx.engine, ctx.job, &v.key).await;
+        return resumed(v.size);
+    }
+    if v.delete_marker {
+        if cancelled(ctx.engine, &ctx.job.name).await {
+            return Outcome::Cancelled;
+        }
+        let origin = Origin {
+            job: ctx.job.name.clone(),
+            etag: String::new(),
+            last_modified: v.last_modified.clone(),
+            version_id: Some(v.version_id.clone()),
+        };
+        return match ctx
+            .engine
+            .put_delete_marker(ctx.dest, &v.key, &ctx.dest.owner, Some(origin))
+            .await
+        {
+            Ok(_) => Outcome::Marker { resumed: false },
+            Err(e) => Outcome::Failed {
+                error: format!("destination write failed: {e}"),
+                bytes: 0,
+            },
+        };
+    }
+    let want = Want {
+        key: &v.key,
+        version_id: Some(&v.version_id),
+        size: v.size,
+        etag: &v.etag,
+    };
+    copy_bytes(ctx, &want, Precondition::None).await
+}
+
+/// Reads the object from the source and writes it, verified: in one streamed PUT, or by parts
+/// when it is larger than the job's part threshold.
+async fn copy_bytes(ctx: &Ctx<'_>, want: &Want<'_>, precondition: Precondition) -> Outcome {
+    let (engine, source, job, dest) = (ctx.engine, ctx.source, ctx.job, ctx.dest);
+    let failed = |error: String| Outcome::Failed {
+        error,
+        bytes: want.size,
+    };
+    if cancelled(engine, &job.name).await {
+        return Outcome::Cancelled;
+    }
+    if want.size > job.part_threshold {
+        return crate::parts::copy_by_parts(ctx, want, precondition).await;
+    }
+    let limiter = ctx.limiter.clone();
+    let (head, body) = match source
+        .get(&job.source_bucket, want.key, want.version_id)
+        .await
+    {
         Ok(r) => r,
-        Err(e) if e.status == Some(404) && e.code == "NoSuchKey" => {
+        Err(e) if gone(&e) => {
             return Outcome::Skipped {
                 reason: Skip::GoneAtSource,
-                bytes: item.size,
+                bytes: want.size,
             };
         }
         Err(e) if e.code == "InvalidObjectState" => {
@@ -235,7 +396,10 @@ pub async fn copy_one(
         Err(e) => return failed(format!("reading the source: {e}")),
     };
     let tags = if head.tag_count > 0 {
-        match source.tags(&job.source_bucket, &item.key).await {
+        match source
+            .tags(&job.source_bucket, want.key, want.version_id)
+            .await
+        {
             Ok(t) => t,
             Err(e) => return failed(format!("reading the source's tags: {e}")),
         }
@@ -272,15 +436,7 @@ pub async fn copy_one(
         ..Default::default()
     };
     let attrs = ObjectAttrs {
-        content: ContentHeaders {
-            content_type: head.content_type.clone(),
-            content_encoding: head.content_encoding.clone(),
-            content_disposition: head.content_disposition.clone(),
-            content_language: head.content_language.clone(),
-            cache_control: head.cache_control.clone(),
-            expires: head.expires.clone(),
-            sse: None,
-        },
+        content: content(&head),
         user_metadata: head.user_metadata.clone(),
         tags,
         storage_class: map_storage_class(head.storage_class.as_deref()),
@@ -289,15 +445,10 @@ pub async fn copy_one(
         legal_hold: false,
         // Source ACLs name the source's accounts; the copy is the destination owner's, private.
         acl: None,
-        origin: Some(Origin {
-            job: job.name.clone(),
-            etag: head.etag.clone(),
-            last_modified: head.last_modified.clone(),
-            version_id: head.version_id.clone(),
-        }),
+        origin: Some(origin(job, &head, want.version_id)),
     };
     let written = match engine
-        .put_object(dest, &item.key, Box::pin(stream), spec, attrs, precondition)
+        .put_object(dest, want.key, Box::pin(stream), spec, attrs, precondition)
         .await
     {
         Ok(w) => w,
@@ -319,7 +470,7 @@ pub async fn copy_one(
     );
     // The engine's ETag of a single-part write is the MD5 of the bytes it stored.
     if written.version.etag != read {
-        tracing::error!(bucket = %dest.name, key = %item.key, "migration: stored bytes differ from the bytes read");
+        tracing::error!(bucket = %dest.name, key = %want.key.chars().take(200).collect::<String>(), "migration: stored bytes differ from the bytes read");
         return Outcome::Failed {
             error: format!(
                 "verification failed: stored MD5 {} differs from the MD5 {read} of the bytes read",
@@ -328,10 +479,7 @@ pub async fn copy_one(
             bytes: head.size,
         };
     }
-    Outcome::Copied {
-        bytes: head.size,
-        resumed: false,
-    }
+    copied(head.size)
 }
 
 #[cfg(test)]

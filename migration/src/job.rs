@@ -18,6 +18,10 @@ pub const JOB_PREFIX: &str = "migration/job/";
 pub const PROGRESS_PREFIX: &str = "migration/progress/";
 pub const REPORT_PREFIX: &str = "migration/report/";
 pub const DEFAULT_CONCURRENCY: u32 = 8;
+/// Objects larger than this are copied by parts, by default; and the default part size of a
+/// single-part source copied by parts.
+pub const DEFAULT_PART_THRESHOLD: u64 = 64 << 20;
+pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
 pub const MAX_CONCURRENCY: u32 = 256;
 
 /// Serialises read-modify-write of job records between the admin verbs and the worker (both in
@@ -95,6 +99,22 @@ pub struct JobRecord {
     /// Who started it (admin user name), for the audit trail.
     #[serde(default)]
     pub created_by: String,
+    /// Certificates (PEM) trusted for an https source besides Mozilla's roots.
+    #[serde(default)]
+    pub source_ca_pem: Option<String>,
+    /// Objects larger than this many bytes are copied by parts (resumable at the part).
+    #[serde(default = "default_part_threshold")]
+    pub part_threshold: u64,
+    /// Part size when a single-part source object is copied by parts.
+    #[serde(default = "default_part_size")]
+    pub part_size: u64,
+}
+
+fn default_part_threshold() -> u64 {
+    DEFAULT_PART_THRESHOLD
+}
+fn default_part_size() -> u64 {
+    DEFAULT_PART_SIZE
 }
 
 /// Durable progress: the cursor and every counter.
@@ -137,6 +157,14 @@ pub struct Progress {
     /// in `objects_copied` too, never copied twice).
     #[serde(default)]
     pub objects_resumed: u64,
+    /// `--versions`: delete markers copied (not counted in `objects_copied`).
+    #[serde(default)]
+    pub delete_markers_copied: u64,
+    /// By-part copies: parts copied, and parts found already copied when a copy resumed.
+    #[serde(default)]
+    pub parts_copied: u64,
+    #[serde(default)]
+    pub parts_resumed: u64,
     /// Report entries written (the next entry's sequence number).
     #[serde(default)]
     pub report_entries: u64,
@@ -189,6 +217,14 @@ pub struct StartArgs {
     /// Bytes per second, or a size with a unit per second (`10MiB`, `500K`).
     #[serde(default)]
     pub bandwidth: Option<String>,
+    /// PEM certificates to trust for an https source (the CLI reads `--source-ca-bundle`).
+    #[serde(default)]
+    pub source_ca_pem: Option<String>,
+    /// Sizes with a unit (`64MiB`).
+    #[serde(default)]
+    pub part_threshold: Option<String>,
+    #[serde(default)]
+    pub part_size: Option<String>,
 }
 
 fn default_region() -> String {
@@ -242,6 +278,11 @@ pub fn parse_bandwidth(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+/// `64MiB`, `5M`, `1G`, `12345` (bytes); binary multiples.
+pub fn parse_size(s: &str) -> Option<u64> {
+    parse_bandwidth(s).filter(|_| !s.trim().ends_with("/s"))
 }
 
 pub async fn load_job(engine: &Engine, name: &str) -> Result<Option<JobRecord>, EngineError> {
@@ -309,24 +350,50 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
                 .ok_or_else(|| invalid("bandwidth must be bytes per second, e.g. 50MiB or 1G"))?,
         ),
     };
-    if args.versions {
+    let size = |v: &Option<String>, default: u64, what: &str| -> Result<u64, JobError> {
+        match v.as_deref() {
+            None | Some("") => Ok(default),
+            Some(s) => {
+                parse_size(s).ok_or_else(|| invalid(format!("{what} must be a size, e.g. 64MiB")))
+            }
+        }
+    };
+    let part_threshold = size(
+        &args.part_threshold,
+        DEFAULT_PART_THRESHOLD,
+        "part-threshold",
+    )?;
+    let part_size = size(&args.part_size, DEFAULT_PART_SIZE, "part-size")?;
+    if !(crate::parts::MIN_PART..=crate::parts::MAX_PART).contains(&part_size) {
+        return Err(invalid("part-size must be 5MiB-5GiB"));
+    }
+    if args.versions && overwrite != Overwrite::IfDifferent {
         return Err(invalid(
-            "--versions is not supported yet (current versions only)",
+            "--overwrite does not apply with --versions: every source version is added once",
         ));
     }
     if args.source_bucket.is_empty() || args.source_access_key.is_empty() {
         return Err(invalid("source bucket and access key are required"));
     }
-    // Checks the endpoint's form now rather than at the first unit.
+    // Checks the endpoint's form and the CA bundle now rather than at the first unit.
     crate::source::Source::new(
         &args.source_endpoint,
         &args.source_region,
         &args.source_access_key,
         Zeroizing::new(String::new()),
+        args.source_ca_pem.as_deref(),
     )
     .map_err(invalid)?;
     match engine.bucket(&args.bucket).await? {
-        Some(b) => engine.check_writable(&b)?,
+        Some(b) => {
+            engine.check_writable(&b)?;
+            if args.versions && b.versioning != strata_metadata::VersioningState::Enabled {
+                return Err(invalid(format!(
+                    "--versions needs versioning enabled on the destination bucket {:?} (each source version becomes a version)",
+                    args.bucket
+                )));
+            }
+        }
         None => return Err(invalid(format!("no destination bucket {:?}", args.bucket))),
     }
     let _guard = JOB_LOCK.lock().await;
@@ -359,6 +426,9 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
         created_ms: strata_engine::now_ms(),
         error: None,
         created_by: admin.to_string(),
+        source_ca_pem: args.source_ca_pem.filter(|p| !p.trim().is_empty()),
+        part_threshold,
+        part_size,
     };
     save_job(engine, &job).await?;
     Ok(job_json(&job, &Progress::default()))
@@ -383,6 +453,11 @@ pub async fn control(engine: &Engine, name: &str, verb: &str) -> Result<Value, J
     };
     job.state = next;
     save_job(engine, &job).await?;
+    if next == JobState::Cancelled {
+        // Nothing half-copied stays at the destination (the worker also sweeps what a running
+        // step leaves after this).
+        crate::parts::abort_all(engine, &job).await;
+    }
     let progress = load_progress(engine, name).await?;
     Ok(job_json(&job, &progress))
 }
@@ -392,7 +467,47 @@ pub async fn status(engine: &Engine, name: &str) -> Result<Value, JobError> {
         .await?
         .ok_or_else(|| invalid(format!("no migration job {name:?}")))?;
     let progress = load_progress(engine, name).await?;
-    Ok(job_json(&job, &progress))
+    let mut v = job_json(&job, &progress);
+    v["parts_in_flight"] = crate::parts::in_flight(engine, name)
+        .await
+        .into_iter()
+        .map(|(key, done, total)| json!({"key": key, "parts_done": done, "parts_total": total}))
+        .collect();
+    Ok(v)
+}
+
+/// Re-seals job source secrets on a master rotation, like access-key secrets.
+pub struct JobSecrets;
+
+#[async_trait::async_trait]
+impl strata_engine::rotation::SecretResealer for JobSecrets {
+    async fn reseal(&self, engine: &Engine) -> strata_engine::Result<u64> {
+        let mut changed = 0;
+        for found in list_jobs(engine).await? {
+            // Under the lock every writer of job records takes: no verb's write is undone.
+            let _g = JOB_LOCK.lock().await;
+            let Some(mut job) = load_job(engine, &found.name).await? else {
+                continue;
+            };
+            let Ok(sealed) = hex::decode(&job.source_secret_sealed) else {
+                continue;
+            };
+            match engine.keys().reseal_secret(&secret_aad(&job.name), &sealed) {
+                Ok(Some(new)) => {
+                    job.source_secret_sealed = hex::encode(new);
+                    save_job(engine, &job).await?;
+                    changed += 1;
+                }
+                Ok(None) => {}
+                // Neither key opens it (corrupt): the job ends in ERROR when it runs; the
+                // rotation must not stop for it.
+                Err(e) => {
+                    tracing::warn!(job = %job.name, error = %e, "master rotation: a migration job secret does not open")
+                }
+            }
+        }
+        Ok(changed)
+    }
 }
 
 pub async fn list(engine: &Engine) -> Result<Value, JobError> {
@@ -415,7 +530,7 @@ pub fn state_name(s: JobState) -> String {
 pub fn job_json(job: &JobRecord, p: &Progress) -> Value {
     let secs = p.active_ms as f64 / 1000.0;
     let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
-    json!({
+    let mut v = json!({
         "name": job.name,
         "state": state_name(job.state),
         "error": job.error,
@@ -454,7 +569,15 @@ pub fn job_json(job: &JobRecord, p: &Progress) -> Value {
         // The listing runs just ahead of the copy, so the total is known only at the end.
         "eta_secs": Value::Null,
         "last_error": p.last_error,
-    })
+    });
+    // Apart: one json! of every field would pass serde_json's macro recursion limit.
+    v["delete_markers_copied"] = json!(p.delete_markers_copied);
+    v["parts_copied"] = json!(p.parts_copied);
+    v["parts_resumed"] = json!(p.parts_resumed);
+    v["part_threshold"] = json!(job.part_threshold);
+    v["part_size"] = json!(job.part_size);
+    v["source_ca_bundle"] = json!(job.source_ca_pem.is_some());
+    v
 }
 
 #[cfg(test)]

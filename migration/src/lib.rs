@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod job;
+pub mod parts;
 pub mod report;
 pub mod source;
 pub mod worker;
@@ -16,6 +17,8 @@ pub use worker::MigrationWorker;
 
 /// Starts the migration worker on the engine's worker runner: a singleton, on the leader only.
 pub fn spawn(engine: &strata_engine::Engine) {
+    // A master rotation re-seals job source secrets too (on every process: any may lead).
+    engine.add_resealer(std::sync::Arc::new(job::JobSecrets));
     engine.workers().spawn_singleton(
         MigrationWorker::new(engine.clone()),
         0,

@@ -14,6 +14,9 @@ pub const MAX_PAGE: usize = 1000;
 pub struct Entry {
     pub seq: u64,
     pub key: String,
+    /// The source version (`--versions` jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
     /// `failed` or `skipped`.
     pub outcome: String,
     /// Skip reason (`identical`, `exists`, `locked`, `gone_at_source`) or `error`.

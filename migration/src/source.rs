@@ -1,7 +1,10 @@
 //! The client of the SOURCE endpoint: the few S3 calls a migration needs (ListObjectsV2,
-//! GetObject, GetObjectTagging), path-style, SigV4 on every request, over plain HTTP/1.1.
-//! Bodies are streamed, never buffered whole: memory per copy is one network chunk.
+//! ListObjectVersions, GetObject whole, by part or by range, HeadObject, GetObjectTagging),
+//! path-style, SigV4 on every request, over HTTP/1.1 or HTTPS (rustls; Mozilla's roots plus an
+//! optional CA bundle of the job). Bodies are streamed, never buffered whole: memory per copy
+//! is one network chunk.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -97,9 +100,45 @@ pub struct ObjectHead {
     pub checksum_type: Option<String>,
 }
 
+/// One version or delete marker of a ListObjectVersions answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedVersion {
+    pub key: String,
+    /// `null` for a version written while the source bucket was unversioned.
+    pub version_id: String,
+    pub delete_marker: bool,
+    /// The key's current version (or marker).
+    pub latest: bool,
+    pub size: u64,
+    /// Without quotes (empty for a delete marker).
+    pub etag: String,
+    pub last_modified: String,
+}
+
+/// A page of ListObjectVersions, in the source's order (keys ascending, each key's versions
+/// newest first).
+#[derive(Debug, Default)]
+pub struct VersionPage {
+    pub entries: Vec<ListedVersion>,
+    pub truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_version_id_marker: Option<String>,
+}
+
+/// Which bytes of an object a part read asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum PartRead {
+    /// Part N of a multipart object (`partNumber=N`).
+    Number(u32),
+    /// The byte range `start..end`.
+    Range(u64, u64),
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 #[derive(Clone)]
 pub struct Source {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: Client<Connector, Empty<Bytes>>,
     base: String,
     host: String,
     identity: Identity,
@@ -117,6 +156,21 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
+    }
+    out
+}
+
+/// An error with its causes (hyper's own text hides them: "client error (Connect)" for a
+/// certificate the source is not trusted with).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    // Bounded: a few levels say everything.
+    for _ in 0..8 {
+        let Some(c) = cur else { break };
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
     }
     out
 }
@@ -194,6 +248,42 @@ struct ContentXml {
     last_modified: String,
 }
 
+/// Every child of the root as one sequence, in document order: versions and delete markers
+/// interleave, and a field between them would otherwise break the sequence.
+#[derive(Deserialize)]
+struct VersionsXml {
+    #[serde(rename = "$value", default)]
+    items: Vec<VersionItemXml>,
+}
+
+#[derive(Deserialize)]
+enum VersionItemXml {
+    Version(VersionXml),
+    DeleteMarker(VersionXml),
+    IsTruncated(String),
+    EncodingType(String),
+    NextKeyMarker(String),
+    NextVersionIdMarker(String),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VersionXml {
+    key: String,
+    #[serde(default)]
+    version_id: String,
+    #[serde(default)]
+    is_latest: bool,
+    #[serde(default)]
+    size: u64,
+    #[serde(rename = "ETag", default)]
+    etag: String,
+    #[serde(default)]
+    last_modified: String,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TaggingXml {
@@ -252,19 +342,108 @@ pub fn parse_list(xml: &str) -> Result<Page, String> {
     })
 }
 
+/// Parses a ListObjectVersions answer (keys URL-decoded when the source says `EncodingType=url`).
+pub fn parse_versions(xml: &str) -> Result<VersionPage, String> {
+    let list: VersionsXml =
+        quick_xml::de::from_str(xml).map_err(|e| format!("version listing: {e}"))?;
+    let (mut truncated, mut url, mut next_key, mut next_version) = (false, false, None, None);
+    for item in &list.items {
+        match item {
+            VersionItemXml::IsTruncated(t) => truncated = t.trim() == "true",
+            VersionItemXml::EncodingType(e) => url = e.trim().eq_ignore_ascii_case("url"),
+            VersionItemXml::NextKeyMarker(k) => next_key = Some(k.clone()),
+            VersionItemXml::NextVersionIdMarker(v) => next_version = Some(v.clone()),
+            _ => {}
+        }
+    }
+    let decode = |k: String| -> Result<String, String> {
+        if url {
+            urlencoding::decode(&k)
+                .map(|k| k.into_owned())
+                .map_err(|e| format!("version listing: bad key encoding: {e}"))
+        } else {
+            Ok(k)
+        }
+    };
+    let mut entries = Vec::with_capacity(list.items.len());
+    for item in list.items {
+        let (v, delete_marker) = match item {
+            VersionItemXml::Version(v) => (v, false),
+            VersionItemXml::DeleteMarker(v) => (v, true),
+            _ => continue,
+        };
+        entries.push(ListedVersion {
+            key: decode(v.key)?,
+            version_id: if v.version_id.is_empty() {
+                "null".into()
+            } else {
+                v.version_id
+            },
+            delete_marker,
+            latest: v.is_latest,
+            size: v.size,
+            etag: unquote(&v.etag),
+            last_modified: v.last_modified,
+        });
+    }
+    Ok(VersionPage {
+        entries,
+        truncated,
+        next_key_marker: next_key.filter(|m| !m.is_empty()).map(decode).transpose()?,
+        next_version_id_marker: next_version.filter(|m| !m.is_empty()),
+    })
+}
+
+/// The TLS settings of a source: Mozilla's roots, plus the certificates of `ca_pem` (a PEM
+/// bundle: a private CA, or a server's self-signed certificate).
+fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(pem) = ca_pem.filter(|p| !p.trim().is_empty()) {
+        let mut n = 0;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("the source CA bundle is not PEM: {e:?}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the source CA bundle has a bad certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err("the source CA bundle holds no certificate".into());
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 impl Source {
-    /// `endpoint` is `http://HOST:PORT` (no path).
+    /// `endpoint` is `http://HOST:PORT` or `https://HOST[:PORT]` (no path); `ca_pem` adds
+    /// trusted certificates for an https source.
     pub fn new(
         endpoint: &str,
         region: &str,
         access_key: &str,
         secret: Zeroizing<String>,
+        ca_pem: Option<&str>,
     ) -> Result<Self, String> {
         let uri: http::Uri = endpoint
             .parse()
             .map_err(|e| format!("bad source endpoint: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err("the source endpoint must be http://HOST:PORT (https sources are not supported yet)".into());
+        if !matches!(uri.scheme_str(), Some("http" | "https"))
+            || !uri.path().trim_end_matches('/').is_empty()
+            || uri.query().is_some()
+        {
+            return Err(
+                "the source endpoint must be http://HOST:PORT or https://HOST[:PORT], without a path"
+                    .into(),
+            );
         }
         let host = uri
             .authority()
@@ -273,9 +452,15 @@ impl Source {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(ca_pem)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(https);
         let identity =
             Credentials::new(access_key, secret.as_str(), None, None, "strata-migration").into();
         Ok(Source {
@@ -335,7 +520,7 @@ impl Source {
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req))
             .await
             .map_err(|_| SourceError::transport("timed out"))?
-            .map_err(|e| SourceError::transport(e.to_string()))?;
+            .map_err(|e| SourceError::transport(error_chain(&e)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -382,13 +567,135 @@ impl Source {
         })
     }
 
-    /// GetObject with the source's checksum asked for; the body is the response's.
+    /// Up to `max_keys` versions and delete markers after (`key_marker`, `version_id_marker`).
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+        max_keys: usize,
+    ) -> Result<VersionPage, SourceError> {
+        let mut q = format!("/{}?encoding-type=url", uri_encode(bucket, false));
+        if let Some(k) = key_marker {
+            q.push_str(&format!("&key-marker={}", uri_encode(k, false)));
+        }
+        q.push_str(&format!("&max-keys={max_keys}"));
+        if !prefix.is_empty() {
+            q.push_str(&format!("&prefix={}", uri_encode(prefix, false)));
+        }
+        if let (Some(_), Some(v)) = (key_marker, version_id_marker) {
+            q.push_str(&format!("&version-id-marker={}", uri_encode(v, false)));
+        }
+        q.push_str("&versions=");
+        let resp = self.send(Method::GET, &q, &[]).await?;
+        let text = read_text(resp).await?;
+        parse_versions(&text).map_err(|m| SourceError {
+            status: Some(200),
+            code: "BadResponse".into(),
+            message: m,
+        })
+    }
+
+    fn object_path(bucket: &str, key: &str, query: &[(&str, String)]) -> String {
+        let mut p = format!("/{}/{}", uri_encode(bucket, false), uri_encode(key, true));
+        for (i, (k, v)) in query.iter().enumerate() {
+            p.push(if i == 0 { '?' } else { '&' });
+            p.push_str(&format!("{k}={}", uri_encode(v, false)));
+        }
+        p
+    }
+
+    /// HeadObject (of part `part_number` when given: its Content-Length is the part's size,
+    /// `x-amz-mp-parts-count` the number of parts).
+    pub async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        part_number: Option<u32>,
+    ) -> Result<(ObjectHead, Option<u32>), SourceError> {
+        let mut q = Vec::new();
+        if let Some(n) = part_number {
+            q.push(("partNumber", n.to_string()));
+        }
+        if let Some(v) = version_id {
+            q.push(("versionId", v.to_string()));
+        }
+        let path = Self::object_path(bucket, key, &q);
+        let resp = self
+            .send(Method::HEAD, &path, &[("x-amz-checksum-mode", "ENABLED")])
+            .await?;
+        let parts = header(resp.headers(), "x-amz-mp-parts-count").and_then(|v| v.parse().ok());
+        Ok((object_head(resp.headers()), parts))
+    }
+
+    /// One part (or range) of the object, only while its ETag is still `etag` (`If-Match`:
+    /// parts of two different objects are never mixed). Returns the length the source
+    /// announced for these bytes and the body.
+    pub async fn get_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        read: PartRead,
+        etag: &str,
+    ) -> Result<(u64, Incoming), SourceError> {
+        let mut q = Vec::new();
+        let range;
+        let if_match = format!("\"{etag}\"");
+        let mut extra = vec![("if-match", if_match.as_str())];
+        match read {
+            PartRead::Number(n) => q.push(("partNumber", n.to_string())),
+            PartRead::Range(start, end) => {
+                range = format!("bytes={start}-{}", end.saturating_sub(1));
+                extra.push(("range", range.as_str()));
+            }
+        }
+        if let Some(v) = version_id {
+            q.push(("versionId", v.to_string()));
+        }
+        let path = Self::object_path(bucket, key, &q);
+        let resp = self.send(Method::GET, &path, &extra).await?;
+        if !matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+            return Err(SourceError {
+                status: Some(resp.status().as_u16()),
+                code: "BadResponse".into(),
+                message: "GetObject answered without the part's body".into(),
+            });
+        }
+        let len = header(resp.headers(), "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| SourceError {
+                status: Some(resp.status().as_u16()),
+                code: "BadResponse".into(),
+                message: "GetObject answered without a Content-Length".into(),
+            })?;
+        if let PartRead::Range(start, end) = read
+            && len != end - start
+        {
+            return Err(SourceError {
+                status: Some(resp.status().as_u16()),
+                code: "BadResponse".into(),
+                message: format!("asked for {} bytes, the source sends {len}", end - start),
+            });
+        }
+        Ok((len, resp.into_body()))
+    }
+
+    /// GetObject (of `version_id` when given) with the source's checksum asked for; the body
+    /// is the response's.
     pub async fn get(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
     ) -> Result<(ObjectHead, Incoming), SourceError> {
-        let path = format!("/{}/{}", uri_encode(bucket, false), uri_encode(key, true));
+        let q: Vec<(&str, String)> = version_id
+            .map(|v| ("versionId", v.to_string()))
+            .into_iter()
+            .collect();
+        let path = Self::object_path(bucket, key, &q);
         let resp = self
             .send(Method::GET, &path, &[("x-amz-checksum-mode", "ENABLED")])
             .await?;
@@ -403,17 +710,21 @@ impl Source {
         Ok((head, resp.into_body()))
     }
 
-    /// The object's tags.
+    /// The object's (or the version's) tags.
     pub async fn tags(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
     ) -> Result<Vec<(String, String)>, SourceError> {
-        let path = format!(
+        let mut path = format!(
             "/{}/{}?tagging",
             uri_encode(bucket, false),
             uri_encode(key, true)
         );
+        if let Some(v) = version_id {
+            path.push_str(&format!("&versionId={}", uri_encode(v, false)));
+        }
         let resp = self.send(Method::GET, &path, &[]).await?;
         let text = read_text(resp).await?;
         let t: TaggingXml = quick_xml::de::from_str(&text).map_err(|e| SourceError {
@@ -467,6 +778,54 @@ mod tests {
         assert_eq!(p.objects[0].key, "café/a b");
         assert_eq!(p.objects[0].etag, "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(p.objects[1].size, 0);
+    }
+
+    #[test]
+    fn version_listing_keeps_the_order_of_versions_and_markers() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListVersionsResult><Name>b</Name><Prefix></Prefix><KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker>
+<NextKeyMarker>caf%C3%A9</NextKeyMarker><MaxKeys>3</MaxKeys>
+<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
+<Version><Key>a</Key><VersionId>v9</VersionId><IsLatest>true</IsLatest><LastModified>t</LastModified><ETag>"e9"</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Version>
+<DeleteMarker><Key>caf%C3%A9</Key><VersionId>v2</VersionId><IsLatest>true</IsLatest><LastModified>t</LastModified></DeleteMarker>
+<Version><Key>caf%C3%A9</Key><VersionId>v1</VersionId><IsLatest>false</IsLatest><LastModified>t</LastModified><ETag>"e1"</ETag><Size>0</Size></Version>
+<CommonPrefixes><Prefix>p/</Prefix></CommonPrefixes><NextVersionIdMarker>v1</NextVersionIdMarker>
+</ListVersionsResult>"#;
+        let p = parse_versions(xml).unwrap();
+        assert!(p.truncated);
+        assert_eq!(p.next_key_marker.as_deref(), Some("café"));
+        assert_eq!(p.next_version_id_marker.as_deref(), Some("v1"));
+        let got: Vec<_> = p
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.version_id.as_str(), e.delete_marker))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "v9", false),
+                ("café", "v2", true),
+                ("café", "v1", false)
+            ]
+        );
+        assert_eq!(p.entries[0].etag, "e9");
+    }
+
+    #[test]
+    fn endpoints_are_http_or_https_without_a_path() {
+        let s = |e: &str| Source::new(e, "r", "ak", Zeroizing::new("sk".into()), None).is_ok();
+        assert!(s("http://127.0.0.1:9000"));
+        assert!(s("https://s3.example.com"));
+        assert!(!s("ftp://127.0.0.1:9000"));
+        assert!(!s("http://127.0.0.1:9000/bucket"));
+        let bad = Source::new(
+            "https://h",
+            "r",
+            "ak",
+            Zeroizing::new("sk".into()),
+            Some("junk"),
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

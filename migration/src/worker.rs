@@ -4,8 +4,14 @@
 //! counters and the step's report entries in one metadata commit. A crash (kill -9 included)
 //! redoes at most the step that was running; its already-copied objects are recognised by the
 //! origin recorded on them and are not copied again.
+//!
+//! With `--versions` a step lists ListObjectVersions after the cursor (the last key whose
+//! history is copied), groups the page by key (a key whose versions continue on the next page
+//! is listed on until it is whole), and copies each key's versions and delete markers oldest
+//! first, keys `concurrency` at a time. A redone step skips every version whose source version
+//! id the destination already has from this job (its origin), so nothing is added twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,17 +20,30 @@ use serde_json::{Value, json};
 use strata_engine::Engine;
 use strata_engine::workers::{WorkState, Worker};
 
-use crate::copy::{Limiter, Outcome, Skip, copy_one};
+use crate::copy::{Ctx, Limiter, Outcome, Skip, copy_one, copy_version};
 use crate::job::{
     self, JOB_LOCK, JobRecord, JobState, Progress, load_job, load_progress, progress_key, save_job,
 };
 use crate::report::{Entry, entry_key};
-use crate::source::{Listed, Source};
+use crate::source::{Listed, ListedVersion, Source, SourceError};
 
 /// Keys per ListObjectsV2 request.
 const LIST_PAGE: usize = 1000;
 /// Source listing failures in a row before a job stops in ERROR.
 const MAX_LIST_ERRORS: u32 = 10;
+/// Versions of one key held at once (`--versions`): a key with more is a failure.
+const MAX_KEY_VERSIONS: usize = 100_000;
+
+/// One key's history, oldest first.
+type History = (String, Vec<ListedVersion>);
+
+struct VersionsPage {
+    job: String,
+    cursor: Option<String>,
+    keys: VecDeque<History>,
+    /// The listing ends with these keys.
+    last: bool,
+}
 
 struct PageState {
     job: String,
@@ -37,6 +56,7 @@ struct PageState {
 pub struct MigrationWorker {
     engine: Engine,
     page: Option<PageState>,
+    vpage: Option<VersionsPage>,
     source: Option<(String, Source)>,
     status: Value,
 }
@@ -46,6 +66,7 @@ impl MigrationWorker {
         MigrationWorker {
             engine,
             page: None,
+            vpage: None,
             source: None,
             status: json!({"job": null}),
         }
@@ -59,6 +80,7 @@ impl MigrationWorker {
                 &job.source_region,
                 &job.source_access_key,
                 secret,
+                job.source_ca_pem.as_deref(),
             )?;
             self.source = Some((job.name.clone(), s));
         }
@@ -86,6 +108,8 @@ impl MigrationWorker {
         job.state = state;
         job.error = error;
         progress.finished_ms = Some(strata_engine::now_ms());
+        // A by-part copy cut short (a crash between completion and its cursor's removal).
+        crate::parts::abort_all(&self.engine, &job).await;
         save_progress(&self.engine, name, &progress, Vec::new()).await?;
         save_job(&self.engine, &job)
             .await
@@ -99,6 +123,15 @@ impl MigrationWorker {
         let jobs = job::list_jobs(&self.engine)
             .await
             .map_err(|e| e.to_string())?;
+        // A step that ran while its job was cancelled may have left an upload behind.
+        for j in jobs.iter().filter(|j| j.state == JobState::Cancelled) {
+            if !crate::parts::in_flight(&self.engine, &j.name)
+                .await
+                .is_empty()
+            {
+                crate::parts::abort_all(&self.engine, j).await;
+            }
+        }
         let Some(found) = jobs
             .into_iter()
             .find(|j| matches!(j.state, JobState::Initialized | JobState::Started))
@@ -127,6 +160,9 @@ impl MigrationWorker {
     }
 
     async fn step(&mut self, job: JobRecord) -> Result<WorkState, String> {
+        if job.versions {
+            return self.step_versions(job).await;
+        }
         let started = Instant::now();
         let engine = self.engine.clone();
         let mut progress = load_progress(&engine, &job.name)
@@ -244,52 +280,15 @@ impl MigrationWorker {
         let mut outcomes = outcomes;
         outcomes.sort_by_key(|(i, _)| *i);
         let mut reports = Vec::new();
-        let now = strata_engine::now_ms();
         for (i, outcome) in outcomes {
             let item = &chunk[i];
-            let mut entry = |outcome: &str, reason: &str, error: Option<String>| {
-                let e = Entry {
-                    seq: progress.report_entries,
-                    key: item.key.clone(),
-                    outcome: outcome.into(),
-                    reason: reason.into(),
-                    error,
-                    size: item.size,
-                    source_etag: item.etag.clone(),
-                    at_ms: now,
-                };
-                progress.report_entries += 1;
-                reports.push((
-                    entry_key(&job.name, e.seq),
-                    serde_json::to_vec(&e).unwrap_or_default(),
-                ));
+            let about = About {
+                key: &item.key,
+                version_id: None,
+                size: item.size,
+                etag: &item.etag,
             };
-            match outcome {
-                Outcome::Copied { bytes, resumed } => {
-                    progress.objects_copied += 1;
-                    progress.bytes_copied += bytes;
-                    if resumed {
-                        progress.objects_resumed += 1;
-                    }
-                }
-                Outcome::Skipped { reason, bytes } => {
-                    entry("skipped", reason.as_str(), None);
-                    progress.objects_skipped += 1;
-                    progress.bytes_skipped += bytes;
-                    match reason {
-                        Skip::Identical => progress.skipped_identical += 1,
-                        Skip::Exists => progress.skipped_exists += 1,
-                        Skip::Locked => progress.skipped_locked += 1,
-                        Skip::GoneAtSource => progress.skipped_excluded += 1,
-                    }
-                }
-                Outcome::Failed { error, bytes } => {
-                    tracing::warn!(job = %job.name, key = %truncate(&item.key, 200), error = %truncate(&error, 300), "migration: object failed");
-                    entry("failed", "error", Some(error));
-                    progress.objects_failed += 1;
-                    progress.bytes_failed += bytes;
-                }
-            }
+            account(&job.name, &mut progress, &mut reports, &about, outcome);
         }
         progress.cursor = chunk.last().map(|l| l.key.clone());
         progress.active_ms += started.elapsed().as_millis() as u64;
@@ -308,8 +307,363 @@ impl MigrationWorker {
     }
 }
 
+/// Whole key histories after `cursor` (a key whose versions continue past a page is listed on
+/// until it is whole): the histories, and whether the listing ends with them.
+async fn list_histories(
+    source: &Source,
+    job: &JobRecord,
+    cursor: Option<&str>,
+) -> Result<(VecDeque<History>, bool), SourceError> {
+    let mut entries: Vec<ListedVersion> = Vec::new();
+    let (mut km, mut vm) = (cursor.map(str::to_string), None::<String>);
+    for _ in 0..MAX_KEY_VERSIONS / LIST_PAGE + 2 {
+        let page = source
+            .list_versions(
+                &job.source_bucket,
+                &job.prefix,
+                km.as_deref(),
+                vm.as_deref(),
+                LIST_PAGE,
+            )
+            .await?;
+        entries.extend(page.entries);
+        if !page.truncated || page.next_key_marker.is_none() {
+            return Ok((histories(entries), true));
+        }
+        let mut keys = histories(std::mem::take(&mut entries));
+        if keys.len() > 1 {
+            // The last key's history may continue on the next page: it is listed again whole.
+            keys.pop_back();
+            return Ok((keys, false));
+        }
+        entries = keys.into_iter().flat_map(|(_, vs)| vs).collect();
+        km = page.next_key_marker;
+        vm = page.next_version_id_marker;
+    }
+    Err(SourceError {
+        status: Some(200),
+        code: "TooManyVersions".into(),
+        message: format!(
+            "a key after {:?} has more than {MAX_KEY_VERSIONS} versions",
+            cursor.unwrap_or("")
+        ),
+    })
+}
+
+impl MigrationWorker {
+    /// One step of a `--versions` job (see the module doc).
+    async fn step_versions(&mut self, job: JobRecord) -> Result<WorkState, String> {
+        let started = Instant::now();
+        let engine = self.engine.clone();
+        let mut progress = load_progress(&engine, &job.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if progress.started_ms.is_none() {
+            progress.started_ms = Some(strata_engine::now_ms());
+        }
+        if self
+            .vpage
+            .as_ref()
+            .is_some_and(|p| p.job != job.name || p.cursor != progress.cursor)
+        {
+            self.vpage = None;
+        }
+        let source = match self.source(&job).cloned() {
+            Ok(s) => s,
+            Err(e) => {
+                self.finish(&job.name, JobState::Error, Some(e), progress)
+                    .await?;
+                return Ok(WorkState::Busy);
+            }
+        };
+        if self
+            .vpage
+            .as_ref()
+            .is_none_or(|p| p.keys.is_empty() && !p.last)
+        {
+            match list_histories(&source, &job, progress.cursor.as_deref()).await {
+                Ok((keys, last)) => {
+                    progress.consecutive_errors = 0;
+                    self.vpage = Some(VersionsPage {
+                        job: job.name.clone(),
+                        cursor: progress.cursor.clone(),
+                        keys,
+                        last,
+                    });
+                }
+                Err(e) => {
+                    progress.consecutive_errors += 1;
+                    progress.last_error = Some(e.to_string());
+                    if e.permanent() || progress.consecutive_errors >= MAX_LIST_ERRORS {
+                        self.finish(&job.name, JobState::Error, Some(e.to_string()), progress)
+                            .await?;
+                        return Ok(WorkState::Busy);
+                    }
+                    save_progress(&engine, &job.name, &progress, Vec::new()).await?;
+                    return Err(format!(
+                        "job {}: listing the source's versions: {e}",
+                        job.name
+                    ));
+                }
+            }
+        }
+        let page = self.vpage.as_mut().expect("listed above");
+        if page.keys.is_empty() {
+            progress.listing_done = true;
+            self.vpage = None;
+            self.finish(&job.name, JobState::Done, None, progress)
+                .await?;
+            return Ok(WorkState::Busy);
+        }
+        for (key, vs) in &page.keys {
+            if progress
+                .listed_through
+                .as_deref()
+                .is_none_or(|t| key.as_str() > t)
+            {
+                progress.objects_listed += vs.len() as u64;
+                progress.bytes_listed += vs.iter().map(|v| v.size).sum::<u64>();
+                progress.listed_through = Some(key.clone());
+            }
+        }
+        let take = page.keys.len().min(job.concurrency as usize * 4);
+        let chunk: Vec<History> = page.keys.drain(..take).collect();
+        let dest = match engine.bucket(&job.bucket).await {
+            Ok(Some(b)) if b.versioning == strata_metadata::VersioningState::Enabled => b,
+            Ok(found) => {
+                let why = match found {
+                    Some(_) => format!(
+                        "versioning is no longer enabled on the destination bucket {:?}",
+                        job.bucket
+                    ),
+                    None => format!("the destination bucket {:?} is gone", job.bucket),
+                };
+                self.finish(&job.name, JobState::Error, Some(why), progress)
+                    .await?;
+                return Ok(WorkState::Busy);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let limiter = Arc::new(Limiter::new(job.bandwidth));
+        let shared = Arc::new((engine.clone(), job.clone(), dest, source));
+        let mut results: Vec<(usize, Vec<Outcome>)> =
+            futures::stream::iter(chunk.iter().cloned().enumerate())
+                .map(|(i, (key, versions))| {
+                    let (shared, limiter) = (shared.clone(), limiter.clone());
+                    async move {
+                        let (engine, job, dest, source) = &*shared;
+                        let ctx = Ctx {
+                            engine,
+                            source,
+                            job,
+                            dest,
+                            limiter,
+                        };
+                        let done = match copied_versions(engine, &dest.name, &job.name, &key).await
+                        {
+                            Ok(d) => d,
+                            Err(e) => {
+                                let failed = versions
+                                    .iter()
+                                    .map(|v| Outcome::Failed {
+                                        error: e.clone(),
+                                        bytes: v.size,
+                                    })
+                                    .collect();
+                                return (i, failed);
+                            }
+                        };
+                        // Oldest first, one at a time: the destination's order is the source's.
+                        let mut outs = Vec::with_capacity(versions.len());
+                        for v in &versions {
+                            outs.push(copy_version(&ctx, v, &done).await);
+                        }
+                        (i, outs)
+                    }
+                })
+                .buffer_unordered(job.concurrency as usize)
+                .collect()
+                .await;
+        results.sort_by_key(|(i, _)| *i);
+        let mut reports = Vec::new();
+        for (i, outs) in results {
+            for (v, outcome) in chunk[i].1.iter().zip(outs) {
+                let about = About {
+                    key: &v.key,
+                    version_id: Some(&v.version_id),
+                    size: v.size,
+                    etag: &v.etag,
+                };
+                account(&job.name, &mut progress, &mut reports, &about, outcome);
+            }
+        }
+        progress.cursor = chunk.last().map(|(k, _)| k.clone());
+        progress.active_ms += started.elapsed().as_millis() as u64;
+        save_progress(&engine, &job.name, &progress, reports).await?;
+        if let Some(p) = self.vpage.as_mut() {
+            p.cursor = progress.cursor.clone();
+        }
+        self.status = json!({
+            "job": job.name,
+            "cursor": progress.cursor,
+            "objects_copied": progress.objects_copied,
+            "delete_markers_copied": progress.delete_markers_copied,
+            "objects_failed": progress.objects_failed,
+        });
+        Ok(WorkState::Busy)
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+/// The object an outcome is about, for the report.
+struct About<'a> {
+    key: &'a str,
+    version_id: Option<&'a str>,
+    size: u64,
+    etag: &'a str,
+}
+
+/// Counts one outcome and adds its report entry (failures and skips) to `reports`.
+fn account(
+    job: &str,
+    progress: &mut Progress,
+    reports: &mut Vec<(String, Vec<u8>)>,
+    item: &About<'_>,
+    outcome: Outcome,
+) {
+    let mut entry =
+        |progress: &mut Progress, outcome: &str, reason: &str, error: Option<String>| {
+            let e = Entry {
+                seq: progress.report_entries,
+                key: item.key.to_string(),
+                version_id: item.version_id.map(str::to_string),
+                outcome: outcome.into(),
+                reason: reason.into(),
+                error,
+                size: item.size,
+                source_etag: item.etag.to_string(),
+                at_ms: strata_engine::now_ms(),
+            };
+            progress.report_entries += 1;
+            reports.push((
+                entry_key(job, e.seq),
+                serde_json::to_vec(&e).unwrap_or_default(),
+            ));
+        };
+    match outcome {
+        Outcome::Copied {
+            bytes,
+            resumed,
+            parts,
+            parts_resumed,
+        } => {
+            progress.objects_copied += 1;
+            progress.bytes_copied += bytes;
+            progress.parts_copied += parts;
+            progress.parts_resumed += parts_resumed;
+            if resumed {
+                progress.objects_resumed += 1;
+            }
+        }
+        Outcome::Cancelled => {}
+        Outcome::Marker { resumed } => {
+            progress.delete_markers_copied += 1;
+            if resumed {
+                progress.objects_resumed += 1;
+            }
+        }
+        Outcome::Skipped { reason, bytes } => {
+            entry(progress, "skipped", reason.as_str(), None);
+            progress.objects_skipped += 1;
+            progress.bytes_skipped += bytes;
+            match reason {
+                Skip::Identical => progress.skipped_identical += 1,
+                Skip::Exists => progress.skipped_exists += 1,
+                Skip::Locked => progress.skipped_locked += 1,
+                Skip::GoneAtSource => progress.skipped_excluded += 1,
+            }
+        }
+        Outcome::Failed { error, bytes } => {
+            tracing::warn!(job = %job, key = %truncate(item.key, 200), error = %truncate(&error, 300), "migration: object failed");
+            entry(progress, "failed", "error", Some(error));
+            progress.objects_failed += 1;
+            progress.bytes_failed += bytes;
+        }
+    }
+}
+
+/// The source version ids that this job already copied into `key` (their origins).
+async fn copied_versions(
+    engine: &Engine,
+    bucket: &str,
+    job: &str,
+    key: &str,
+) -> Result<HashSet<String>, String> {
+    let mut done = HashSet::new();
+    let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
+    // Bounded: MAX_KEY_VERSIONS versions of the key, 1000 a page (and other keys under it as a
+    // prefix end the walk).
+    for _ in 0..=MAX_KEY_VERSIONS / 1000 + 1 {
+        let page = engine
+            .list_versions(
+                bucket,
+                strata_metadata::ListVersionsParams {
+                    prefix: key.to_string(),
+                    delimiter: None,
+                    key_marker: km.clone(),
+                    version_id_marker: vm.clone(),
+                    max_keys: 1000,
+                },
+            )
+            .await
+            .map_err(|e| format!("reading the destination's versions: {e}"))?;
+        let mut other_key = false;
+        for e in &page.entries {
+            if e.key != key {
+                other_key = true;
+                break;
+            }
+            if let Some(o) = &e.version.origin
+                && o.job == job
+                && let Some(v) = &o.version_id
+            {
+                done.insert(v.clone());
+            }
+        }
+        if other_key || !page.is_truncated {
+            return Ok(done);
+        }
+        km = page.next_key_marker.clone();
+        vm = page.next_version_id_marker.clone();
+    }
+    Ok(done)
+}
+
+/// Groups a version listing by key, keys in S3's order (UTF-8 bytes), each key's history
+/// oldest first. Some sources (Strata among them) send a page's versions and its delete markers
+/// as two lists rather than interleaved, so a key's entries are ordered here: the latest
+/// first, then by Last-Modified, newest first; the sort is stable, so entries of the same
+/// instant keep the order the source sent them in.
+fn histories(entries: Vec<ListedVersion>) -> VecDeque<History> {
+    let mut by_key: std::collections::BTreeMap<String, Vec<ListedVersion>> = Default::default();
+    for e in entries {
+        by_key.entry(e.key.clone()).or_default().push(e);
+    }
+    by_key
+        .into_iter()
+        .map(|(k, mut vs)| {
+            vs.sort_by(|a, b| {
+                b.latest
+                    .cmp(&a.latest)
+                    .then_with(|| b.last_modified.cmp(&a.last_modified))
+            });
+            vs.reverse();
+            (k, vs)
+        })
+        .collect()
 }
 
 /// The job's progress and the report entries of the same step, in one commit.
@@ -336,6 +690,7 @@ impl Worker for MigrationWorker {
     async fn work(&mut self) -> Result<WorkState, String> {
         let Some(job) = self.pick().await? else {
             self.page = None;
+            self.vpage = None;
             self.source = None;
             return Ok(WorkState::Idle);
         };
@@ -348,5 +703,59 @@ impl Worker for MigrationWorker {
 
     fn idle_interval(&self) -> Duration {
         Duration::from_millis(500)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(key: &str, id: &str, marker: bool, latest: bool, at: &str) -> ListedVersion {
+        ListedVersion {
+            key: key.into(),
+            version_id: id.into(),
+            delete_marker: marker,
+            latest,
+            size: 0,
+            etag: String::new(),
+            last_modified: at.into(),
+        }
+    }
+
+    #[test]
+    fn histories_are_oldest_first_whether_markers_interleave_or_not() {
+        // Versions first, then the markers (as Strata sends them), keys in byte order.
+        let sent = vec![
+            v("b", "b1", false, true, "2026-01-01T00:00:05.000Z"),
+            v("é", "e2", false, false, "2026-01-01T00:00:03.000Z"),
+            v("é", "e1", false, false, "2026-01-01T00:00:01.000Z"),
+            v("é", "m2", true, true, "2026-01-01T00:00:04.000Z"),
+            v("é", "m1", true, false, "2026-01-01T00:00:02.000Z"),
+        ];
+        let got: Vec<(String, Vec<String>)> = histories(sent)
+            .into_iter()
+            .map(|(k, vs)| (k, vs.into_iter().map(|v| v.version_id).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b".to_string(), vec!["b1".to_string()]),
+                (
+                    "é".to_string(),
+                    ["e1", "m1", "e2", "m2"].map(String::from).to_vec()
+                ),
+            ]
+        );
+        // Two entries of the same instant: the latest is last.
+        let same = vec![
+            v("k", "new", false, true, "2026-01-01T00:00:01.000Z"),
+            v("k", "old", true, false, "2026-01-01T00:00:01.000Z"),
+        ];
+        let ids: Vec<String> = histories(same)[0]
+            .1
+            .iter()
+            .map(|v| v.version_id.clone())
+            .collect();
+        assert_eq!(ids, ["old", "new"]);
     }
 }

@@ -18,6 +18,47 @@ fn job_err(e: JobError) -> S3Error {
     }
 }
 
+/// Versions of one key (newest first, at most 1000) with what a migration recorded of their
+/// source: the job, the source's version id, ETag and Last-Modified.
+async fn origins(engine: &Engine, bucket: &str, key: &str) -> S3Result<Value> {
+    const MAX: usize = 1000;
+    let page = engine
+        .list_versions(
+            bucket,
+            strata_metadata::ListVersionsParams {
+                prefix: key.to_string(),
+                delimiter: None,
+                key_marker: None,
+                version_id_marker: None,
+                max_keys: MAX,
+            },
+        )
+        .await
+        .map_err(errors::engine)?;
+    let mine: Vec<_> = page.entries.iter().filter(|e| e.key == key).collect();
+    let truncated = page.is_truncated && mine.len() == page.entries.len();
+    let versions: Vec<Value> = mine
+        .iter()
+        .map(|e| {
+            let v = &e.version;
+            json!({
+                "version_id": v.version_id,
+                "is_latest": e.is_latest,
+                "is_delete_marker": v.is_delete_marker,
+                "size": v.size,
+                "etag": v.etag,
+                "origin": v.origin.as_ref().map(|o| json!({
+                    "job": o.job,
+                    "source_version_id": o.version_id,
+                    "source_etag": o.etag,
+                    "source_last_modified": o.last_modified,
+                })),
+            })
+        })
+        .collect();
+    Ok(json!({"bucket": bucket, "key": key, "versions": versions, "truncated": truncated}))
+}
+
 fn name(args: &Value) -> S3Result<&str> {
     args.get("name")
         .and_then(Value::as_str)
@@ -41,6 +82,18 @@ pub(super) async fn handle(
             let out = job::start(engine, a, &who.user).await.map_err(job_err)?;
             tracing::info!(target: "strata::audit", admin = %who.user, job = %n, source = %src, source_bucket = %sb, bucket = %b, "migration job created");
             Ok(out)
+        }
+        .await,
+        "migration-origins" => async {
+            let bucket = args
+                .get("bucket")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("bucket is required"))?;
+            let key = args
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("key is required"))?;
+            origins(engine, bucket, key).await
         }
         .await,
         "migration-status" => async { job::status(engine, name(args)?).await.map_err(job_err) }.await,

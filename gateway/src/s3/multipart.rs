@@ -391,6 +391,7 @@ impl StrataS3 {
             whole_checksum: crate::declared_checksum!(input),
             object_size: input.mpu_object_size.map(|n| n.max(0) as u64),
             owner: who.id.clone(),
+            origin: None,
         };
         let written = self
             .ctx
