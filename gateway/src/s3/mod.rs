@@ -3,6 +3,7 @@
 //! engine (`strata_engine`) and its answers back into S3 responses; no S3 type goes below them.
 //! Operations not listed here fall through to s3s's default, which answers `NotImplemented` (501).
 
+pub(crate) mod access;
 mod acl;
 mod attributes;
 mod bucket;
