@@ -3,9 +3,10 @@
 //! condition keys. S3-free: the gateway maps S3 operations to [`Action`]s and answers
 //! `AccessDenied` for [`Decision::Deny`].
 //!
-//! Evaluation order, as S3 (for the parts that exist so far: ACLs; bucket policies plug into
-//! `explicit_deny` / `policy_allows`):
-//! 1. an explicit Deny of a policy wins over everything, the bucket owner included;
+//! Evaluation order, as S3 (ACLs and bucket policies; Public Access Block and Object Ownership
+//! do not exist yet):
+//! 1. an explicit Deny of the bucket policy wins over everything, the bucket owner included
+//!    (except that the owner may always get, put and delete the policy itself);
 //! 2. the bucket owner may do everything on the bucket and its configuration, and on objects it
 //!    owns (an object written by another account under `ObjectWriter` ownership is the writer's
 //!    unless its ACL grants the bucket owner);
@@ -147,25 +148,36 @@ pub enum Decision {
 /// name; bucket policies evaluate them.
 pub type ConditionKeys = BTreeMap<String, Vec<String>>;
 
-/// The policy part of a decision (bucket policies, Public Access Block): none yet.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PolicyVerdict {
-    pub explicit_deny: bool,
-    pub allow: bool,
-}
+pub use crate::policy::{Policy, PolicyVerdict};
 
 /// The decision for `who` doing `action` on `resource` (see the module comment).
 pub fn authorize(
     who: &Principal,
     action: Action,
     resource: &Resource<'_>,
-    _conditions: &ConditionKeys,
-    policy: PolicyVerdict,
+    conditions: &ConditionKeys,
+    policy: Option<&Policy>,
 ) -> Decision {
-    if policy.explicit_deny {
+    let is = |id: &str| matches!(who, Principal::User { id: me } if me == id);
+    let policy = match policy {
+        Some(p) => {
+            let arn = match resource.key {
+                Some(k) => format!("arn:aws:s3:::{}/{k}", resource.bucket),
+                None => format!("arn:aws:s3:::{}", resource.bucket),
+            };
+            p.evaluate(who, action.name(), &arn, conditions)
+        }
+        None => PolicyVerdict::default(),
+    };
+    // The bucket owner can always change or remove the policy (no lock-out by its own Deny),
+    // as S3's root user can.
+    let policy_admin = matches!(
+        action,
+        Action::OwnerOnly("s3:PutBucketPolicy" | "s3:DeleteBucketPolicy" | "s3:GetBucketPolicy")
+    );
+    if policy.explicit_deny && !(policy_admin && is(resource.bucket_owner)) {
         return Decision::Deny;
     }
-    let is = |id: &str| matches!(who, Principal::User { id: me } if me == id);
     let grant = action.acl_grant();
     let object_level = matches!(grant, Some((AclOf::Object, _)));
     // The bucket owner: everything on the bucket, and on the objects it owns.
@@ -316,7 +328,7 @@ mod tests {
                 object_acl: object,
             },
             &ConditionKeys::new(),
-            PolicyVerdict::default(),
+            None,
         )
     }
 
@@ -409,31 +421,52 @@ mod tests {
             bucket_acl: &private,
             object_acl: None,
         };
-        let deny = PolicyVerdict {
-            explicit_deny: true,
-            allow: true,
+        let policy = |effect: &str| {
+            crate::policy::parse(
+                format!(
+                    r#"{{"Statement":{{"Effect":"{effect}","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"}}}}"#
+                )
+                .as_bytes(),
+                "b",
+            )
+            .unwrap()
         };
+        let deny = policy("Deny");
+        let none = ConditionKeys::new();
+        assert_eq!(
+            authorize(&user(A), Action::ListBucket, &r, &none, Some(&deny)),
+            Decision::Deny
+        );
+        // ... but the owner can still remove the policy that locks it out
         assert_eq!(
             authorize(
                 &user(A),
-                Action::ListBucket,
+                Action::OwnerOnly("s3:DeleteBucketPolicy"),
                 &r,
-                &ConditionKeys::new(),
-                deny
+                &none,
+                Some(&deny)
             ),
-            Decision::Deny
+            Decision::Allow
         );
-        let allow = PolicyVerdict {
-            explicit_deny: false,
-            allow: true,
-        };
+        let allow = policy("Allow");
         assert_eq!(
             authorize(
                 &Principal::Anonymous,
                 Action::ListBucket,
                 &r,
-                &ConditionKeys::new(),
-                allow
+                &none,
+                Some(&allow)
+            ),
+            Decision::Allow
+        );
+        // an Allow opens what no ACL can grant
+        assert_eq!(
+            authorize(
+                &user(B),
+                Action::OwnerOnly("s3:GetBucketVersioning"),
+                &r,
+                &none,
+                Some(&allow)
             ),
             Decision::Allow
         );

@@ -379,3 +379,65 @@ def test_anonymous_writes_to_a_private_bucket_are_refused_before_the_body(server
     expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="big")
     assert grants_of(s3.get_bucket_acl(Bucket=bucket)) == {
         (s3.list_buckets()["Owner"]["ID"], "FULL_CONTROL")}
+
+
+# ---- bucket policies ------------------------------------------------------------------------------
+def test_bucket_policy_put_get_status_delete_and_malformed(server, s3, bob, fresh):
+    b3, bob_id, bob_name = bob
+    anon = anonymous(server)
+    s3.create_bucket(Bucket=fresh)
+    s3.put_object(Bucket=fresh, Key="pub/a", Body=b"A")
+    s3.put_object(Bucket=fresh, Key="priv/b", Body=b"B")
+    expect_error(s3.get_bucket_policy, "NoSuchBucketPolicy", 404, Bucket=fresh)
+    expect_error(s3.get_bucket_policy_status, "NoSuchBucketPolicy", 404, Bucket=fresh)
+    # malformed documents: MalformedPolicy, nothing stored
+    ok_stmt = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+               "Resource": f"arn:aws:s3:::{fresh}/*"}
+    for bad in ["not json", json.dumps({"Version": "2012-10-17", "Statement": []}),
+                json.dumps({"Statement": [dict(ok_stmt, Effect="Perhaps")]}),
+                json.dumps({"Statement": [dict(ok_stmt, Resource="arn:aws:s3:::elsewhere/*")]}),
+                json.dumps({"Statement": [{k: v for k, v in ok_stmt.items() if k != "Principal"}]}),
+                json.dumps({"Statement": [dict(ok_stmt, Condition={"StringSortOf": {"a": "b"}})]})]:
+        expect_error(s3.put_bucket_policy, "MalformedPolicy", 400, Bucket=fresh, Policy=bad)
+    expect_error(s3.get_bucket_policy, "NoSuchBucketPolicy", 404, Bucket=fresh)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{fresh}/pub/*"},
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam:::user/{bob_name}"},
+         "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{fresh}",
+         "Condition": {"StringLike": {"s3:prefix": "pub/*"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+         "Resource": f"arn:aws:s3:::{fresh}/*"},
+    ]}
+    s3.put_bucket_policy(Bucket=fresh, Policy=json.dumps(policy))
+    assert json.loads(s3.get_bucket_policy(Bucket=fresh)["Policy"]) == policy
+    assert s3.get_bucket_policy_status(Bucket=fresh)["PolicyStatus"]["IsPublic"] is True
+    # Allow to everyone, by resource pattern
+    assert anon.get_object(Bucket=fresh, Key="pub/a")["Body"].read() == b"A"
+    expect_error(anon.get_object, "AccessDenied", 403, Bucket=fresh, Key="priv/b")
+    # Allow to a user by name, under a condition on s3:prefix
+    assert keys(b3.list_objects_v2(Bucket=fresh, Prefix="pub/")) == ["pub/a"]
+    expect_error(b3.list_objects_v2, "AccessDenied", 403, Bucket=fresh)
+    expect_error(b3.get_bucket_policy, "AccessDenied", 403, Bucket=fresh)
+    # an explicit Deny wins, over the bucket owner too; the owner may still remove the policy
+    expect_error(s3.delete_object, "AccessDenied", 403, Bucket=fresh, Key="pub/a")
+    assert s3.head_object(Bucket=fresh, Key="pub/a")["ContentLength"] == 1
+    # a condition on the source address (the tests run on 127.0.0.1)
+    for net, allowed in [("127.0.0.0/8", True), ("10.0.0.0/8", False)]:
+        s3.put_bucket_policy(Bucket=fresh, Policy=json.dumps({"Statement": [dict(
+            ok_stmt, Condition={"IpAddress": {"aws:SourceIp": net}})]}))
+        if allowed:
+            assert anon.get_object(Bucket=fresh, Key="priv/b")["Body"].read() == b"B"
+        else:
+            expect_error(anon.get_object, "AccessDenied", 403, Bucket=fresh, Key="priv/b")
+    assert s3.get_bucket_policy_status(Bucket=fresh)["PolicyStatus"]["IsPublic"] is False
+    # an anonymous write a policy allows: its body is accepted
+    s3.put_bucket_policy(Bucket=fresh, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{fresh}/drop/*"}]}))
+    anon.put_object(Bucket=fresh, Key="drop/x", Body=b"dropped")
+    expect_error(anon.put_object, "AccessDenied", 403, Bucket=fresh, Key="elsewhere", Body=b"x")
+    assert s3.get_object(Bucket=fresh, Key="drop/x")["Body"].read() == b"dropped"
+    s3.delete_bucket_policy(Bucket=fresh)
+    expect_error(s3.get_bucket_policy, "NoSuchBucketPolicy", 404, Bucket=fresh)
+    expect_error(anon.put_object, "AccessDenied", 403, Bucket=fresh, Key="drop/y", Body=b"x")

@@ -323,11 +323,15 @@ impl s3s::access::S3Access for LockoutAccess {
             if !crate::http::limits::may_have_body(cx.headers()) {
                 return Ok(());
             }
+            let op = cx.s3_op().name().to_string();
+            let (bucket, key) = crate::s3::access::path_parts(cx.s3_path());
+            let uri = cx.uri().clone();
             return crate::s3::access::check_anonymous_body(
                 &self.engine,
-                cx.s3_op().name(),
-                cx.s3_path(),
-                cx.uri(),
+                &op,
+                (bucket.as_deref(), key.as_deref()),
+                &uri,
+                cx.extensions_mut(),
             )
             .await;
         }

@@ -6,10 +6,9 @@
 //! Unsigned requests reach the handlers only without a body, or with the body of a write a grant
 //! allows: [`check_anonymous_body`] runs before s3s reads any byte of a body.
 
-use s3s::path::S3Path;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use strata_engine::Engine;
-use strata_engine::authz::{self, Action, ConditionKeys, Decision, PolicyVerdict, Principal};
+use strata_engine::authz::{self, Action, ConditionKeys, Decision, Principal};
 use strata_metadata::{BucketRecord, VersionRecord};
 
 use super::StrataS3;
@@ -96,6 +95,11 @@ pub(crate) fn decide(
 ) -> Decision {
     let bucket_acl = authz::bucket_acl(bucket);
     let object_acl = version.map(|v| authz::version_acl(bucket, v));
+    // Stored only after it parsed; bounded (20 KiB) so parsing per decision stays cheap.
+    let policy = bucket
+        .policy
+        .as_deref()
+        .and_then(|d| strata_engine::policy::parse(d.as_bytes(), &bucket.name).ok());
     authz::authorize(
         who,
         action,
@@ -108,7 +112,7 @@ pub(crate) fn decide(
             object_acl: object_acl.as_ref(),
         },
         conditions,
-        PolicyVerdict::default(),
+        policy.as_ref(),
     )
 }
 
@@ -159,6 +163,19 @@ impl StrataS3 {
         name: &str,
         action: Action,
     ) -> S3Result<BucketRecord> {
+        self.authorized_key(who, name, None, action).await
+    }
+
+    /// The same for an object-level action decided without the object's version (writes,
+    /// deletes, tagging, ...): `key` names the resource a policy matches
+    /// (`arn:aws:s3:::bucket/key`).
+    pub(crate) async fn authorized_key(
+        &self,
+        who: &Who,
+        name: &str,
+        key: Option<&str>,
+        action: Action,
+    ) -> S3Result<BucketRecord> {
         let b = self
             .ctx
             .engine
@@ -166,7 +183,7 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        match decide(&who.principal(), &who.conditions, action, &b, None, None) {
+        match decide(&who.principal(), &who.conditions, action, &b, key, None) {
             Decision::Allow => Ok(b),
             Decision::Deny => Err(denied(&who.user, action, name)),
         }
@@ -250,18 +267,17 @@ fn anonymous_write_action(op: &str, versioned: bool) -> Option<Action> {
 }
 
 /// Run for an unsigned request that may carry a body, before s3s reads it: allowed only where a
-/// grant allows that write to anonymous callers. Costs one bucket lookup (and one version
+/// grant (ACL or bucket policy) allows that write to anonymous callers. Costs one bucket lookup (and one version
 /// lookup for PutObjectAcl), never a byte of the body.
 pub(crate) async fn check_anonymous_body(
     engine: &Engine,
     op: &str,
-    path: &S3Path,
+    path: (Option<&str>, Option<&str>),
     uri: &http::Uri,
+    ext: &http::Extensions,
 ) -> S3Result<()> {
-    let (bucket, key) = match path {
-        S3Path::Root => return Err(access_denied()),
-        S3Path::Bucket { bucket } => (bucket.as_ref(), None),
-        S3Path::Object { bucket, key } => (bucket.as_ref(), Some(key.as_ref())),
+    let (Some(bucket), key) = path else {
+        return Err(access_denied());
     };
     let version_id = crate::http::signed_headers::query_pairs(uri.query())
         .into_iter()
@@ -294,7 +310,7 @@ pub(crate) async fn check_anonymous_body(
     }
     match decide(
         &Principal::Anonymous,
-        &ConditionKeys::new(),
+        &conditions(&Caller::anonymous(), ext),
         action,
         &b,
         key,
@@ -302,6 +318,17 @@ pub(crate) async fn check_anonymous_body(
     ) {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(denied("anonymous", action, bucket)),
+    }
+}
+
+/// The bucket and key an s3s path names.
+pub(crate) fn path_parts(path: &s3s::path::S3Path) -> (Option<String>, Option<String>) {
+    match path {
+        s3s::path::S3Path::Root => (None, None),
+        s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),
+        s3s::path::S3Path::Object { bucket, key } => {
+            (Some(bucket.to_string()), Some(key.to_string()))
+        }
     }
 }
 

@@ -20,9 +20,10 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &input.bucket,
+                Some(&input.key),
                 Action::OwnerOnly("s3:GetObjectAttributes"),
             )
             .await?;

@@ -22,7 +22,7 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let dst_bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         check_key(&input.key)?;
         let CopySource::Bucket {

@@ -82,7 +82,9 @@ impl StrataS3 {
         } else {
             Action::DeleteObject
         };
-        let bucket = self.authorized_bucket(&who, &input.bucket, action).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), action)
+            .await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
         // x-amz-if-match-size / -last-modified-time are for directory buckets only in S3.
         if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
@@ -126,9 +128,8 @@ impl StrataS3 {
         let request_id = request_id(&req.extensions);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
-        let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::DeleteObject)
-            .await?;
+        // Each key is decided on its own below (S3: a refused key is an AccessDenied entry).
+        let bucket = self.existing_bucket(&input.bucket).await?;
         if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
             return Err(s3_error!(
                 MalformedXML,

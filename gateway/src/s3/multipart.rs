@@ -48,7 +48,7 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         check_key(&input.key)?;
         let lock = lock_request(
@@ -175,7 +175,7 @@ impl StrataS3 {
         let trailers = req.trailing_headers;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         let part_number = check_part_number(input.part_number)?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
@@ -259,7 +259,7 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         let part_number = check_part_number(input.part_number)?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
@@ -360,7 +360,7 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         check_key(&input.key)?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
@@ -437,7 +437,12 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::AbortMultipartUpload)
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::AbortMultipartUpload,
+            )
             .await?;
         self.ctx
             .engine
@@ -456,7 +461,12 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::ListMultipartUploadParts)
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::ListMultipartUploadParts,
+            )
             .await?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let max = match input.max_parts {

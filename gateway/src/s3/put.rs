@@ -27,7 +27,7 @@ impl StrataS3 {
         let trailers = req.trailing_headers;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::PutObject)
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
         check_key(&input.key)?;
         if input

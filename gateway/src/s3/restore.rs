@@ -19,7 +19,12 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(&who, &input.bucket, Action::OwnerOnly("s3:RestoreObject"))
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:RestoreObject"),
+            )
             .await?;
         check_key(&input.key)?;
         let vid = requested_version(&input.version_id)?;

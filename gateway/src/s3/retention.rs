@@ -18,9 +18,10 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &input.bucket,
+                Some(&input.key),
                 Action::OwnerOnly("s3:PutObjectRetention"),
             )
             .await?;
@@ -69,9 +70,10 @@ impl StrataS3 {
     ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &req.input.bucket,
+                Some(&req.input.key),
                 Action::OwnerOnly("s3:GetObjectRetention"),
             )
             .await?;
@@ -105,9 +107,10 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &input.bucket,
+                Some(&input.key),
                 Action::OwnerOnly("s3:PutObjectLegalHold"),
             )
             .await?;
@@ -145,9 +148,10 @@ impl StrataS3 {
     ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &req.input.bucket,
+                Some(&req.input.key),
                 Action::OwnerOnly("s3:GetObjectLegalHold"),
             )
             .await?;

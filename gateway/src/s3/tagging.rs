@@ -39,9 +39,10 @@ impl StrataS3 {
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &req.input.bucket,
+                Some(&req.input.key),
                 Action::OwnerOnly("s3:GetObjectTagging"),
             )
             .await?;
@@ -69,9 +70,10 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &input.bucket,
+                Some(&input.key),
                 Action::OwnerOnly("s3:PutObjectTagging"),
             )
             .await?;
@@ -102,9 +104,10 @@ impl StrataS3 {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
         let bucket = self
-            .authorized_bucket(
+            .authorized_key(
                 &who,
                 &input.bucket,
+                Some(&input.key),
                 Action::OwnerOnly("s3:DeleteObjectTagging"),
             )
             .await?;
