@@ -51,6 +51,24 @@ impl Engine {
         .await
     }
 
+    /// PutBucketPolicy (`Some`, a document [`crate::policy::parse`] accepted) and
+    /// DeleteBucketPolicy (`None`).
+    pub async fn set_bucket_policy(
+        &self,
+        bucket: &str,
+        policy: Option<String>,
+    ) -> Result<BucketRecord> {
+        self.require_writable(bucket).await?;
+        let b = bucket.to_string();
+        self.meta_call(move |m| {
+            m.update_bucket(&b, |r| {
+                r.policy = policy.clone();
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// PutObjectAcl: replaces a version's ACL (`None` id: the latest version).
     pub async fn set_object_acl(
         &self,

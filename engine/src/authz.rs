@@ -3,9 +3,10 @@
 //! condition keys. S3-free: the gateway maps S3 operations to [`Action`]s and answers
 //! `AccessDenied` for [`Decision::Deny`].
 //!
-//! Evaluation order, as S3 (for the parts that exist so far: ACLs; bucket policies plug into
-//! `explicit_deny` / `policy_allows`):
-//! 1. an explicit Deny of a policy wins over everything, the bucket owner included;
+//! Evaluation order, as S3 (ACLs and bucket policies; Public Access Block and Object Ownership
+//! do not exist yet):
+//! 1. an explicit Deny of the bucket policy wins over everything, the bucket owner included
+//!    (except that the owner may always get, put and delete the policy itself);
 //! 2. the bucket owner may do everything on the bucket and its configuration, and on objects it
 //!    owns (an object written by another account under `ObjectWriter` ownership is the writer's
 //!    unless its ACL grants the bucket owner);
@@ -26,27 +27,108 @@ pub enum Principal {
     User { id: String },
 }
 
-/// What is asked, by S3 action name family (the ones ACLs can grant).
+/// What is asked: an S3 action (the names of S3's policy language, `s3:GetObject`, ...). The
+/// ones S3's ACLs can grant have their own variant; the others are the bucket owner's (or, later,
+/// a policy's) and carry their S3 name in [`Action::OwnerOnly`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
-    /// ListObjects(V2), ListObjectVersions, ListMultipartUploads, HeadBucket.
+    /// ListObjects(V2), HeadBucket: bucket READ.
     ListBucket,
-    /// PutObject, CopyObject (destination), multipart writes, DeleteObject(s).
-    WriteObject,
-    /// GetObject, HeadObject, GetObjectAttributes, CopyObject / UploadPartCopy source.
-    ReadObject,
+    /// ListObjectVersions: bucket READ.
+    ListBucketVersions,
+    /// ListMultipartUploads: bucket READ.
+    ListBucketMultipartUploads,
+    /// PutObject, CopyObject (destination), CreateMultipartUpload, UploadPart(Copy),
+    /// CompleteMultipartUpload: bucket WRITE.
+    PutObject,
+    /// DeleteObject(s) without a version id: bucket WRITE.
+    DeleteObject,
+    /// DeleteObject(s) of a version: bucket WRITE.
+    DeleteObjectVersion,
+    /// AbortMultipartUpload: bucket WRITE (the writer who may upload may give up).
+    AbortMultipartUpload,
+    /// ListParts: bucket WRITE, as the uploads' writers need it to resume.
+    ListMultipartUploadParts,
+    /// GetObject, HeadObject, CopyObject / UploadPartCopy source: object READ.
+    GetObject,
+    /// The same by version id: object READ.
+    GetObjectVersion,
+    /// GetBucketAcl: bucket READ_ACP.
     GetBucketAcl,
+    /// PutBucketAcl: bucket WRITE_ACP.
     PutBucketAcl,
+    /// GetObjectAcl: object READ_ACP.
     GetObjectAcl,
+    GetObjectVersionAcl,
+    /// PutObjectAcl: object WRITE_ACP.
     PutObjectAcl,
-    /// Any other bucket configuration (versioning, lifecycle, CORS, policy, ...): owner only
-    /// (or a policy).
-    BucketConfig,
+    PutObjectVersionAcl,
+    /// Everything no ACL grants (bucket configuration, tagging, retention, restore, attributes,
+    /// DeleteBucket, ...), by S3 action name: the bucket owner's.
+    OwnerOnly(&'static str),
+}
+
+/// Which ACL an action's grant is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AclOf {
+    Bucket,
+    Object,
+}
+
+impl Action {
+    /// The S3 action name (`s3:GetObject`), as bucket policies name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::ListBucket => "s3:ListBucket",
+            Action::ListBucketVersions => "s3:ListBucketVersions",
+            Action::ListBucketMultipartUploads => "s3:ListBucketMultipartUploads",
+            Action::PutObject => "s3:PutObject",
+            Action::DeleteObject => "s3:DeleteObject",
+            Action::DeleteObjectVersion => "s3:DeleteObjectVersion",
+            Action::AbortMultipartUpload => "s3:AbortMultipartUpload",
+            Action::ListMultipartUploadParts => "s3:ListMultipartUploadParts",
+            Action::GetObject => "s3:GetObject",
+            Action::GetObjectVersion => "s3:GetObjectVersion",
+            Action::GetBucketAcl => "s3:GetBucketAcl",
+            Action::PutBucketAcl => "s3:PutBucketAcl",
+            Action::GetObjectAcl => "s3:GetObjectAcl",
+            Action::GetObjectVersionAcl => "s3:GetObjectVersionAcl",
+            Action::PutObjectAcl => "s3:PutObjectAcl",
+            Action::PutObjectVersionAcl => "s3:PutObjectVersionAcl",
+            Action::OwnerOnly(name) => name,
+        }
+    }
+
+    /// The ACL permission that grants this action, and on which ACL (S3's "Mapping of ACL
+    /// permissions and access policy permissions"); `None`: no ACL grants it.
+    fn acl_grant(&self) -> Option<(AclOf, Permission)> {
+        use Action::*;
+        Some(match self {
+            ListBucket | ListBucketVersions | ListBucketMultipartUploads => {
+                (AclOf::Bucket, Permission::Read)
+            }
+            PutObject
+            | DeleteObject
+            | DeleteObjectVersion
+            | AbortMultipartUpload
+            | ListMultipartUploadParts => (AclOf::Bucket, Permission::Write),
+            GetBucketAcl => (AclOf::Bucket, Permission::ReadAcp),
+            PutBucketAcl => (AclOf::Bucket, Permission::WriteAcp),
+            GetObject | GetObjectVersion => (AclOf::Object, Permission::Read),
+            GetObjectAcl | GetObjectVersionAcl => (AclOf::Object, Permission::ReadAcp),
+            PutObjectAcl | PutObjectVersionAcl => (AclOf::Object, Permission::WriteAcp),
+            OwnerOnly(_) => return None,
+        })
+    }
 }
 
 /// What an action is asked on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resource<'a> {
+    pub bucket: &'a str,
+    /// The object key of object-level actions (policies match `arn:aws:s3:::bucket/key`).
+    pub key: Option<&'a str>,
+    pub version_id: Option<&'a str>,
     pub bucket_owner: &'a str,
     pub bucket_acl: &'a Acl,
     /// The object's ACL (and owner) for object-level actions on an existing object.
@@ -66,29 +148,38 @@ pub enum Decision {
 /// name; bucket policies evaluate them.
 pub type ConditionKeys = BTreeMap<String, Vec<String>>;
 
-/// The policy part of a decision (bucket policies, Public Access Block): none yet.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PolicyVerdict {
-    pub explicit_deny: bool,
-    pub allow: bool,
-}
+pub use crate::policy::{Policy, PolicyVerdict};
 
 /// The decision for `who` doing `action` on `resource` (see the module comment).
 pub fn authorize(
     who: &Principal,
     action: Action,
     resource: &Resource<'_>,
-    _conditions: &ConditionKeys,
-    policy: PolicyVerdict,
+    conditions: &ConditionKeys,
+    policy: Option<&Policy>,
 ) -> Decision {
-    if policy.explicit_deny {
+    let is = |id: &str| matches!(who, Principal::User { id: me } if me == id);
+    let policy = match policy {
+        Some(p) => {
+            let arn = match resource.key {
+                Some(k) => format!("arn:aws:s3:::{}/{k}", resource.bucket),
+                None => format!("arn:aws:s3:::{}", resource.bucket),
+            };
+            p.evaluate(who, action.name(), &arn, conditions)
+        }
+        None => PolicyVerdict::default(),
+    };
+    // The bucket owner can always change or remove the policy (no lock-out by its own Deny),
+    // as S3's root user can.
+    let policy_admin = matches!(
+        action,
+        Action::OwnerOnly("s3:PutBucketPolicy" | "s3:DeleteBucketPolicy" | "s3:GetBucketPolicy")
+    );
+    if policy.explicit_deny && !(policy_admin && is(resource.bucket_owner)) {
         return Decision::Deny;
     }
-    let is = |id: &str| matches!(who, Principal::User { id: me } if me == id);
-    let object_level = matches!(
-        action,
-        Action::ReadObject | Action::GetObjectAcl | Action::PutObjectAcl
-    );
+    let grant = action.acl_grant();
+    let object_level = matches!(grant, Some((AclOf::Object, _)));
     // The bucket owner: everything on the bucket, and on the objects it owns.
     if is(resource.bucket_owner) {
         let owns_object = resource
@@ -105,18 +196,13 @@ pub fn authorize(
     if policy.allow {
         return Decision::Allow;
     }
-    let (acl, needed) = match action {
-        Action::ListBucket => (Some(resource.bucket_acl), Permission::Read),
-        Action::WriteObject => (Some(resource.bucket_acl), Permission::Write),
-        Action::GetBucketAcl => (Some(resource.bucket_acl), Permission::ReadAcp),
-        Action::PutBucketAcl => (Some(resource.bucket_acl), Permission::WriteAcp),
-        Action::ReadObject => (resource.object_acl, Permission::Read),
-        Action::GetObjectAcl => (resource.object_acl, Permission::ReadAcp),
-        Action::PutObjectAcl => (resource.object_acl, Permission::WriteAcp),
-        Action::BucketConfig => (None, Permission::FullControl),
+    let acl = match grant {
+        Some((AclOf::Bucket, needed)) => Some((resource.bucket_acl, needed)),
+        Some((AclOf::Object, needed)) => resource.object_acl.map(|a| (a, needed)),
+        None => None,
     };
     match acl {
-        Some(acl) if grants(acl, who, needed) => Decision::Allow,
+        Some((acl, needed)) if grants(acl, who, needed) => Decision::Allow,
         _ => Decision::Deny,
     }
 }
@@ -234,12 +320,15 @@ mod tests {
             who,
             action,
             &Resource {
+                bucket: "b",
+                key: None,
+                version_id: None,
                 bucket_owner: A,
                 bucket_acl: bucket,
                 object_acl: object,
             },
             &ConditionKeys::new(),
-            PolicyVerdict::default(),
+            None,
         )
     }
 
@@ -248,8 +337,8 @@ mod tests {
         let private = canned_acl("private", A, A).unwrap();
         for action in [
             Action::ListBucket,
-            Action::WriteObject,
-            Action::BucketConfig,
+            Action::PutObject,
+            Action::OwnerOnly("s3:PutBucketVersioning"),
             Action::PutBucketAcl,
         ] {
             assert_eq!(decide(&user(A), action, &private, None), Decision::Allow);
@@ -267,7 +356,7 @@ mod tests {
         let private = canned_acl("private", A, A).unwrap();
         let anon = Principal::Anonymous;
         assert_eq!(
-            decide(&anon, Action::ReadObject, &private, Some(&obj)),
+            decide(&anon, Action::GetObject, &private, Some(&obj)),
             Decision::Allow
         );
         assert_eq!(
@@ -284,23 +373,25 @@ mod tests {
             Decision::Deny
         );
         let rw = canned_acl("public-read-write", A, A).unwrap();
+        assert_eq!(decide(&anon, Action::PutObject, &rw, None), Decision::Allow);
         assert_eq!(
-            decide(&anon, Action::WriteObject, &rw, None),
-            Decision::Allow
-        );
-        assert_eq!(
-            decide(&anon, Action::BucketConfig, &rw, None),
+            decide(
+                &anon,
+                Action::OwnerOnly("s3:PutBucketVersioning"),
+                &rw,
+                None
+            ),
             Decision::Deny
         );
         assert!(canned_acl("public", A, A).is_none());
         // An object B wrote into A's bucket: A reads it only if B's ACL grants A.
         let b_private = canned_acl("private", B, A).unwrap();
         assert_eq!(
-            decide(&user(A), Action::ReadObject, &private, Some(&b_private)),
+            decide(&user(A), Action::GetObject, &private, Some(&b_private)),
             Decision::Deny
         );
         assert_eq!(
-            decide(&user(B), Action::ReadObject, &private, Some(&b_private)),
+            decide(&user(B), Action::GetObject, &private, Some(&b_private)),
             Decision::Allow
         );
         let b_full = canned_acl("bucket-owner-full-control", B, A).unwrap();
@@ -310,7 +401,7 @@ mod tests {
         );
         let b_read = canned_acl("bucket-owner-read", B, A).unwrap();
         assert_eq!(
-            decide(&user(A), Action::ReadObject, &private, Some(&b_read)),
+            decide(&user(A), Action::GetObject, &private, Some(&b_read)),
             Decision::Allow
         );
         assert_eq!(
@@ -323,37 +414,164 @@ mod tests {
     fn explicit_deny_wins_even_for_the_owner_and_allow_opens() {
         let private = canned_acl("private", A, A).unwrap();
         let r = Resource {
+            bucket: "b",
+            key: None,
+            version_id: None,
             bucket_owner: A,
             bucket_acl: &private,
             object_acl: None,
         };
-        let deny = PolicyVerdict {
-            explicit_deny: true,
-            allow: true,
+        let policy = |effect: &str| {
+            crate::policy::parse(
+                format!(
+                    r#"{{"Statement":{{"Effect":"{effect}","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"}}}}"#
+                )
+                .as_bytes(),
+                "b",
+            )
+            .unwrap()
         };
+        let deny = policy("Deny");
+        let none = ConditionKeys::new();
+        assert_eq!(
+            authorize(&user(A), Action::ListBucket, &r, &none, Some(&deny)),
+            Decision::Deny
+        );
+        // ... but the owner can still remove the policy that locks it out
         assert_eq!(
             authorize(
                 &user(A),
-                Action::ListBucket,
+                Action::OwnerOnly("s3:DeleteBucketPolicy"),
                 &r,
-                &ConditionKeys::new(),
-                deny
+                &none,
+                Some(&deny)
             ),
-            Decision::Deny
+            Decision::Allow
         );
-        let allow = PolicyVerdict {
-            explicit_deny: false,
-            allow: true,
-        };
+        let allow = policy("Allow");
         assert_eq!(
             authorize(
                 &Principal::Anonymous,
                 Action::ListBucket,
                 &r,
-                &ConditionKeys::new(),
-                allow
+                &none,
+                Some(&allow)
             ),
             Decision::Allow
+        );
+        // an Allow opens what no ACL can grant
+        assert_eq!(
+            authorize(
+                &user(B),
+                Action::OwnerOnly("s3:GetBucketVersioning"),
+                &r,
+                &none,
+                Some(&allow)
+            ),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn acl_permissions_map_to_s3_actions() {
+        let me = user(B);
+        let acl_with = |p: Permission| Acl {
+            owner: A.into(),
+            grants: vec![Grant {
+                grantee: Grantee::User(B.into()),
+                permission: p,
+            }],
+        };
+        let private = canned_acl("private", A, A).unwrap();
+        let read = acl_with(Permission::Read);
+        let write = acl_with(Permission::Write);
+        // bucket READ: the listings, nothing else
+        for a in [
+            Action::ListBucket,
+            Action::ListBucketVersions,
+            Action::ListBucketMultipartUploads,
+        ] {
+            assert_eq!(decide(&me, a, &read, None), Decision::Allow, "{a:?}");
+            assert_eq!(decide(&me, a, &write, None), Decision::Deny, "{a:?}");
+        }
+        // bucket WRITE: writes and deletes, not listing
+        for a in [
+            Action::PutObject,
+            Action::DeleteObject,
+            Action::DeleteObjectVersion,
+            Action::AbortMultipartUpload,
+        ] {
+            assert_eq!(decide(&me, a, &write, None), Decision::Allow, "{a:?}");
+            assert_eq!(decide(&me, a, &read, None), Decision::Deny, "{a:?}");
+        }
+        // the ACL ops need the _ACP permissions; object reads the object's ACL
+        assert_eq!(
+            decide(&me, Action::GetBucketAcl, &read, None),
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(
+                &me,
+                Action::GetBucketAcl,
+                &acl_with(Permission::ReadAcp),
+                None
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &me,
+                Action::PutBucketAcl,
+                &acl_with(Permission::WriteAcp),
+                None
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&me, Action::GetObject, &read, Some(&private)),
+            Decision::Deny,
+            "a bucket READ grant does not open its objects"
+        );
+        assert_eq!(
+            decide(&me, Action::GetObjectVersion, &private, Some(&read)),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &me,
+                Action::PutObjectAcl,
+                &private,
+                Some(&acl_with(Permission::WriteAcp))
+            ),
+            Decision::Allow
+        );
+        // FULL_CONTROL: every ACL-grantable action, but no owner-only one
+        let full = acl_with(Permission::FullControl);
+        for a in [
+            Action::ListBucket,
+            Action::PutObject,
+            Action::GetBucketAcl,
+            Action::PutBucketAcl,
+        ] {
+            assert_eq!(decide(&me, a, &full, None), Decision::Allow, "{a:?}");
+        }
+        assert_eq!(
+            decide(&me, Action::OwnerOnly("s3:DeleteBucket"), &full, None),
+            Decision::Deny
+        );
+        assert_eq!(
+            decide(
+                &user(A),
+                Action::OwnerOnly("s3:DeleteBucket"),
+                &private,
+                None
+            ),
+            Decision::Allow
+        );
+        assert_eq!(Action::GetObject.name(), "s3:GetObject");
+        assert_eq!(
+            Action::OwnerOnly("s3:PutBucketCORS").name(),
+            "s3:PutBucketCORS"
         );
     }
 }

@@ -30,6 +30,7 @@ impl Engine {
         }
         let kek = self.new_kek().await?;
         let rec = BucketRecord {
+            policy: None,
             name: spec.name,
             owner: spec.owner,
             created: now_ms(),

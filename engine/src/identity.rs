@@ -19,6 +19,33 @@ pub struct Caller {
     pub is_admin: bool,
 }
 
+impl Caller {
+    /// The caller of an unsigned request (no Authorization header, no presigned query). It has
+    /// no id, so it owns nothing and matches no grant to a user.
+    pub fn anonymous() -> Caller {
+        Caller {
+            user: "anonymous".into(),
+            id: String::new(),
+            is_admin: false,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.id.is_empty()
+    }
+
+    /// Who asks, for [`crate::authz::authorize`].
+    pub fn principal(&self) -> crate::authz::Principal {
+        if self.is_anonymous() {
+            crate::authz::Principal::Anonymous
+        } else {
+            crate::authz::Principal::User {
+                id: self.id.clone(),
+            }
+        }
+    }
+}
+
 /// Generates a new access key id (20 upper-case alphanumerics, AWS style) and secret (40 chars).
 pub fn generate_key_pair() -> (String, String) {
     use rand::RngExt as _;

@@ -47,6 +47,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod multipart;
 pub mod objects;
+pub mod policy;
 pub mod purge;
 pub mod read;
 pub mod rebalance;

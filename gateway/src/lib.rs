@@ -43,7 +43,9 @@ pub fn build_front_with(
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         s3s_cfg,
     ))));
-    builder.set_access(http::lockout::LockoutAccess);
+    builder.set_access(http::lockout::LockoutAccess {
+        engine: ctx.engine.clone(),
+    });
     builder.set_auth(auth::EngineAuth {
         engine: ctx.engine.clone(),
     });

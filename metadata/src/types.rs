@@ -94,6 +94,9 @@ pub struct BucketRecord {
     /// (the owner's FULL_CONTROL only), which every bucket had before ACLs were stored.
     #[serde(default)]
     pub acl: Option<crate::acl::Acl>,
+    /// The bucket policy (PutBucketPolicy), the JSON document as put (checked then).
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// A KEK by id and key-store slot.

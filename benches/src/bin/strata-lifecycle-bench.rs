@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bucket = "bench";
     meta.create_bucket(BucketRecord {
+        policy: None,
         name: bucket.into(),
         owner: "0".repeat(64),
         created: 0,

@@ -140,6 +140,7 @@ fn main() {
     if store.get_bucket(bucket).unwrap().is_none() {
         store
             .create_bucket(BucketRecord {
+                policy: None,
                 name: bucket.into(),
                 owner: "0".repeat(64),
                 created: 0,

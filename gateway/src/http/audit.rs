@@ -111,8 +111,10 @@ impl Facts {
     ) -> AuditRecord {
         let auth_failed =
             auth_slowdown || error_code.is_some_and(|c| AUTH_FAILURE_CODES.contains(&c));
-        let user = match verified_key {
-            Some(k) if !auth_failed => engine.caller(k).await.ok().flatten().map(|c| c.user),
+        let user = match (verified_key, claimed_key) {
+            (Some(k), _) if !auth_failed => engine.caller(k).await.ok().flatten().map(|c| c.user),
+            // Unsigned (no key claimed at all): the anonymous caller, as the handlers name it.
+            (None, None) if !auth_failed => Some(ANONYMOUS.to_string()),
             _ => None,
         };
         let bytes_out = response
@@ -150,6 +152,9 @@ impl Facts {
         }
     }
 }
+
+/// The `user` of an unsigned request's record.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// The billing class of a request, from its operation name (`REST.METHOD.RESOURCE`): S3 bills
 /// PUT, COPY, POST and LIST together, GET and the rest together, and DELETE not at all.

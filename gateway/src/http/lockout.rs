@@ -290,8 +290,9 @@ pub struct EdgeInfo {
     pub limiter: std::sync::Arc<AuthLimiter>,
 }
 
-/// The check run once the signature is verified (S3 operations and the admin route): anonymous
-/// requests are refused as before (s3s's default), a locked pair gets `SlowDown`.
+/// The check run once the signature is verified (S3 operations and the admin route): an
+/// unsigned request is refused (the admin route never accepts one), a locked pair gets
+/// `SlowDown`.
 pub fn check_verified(ext: &http::Extensions, access_key: Option<&str>) -> s3s::S3Result<()> {
     let Some(key) = access_key else {
         return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
@@ -307,13 +308,33 @@ pub fn check_verified(ext: &http::Extensions, access_key: Option<&str>) -> s3s::
     Ok(())
 }
 
-/// `S3Access` for the S3 operations: [`check_verified`].
-pub struct LockoutAccess;
+/// `S3Access` for the S3 operations: [`check_verified`] for signed requests; an unsigned one
+/// goes on to the handlers (which allow it exactly where a grant to AllUsers does) only without a
+/// body, or with the body of a write a grant allows (checked here, before s3s reads the body).
+pub struct LockoutAccess {
+    pub engine: strata_engine::Engine,
+}
 
 #[async_trait::async_trait]
 impl s3s::access::S3Access for LockoutAccess {
     async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
         let key = cx.credentials().map(|c| c.access_key.clone());
+        if key.is_none() {
+            if !crate::http::limits::may_have_body(cx.headers()) {
+                return Ok(());
+            }
+            let op = cx.s3_op().name().to_string();
+            let (bucket, key) = crate::s3::access::path_parts(cx.s3_path());
+            let uri = cx.uri().clone();
+            return crate::s3::access::check_anonymous_body(
+                &self.engine,
+                &op,
+                (bucket.as_deref(), key.as_deref()),
+                &uri,
+                cx.extensions_mut(),
+            )
+            .await;
+        }
         check_verified(cx.extensions_mut(), key.as_deref())
     }
 }

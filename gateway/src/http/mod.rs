@@ -694,9 +694,10 @@ impl Front {
         self.metrics
             .observe_op(&rec.operation, status.as_u16(), code.as_deref(), elapsed);
         // Usage metering: requests of known callers, and anonymous ones that were served.
+        let known_user = looked_up.is_some() && rec.user.is_some();
         if let Some(b) = rec.bucket.as_deref()
             && !rec.auth_failed
-            && (rec.user.is_some() || rec.status < 400)
+            && (known_user || rec.status < 400)
         {
             self.engine.record_request(
                 b,

@@ -7,7 +7,7 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::authz::{
-    self, Acl, Grant as AclGrant, Grantee as AclGrantee, Permission as AclPermission,
+    self, Acl, Action, Grant as AclGrant, Grantee as AclGrantee, Permission as AclPermission,
 };
 
 use super::StrataS3;
@@ -296,8 +296,10 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketAclInput>,
     ) -> S3Result<S3Response<GetBucketAclOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(&who, &req.input.bucket, Action::GetBucketAcl)
+            .await?;
         let acl = authz::bucket_acl(&b);
         Ok(S3Response::new(GetBucketAclOutput {
             grants: Some(self.grants_dto(&acl).await),
@@ -309,10 +311,15 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectAclInput>,
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self.existing_bucket(&req.input.bucket).await?;
+        let action = if req.input.version_id.is_some() {
+            Action::GetObjectVersionAcl
+        } else {
+            Action::GetObjectAcl
+        };
         let v = self
-            .readable_version(&b, &req.input.key, &req.input.version_id)
+            .authorized_version(&who, &b, &req.input.key, &req.input.version_id, action)
             .await?;
         let acl = authz::version_acl(&b, &v);
         Ok(S3Response::new(GetObjectAclOutput {
@@ -326,9 +333,11 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketAclInput>,
     ) -> S3Result<S3Response<PutBucketAclOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let i = &req.input;
-        let b = self.owned_bucket(&who, &i.bucket).await?;
+        let b = self
+            .authorized_bucket(&who, &i.bucket, Action::PutBucketAcl)
+            .await?;
         let grants = GrantHeaders {
             full_control: i.grant_full_control.as_deref(),
             read: i.grant_read.as_deref(),
@@ -355,10 +364,17 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let i = &req.input;
-        let b = self.owned_bucket(&who, &i.bucket).await?;
-        let v = self.readable_version(&b, &i.key, &i.version_id).await?;
+        let b = self.existing_bucket(&i.bucket).await?;
+        let action = if i.version_id.is_some() {
+            Action::PutObjectVersionAcl
+        } else {
+            Action::PutObjectAcl
+        };
+        let v = self
+            .authorized_version(&who, &b, &i.key, &i.version_id, action)
+            .await?;
         let grants = GrantHeaders {
             full_control: i.grant_full_control.as_deref(),
             read: i.grant_read.as_deref(),

@@ -3,6 +3,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 
 use super::StrataS3;
 use super::common::*;
@@ -16,9 +17,16 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:GetObjectAttributes"),
+            )
+            .await?;
         check_key(&input.key)?;
         let mut want = std::collections::BTreeSet::new();
         for a in &input.object_attributes {

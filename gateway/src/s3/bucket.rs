@@ -4,6 +4,7 @@ use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::EngineError;
+use strata_engine::authz::Action;
 use strata_engine::buckets::NewBucket;
 use strata_metadata::{DefaultRetention as StoredDefault, LockMode, MetaError, VersioningState};
 
@@ -16,7 +17,8 @@ impl StrataS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        self.signed(&who)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         // S3: max-buckets 1..=10000; without it, every bucket in one answer.
@@ -85,7 +87,8 @@ impl StrataS3 {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        self.signed(&who)?;
         let input = req.input;
         if reserved_bucket_name(&input.bucket) {
             return Err(s3_error!(
@@ -182,8 +185,10 @@ impl StrataS3 {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(&who, &req.input.bucket, Action::ListBucket)
+            .await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(b.region),
             ..Default::default()
@@ -194,8 +199,13 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        self.authorized_bucket(
+            &who,
+            &req.input.bucket,
+            Action::OwnerOnly("s3:DeleteBucket"),
+        )
+        .await?;
         self.ctx
             .engine
             .delete_bucket(&req.input.bucket)
@@ -208,8 +218,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketLocation"),
+            )
+            .await?;
         // S3 answers an empty LocationConstraint for us-east-1.
         let lc = if b.region == "us-east-1" {
             None
@@ -225,8 +241,14 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutBucketVersioning"),
+            )
+            .await?;
         if req
             .input
             .versioning_configuration
@@ -270,8 +292,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketVersioning"),
+            )
+            .await?;
         let status = match b.versioning {
             VersioningState::Unversioned => None,
             VersioningState::Enabled => Some(BucketVersioningStatus::from_static(
@@ -291,8 +319,14 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutBucketObjectLockConfiguration"),
+            )
+            .await?;
         let cfg = req
             .input
             .object_lock_configuration
@@ -331,8 +365,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,
     ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketObjectLockConfiguration"),
+            )
+            .await?;
         if !b.object_lock_enabled {
             return Err(s3_error!(
                 ObjectLockConfigurationNotFoundError,

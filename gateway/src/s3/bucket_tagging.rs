@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 
 use super::StrataS3;
 use crate::errors;
@@ -46,9 +47,15 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketTaggingInput>,
     ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let b = self.owned_bucket(&who, &input.bucket).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &input.bucket,
+                Action::OwnerOnly("s3:PutBucketTagging"),
+            )
+            .await?;
         let tags: Vec<(String, String)> = input
             .tagging
             .tag_set
@@ -75,8 +82,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketTaggingInput>,
     ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketTagging"),
+            )
+            .await?;
         if b.tags.is_empty() {
             return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
         }
@@ -96,8 +109,14 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutBucketTagging"),
+            )
+            .await?;
         self.ctx
             .engine
             .update_bucket(&b.name, |rec| {

@@ -5,9 +5,7 @@ use s3s::dto::{ETag, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use strata_metadata::{BucketRecord, ContentHeaders, NULL_VERSION, VersionRecord, VersioningState};
 
-use super::StrataS3;
-use crate::auth::{Caller, caller};
-use crate::errors;
+use crate::auth::Caller;
 
 /// Longest object key S3 accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -16,28 +14,6 @@ pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const MAX_PARTS: u32 = 10_000;
 /// User metadata limit (all `x-amz-meta-*` names and values together), as S3.
 pub const MAX_USER_METADATA: usize = 2 * 1024;
-
-impl StrataS3 {
-    pub(crate) async fn caller(&self, creds: &Option<s3s::auth::Credentials>) -> S3Result<Caller> {
-        caller(&self.ctx.engine, creds).await
-    }
-
-    /// The bucket, if it exists and the caller owns it (`NoSuchBucket`, `AccessDenied`).
-    pub(crate) async fn owned_bucket(&self, who: &Caller, name: &str) -> S3Result<BucketRecord> {
-        let b = self
-            .ctx
-            .engine
-            .bucket(name)
-            .await
-            .map_err(errors::engine)?
-            .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        if b.owner != who.id {
-            tracing::warn!(user = %who.user, bucket = %name, "access denied: not the bucket owner");
-            return Err(s3_error!(AccessDenied));
-        }
-        Ok(b)
-    }
-}
 
 pub fn ts(ms: i64) -> Timestamp {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -321,9 +297,9 @@ pub(crate) fn delete_marker_error(
     e
 }
 
-/// How S3 shows an owner (`Owner` in listings, ACLs and ListBuckets). Only a bucket's owner can
-/// reach its listings today, so an id that is not the caller's is shown without a display name
-/// lookup (its id as the name).
+/// How S3 shows an owner (`Owner` in listings, ACLs and ListBuckets). An id that is not the
+/// caller's is shown without a display name lookup (its id as the name): listings stay one
+/// metadata scan whoever reads them.
 pub fn owner_dto(who: &Caller, id: &str) -> s3s::dto::Owner {
     s3s::dto::Owner {
         display_name: Some(if id == who.id {

@@ -1,8 +1,10 @@
 //! CopyObject: the engine re-encrypts the source's bytes under the new version's own key.
 
+use super::access::read_action;
 use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_engine::objects::ObjectAttrs;
 use strata_metadata::{Precondition, VersioningState};
 
@@ -17,9 +19,11 @@ impl StrataS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let dst_bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let dst_bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         check_key(&input.key)?;
         let CopySource::Bucket {
             bucket: src_bucket_name,
@@ -32,9 +36,12 @@ impl StrataS3 {
                 "Access point copy sources are not supported"
             ));
         };
-        let src_bucket = self.owned_bucket(&who, src_bucket_name).await?;
+        let src_bucket = self.existing_bucket(src_bucket_name).await?;
         let src_vid = src_vid.as_ref().map(|s| s.to_string());
-        let src = match self.readable_version(&src_bucket, src_key, &src_vid).await {
+        let src = match self
+            .authorized_version(&who, &src_bucket, src_key, &src_vid, read_action(&src_vid))
+            .await
+        {
             Err(e) if *e.code() == S3ErrorCode::MethodNotAllowed => {
                 return Err(s3_error!(
                     InvalidRequest,
@@ -148,7 +155,7 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                &who.id,
+                who.writer(&dst_bucket),
                 &dst_bucket.owner,
             )
             .await?;
@@ -171,7 +178,7 @@ impl StrataS3 {
             user_metadata: user_meta,
             tags,
             storage_class: new_class,
-            owner: who.id.clone(),
+            owner: who.writer(&dst_bucket).to_string(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
             acl,

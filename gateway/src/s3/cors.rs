@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_metadata::CorsRule as StoredRule;
 
 use super::StrataS3;
@@ -77,9 +78,11 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketCorsInput>,
     ) -> S3Result<S3Response<PutBucketCorsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let b = self.owned_bucket(&who, &input.bucket).await?;
+        let b = self
+            .authorized_bucket(&who, &input.bucket, Action::OwnerOnly("s3:PutBucketCORS"))
+            .await?;
         let rules: Vec<StoredRule> = input
             .cors_configuration
             .cors_rules
@@ -109,8 +112,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketCorsInput>,
     ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketCORS"),
+            )
+            .await?;
         if b.cors.is_empty() {
             return Err(s3_error!(
                 NoSuchCORSConfiguration,
@@ -139,8 +148,14 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutBucketCORS"),
+            )
+            .await?;
         self.ctx
             .engine
             .update_bucket(&b.name, |rec| {

@@ -2,7 +2,8 @@
 //! this module only shapes S3's answers.
 
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_engine::objects::{DeleteConditions, DeleteReason, DeleteRequest};
 use strata_metadata::{BucketRecord, VersioningState};
 
@@ -72,11 +73,18 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let request_id = request_id(&req.extensions);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let action = if input.version_id.is_some() {
+            Action::DeleteObjectVersion
+        } else {
+            Action::DeleteObject
+        };
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), action)
+            .await?;
         let bypass = input.bypass_governance_retention.unwrap_or(false);
         // x-amz-if-match-size / -last-modified-time are for directory buckets only in S3.
         if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
@@ -96,7 +104,7 @@ impl StrataS3 {
                 &input.version_id,
                 bypass,
                 Asker {
-                    actor: &who.id,
+                    actor: who.actor(),
                     request_id,
                     access_key,
                 },
@@ -116,11 +124,12 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let request_id = request_id(&req.extensions);
         let access_key = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        // Each key is decided on its own below (S3: a refused key is an AccessDenied entry).
+        let bucket = self.existing_bucket(&input.bucket).await?;
         if input.delete.objects.len() > MAX_KEYS_PER_DELETE {
             return Err(s3_error!(
                 MalformedXML,
@@ -131,22 +140,44 @@ impl StrataS3 {
         let bypass = input.bypass_governance_retention.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
+        let principal = who.principal();
         for obj in input.delete.objects {
-            match self
-                .delete_one(
+            // Each key is its own DeleteObject(Version) as S3 decides it: a refusal is that key's
+            // AccessDenied in the answer.
+            let action = if obj.version_id.is_some() {
+                Action::DeleteObjectVersion
+            } else {
+                Action::DeleteObject
+            };
+            let allowed = super::access::decide(
+                &principal,
+                &who.conditions,
+                action,
+                &bucket,
+                Some(&obj.key),
+                None,
+            ) == strata_engine::authz::Decision::Allow;
+            let done = if allowed {
+                self.delete_one(
                     &bucket,
                     &obj.key,
                     &obj.version_id,
                     bypass,
                     Asker {
-                        actor: &who.id,
+                        actor: who.actor(),
                         request_id: request_id.clone(),
                         access_key: access_key.clone(),
                     },
                     obj.e_tag.as_ref().map(|e| e.value().to_string()),
                 )
                 .await
-            {
+            } else {
+                Err(S3Error::with_message(
+                    S3ErrorCode::AccessDenied,
+                    "Access Denied",
+                ))
+            };
+            match done {
                 Ok((version_id, marker)) => {
                     if !quiet {
                         // S3: a created marker is named by DeleteMarkerVersionId only; a marker

@@ -117,14 +117,15 @@ impl StrataS3 {
     /// (whole object, Range, or one part) and describe it. The body is GET's business.
     async fn read_object(
         &self,
-        who: &crate::auth::Caller,
+        who: &super::access::Who,
         input: &GetObjectInput,
         secure: bool,
     ) -> S3Result<ReadPlan> {
-        let bucket = self.owned_bucket(who, &input.bucket).await?;
+        let bucket = self.existing_bucket(&input.bucket).await?;
         check_key(&input.key)?;
+        let action = super::access::read_action(&input.version_id);
         let v = self
-            .readable_version(&bucket, &input.key, &input.version_id)
+            .authorized_version(who, &bucket, &input.key, &input.version_id, action)
             .await?;
         // SSE-C needs the customer's key again on every read (HEAD too); SSE-KMS its key enabled.
         let customer = self.customer_key(super::sse::CustomerHeaders {
@@ -247,7 +248,7 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let plan = self
             .read_object(&who, &req.input, super::sse::is_secure(&req.extensions))
             .await?;
@@ -270,7 +271,7 @@ impl StrataS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let i = req.input;
         let as_get = GetObjectInput {
             bucket: i.bucket,

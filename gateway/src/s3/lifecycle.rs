@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_engine::lifecycle::rules::{
     AndDraft, ExpirationDraft, FilterDraft, MIN_SIZE_ALL_128K, NoncurrentDraft, RuleDraft,
     TransitionDraft, validate,
@@ -233,8 +234,14 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketLifecycleConfigurationInput>,
     ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutLifecycleConfiguration"),
+            )
+            .await?;
         let Some(conf) = req.input.lifecycle_configuration else {
             return Err(s3_error!(MalformedXML));
         };
@@ -265,8 +272,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketLifecycleConfigurationInput>,
     ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetLifecycleConfiguration"),
+            )
+            .await?;
         let Some(cfg) = b.lifecycle.as_ref().filter(|c| !c.rules.is_empty()) else {
             return Err(s3_error!(
                 NoSuchLifecycleConfiguration,
@@ -283,8 +296,14 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutLifecycleConfiguration"),
+            )
+            .await?;
         if b.lifecycle.is_some() {
             // The operator's retention rules stay (docs/retention.md).
             self.ctx

@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_metadata::{ListObjectsParams, ListVersionsParams, VersionRecord};
 
 use crate::auth::Caller;
@@ -89,9 +90,12 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let who = self.caller(&req.credentials).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        list_conditions(&mut who, &input.prefix, &input.delimiter, input.max_keys);
+        let bucket = self
+            .authorized_bucket(&who, &input.bucket, Action::ListBucket)
+            .await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         // An empty continuation token is no token (S3 answers the first page).
@@ -154,9 +158,12 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        list_conditions(&mut who, &input.prefix, &input.delimiter, input.max_keys);
+        let bucket = self
+            .authorized_bucket(&who, &input.bucket, Action::ListBucket)
+            .await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         let params = ListObjectsParams {
@@ -212,9 +219,12 @@ impl StrataS3 {
         &self,
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        list_conditions(&mut who, &input.prefix, &input.delimiter, input.max_keys);
+        let bucket = self
+            .authorized_bucket(&who, &input.bucket, Action::ListBucketVersions)
+            .await?;
         let url = url_encoding(&input.encoding_type)?;
         let max = max_keys(input.max_keys)?;
         let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
@@ -304,6 +314,18 @@ impl StrataS3 {
             request_charged: None,
         }))
     }
+}
+
+/// The condition keys of a listing (`s3:prefix`, `s3:delimiter`, `s3:max-keys`).
+fn list_conditions(
+    who: &mut super::access::Who,
+    prefix: &Option<String>,
+    delimiter: &Option<String>,
+    max_keys: Option<i32>,
+) {
+    who.condition("s3:prefix", prefix.as_deref());
+    who.condition("s3:delimiter", delimiter.as_deref());
+    who.condition("s3:max-keys", max_keys.map(|n| n.to_string()).as_deref());
 }
 
 #[cfg(test)]

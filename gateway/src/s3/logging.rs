@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use strata_engine::authz::Action;
 use strata_metadata::LoggingConfig;
 
 use super::StrataS3;
@@ -21,9 +22,15 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketLoggingInput>,
     ) -> S3Result<S3Response<PutBucketLoggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let b = self.owned_bucket(&who, &input.bucket).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &input.bucket,
+                Action::OwnerOnly("s3:PutBucketLogging"),
+            )
+            .await?;
         let config = match input.bucket_logging_status.logging_enabled {
             None => None,
             Some(le) => {
@@ -75,8 +82,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketLoggingInput>,
     ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetBucketLogging"),
+            )
+            .await?;
         Ok(S3Response::new(GetBucketLoggingOutput {
             logging_enabled: b.logging.map(|l| LoggingEnabled {
                 target_bucket: l.target_bucket,

@@ -3,6 +3,7 @@
 //! engine (`strata_engine`) and its answers back into S3 responses; no S3 type goes below them.
 //! Operations not listed here fall through to s3s's default, which answers `NotImplemented` (501).
 
+pub(crate) mod access;
 mod acl;
 mod attributes;
 mod bucket;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod list;
 mod logging;
 mod multipart;
+mod policy;
 mod put;
 mod restore;
 mod retention;
@@ -410,5 +412,33 @@ impl S3 for StrataS3 {
         req: S3Request<GetBucketLoggingInput>,
     ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
         self.op_get_bucket_logging(req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        self.op_put_bucket_policy(req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        self.op_get_bucket_policy(req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.op_delete_bucket_policy(req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        self.op_get_bucket_policy_status(req).await
     }
 }

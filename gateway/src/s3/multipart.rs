@@ -1,10 +1,12 @@
 //! Multipart uploads: create, upload part (and part copy), list, complete, abort. The engine
 //! stores parts and assembles the object; this module translates S3's requests and answers.
 
+use super::access::read_action;
 use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use strata_engine::WriteSpec;
+use strata_engine::authz::Action;
 use strata_engine::multipart::{CompleteRequest, MAX_PART_SIZE, UploadAttrs};
 use strata_metadata::{BucketRecord, ListUploadsParams, UploadRecord, VersioningState};
 
@@ -43,9 +45,11 @@ impl StrataS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         check_key(&input.key)?;
         let lock = lock_request(
             &bucket,
@@ -107,7 +111,7 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                &who.id,
+                who.writer(&bucket),
                 &bucket.owner,
             )
             .await?;
@@ -130,7 +134,7 @@ impl StrataS3 {
                 None => Vec::new(),
             },
             storage_class: storage_class(&input.storage_class)?,
-            owner: who.id.clone(),
+            owner: who.writer(&bucket).to_string(),
             checksum_algorithm: algorithm.clone(),
             checksum_type: kind.clone(),
             retention: lock.retention,
@@ -165,12 +169,14 @@ impl StrataS3 {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let headers = req.headers;
         let extensions = req.extensions;
         let trailers = req.trailing_headers;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         let part_number = check_part_number(input.part_number)?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         if input
@@ -250,9 +256,11 @@ impl StrataS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         let part_number = check_part_number(input.part_number)?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let CopySource::Bucket {
@@ -266,10 +274,10 @@ impl StrataS3 {
                 "Access point copy sources are not supported"
             ));
         };
-        let src_bucket = self.owned_bucket(&who, src_bucket_name).await?;
+        let src_bucket = self.existing_bucket(src_bucket_name).await?;
         let src_vid = src_vid.as_ref().map(|s| s.to_string());
         let src = self
-            .readable_version(&src_bucket, src_key, &src_vid)
+            .authorized_version(&who, &src_bucket, src_key, &src_vid, read_action(&src_vid))
             .await?;
         check_read_conditions(
             &src,
@@ -349,9 +357,11 @@ impl StrataS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         check_key(&input.key)?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
         if matches!(precondition, strata_metadata::Precondition::IfMatch(_)) {
@@ -390,7 +400,7 @@ impl StrataS3 {
             part_checksums: client_part_checksums,
             whole_checksum: crate::declared_checksum!(input),
             object_size: input.mpu_object_size.map(|n| n.max(0) as u64),
-            owner: who.id.clone(),
+            owner: who.writer(&bucket).to_string(),
             origin: None,
         };
         let written = self
@@ -425,9 +435,16 @@ impl StrataS3 {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::AbortMultipartUpload,
+            )
+            .await?;
         self.ctx
             .engine
             .abort_upload(&bucket.name, &input.key, &input.upload_id)
@@ -442,9 +459,16 @@ impl StrataS3 {
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::ListMultipartUploadParts,
+            )
+            .await?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let max = match input.max_parts {
             None => 1000,
@@ -516,9 +540,11 @@ impl StrataS3 {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_bucket(&who, &input.bucket, Action::ListBucketMultipartUploads)
+            .await?;
         let url = super::list::url_encoding(&input.encoding_type)?;
         let max = super::list::max_keys(input.max_uploads)?;
         let params = ListUploadsParams {

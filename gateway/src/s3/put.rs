@@ -5,6 +5,7 @@ use super::acl::GrantHeaders;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use strata_engine::WriteSpec;
+use strata_engine::authz::Action;
 use strata_engine::objects::ObjectAttrs;
 use strata_metadata::VersioningState;
 
@@ -20,12 +21,14 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let headers = req.headers;
         let extensions = req.extensions;
         let trailers = req.trailing_headers;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
+            .await?;
         check_key(&input.key)?;
         if input
             .content_length
@@ -56,7 +59,7 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                &who.id,
+                who.writer(&bucket),
                 &bucket.owner,
             )
             .await?;
@@ -111,7 +114,7 @@ impl StrataS3 {
             user_metadata,
             tags,
             storage_class,
-            owner: who.id.clone(),
+            owner: who.writer(&bucket).to_string(),
             retention: lock.retention,
             legal_hold: lock.legal_hold,
             acl,

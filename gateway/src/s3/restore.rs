@@ -4,6 +4,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_metadata::archive::RestoreRequestOutcome;
 
 use super::StrataS3;
@@ -15,9 +16,16 @@ impl StrataS3 {
         &self,
         req: S3Request<RestoreObjectInput>,
     ) -> S3Result<S3Response<RestoreObjectOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:RestoreObject"),
+            )
+            .await?;
         check_key(&input.key)?;
         let vid = requested_version(&input.version_id)?;
         let Some(r) = input.restore_request else {

@@ -2,6 +2,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_metadata::Retention;
 
 use super::StrataS3;
@@ -14,9 +15,16 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectRetentionInput>,
     ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:PutObjectRetention"),
+            )
+            .await?;
         if !bucket.object_lock_enabled {
             return Err(s3_error!(
                 InvalidRequest,
@@ -60,8 +68,15 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectRetentionInput>,
     ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let bucket = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &req.input.bucket,
+                Some(&req.input.key),
+                Action::OwnerOnly("s3:GetObjectRetention"),
+            )
+            .await?;
         if !bucket.object_lock_enabled {
             return Err(s3_error!(
                 InvalidRequest,
@@ -89,9 +104,16 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectLegalHoldInput>,
     ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:PutObjectLegalHold"),
+            )
+            .await?;
         if !bucket.object_lock_enabled {
             return Err(s3_error!(
                 InvalidRequest,
@@ -124,8 +146,15 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectLegalHoldInput>,
     ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let bucket = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &req.input.bucket,
+                Some(&req.input.key),
+                Action::OwnerOnly("s3:GetObjectLegalHold"),
+            )
+            .await?;
         if !bucket.object_lock_enabled {
             return Err(s3_error!(
                 InvalidRequest,

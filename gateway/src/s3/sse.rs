@@ -7,6 +7,7 @@ use base64::Engine as _;
 use md5::Digest as _;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use strata_engine::authz::Action;
 use strata_engine::kms::kms_key_arn;
 use strata_engine::sse::{CustomerKey, KeyBinding, SseRequest};
 use strata_metadata::{BucketEncryption, BucketRecord, SseMode, SseRecord};
@@ -268,9 +269,15 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketEncryptionInput>,
     ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let b = self.owned_bucket(&who, &input.bucket).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &input.bucket,
+                Action::OwnerOnly("s3:PutEncryptionConfiguration"),
+            )
+            .await?;
         let rules = input.server_side_encryption_configuration.rules;
         if rules.len() != 1 {
             return Err(s3_error!(MalformedXML));
@@ -339,8 +346,14 @@ impl StrataS3 {
         &self,
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:GetEncryptionConfiguration"),
+            )
+            .await?;
         // As S3 today: a bucket without a configuration has SSE-S3 as its base encryption.
         let enc = b.encryption.unwrap_or_default();
         let (alg, key) = match enc.mode {
@@ -368,8 +381,14 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let b = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let b = self
+            .authorized_bucket(
+                &who,
+                &req.input.bucket,
+                Action::OwnerOnly("s3:PutEncryptionConfiguration"),
+            )
+            .await?;
         self.ctx
             .engine
             .update_bucket(&b.name, |rec| {

@@ -4,6 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
 use strata_engine::EngineError;
+use strata_engine::authz::Action;
 use strata_metadata::{BucketRecord, MetaError, VersionRecord};
 
 use super::StrataS3;
@@ -36,8 +37,15 @@ impl StrataS3 {
         &self,
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
-        let bucket = self.owned_bucket(&who, &req.input.bucket).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &req.input.bucket,
+                Some(&req.input.key),
+                Action::OwnerOnly("s3:GetObjectTagging"),
+            )
+            .await?;
         let v = self
             .readable_version(&bucket, &req.input.key, &req.input.version_id)
             .await?;
@@ -59,9 +67,16 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:PutObjectTagging"),
+            )
+            .await?;
         let tags: Vec<(String, String)> = input
             .tagging
             .tag_set
@@ -86,9 +101,16 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
-        let who = self.caller(&req.credentials).await?;
+        let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self.owned_bucket(&who, &input.bucket).await?;
+        let bucket = self
+            .authorized_key(
+                &who,
+                &input.bucket,
+                Some(&input.key),
+                Action::OwnerOnly("s3:DeleteObjectTagging"),
+            )
+            .await?;
         check_key(&input.key)?;
         let vid = requested_version(&input.version_id)?;
         let v = self
