@@ -376,10 +376,13 @@ pub async fn run_with(
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the
     // destruction log (DATA/destruction-log) are ours too.
-    let store = match &cluster {
-        Some(c) => crate::cluster::key_store(c)?,
+    let replicated = match &cluster {
+        Some(c) => crate::cluster::key_store(c, &meta)?,
         None => None,
     };
+    let store = replicated
+        .clone()
+        .map(strata_keystore::KeyStore::Replicated);
     let keys = strata_engine::keys::KeyRing::open_with(&args.data_dir, store)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
@@ -522,6 +525,11 @@ pub async fn run_with(
             ),
             0,
         );
+    }
+    if let Some(r) = replicated {
+        engine
+            .workers()
+            .spawn(crate::cluster::KeyReplicaWorker::new(r), 0);
     }
     let ctx = Arc::new(Context {
         engine: engine.clone(),
