@@ -251,6 +251,44 @@ pub async fn setup_gateway(
     })
 }
 
+/// The rebuild's on-demand disk check (`strata_engine::rebuild::DiskCheck`): asks every node
+/// of the map for its disks and registers them, which queues a rebuild for a disk that reports
+/// a new id. Unreachable nodes are skipped (the map worker marks them down).
+pub struct NodeDiskCheck {
+    pub meta: MetaStore,
+    pub client: Arc<ClusterChunkClient>,
+}
+
+#[async_trait::async_trait]
+impl strata_engine::rebuild::DiskCheck for NodeDiskCheck {
+    async fn check_disks(&self) -> Result<(), String> {
+        let meta = self.meta.clone();
+        let nodes = tokio::task::spawn_blocking(move || meta.list_nodes())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        for n in nodes {
+            let Ok(addr) = n.address.parse::<SocketAddr>() else {
+                continue;
+            };
+            let Ok(info) = self.client.node_info(addr).await else {
+                continue;
+            };
+            let now = strata_engine::now_ms();
+            let rec = node_record(addr, &info, now);
+            let meta = self.meta.clone();
+            let change = tokio::task::spawn_blocking(move || meta.register_node(&rec, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if !change.replaced_disks.is_empty() {
+                tracing::info!(node = %info.node_id, disks = ?change.replaced_disks, "rebuild: replaced disks found");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Watches the cluster map: asks every node for its info, marks it up or down, registers new
 /// disks (a new epoch, which the rebalance then moves data to) and replaced disks (queued for
 /// the rebuild by `register_node`).

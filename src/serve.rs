@@ -510,6 +510,12 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || h.sample_now()).await?;
         engine.set_disk_health(health);
     }
+    if let Some(setup) = &setup {
+        engine.set_disk_check(Arc::new(crate::cluster::NodeDiskCheck {
+            meta: engine_meta.clone(),
+            client: setup.client.clone(),
+        }));
+    }
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     strata_migration::spawn(&engine);

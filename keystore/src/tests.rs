@@ -249,7 +249,10 @@ fn replica_writes_never_resurrect_a_destroyed_key() {
         Err(KeyStoreError::Invalid(_))
     ));
     assert_eq!(ks.destroy_at(70, &a.id).unwrap(), Destroyed::Now);
-    assert!(!ks.store_at(70, &a).unwrap(), "a destroyed slot stays destroyed");
+    assert!(
+        !ks.store_at(70, &a).unwrap(),
+        "a destroyed slot stays destroyed"
+    );
     assert!(matches!(ks.read(70).unwrap(), Slot::Destroyed { .. }));
 
     // Destroyed before the write arrived: the tombstone refuses it.
