@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A whole Strata cluster on 127.0.0.1, for trying cluster mode and for the cluster tests:
-# three etcd members (the metadata tier), storage nodes (the first also hosts the key service)
-# and S3 gateways, all with certificates from a fresh cluster CA (docs/cluster.md).
+# three etcd members (the metadata tier), storage nodes (the first three also host the key
+# service, replicated; the first also holds the destruction log) and S3 gateways, all with certificates from a fresh cluster CA (docs/cluster.md).
 #
 #   scripts/local-cluster.sh up DIR [--nodes N] [--gateways G] [--etcd E] [--disks D]
 #   scripts/local-cluster.sh down DIR
 #
 # `up` writes DIR/cluster.env (shell-sourceable): STRATA_GATEWAYS (comma-separated URLs),
-# STRATA_ACCESS_KEY / STRATA_SECRET_KEY (the admin user), STRATA_ETCD_URL, STRATA_KEY_SERVICE,
+# STRATA_ACCESS_KEY / STRATA_SECRET_KEY (the admin user), STRATA_ETCD_URL, STRATA_KEY_SERVICE
+# (the key replicas' addresses, comma-separated), STRATA_NODE_ARGS (a file: line i holds node
+# i's arguments after `strata node`, to restart it),
 # STRATA_NODE_PIDS / STRATA_ETCD_PIDS / STRATA_GATEWAY_PIDS (space-separated), and the log
 # paths (STRATA_NODE_LOGS, STRATA_ETCD_LOGS, STRATA_GATEWAY_LOGS). `down` stops exactly those
 # processes. The strata binary is $STRATA_BIN, else target/release/strata (built if missing).
@@ -158,15 +160,19 @@ node_pids=()
 node_logs=()
 node_args=()
 key_service=""
+: >"$dir/node-args"
 for i in $(seq 1 "$nodes"); do
     p=$(port); next_port=$((next_port + 1))
     "$bin" cluster issue --ca "$dir/ca" --name "n$i" --out "$dir/certs/n$i" >/dev/null
     mkdir -p "$dir/nodes/n$i"
     extra=()
-    if [ "$i" = 1 ]; then extra=(--key-service); key_service="127.0.0.1:$p"; fi
+    # The key service on the first three nodes (replicas: any one may be lost).
+    if [ "$i" -le 3 ]; then extra=(--key-service); key_service+="${key_service:+,}127.0.0.1:$p"; fi
     logf="$dir/nodes/n$i.log"
-    setsid "$bin" node --cluster "$dir/certs/n$i" --node-id "n$i" --data-dir "$dir/nodes/n$i" \
-        --listen "127.0.0.1:$p" --disks "$disks" "${extra[@]}" </dev/null >"$logf" 2>&1 &
+    args=(--cluster "$dir/certs/n$i" --node-id "n$i" --data-dir "$dir/nodes/n$i"
+        --listen "127.0.0.1:$p" --disks "$disks" "${extra[@]}")
+    echo "${args[*]}" >>"$dir/node-args"
+    setsid "$bin" node "${args[@]}" </dev/null >"$logf" 2>&1 &
     node_pids+=($!)
     node_logs+=("$logf")
     node_args+=(--node "127.0.0.1:$p")
@@ -174,7 +180,7 @@ done
 for f in "${node_logs[@]}"; do
     wait_for "node ($f)" 30 grep -q 'ready on' "$f"
 done
-log "nodes: ${#node_pids[@]} (key service on $key_service)"
+log "nodes: ${#node_pids[@]} (key service replicas on $key_service)"
 
 # ---- gateways (one after the other: the first registers the nodes in the cluster map) -------
 gateway_pids=()
@@ -209,6 +215,7 @@ STRATA_ACCESS_KEY=$admin_ak
 STRATA_SECRET_KEY=$admin_sk
 STRATA_ETCD_URL=$etcd_url
 STRATA_KEY_SERVICE=$key_service
+STRATA_NODE_ARGS=$dir/node-args
 STRATA_CLUSTER_CA=$dir/ca/ca.pem
 STRATA_ETCD_PIDS="${etcd_pids[*]}"
 STRATA_NODE_PIDS="${node_pids[*]}"

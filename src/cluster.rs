@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_keystore::replicated::ReplicatedKeyStore;
 
 use serde_json::{Value, json};
 use strata_engine::Engine;
@@ -96,7 +97,7 @@ pub async fn run_cluster_node(
             let log = strata_destruction_log::DestructionLog::open(&dd.join("destruction-log"))
                 .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?;
             anyhow::Ok(strata_storage_node::node_server::KeyService {
-                keys,
+                keys: strata_keystore::service::Replica::new(keys),
                 log: Arc::new(log),
                 scratch: dd,
             })
@@ -250,6 +251,44 @@ pub async fn setup_gateway(
     })
 }
 
+/// The rebuild's on-demand disk check (`strata_engine::rebuild::DiskCheck`): asks every node
+/// of the map for its disks and registers them, which queues a rebuild for a disk that reports
+/// a new id. Unreachable nodes are skipped (the map worker marks them down).
+pub struct NodeDiskCheck {
+    pub meta: MetaStore,
+    pub client: Arc<ClusterChunkClient>,
+}
+
+#[async_trait::async_trait]
+impl strata_engine::rebuild::DiskCheck for NodeDiskCheck {
+    async fn check_disks(&self) -> Result<(), String> {
+        let meta = self.meta.clone();
+        let nodes = tokio::task::spawn_blocking(move || meta.list_nodes())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        for n in nodes {
+            let Ok(addr) = n.address.parse::<SocketAddr>() else {
+                continue;
+            };
+            let Ok(info) = self.client.node_info(addr).await else {
+                continue;
+            };
+            let now = strata_engine::now_ms();
+            let rec = node_record(addr, &info, now);
+            let meta = self.meta.clone();
+            let change = tokio::task::spawn_blocking(move || meta.register_node(&rec, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if !change.replaced_disks.is_empty() {
+                tracing::info!(node = %info.node_id, disks = ?change.replaced_disks, "rebuild: replaced disks found");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Watches the cluster map: asks every node for its info, marks it up or down, registers new
 /// disks (a new epoch, which the rebalance then moves data to) and replaced disks (queued for
 /// the rebuild by `register_node`).
@@ -399,18 +438,21 @@ pub struct GatewayClusterArgs {
     /// low (a quarter of the rate), normal, high (no limit).
     #[arg(long, env = "STRATA_REBUILD_PRIORITY", default_value = "normal")]
     pub rebuild_priority: strata_engine::rebuild::Priority,
-    /// The node that hosts the cluster's key service (`strata node --key-service`): every
-    /// gateway keeps its keys there, so several gateways can serve the same buckets. Default:
-    /// the key store in this gateway's data dir (then only this gateway can read its objects).
-    #[arg(long, env = "STRATA_KEY_SERVICE")]
-    pub key_service: Option<SocketAddr>,
+    /// The nodes that host the cluster's key service (`strata node --key-service`), repeated
+    /// or comma-separated: every gateway keeps its keys there (replicated on every one of
+    /// them), so several gateways can serve the same buckets and a key node can be lost. The
+    /// first also holds the cluster's destruction log. Default: the key store in this
+    /// gateway's data dir (then only this gateway can read its objects).
+    #[arg(long, env = "STRATA_KEY_SERVICE", value_delimiter = ',')]
+    pub key_service: Vec<SocketAddr>,
 }
 
 /// The destruction log of a gateway: the cluster's, on the key-service node, when one is named.
 pub fn destruction_log(
     args: &GatewayClusterArgs,
 ) -> anyhow::Result<Option<strata_destruction_log::LogHandle>> {
-    let Some(addr) = args.key_service else {
+    // The log is not replicated: it stays on the first key node (docs/cluster.md).
+    let Some(&addr) = args.key_service.first() else {
         return Ok(None);
     };
     let tls = ClusterTls::load(&args.cluster).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
@@ -420,14 +462,122 @@ pub fn destruction_log(
     )))
 }
 
-/// The key store of a gateway: the cluster's key service when one is named.
-pub fn key_store(args: &GatewayClusterArgs) -> anyhow::Result<Option<strata_keystore::KeyStore>> {
-    let Some(addr) = args.key_service else {
+/// The key store of a gateway: the cluster's replicated key service when one is named. Every
+/// replica is caught up (its journal applied) before this returns, so the gateway starts on
+/// caught-up replicas; the `key-replicas` worker keeps doing it.
+pub fn key_store(
+    args: &GatewayClusterArgs,
+    meta: &MetaStore,
+) -> anyhow::Result<Option<Arc<ReplicatedKeyStore>>> {
+    if args.key_service.is_empty() {
         return Ok(None);
-    };
+    }
     let tls = ClusterTls::load(&args.cluster).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-    let client = strata_storage_node::key_client::KeyServiceClient::new(addr, tls)?;
-    Ok(Some(strata_keystore::KeyStore::remote(
-        strata_keystore::service::RemoteKeyStore::new(Box::new(client)),
-    )))
+    let mut replicas = Vec::new();
+    for addr in &args.key_service {
+        let client = strata_storage_node::key_client::KeyServiceClient::new(*addr, tls.clone())?;
+        replicas.push(strata_keystore::replicated::Replica {
+            name: addr.to_string(),
+            store: strata_keystore::service::RemoteKeyStore::new(Box::new(client)),
+        });
+    }
+    let store = Arc::new(ReplicatedKeyStore::new(
+        replicas,
+        Box::new(MetaJournal(meta.clone())),
+    ));
+    // Bounded wait for the replicas at start (they may be starting too).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = store.catch_up();
+        let need = strata_keystore::replicated::write_quorum(args.key_service.len());
+        if report.serving.len() >= need {
+            if !report.behind.is_empty() {
+                tracing::warn!(behind = ?report.behind, "key service replicas not caught up at start");
+            }
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "key service: {} of {} replicas caught up ({need} needed): {:?} behind",
+            report.serving.len(),
+            args.key_service.len(),
+            report.behind
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(Some(store))
+}
+
+/// The replicated key service's slot counter and replica journals, in the metadata tier.
+struct MetaJournal(MetaStore);
+
+impl strata_keystore::replicated::ReplicaJournal for MetaJournal {
+    fn allocate(&self, count: u64, floor: u64) -> Result<u64, String> {
+        self.0
+            .allocate_key_slots(count, floor)
+            .map_err(|e| e.to_string())
+    }
+    fn append(&self, replica: &str, entry: &[u8]) -> Result<(), String> {
+        self.0
+            .append_key_journal(replica, entry)
+            .map_err(|e| e.to_string())
+    }
+    fn pending(
+        &self,
+        replica: &str,
+        limit: usize,
+    ) -> Result<strata_keystore::replicated::JournalPage, String> {
+        self.0
+            .key_journal(replica, limit)
+            .map_err(|e| e.to_string())
+    }
+    fn remove(&self, keys: &[Vec<u8>]) -> Result<(), String> {
+        self.0.remove_key_journal(keys).map_err(|e| e.to_string())
+    }
+}
+
+/// Catches the key service replicas up (applies each one's journal of missed writes and
+/// destructions, then admits it) and refreshes which replicas this gateway reads from. Every
+/// gateway runs it: a gateway learns here that a replica another gateway could not reach is
+/// behind.
+pub struct KeyReplicaWorker {
+    store: Arc<ReplicatedKeyStore>,
+    last: strata_keystore::replicated::CatchUp,
+    applied: u64,
+}
+
+impl KeyReplicaWorker {
+    pub fn new(store: Arc<ReplicatedKeyStore>) -> Self {
+        KeyReplicaWorker {
+            store,
+            last: Default::default(),
+            applied: 0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for KeyReplicaWorker {
+    fn name(&self) -> &'static str {
+        "key-replicas"
+    }
+
+    async fn work(&mut self) -> Result<WorkState, String> {
+        let store = self.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.catch_up())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.applied += report.applied;
+        self.last = report;
+        Ok(WorkState::Idle)
+    }
+
+    fn status(&self) -> Value {
+        json!({"serving": self.last.serving, "behind": self.last.behind,
+               "journal_entries_applied": self.applied})
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
 }

@@ -446,10 +446,13 @@ pub async fn run_with(
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the
     // destruction log (DATA/destruction-log) are ours too.
-    let store = match &cluster {
-        Some(c) => crate::cluster::key_store(c)?,
+    let replicated = match &cluster {
+        Some(c) => crate::cluster::key_store(c, &meta)?,
         None => None,
     };
+    let store = replicated
+        .clone()
+        .map(strata_keystore::KeyStore::Replicated);
     let keys = strata_engine::keys::KeyRing::open_with(&args.data_dir, store)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
@@ -578,6 +581,12 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || h.sample_now()).await?;
         engine.set_disk_health(health);
     }
+    if let Some(setup) = &setup {
+        engine.set_disk_check(Arc::new(crate::cluster::NodeDiskCheck {
+            meta: engine_meta.clone(),
+            client: setup.client.clone(),
+        }));
+    }
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
     strata_migration::spawn(&engine);
@@ -602,6 +611,11 @@ pub async fn run_with(
             ),
             0,
         );
+    }
+    if let Some(r) = replicated {
+        engine
+            .workers()
+            .spawn(crate::cluster::KeyReplicaWorker::new(r), 0);
     }
     let ctx = Arc::new(Context {
         engine: engine.clone(),

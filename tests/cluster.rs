@@ -75,6 +75,8 @@ type ShardMap = BTreeMap<(String, u32), BTreeMap<u8, Option<[u8; 12]>>>;
 struct Cluster {
     root: PathBuf,
     node_addrs: Vec<SocketAddr>,
+    /// Nodes `storage..` host the key service only (the gateway does not store shards there).
+    storage: usize,
     nodes: Vec<Option<Proc>>,
     _gateway: Option<Proc>,
     endpoint: String,
@@ -102,9 +104,13 @@ impl Cluster {
         out
     }
 
-    fn start_node(root: &Path, i: usize, addr: SocketAddr) -> Proc {
+    fn start_node(root: &Path, i: usize, addr: SocketAddr, key_service: bool) -> Proc {
         let name = format!("n{i}");
-        let log = std::fs::File::create(root.join(format!("{name}.log"))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join(format!("{name}.log")))
+            .unwrap();
         let child = Command::new(BIN)
             .args([
                 "node",
@@ -119,6 +125,7 @@ impl Cluster {
                 "--node-id",
                 &name,
             ])
+            .args(key_service.then_some("--key-service"))
             .env("STRATA_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -129,14 +136,27 @@ impl Cluster {
     }
 
     fn start(root: &Path, count: usize) -> Cluster {
+        Self::start_with(root, count, 0, Vec::new())
+    }
+
+    /// `storage` storage nodes, then `key_nodes` nodes hosting only the key service (so a
+    /// killed key node holds no shard, and a destruction does not wait for it), and
+    /// `gateway_extra` on the gateway's command line.
+    fn start_with(
+        root: &Path,
+        storage: usize,
+        key_nodes: usize,
+        gateway_extra: Vec<String>,
+    ) -> Cluster {
         Self::ca(root);
+        let count = storage + key_nodes;
         let node_addrs: Vec<SocketAddr> = (0..count)
             .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
             .collect();
         let mut nodes = Vec::new();
         for (i, addr) in node_addrs.iter().enumerate() {
             Self::issue(root, &format!("n{i}"));
-            nodes.push(Some(Self::start_node(root, i, *addr)));
+            nodes.push(Some(Self::start_node(root, i, *addr, i >= storage)));
         }
         let gw = Self::issue(root, "gw");
         let port = free_port();
@@ -155,10 +175,15 @@ impl Cluster {
             "--rebalance-rate".into(),
             "0".into(),
         ];
-        for a in &node_addrs {
+        for a in &node_addrs[..storage] {
             args.push("--node".into());
             args.push(a.to_string());
         }
+        for a in &node_addrs[storage..] {
+            args.push("--key-service".into());
+            args.push(a.to_string());
+        }
+        args.extend(gateway_extra);
         let log = std::fs::File::create(root.join("gateway.log")).unwrap();
         let child = Command::new(BIN)
             .args(&args)
@@ -178,6 +203,7 @@ impl Cluster {
         Cluster {
             root: root.to_path_buf(),
             node_addrs,
+            storage,
             nodes,
             _gateway: Some(gateway),
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -196,7 +222,17 @@ impl Cluster {
     fn restart_empty(&mut self, i: usize) {
         let dir = self.root.join(format!("data-n{i}"));
         std::fs::remove_dir_all(&dir).unwrap();
-        self.nodes[i] = Some(Self::start_node(&self.root, i, self.node_addrs[i]));
+        self.restart(i);
+    }
+
+    /// Starts node `i` again on its data dir and address.
+    fn restart(&mut self, i: usize) {
+        self.nodes[i] = Some(Self::start_node(
+            &self.root,
+            i,
+            self.node_addrs[i],
+            i >= self.storage,
+        ));
     }
 
     fn rebuild_status(&self) -> serde_json::Value {
@@ -363,7 +399,7 @@ async fn node_refuses_clients_without_a_cluster_certificate() {
         assert_eq!(mode(good.join("key.pem")), 0o600);
     }
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _node = Cluster::start_node(root, 0, addr);
+    let _node = Cluster::start_node(root, 0, addr, false);
 
     let ask = |dir: PathBuf| async move {
         let tls = strata_storage_node::tls::ClusterTls::load(&dir).unwrap();
@@ -555,4 +591,196 @@ async fn node_killed_under_load_then_rebuilt_empty() {
         assert_eq!(status, 200, "GET {key} after rebuild");
         assert!(got == *body, "GET {key}: bytes differ after rebuild");
     }
+}
+
+/// A key-service replica read directly, as one client of that node alone.
+fn key_replica(root: &Path, addr: SocketAddr) -> strata_keystore::service::RemoteKeyStore {
+    let tls = strata_storage_node::tls::ClusterTls::load(&root.join("certs").join("tester"))
+        .expect("tester certificate");
+    let client = strata_storage_node::key_client::KeyServiceClient::new(addr, tls).unwrap();
+    strata_keystore::service::RemoteKeyStore::new(Box::new(client))
+}
+
+/// (slot, key id) of the data key of `bucket/key`'s current version.
+fn dek_of(meta: &strata_metadata::MetaStore, bucket: &str, key: &str) -> (u64, [u8; 16]) {
+    let v = meta.get_version(bucket, key, None).expect("version");
+    let id: [u8; 16] = hex::decode(&v.data.dek_id).unwrap().try_into().unwrap();
+    (v.data.dek_slot.expect("a data key"), id)
+}
+
+/// Kill -9 one of three key-service replicas under a mixed PUT/GET load: no request fails; a
+/// version deleted (and its key destroyed) while the replica is down is not readable through
+/// that replica once it is back (it serves nothing until it has applied its journal), and a key
+/// written while it was down is served by it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_service_replica_killed_under_load_catches_up_before_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = strata_metadata::etcd_server::EtcdCluster::start(&tmp.path().join("etcd"), 1)
+        .expect("etcd starts");
+    let url = etcd.url("keys-test/");
+    let mut cluster = Cluster::start_with(
+        tmp.path(),
+        6,
+        3,
+        vec![
+            "--meta".into(),
+            url.clone(),
+            "--gc-grace-ms".into(),
+            "300".into(),
+        ],
+    );
+    Cluster::issue(tmp.path(), "tester");
+    let meta = strata_metadata::MetaStore::open_url(&url).unwrap();
+    let s3 = S3::new(&cluster.endpoint);
+    assert_eq!(s3.call("PUT", "/keys", Bytes::new()).await.0, 200);
+    let mut written: Vec<(String, Bytes)> = Vec::new();
+    for i in 0..8u64 {
+        let body = object(70_000 + i, 20_000 + i as usize * 9_000);
+        let key = format!("/keys/before-{i}");
+        assert_eq!(s3.call("PUT", &key, body.clone()).await.0, 200);
+        written.push((key, body));
+    }
+    assert_eq!(s3.call("PUT", "/keys/doomed", object(1, 5000)).await.0, 200);
+    let (slot, id) = dek_of(&meta, "keys", "doomed");
+    // Key-service replicas: nodes 6, 7 and 8 (6 also holds the destruction log); 7 is killed.
+    let k1 = cluster.node_addrs[7];
+    let root = tmp.path().to_path_buf();
+    let through_k1 = move |slot: u64| {
+        let root = root.clone();
+        async move {
+            tokio::task::spawn_blocking(move || key_replica(&root, k1).read(slot))
+                .await
+                .unwrap()
+        }
+    };
+    match through_k1(slot).await {
+        Ok(strata_keystore::Slot::Live(e)) => assert_eq!(e.id, id),
+        other => panic!("the key is on replica k1 before the kill: {other:?}"),
+    }
+
+    // Mixed load for 5 s; replica k1 is killed 1.5 s in.
+    let stop_at = Instant::now() + Duration::from_secs(5);
+    let (puts, gets, failures) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let shared = Arc::new(written.clone());
+    let mut tasks = Vec::new();
+    for w in 0..3u64 {
+        let (s3, shared) = (s3.clone(), shared.clone());
+        let (puts, gets, failures) = (puts.clone(), gets.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for n in 0..2000u64 {
+                if Instant::now() > stop_at {
+                    break;
+                }
+                if n % 2 == 0 {
+                    let id = 80_000 + w * 10_000 + n;
+                    let body = object(id, 10_000 + (n as usize % 4) * 30_000);
+                    let key = format!("/keys/load-{id}");
+                    let (status, text) = s3.call("PUT", &key, body.clone()).await;
+                    if status == 200 {
+                        puts.fetch_add(1, Ordering::Relaxed);
+                        mine.push((key, body, Instant::now()));
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("PUT {key}: {status} {}", String::from_utf8_lossy(&text));
+                    }
+                } else {
+                    let (key, body) = &shared[(n as usize / 2 + w as usize) % shared.len()];
+                    let (status, got) = s3.call("GET", key, Bytes::new()).await;
+                    if status == 200 && got == *body {
+                        gets.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("GET {key}: {status}, {} bytes", got.len());
+                    }
+                }
+            }
+            mine
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.kill9(7);
+    let killed_at = Instant::now();
+    let mut during = Vec::new();
+    for t in tasks {
+        during.extend(t.await.unwrap());
+    }
+    let (puts_done, gets_done) = (puts.load(Ordering::Relaxed), gets.load(Ordering::Relaxed));
+    eprintln!("load: {puts_done} PUTs, {gets_done} GETs");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed");
+    assert!(puts_done >= 6 && gets_done >= 6, "the load ran");
+
+    // While k1 is down: a version is deleted and its key destroyed (GC, 300 ms grace), and a
+    // new object's key is written without k1.
+    let (status, _) = s3.call("DELETE", "/keys/doomed", Bytes::new()).await;
+    assert_eq!(status, 204);
+    let k0 = key_replica(tmp.path(), cluster.node_addrs[6]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let k0 = Arc::new(k0);
+    loop {
+        let r = k0.clone();
+        let s = tokio::task::spawn_blocking(move || r.read(slot))
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(s, strata_keystore::Slot::Destroyed { .. }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key was never destroyed: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let late = object(2, 7000);
+    assert_eq!(s3.call("PUT", "/keys/late", late.clone()).await.0, 200);
+    let (late_slot, late_id) = dek_of(&meta, "keys", "late");
+    let (written_slot, _) = {
+        let (key, _, _) = during
+            .iter()
+            .rev()
+            .find(|(_, _, at)| *at > killed_at + Duration::from_millis(500))
+            .expect("a PUT after the kill");
+        dek_of(&meta, "keys", key.trim_start_matches("/keys/"))
+    };
+
+    // k1 back on its data (which still holds the destroyed key): it answers no read until it
+    // has applied its journal, and then the key reads as destroyed.
+    cluster.restart(7);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = 0;
+    loop {
+        match through_k1(slot).await {
+            Ok(strata_keystore::Slot::Destroyed { .. }) => break,
+            Ok(other) => panic!("replica k1 served the destroyed key's slot as {other:?}"),
+            Err(_) => refused += 1,
+        }
+        assert!(Instant::now() < deadline, "replica k1 never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("replica k1: {refused} reads refused while catching up");
+    // It serves again, with the keys written while it was away.
+    match through_k1(late_slot).await {
+        Ok(strata_keystore::Slot::Live(e)) => assert_eq!(e.id, late_id),
+        other => panic!("replica k1 lacks a key written while it was down: {other:?}"),
+    }
+    assert!(matches!(
+        through_k1(written_slot).await,
+        Ok(strata_keystore::Slot::Live(_))
+    ));
+    let (status, _) = s3.call("GET", "/keys/doomed", Bytes::new()).await;
+    assert_eq!(status, 404);
+    let mut all = written.clone();
+    all.extend(during.into_iter().map(|(k, b, _)| (k, b)));
+    all.push(("/keys/late".into(), late));
+    for (key, body) in &all {
+        let (status, got) = s3.call("GET", key, Bytes::new()).await;
+        assert_eq!(status, 200, "GET {key} after the replica's return");
+        assert!(got == *body, "GET {key}: bytes differ");
+    }
+    drop(etcd);
 }

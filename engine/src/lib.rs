@@ -133,6 +133,8 @@ struct Inner {
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
     /// The local disks' health, once the server set it (`Engine::set_disk_health`).
     disk_health: std::sync::OnceLock<Arc<disks::DiskHealth>>,
+    /// Cluster mode: re-reads the nodes' disk ids into the map (`Engine::set_disk_check`).
+    disk_check: std::sync::OnceLock<Arc<dyn rebuild::DiskCheck>>,
     /// Serialises changes to the key-rotation queue.
     rotation: tokio::sync::Mutex<()>,
     /// This process's standing in the election of singleton work.
@@ -180,6 +182,7 @@ impl Engine {
                 usage: usage::UsageMeter::default(),
                 audit: std::sync::OnceLock::new(),
                 disk_health: std::sync::OnceLock::new(),
+                disk_check: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),
                 leadership: leader::Leadership::new(cfg.lease_ttl),
                 resealers: std::sync::Mutex::new(Vec::new()),
@@ -236,6 +239,16 @@ impl Engine {
 
     pub fn disk_health(&self) -> Option<&Arc<disks::DiskHealth>> {
         self.inner.disk_health.get()
+    }
+
+    /// Cluster mode: how the rebuild asks for the nodes' current disk ids before it reports
+    /// its queues empty (see `rebuild::DiskCheck`); once, before `start_background`.
+    pub fn set_disk_check(&self, check: Arc<dyn rebuild::DiskCheck>) -> bool {
+        self.inner.disk_check.set(check).is_ok()
+    }
+
+    pub fn disk_check(&self) -> Option<&Arc<dyn rebuild::DiskCheck>> {
+        self.inner.disk_check.get()
     }
 
     /// Records a request in the audit log and returns once it is durable; Ok at once when the

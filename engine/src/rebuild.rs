@@ -9,6 +9,14 @@
 //!    every chunk whose placement group includes such a disk; a complete pass ends the jobs that
 //!    were queued before it started.
 //!
+//! A node that comes back with an empty disk is found by the cluster map's check of every
+//! node's disk ids (a new id queues a disk rebuild). That check runs on its own period, so
+//! the degraded queue could drain (its chunks rebuilt onto the returned node) before it ran,
+//! and the worker would show nothing pending while the rest of that disk was still empty. So
+//! after clearing degraded records the worker runs the check itself ([`DiskCheck`]) before it
+//! lists the disk rebuilds: a chunk rebuilt onto a node proves that node is up, and the check
+//! that follows sees its current disk ids.
+//!
 //! Rate limit (bytes written per second), priority (`low`: a quarter of the rate, `high`: no
 //! limit), progress, bytes done and an ETA are in `strata admin rebuild status` and the metrics.
 
@@ -31,6 +39,13 @@ const STATE_KEY: &str = "rebuild";
 const PAGE: usize = 64;
 /// Chunks rebuilt at the same time (each reads k shards and writes the missing ones).
 const PARALLEL: usize = 8;
+
+/// Re-reads every reachable node's disks into the cluster map now, queuing a disk rebuild for
+/// a disk that reports a new id (the cluster-map worker's check, on demand).
+#[async_trait::async_trait]
+pub trait DiskCheck: Send + Sync {
+    async fn check_disks(&self) -> Result<(), String>;
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +96,8 @@ pub struct Rebuilder {
     degraded_pending: u64,
     disks_pending: Vec<String>,
     last_error: Option<String>,
+    /// Degraded records were cleared since the last disk check.
+    check_disks: bool,
 }
 
 impl Rebuilder {
@@ -103,6 +120,7 @@ impl Rebuilder {
             degraded_pending: 0,
             disks_pending: Vec::new(),
             last_error: None,
+            check_disks: false,
         }
     }
 
@@ -198,7 +216,9 @@ impl Rebuilder {
         for (rec, whole) in recs.into_iter().zip(whole) {
             if whole {
                 let r: DegradedChunk = rec;
-                progressed |= self.engine.meta_call(move |m| m.clear_degraded(&r)).await?;
+                let cleared = self.engine.meta_call(move |m| m.clear_degraded(&r)).await?;
+                progressed |= cleared;
+                self.check_disks |= cleared;
             }
         }
         self.degraded_cursor = next;
@@ -316,6 +336,13 @@ impl Worker for Rebuilder {
         let started = Instant::now();
         let before = self.bytes_done;
         let result = async {
+            if self.check_disks
+                && let Some(check) = self.engine.disk_check().cloned()
+            {
+                // Before the queues are read: see the module comment.
+                check.check_disks().await.map_err(EngineError::internal)?;
+                self.check_disks = false;
+            }
             self.degraded_pending = self
                 .engine
                 .meta_call(|m| m.count_degraded(1_000_000))

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::replicated::ReplicatedKeyStore;
 use crate::service::RemoteKeyStore;
 use crate::{Destroyed, Entry, LocalKeyStore, PauseGuard, Result, Rewrap, ScanPage, Slot, Stats};
 
@@ -14,6 +15,8 @@ use crate::{Destroyed, Entry, LocalKeyStore, PauseGuard, Result, Rewrap, ScanPag
 pub enum KeyStore {
     Local(LocalKeyStore),
     Remote(Arc<RemoteKeyStore>),
+    /// The key service replicated over several nodes (`replicated`).
+    Replicated(Arc<ReplicatedKeyStore>),
 }
 
 impl KeyStore {
@@ -31,7 +34,7 @@ impl KeyStore {
     pub fn local(&self) -> Option<&LocalKeyStore> {
         match self {
             KeyStore::Local(l) => Some(l),
-            KeyStore::Remote(_) => None,
+            KeyStore::Remote(_) | KeyStore::Replicated(_) => None,
         }
     }
 
@@ -42,6 +45,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => Ok(l.reserve()),
             KeyStore::Remote(r) => r.reserve(),
+            KeyStore::Replicated(r) => r.reserve(),
         }
     }
 
@@ -50,6 +54,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.release(slot),
             KeyStore::Remote(r) => r.release(slot),
+            KeyStore::Replicated(r) => r.release(slot),
         }
     }
 
@@ -57,6 +62,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.read(slot),
             KeyStore::Remote(r) => r.read(slot),
+            KeyStore::Replicated(r) => r.read(slot),
         }
     }
 
@@ -73,6 +79,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.write(slot, entry),
             KeyStore::Remote(r) => r.write(slot, entry),
+            KeyStore::Replicated(r) => r.write(slot, entry),
         }
     }
 
@@ -81,6 +88,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.destroy(slot, id),
             KeyStore::Remote(r) => r.destroy(slot, id),
+            KeyStore::Replicated(r) => r.destroy(slot, id),
         }
     }
 
@@ -89,6 +97,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.rewrap(batch),
             KeyStore::Remote(r) => r.rewrap(batch),
+            KeyStore::Replicated(r) => r.rewrap(batch),
         }
     }
 
@@ -97,6 +106,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.scan(from, limit),
             KeyStore::Remote(r) => r.scan(from, limit),
+            KeyStore::Replicated(r) => r.scan(from, limit),
         }
     }
 
@@ -104,6 +114,7 @@ impl KeyStore {
         match self {
             KeyStore::Local(l) => l.stats(),
             KeyStore::Remote(r) => r.stats(),
+            KeyStore::Replicated(r) => r.stats(),
         }
     }
 

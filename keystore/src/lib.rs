@@ -19,6 +19,7 @@
 //! destroys and re-wraps (not new keys) while it copies the file.
 
 mod handle;
+pub mod replicated;
 pub mod service;
 mod slot;
 
@@ -37,6 +38,8 @@ const MAGIC: &[u8; 8] = b"STRATAKS";
 const FORMAT: u32 = 1;
 const SLOTS_FILE: &str = "slots";
 const JOURNAL_FILE: &str = "journal";
+/// Highest slot number a replica write may name (a 128 TiB file).
+const MAX_SLOT: u64 = 1 << 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
@@ -366,6 +369,51 @@ impl LocalKeyStore {
         self.flush_issued()
     }
 
+    /// A replica's write (the key service replicated over several nodes, `service`): stores
+    /// `entry` in `slot`, which the cluster allocated (not this file), extending the file if it
+    /// is beyond its end. Returns false, writing nothing, when the slot holds a destruction
+    /// marker: a destroyed slot is never written again, so a late or repeated copy cannot bring
+    /// a destroyed key back. The same key again (a copy after a re-wrap) overwrites it; another
+    /// live key is refused.
+    pub fn store_at(&self, slot: u64, entry: &Entry) -> Result<bool> {
+        if entry.wrapped.len() > MAX_WRAPPED {
+            return Err(KeyStoreError::Invalid("wrapped key too long".into()));
+        }
+        if slot > MAX_SLOT {
+            return Err(KeyStoreError::Invalid(format!(
+                "slot {slot} is out of range"
+            )));
+        }
+        // Serialised with destroy: the check and the write are one step.
+        let _m = self.mutation();
+        let old = match self.read(slot)? {
+            Slot::Destroyed { .. } => return Ok(false),
+            Slot::Live(e) if e.id != entry.id => {
+                return Err(KeyStoreError::Invalid(format!(
+                    "slot {slot} holds another key"
+                )));
+            }
+            Slot::Live(e) => Some(e),
+            _ => None,
+        };
+        self.pwrite(slot, &slot::encode_live(entry))?;
+        {
+            let mut a = self.alloc();
+            a.reserved.remove(&slot);
+            a.free.remove(&slot);
+            // Slots skipped over stay out of the free list: only the cluster allocates here.
+            a.next = a.next.max(slot + 1);
+            if let Some(o) = &old
+                && let Some(n) = a.live.get_mut(&(o.wrapper, o.kind))
+            {
+                *n = n.saturating_sub(1);
+            }
+            *a.live.entry((entry.wrapper, entry.kind)).or_default() += 1;
+        }
+        self.flush_issued()?;
+        Ok(true)
+    }
+
     fn mutation(&self) -> MutexGuard<'_, ()> {
         self.inner.mutate.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -396,6 +444,35 @@ impl LocalKeyStore {
         // Reusable only once the marker is durable.
         self.note_gone(slot, &e);
         Ok(Destroyed::Now)
+    }
+
+    /// A replica's destruction: as [`LocalKeyStore::destroy`], and a slot that holds no key yet
+    /// gets the destruction marker too (a tombstone), so that a copy of the key arriving later
+    /// (a replica catching up, `store_at`) is refused.
+    pub fn destroy_at(&self, slot: u64, id: &[u8; 16]) -> Result<Destroyed> {
+        if slot > MAX_SLOT {
+            return Err(KeyStoreError::Invalid(format!(
+                "slot {slot} is out of range"
+            )));
+        }
+        let _m = self.mutation();
+        match self.read(slot)? {
+            Slot::Live(e) if &e.id == id => {
+                self.pwrite(slot, &slot::encode_destroyed(e.kind, id, now_ms()))?;
+                self.flush_issued()?;
+                self.note_gone(slot, &e);
+                Ok(Destroyed::Now)
+            }
+            Slot::Empty | Slot::Corrupt => {
+                self.pwrite(slot, &slot::encode_destroyed(KeyKind::Dek, id, now_ms()))?;
+                self.flush_issued()?;
+                let mut a = self.alloc();
+                a.reserved.remove(&slot);
+                a.next = a.next.max(slot + 1);
+                Ok(Destroyed::AlreadyGone)
+            }
+            _ => Ok(Destroyed::AlreadyGone),
+        }
     }
 
     /// Re-wraps keys in place (rotation), each only if its slot still holds that key under

@@ -31,13 +31,45 @@ pub const MAX_BATCH: u64 = 4096;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    Reserve { count: u32 },
-    Read { slot: u64 },
-    Write { slot: u64, raw: String },
-    Destroy { slot: u64, id: String },
-    Rewrap { batch: Vec<Rewrap> },
-    Scan { from: u64, limit: u64 },
+    Reserve {
+        count: u32,
+    },
+    Read {
+        slot: u64,
+    },
+    Write {
+        slot: u64,
+        raw: String,
+    },
+    Destroy {
+        slot: u64,
+        id: String,
+    },
+    Rewrap {
+        batch: Vec<Rewrap>,
+    },
+    Scan {
+        from: u64,
+        limit: u64,
+    },
     Stats,
+    // The replicated key service (`crate::replicated`):
+    /// A replica's write into a cluster-allocated slot (`LocalKeyStore::store_at`).
+    Store {
+        slot: u64,
+        raw: String,
+    },
+    /// A replica's destruction (`LocalKeyStore::destroy_at`: tombstones an empty slot).
+    DestroyAt {
+        slot: u64,
+        id: String,
+    },
+    /// Whether the replica serves reads, and its file's slot count. Answered while fenced.
+    Status,
+    /// Serve reads again (the caller applied this replica's journal).
+    Admit,
+    /// Stop serving reads (the caller found journal entries this replica has not applied).
+    Fence,
 }
 
 /// The answer to a [`Request`].
@@ -54,6 +86,11 @@ pub enum Response {
         next: Option<u64>,
     },
     Stats(Stats),
+    Stored(bool),
+    Status {
+        serving: bool,
+        slots: u64,
+    },
     Error {
         kind: String,
         message: String,
@@ -94,8 +131,74 @@ pub fn handle(store: &LocalKeyStore, body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&response).expect("serialisable")
 }
 
+/// One replica of the replicated key service: the local store, and whether it serves reads. A
+/// replica starts fenced (it may have missed writes and destructions while it was away) and
+/// serves reads only once a gateway has applied its journal and admitted it; writes and
+/// destructions are applied while fenced.
+pub struct Replica {
+    pub store: LocalKeyStore,
+    serving: std::sync::atomic::AtomicBool,
+}
+
+impl Replica {
+    pub fn new(store: LocalKeyStore) -> Self {
+        Replica {
+            store,
+            serving: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The replica side: as [`handle`], with reads refused while the replica is fenced.
+pub fn handle_replica(replica: &Replica, body: &[u8]) -> Vec<u8> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let response = match serde_json::from_slice::<Request>(body) {
+        Ok(Request::Status) => Response::Status {
+            serving: replica.serving(),
+            slots: replica.store.stats().map_or(0, |s| s.slots),
+        },
+        Ok(Request::Admit) => {
+            replica.serving.store(true, SeqCst);
+            tracing::info!("key service replica admitted: serving reads");
+            Response::Done
+        }
+        Ok(Request::Fence) => {
+            replica.serving.store(false, SeqCst);
+            tracing::warn!("key service replica fenced: behind its journal");
+            Response::Done
+        }
+        Ok(
+            Request::Read { .. } | Request::Scan { .. } | Request::Stats | Request::Reserve { .. },
+        ) if !replica.serving() => Response::Error {
+            kind: "fenced".into(),
+            message: "this key service replica is catching up and serves no reads yet".into(),
+        },
+        Ok(req) => answer(&replica.store, req).unwrap_or_else(|e| error_response(&e)),
+        Err(e) => error_response(&KeyStoreError::Invalid(format!("bad request: {e}"))),
+    };
+    serde_json::to_vec(&response).expect("serialisable")
+}
+
 fn answer(store: &LocalKeyStore, req: Request) -> Result<Response> {
     Ok(match req {
+        Request::Store { slot, raw } => {
+            let Slot::Live(entry) = slot::decode(&raw_from_hex(&raw)?) else {
+                return Err(KeyStoreError::Invalid("a store carries a live key".into()));
+            };
+            Response::Stored(store.store_at(slot, &entry)?)
+        }
+        Request::DestroyAt { slot, id } => {
+            Response::Destroyed(store.destroy_at(slot, &id_from_hex(&id)?)?)
+        }
+        Request::Status => Response::Status {
+            serving: true,
+            slots: store.stats()?.slots,
+        },
+        Request::Admit | Request::Fence => Response::Done,
         Request::Reserve { count } => {
             let n = u64::from(count).min(MAX_BATCH);
             Response::Slots((0..n).map(|_| store.reserve()).collect())
@@ -268,6 +371,58 @@ impl RemoteKeyStore {
     pub fn stats(&self) -> Result<Stats> {
         match self.call(&Request::Stats)? {
             Response::Stats(s) => Ok(s),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// A slot's stored bytes (a replica catching up copies them from a peer).
+    pub fn read_raw(&self, slot: u64) -> Result<[u8; SLOT_SIZE]> {
+        match self.call(&Request::Read { slot })? {
+            Response::Raw(h) => raw_from_hex(&h),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// A replica's write of a live slot's bytes; false if the slot was destroyed there.
+    pub fn store_raw(&self, slot: u64, raw: &[u8; SLOT_SIZE]) -> Result<bool> {
+        match self.call(&Request::Store {
+            slot,
+            raw: hex::encode(raw),
+        })? {
+            Response::Stored(b) => Ok(b),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// A replica's destruction (tombstones an empty slot).
+    pub fn destroy_at(&self, slot: u64, id: &[u8; 16]) -> Result<Destroyed> {
+        match self.call(&Request::DestroyAt {
+            slot,
+            id: hex::encode(id),
+        })? {
+            Response::Destroyed(d) => Ok(d),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// (serving reads, slots in the file).
+    pub fn status(&self) -> Result<(bool, u64)> {
+        match self.call(&Request::Status)? {
+            Response::Status { serving, slots } => Ok((serving, slots)),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    pub fn admit(&self) -> Result<()> {
+        match self.call(&Request::Admit)? {
+            Response::Done => Ok(()),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    pub fn fence(&self) -> Result<()> {
+        match self.call(&Request::Fence)? {
+            Response::Done => Ok(()),
             r => Err(Self::unexpected(r)),
         }
     }

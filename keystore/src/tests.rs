@@ -231,3 +231,45 @@ fn a_corrupt_header_is_refused() {
         Err(KeyStoreError::Corrupt(_))
     ));
 }
+
+/// A replica's writes land in the slot the cluster chose (beyond the file's end too), a
+/// destroyed slot is never written again, and a destruction of a slot the replica never saw
+/// leaves a tombstone that refuses the late copy: a replica catching up cannot bring a
+/// destroyed key back, whatever the order.
+#[test]
+fn replica_writes_never_resurrect_a_destroyed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = LocalKeyStore::open(&dir.path().join("keys")).unwrap();
+    let a = entry(1, 9, KeyKind::Dek);
+    assert!(ks.store_at(70, &a).unwrap(), "beyond the end of the file");
+    assert_eq!(ks.get(70, &a.id).unwrap(), Some(a.clone()));
+    assert!(ks.store_at(70, &a).unwrap(), "the same key again (a copy)");
+    assert!(matches!(
+        ks.store_at(70, &entry(2, 9, KeyKind::Dek)),
+        Err(KeyStoreError::Invalid(_))
+    ));
+    assert_eq!(ks.destroy_at(70, &a.id).unwrap(), Destroyed::Now);
+    assert!(
+        !ks.store_at(70, &a).unwrap(),
+        "a destroyed slot stays destroyed"
+    );
+    assert!(matches!(ks.read(70).unwrap(), Slot::Destroyed { .. }));
+
+    // Destroyed before the write arrived: the tombstone refuses it.
+    let b = entry(3, 9, KeyKind::Dek);
+    assert_eq!(ks.destroy_at(5, &b.id).unwrap(), Destroyed::AlreadyGone);
+    assert!(!ks.store_at(5, &b).unwrap());
+    assert!(ks.get(5, &b.id).unwrap().is_none());
+    assert!(ks.store_at(10_000, &b).is_ok());
+    assert!(matches!(
+        ks.store_at(u64::MAX, &b),
+        Err(KeyStoreError::Invalid(_))
+    ));
+
+    // Reopened: the same state from the file.
+    drop(ks);
+    let ks = LocalKeyStore::open(&dir.path().join("keys")).unwrap();
+    assert!(matches!(ks.read(70).unwrap(), Slot::Destroyed { .. }));
+    assert!(matches!(ks.read(5).unwrap(), Slot::Destroyed { .. }));
+    assert_eq!(ks.get(10_000, &b.id).unwrap(), Some(b));
+}

@@ -30,6 +30,7 @@ mod error;
 #[doc(hidden)]
 pub mod etcd_server;
 mod gc;
+mod key_replicas;
 pub mod keys;
 mod kms;
 pub mod kv;

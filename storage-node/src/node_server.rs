@@ -23,7 +23,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use strata_destruction_log::DestructionLog;
-use strata_keystore::LocalKeyStore;
 
 use crate::cluster::{
     ClusterPrimary, DiskInfo, MISSING_HEADER, NodeInfo, RETRY_HEADER, nodes_from_headers,
@@ -151,7 +150,8 @@ async fn body_bytes(request: Request<Incoming>, limit: usize) -> Result<Bytes, N
 /// What the node that hosts the cluster's key service keeps for every gateway: the key store
 /// and the destruction log (so one log records every destruction, whichever gateway led).
 pub struct KeyService {
-    pub keys: LocalKeyStore,
+    /// This node's replica of the key store (fenced until a gateway admits it).
+    pub keys: strata_keystore::service::Replica,
     pub log: Arc<DestructionLog>,
     /// Where remote exports of the log are assembled (removed once sent).
     pub scratch: PathBuf,
@@ -177,8 +177,10 @@ async fn route(
         }
         let body = body_bytes(request, crate::key_client::MAX_KEYS_BODY).await?;
         let answer = if path == crate::key_client::KEYS_PATH {
-            crate::store::blocking(move || strata_keystore::service::handle(&service.keys, &body))
-                .await?
+            crate::store::blocking(move || {
+                strata_keystore::service::handle_replica(&service.keys, &body)
+            })
+            .await?
         } else {
             crate::store::blocking(move || {
                 strata_destruction_log::service::handle(&service.log, &service.scratch, &body)

@@ -181,9 +181,30 @@ def make_s3(endpoint: str, access_key: str, secret_key: str, region: str = REGIO
     return session.client("s3", endpoint_url=endpoint, config=config, verify=verify)
 
 
+def spread_over_gateways(client, gateways: list[str]):
+    """Sends each request of a boto3 client to the next gateway of a cluster (rewritten before it
+    is signed, so the signature names the host it goes to)."""
+    import itertools
+    import urllib.parse
+
+    nxt = itertools.cycle(gateways)
+
+    def rewrite(request, **_kwargs):
+        to = urllib.parse.urlsplit(next(nxt))
+        parts = urllib.parse.urlsplit(request.url)
+        request.url = urllib.parse.urlunsplit(parts._replace(scheme=to.scheme, netloc=to.netloc))
+
+    client.meta.events.register("before-sign.s3", rewrite)
+    return client
+
+
 @pytest.fixture(scope="session")
 def s3(server):
-    return make_s3(server.endpoint, server.access_key, server.secret_key)
+    client = make_s3(server.endpoint, server.access_key, server.secret_key)
+    if isinstance(server, harness.ClusterServer):
+        # Every request alternates between the gateways.
+        spread_over_gateways(client, server.gateways)
+    return client
 
 
 def unique_bucket(prefix: str = "t") -> str:

@@ -400,9 +400,10 @@ class Server:
 
 # STRATA_E2E_CLUSTER=1: the shared server of the suite is a whole cluster on 127.0.0.1 instead of
 # one `strata serve` (scripts/local-cluster.sh: one etcd member, six storage nodes with RS(4,2)
-# and the key service, two gateways); clients talk to the second gateway, so requests are served
-# by a process that is not necessarily the leader. Tests that start their own servers
-# (`fresh_server`) still get single processes.
+# and the replicated key service, two gateways); clients are spread over both gateways (each read
+# of `endpoint` names the next gateway, so each client, fixture or CLI call alternates), so
+# requests are served by both the leader and a process that is not. Tests that start their own
+# servers (`fresh_server`) still get single processes.
 CLUSTER = os.environ.get("STRATA_E2E_CLUSTER", "") == "1"
 
 
@@ -414,6 +415,21 @@ class ClusterServer(Server):
         self.cluster_dir = self.workdir / "cluster"
         self.env_file = self.cluster_dir / "cluster.env"
         self.logs: list[Path] = []
+        self.gateways: list[str] = []
+        self._next_gateway = 0
+
+    @property
+    def endpoint(self) -> str:
+        # Round-robin over the gateways: both serve every request of the suites.
+        if not self.gateways:
+            return ""
+        url = self.gateways[self._next_gateway % len(self.gateways)]
+        self._next_gateway += 1
+        return url
+
+    @endpoint.setter
+    def endpoint(self, value: str) -> None:
+        self.gateways = [value] if value else []
 
     def start(self) -> "Server":
         script = Path(__file__).resolve().parents[2] / "scripts" / "local-cluster.sh"
@@ -429,7 +445,7 @@ class ClusterServer(Server):
             if "=" in line and not line.startswith("#"):
                 k, v = line.split("=", 1)
                 vals[k] = v.strip().strip("'\"")
-        self.endpoint = vals["STRATA_GATEWAYS"].split(",")[-1]
+        self.gateways = vals["STRATA_GATEWAYS"].split(",")
         self.access_key, self.secret_key = vals["STRATA_ACCESS_KEY"], vals["STRATA_SECRET_KEY"]
         self.logs = [Path(p) for k in ("STRATA_GATEWAY_LOGS", "STRATA_NODE_LOGS")
                      for p in vals.get(k, "").split()]
