@@ -155,6 +155,11 @@ impl S3Route for AdminRoute {
                 if !valid_user_name(&name) {
                     return Err(bad("user names are 1-64 characters of A-Z a-z 0-9 - _ . @"));
                 }
+                if name == strata_metadata::users::ANONYMOUS {
+                    return Err(bad(
+                        "the user name \"anonymous\" is reserved: the audit log names unsigned requests' caller so",
+                    ));
+                }
                 let (ak, sk) = engine
                     .create_user(&name, false, None)
                     .await

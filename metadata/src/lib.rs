@@ -45,7 +45,7 @@ mod objects;
 mod store;
 pub mod types;
 pub mod usage;
-mod users;
+pub mod users;
 
 pub use cluster::NodeChange;
 pub use error::{MetaError, Result};

@@ -21,11 +21,21 @@ fn new_user_id() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// The name the audit log gives the caller of an unsigned request; no user may take it.
+pub const ANONYMOUS: &str = "anonymous";
+
 impl MetaStore {
     /// Creates a user with a fresh id. `AlreadyExists` if a living user has this name.
     pub fn create_user(&self, name: &str, is_admin: bool, now: i64) -> Result<UserRecord> {
         if name.is_empty() {
             return Err(MetaError::Invalid("empty user name".into()));
+        }
+        // The audit log and access logs name unsigned requests' caller "anonymous": a user of
+        // that name would be indistinguishable from them in `audit search --user`.
+        if name == ANONYMOUS {
+            return Err(MetaError::Invalid(format!(
+                "user name {ANONYMOUS:?} is reserved for unsigned requests"
+            )));
         }
         let user = UserRecord {
             id: new_user_id(),

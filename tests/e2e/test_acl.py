@@ -268,6 +268,9 @@ def test_public_object_in_private_bucket_is_readable_its_neighbours_not(server, 
         "--json", "audit", "search", "--user", "anonymous", "--bucket", bucket, "--since", "1h")]
     rec = next((r for r in found if r["request_id"] == rid), None)
     assert rec and rec["operation"] == "REST.GET.OBJECT" and rec["status"] == 200, found
+    # no user can take that name, so the audit's "anonymous" is always an unsigned caller
+    r = server.admin("user", "add", "anonymous")
+    assert r.returncode != 0 and "reserved" in r.stderr, (r.returncode, r.stdout, r.stderr)
     # revoking the grant closes it
     s3.put_object_acl(Bucket=bucket, Key="shared", ACL="private")
     expect_error(anon.get_object, "AccessDenied", 403, Bucket=bucket, Key="shared")
