@@ -18,7 +18,7 @@ mod verify;
 
 pub use export::{ExportFilter, ExportSummary};
 pub use keys::{SignedCheckpoint, parse_public_key_pem};
-pub use log::{DestructionLog, LOG_DIR_NAME, Log, LogError, LogOptions};
+pub use log::{DestructionLog, LOG_DIR_NAME, Log, LogError, LogOptions, lock_dir};
 pub use record::{Actor, DestructionRecord, LogRecord, Reason};
 pub use service::LogHandle;
 pub use verify::{

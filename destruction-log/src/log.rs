@@ -237,6 +237,26 @@ fn corrupt(what: impl std::fmt::Display) -> LogError {
     LogError::Corrupt(what.to_string())
 }
 
+/// Creates `dir` (0700) if needed and takes its exclusive `LOCK` file (0600): one process per
+/// log directory. The lock lasts as long as the returned file is open.
+pub fn lock_dir(dir: &Path) -> Result<File, LogError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(LOCK))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(LogError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 impl<R: LogRecord> Log<R> {
     /// Opens (creating on first use) the log in `dir`, with its signing key.
     pub fn open(dir: &Path) -> Result<Self, LogError> {
@@ -244,21 +264,7 @@ impl<R: LogRecord> Log<R> {
     }
 
     pub fn open_with_options(dir: &Path, opts: LogOptions) -> Result<Self, LogError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join(LOCK))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
+        let lock = lock_dir(dir)?;
         let key = LogKey::load_or_create(opts.key_dir.as_deref().unwrap_or(dir), R::LOG_NAME)
             .map_err(LogError::Key)?;
         let rw = |name: &str| {

@@ -431,21 +431,7 @@ impl AuditLog {
     /// Opens the log: moves a single-log layout into segment 1, finishes a roll a crash cut
     /// short, opens every present segment, and starts the writer.
     pub fn open_with(dir: &Path, opts: AuditOptions) -> Result<Self, LogError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join("LOCK"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
+        let lock = strata_destruction_log::lock_dir(dir)?;
         let path = dir.join(SEGMENTS_FILE);
         let mut entries = match fs::read(&path) {
             Ok(b) => {
