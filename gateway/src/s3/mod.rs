@@ -18,6 +18,7 @@ mod list;
 mod logging;
 mod multipart;
 mod policy;
+pub(crate) mod post;
 mod put;
 mod restore;
 mod retention;
