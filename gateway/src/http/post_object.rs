@@ -85,6 +85,8 @@ fn missing_field(name: &str, rid: &str, res: &str) -> Refusal {
 }
 
 /// Which authentication the form's fields ask for, with S3's errors for incomplete sets.
+// The error is the answer itself, built at most once per request.
+#[allow(clippy::result_large_err)]
 fn auth_fields(
     form: &post_form::Form,
     region: &str,
@@ -400,7 +402,7 @@ impl Front {
         });
         ext.insert(RequestId(rid.to_string()));
         if let Some(t) = req.extensions().get::<super::Transport>() {
-            ext.insert(t.clone());
+            ext.insert(*t);
         }
 
         let body =
