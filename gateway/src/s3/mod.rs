@@ -18,6 +18,7 @@ mod list;
 mod logging;
 mod multipart;
 mod policy;
+pub(crate) mod post;
 mod public_access;
 mod put;
 mod restore;
