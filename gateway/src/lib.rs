@@ -69,9 +69,25 @@ pub fn build_front_with(
             }
         }
     }
+    // Cluster mode: the failed-signature limits are cluster-wide (tags keyed by a secret every
+    // gateway derives from the shared master key; counts merged through the metadata tier).
+    let limiter = if ctx.engine.meta_blocking().backend() == "etcd" {
+        let secret = ctx
+            .engine
+            .keys()
+            .derived_secret(http::lockout_sync::TAG_PURPOSE);
+        let l = Arc::new(http::AuthLimiter::shared(&secret));
+        ctx.engine.workers().spawn(
+            http::lockout_sync::LockoutSync::new(ctx.engine.clone(), l.clone()),
+            0,
+        );
+        l
+    } else {
+        Default::default()
+    };
     Arc::new(http::Front {
         s3: builder.build(),
-        limiter: Default::default(),
+        limiter,
         metrics,
         edge,
         host,

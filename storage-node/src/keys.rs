@@ -157,6 +157,13 @@ impl MasterKey {
     /// master wraps a KEK): a keyed BLAKE3 hash of a fixed label under the key. It reveals
     /// nothing about the key (a PRF output) and needs no storage, so it works for keys given in
     /// the environment too.
+    /// A secret derived from this master key for one `purpose` (HKDF-SHA256): the same on
+    /// every process that holds the master key, and revealing nothing of it. Used where
+    /// processes must agree on a keyed hash (the cluster-wide lockout's record names).
+    pub fn derive_secret(&self, purpose: &[u8]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(hkdf32(b"strata/v1/derived", &self.key, purpose))
+    }
+
     pub fn id(&self) -> [u8; 16] {
         let h = blake3::keyed_hash(&self.key, b"strata/v1/master-key-id");
         h.as_bytes()[..16].try_into().expect("16 of 32 bytes")

@@ -25,6 +25,7 @@ pub mod cors;
 pub mod error_body;
 pub mod limits;
 pub mod lockout;
+pub mod lockout_sync;
 pub mod metrics_access;
 pub mod post_form;
 mod post_object;
