@@ -93,6 +93,194 @@ pub enum MigrationVerb {
     },
 }
 
+/// `strata admin export ...`: data return, on the migration job machinery.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub enum ExportVerb {
+    /// Create a job writing BUCKET (under --prefix) to a directory on the server's machine
+    /// (--to-dir) or to another S3 endpoint (--to-endpoint ... --to-bucket); the server starts
+    /// it at once.
+    Start {
+        name: String,
+        /// The local bucket to export.
+        bucket: String,
+        /// An absolute, empty (or new) directory on the machine of the server that runs the job
+        /// (the leader in cluster mode), outside its data directory.
+        #[arg(long, conflicts_with = "to_endpoint")]
+        to_dir: Option<String>,
+        /// The remote S3 endpoint, http://HOST:PORT or https://HOST[:PORT] (path-style).
+        #[arg(long, requires_all = ["to_access_key", "to_bucket"])]
+        to_endpoint: Option<String>,
+        #[arg(long)]
+        to_region: Option<String>,
+        #[arg(long)]
+        to_access_key: Option<String>,
+        /// The remote's secret key (prefer the environment variable). Stored sealed in the
+        /// server, never shown again.
+        #[arg(long, env = "STRATA_TO_SECRET_KEY", hide_env_values = true)]
+        to_secret_key: Option<String>,
+        /// The remote bucket (must exist; versioning enabled with --versions).
+        #[arg(long)]
+        to_bucket: Option<String>,
+        /// PEM file of certificates to trust for an https remote, besides Mozilla's roots.
+        #[arg(long)]
+        to_ca_bundle: Option<std::path::PathBuf>,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Every version and delete marker (default: current versions only).
+        #[arg(long)]
+        versions: bool,
+        /// Objects written at once.
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Read limit in bytes per second, e.g. 50MiB, 1G.
+        #[arg(long)]
+        bandwidth: Option<String>,
+    },
+    /// Offline (no server): re-hash every file of an export directory against its manifest;
+    /// exits non-zero on a missing, extra or altered file.
+    Verify {
+        dir: std::path::PathBuf,
+    },
+    /// State and every counter of an export job (--json: one JSON object).
+    Status {
+        name: String,
+        /// Follow the job until it ends (one line per change when not a terminal).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Every export job.
+    List,
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    Cancel {
+        name: String,
+    },
+    /// Every object the export failed or skipped (JSON lines, the summary last; --csv: CSV).
+    Report {
+        name: String,
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// `export verify DIR`, offline.
+pub fn verify_export(dir: &std::path::Path, json_out: bool) -> anyhow::Result<()> {
+    let v = strata_migration::export_dir::verify(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read the export {}: {e}", dir.display()))?;
+    if json_out {
+        println!(
+            "{}",
+            json!({"ok": v.problems.is_empty(), "files": v.files, "bytes": v.bytes,
+                   "delete_markers": v.delete_markers, "problems": v.problems,
+                   "failed_at_export": v.summary.as_ref().map(|s| s.failed)})
+        );
+    } else {
+        for p in &v.problems {
+            println!("{p}");
+        }
+    }
+    anyhow::ensure!(
+        v.problems.is_empty(),
+        "export {} does not verify: {} problem(s)",
+        dir.display(),
+        v.problems.len()
+    );
+    if !json_out {
+        println!(
+            "OK: {} files ({} bytes) and {} delete markers match the manifest",
+            v.files, v.bytes, v.delete_markers
+        );
+        if let Some(s) = v.summary.as_ref().filter(|s| s.failed > 0) {
+            println!(
+                "note: {} objects could not be exported (see `strata admin export report {}`)",
+                s.failed, s.job
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `strata admin export ...` (other than verify) on the server.
+pub async fn run_export(verb: ExportVerb, conn: &Conn, json_out: bool) -> anyhow::Result<()> {
+    let same = match verb {
+        ExportVerb::Start {
+            name,
+            bucket,
+            to_dir,
+            to_endpoint,
+            to_region,
+            to_access_key,
+            to_secret_key,
+            to_bucket,
+            to_ca_bundle,
+            prefix,
+            versions,
+            concurrency,
+            bandwidth,
+        } => {
+            let to_ca_pem = match to_ca_bundle {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| {
+                    anyhow::anyhow!("cannot read the CA bundle {}: {e}", p.display())
+                })?),
+                None => None,
+            };
+            anyhow::ensure!(
+                to_dir.is_some() || to_endpoint.is_some(),
+                "one of --to-dir DIR and --to-endpoint URL is required"
+            );
+            anyhow::ensure!(
+                to_endpoint.is_none() || to_secret_key.is_some(),
+                "--to-endpoint needs --to-secret-key (or STRATA_TO_SECRET_KEY)"
+            );
+            let v = conn
+                .call(
+                    "export-start",
+                    json!({
+                        "name": name, "bucket": bucket, "to_dir": to_dir,
+                        "to_endpoint": to_endpoint, "to_region": to_region,
+                        "to_access_key": to_access_key, "to_secret_key": to_secret_key,
+                        "to_bucket": to_bucket, "to_ca_pem": to_ca_pem, "prefix": prefix,
+                        "versions": versions, "concurrency": concurrency, "bandwidth": bandwidth,
+                    }),
+                )
+                .await?;
+            print_job(&v, json_out);
+            return Ok(());
+        }
+        ExportVerb::Verify { dir } => return verify_export(&dir, json_out),
+        ExportVerb::List => {
+            let v = conn.call("migration-list", json!({})).await?;
+            let exports: Vec<&Value> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|j| j["kind"] == "export")
+                .collect();
+            if json_out {
+                println!("{}", json!(exports));
+            } else {
+                for j in exports {
+                    println!("{}", one_line(j));
+                }
+            }
+            return Ok(());
+        }
+        ExportVerb::Status { name, watch } => MigrationVerb::Status { name, watch },
+        ExportVerb::Pause { name } => MigrationVerb::Pause { name },
+        ExportVerb::Resume { name } => MigrationVerb::Resume { name },
+        ExportVerb::Cancel { name } => MigrationVerb::Cancel { name },
+        ExportVerb::Report { name, csv } => MigrationVerb::Report { name, csv },
+    };
+    run(same, conn, json_out).await
+}
+
 pub struct Conn {
     pub endpoint: String,
     pub access_key: String,
@@ -231,21 +419,45 @@ pub fn one_line(v: &Value) -> String {
 
 /// `status NAME` as text.
 pub fn render(v: &Value) -> String {
-    let mut out = format!(
-        "migration {}: {}{}\n  source: {} bucket {}{} -> bucket {}\n",
-        v["name"].as_str().unwrap_or("?"),
-        v["state"].as_str().unwrap_or("?"),
-        v["error"]
-            .as_str()
-            .map_or(String::new(), |e| format!(" ({e})")),
-        v["source_endpoint"].as_str().unwrap_or("?"),
-        v["source_bucket"].as_str().unwrap_or("?"),
-        v["prefix"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .map_or(String::new(), |p| format!(" prefix {p:?}")),
-        v["bucket"].as_str().unwrap_or("?"),
-    );
+    let mut out = if v["kind"] == "export" {
+        format!(
+            "export {}: {}{}\n  bucket {}{} -> {}\n",
+            v["name"].as_str().unwrap_or("?"),
+            v["state"].as_str().unwrap_or("?"),
+            v["error"]
+                .as_str()
+                .map_or(String::new(), |e| format!(" ({e})")),
+            v["bucket"].as_str().unwrap_or("?"),
+            v["prefix"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map_or(String::new(), |p| format!(" prefix {p:?}")),
+            match v["to_dir"].as_str() {
+                Some(d) => format!("directory {d}"),
+                None => format!(
+                    "{} bucket {}",
+                    v["to_endpoint"].as_str().unwrap_or("?"),
+                    v["to_bucket"].as_str().unwrap_or("?")
+                ),
+            },
+        )
+    } else {
+        format!(
+            "migration {}: {}{}\n  source: {} bucket {}{} -> bucket {}\n",
+            v["name"].as_str().unwrap_or("?"),
+            v["state"].as_str().unwrap_or("?"),
+            v["error"]
+                .as_str()
+                .map_or(String::new(), |e| format!(" ({e})")),
+            v["source_endpoint"].as_str().unwrap_or("?"),
+            v["source_bucket"].as_str().unwrap_or("?"),
+            v["prefix"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map_or(String::new(), |p| format!(" prefix {p:?}")),
+            v["bucket"].as_str().unwrap_or("?"),
+        )
+    };
     out.push_str(&format!(
         "  listed: {} objects, {} bytes{}\n  copied: {} objects, {} bytes ({} found already copied on resume)\n  skipped: {} (identical {}, exists {}, locked {}, gone at source {})\n  failed: {} objects, {} bytes\n  rate: {:.1} objects/s, {:.1} MiB/s; ETA: {}\n",
         num(v, "objects_listed"),

@@ -108,6 +108,10 @@ pub struct JobRecord {
     /// Part size when a single-part source object is copied by parts.
     #[serde(default = "default_part_size")]
     pub part_size: u64,
+    /// An export job (`strata admin export`): `bucket` is the local bucket read, and the
+    /// `source_*` fields describe the remote written to (`--to-endpoint`); `None`: an import.
+    #[serde(default)]
+    pub export: Option<crate::export::ExportSpec>,
 }
 
 fn default_part_threshold() -> u64 {
@@ -180,6 +184,9 @@ pub struct Progress {
     pub consecutive_errors: u32,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Export to a directory: manifest segments written (the next one is this plus one).
+    #[serde(default)]
+    pub manifest_segments: u64,
 }
 
 pub fn job_key(name: &str) -> String {
@@ -429,6 +436,7 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
         source_ca_pem: args.source_ca_pem.filter(|p| !p.trim().is_empty()),
         part_threshold,
         part_size,
+        export: None,
     };
     save_job(engine, &job).await?;
     Ok(job_json(&job, &Progress::default()))
@@ -577,6 +585,17 @@ pub fn job_json(job: &JobRecord, p: &Progress) -> Value {
     v["part_threshold"] = json!(job.part_threshold);
     v["part_size"] = json!(job.part_size);
     v["source_ca_bundle"] = json!(job.source_ca_pem.is_some());
+    v["kind"] = json!(if job.export.is_some() {
+        "export"
+    } else {
+        "import"
+    });
+    if let Some(x) = &job.export {
+        v["to_dir"] = json!(x.to_dir);
+        v["to_bucket"] = json!(x.to_bucket);
+        v["to_endpoint"] = json!(x.to_bucket.as_ref().map(|_| &job.source_endpoint));
+        v["manifest_segments"] = json!(p.manifest_segments);
+    }
     v
 }
 

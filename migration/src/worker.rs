@@ -54,11 +54,11 @@ struct PageState {
 }
 
 pub struct MigrationWorker {
-    engine: Engine,
+    pub(crate) engine: Engine,
     page: Option<PageState>,
     vpage: Option<VersionsPage>,
     source: Option<(String, Source)>,
-    status: Value,
+    pub(crate) status: Value,
 }
 
 impl MigrationWorker {
@@ -72,7 +72,7 @@ impl MigrationWorker {
         }
     }
 
-    fn source(&mut self, job: &JobRecord) -> Result<&Source, String> {
+    pub(crate) fn source(&mut self, job: &JobRecord) -> Result<&Source, String> {
         if self.source.as_ref().is_none_or(|(n, _)| *n != job.name) {
             let secret = job::open_secret(&self.engine, job)?;
             let s = Source::new(
@@ -88,7 +88,7 @@ impl MigrationWorker {
     }
 
     /// Moves a job to a final state (unless an operator changed it meanwhile).
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         name: &str,
         state: JobState,
@@ -160,6 +160,9 @@ impl MigrationWorker {
     }
 
     async fn step(&mut self, job: JobRecord) -> Result<WorkState, String> {
+        if job.export.is_some() {
+            return self.step_export(job).await;
+        }
         if job.versions {
             return self.step_versions(job).await;
         }
@@ -519,15 +522,15 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// The object an outcome is about, for the report.
-struct About<'a> {
-    key: &'a str,
-    version_id: Option<&'a str>,
-    size: u64,
-    etag: &'a str,
+pub(crate) struct About<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub size: u64,
+    pub etag: &'a str,
 }
 
 /// Counts one outcome and adds its report entry (failures and skips) to `reports`.
-fn account(
+pub(crate) fn account(
     job: &str,
     progress: &mut Progress,
     reports: &mut Vec<(String, Vec<u8>)>,
@@ -667,7 +670,7 @@ fn histories(entries: Vec<ListedVersion>) -> VecDeque<History> {
 }
 
 /// The job's progress and the report entries of the same step, in one commit.
-async fn save_progress(
+pub(crate) async fn save_progress(
     engine: &Engine,
     name: &str,
     progress: &Progress,
