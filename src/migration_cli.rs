@@ -70,9 +70,13 @@ pub enum MigrationVerb {
     /// State and every counter of a job (--json: one JSON object).
     Status {
         name: String,
-        /// Follow the job until it ends (one line per change when not a terminal).
+        /// Follow the job until it ends: a progress bar in a terminal, one line per change
+        /// otherwise (or with --json); Ctrl-C stops following.
         #[arg(long)]
         watch: bool,
+        /// Stop following after this many seconds (exit status 2 if the job has not ended).
+        #[arg(long, requires = "watch", default_value_t = 7 * 24 * 3600)]
+        watch_timeout: u64,
     },
     /// Every job.
     List,
@@ -147,9 +151,13 @@ pub enum ExportVerb {
     /// State and every counter of an export job (--json: one JSON object).
     Status {
         name: String,
-        /// Follow the job until it ends (one line per change when not a terminal).
+        /// Follow the job until it ends: a progress bar in a terminal, one line per change
+        /// otherwise (or with --json); Ctrl-C stops following.
         #[arg(long)]
         watch: bool,
+        /// Stop following after this many seconds (exit status 2 if the job has not ended).
+        #[arg(long, requires = "watch", default_value_t = 7 * 24 * 3600)]
+        watch_timeout: u64,
     },
     /// Every export job.
     List,
@@ -272,7 +280,15 @@ pub async fn run_export(verb: ExportVerb, conn: &Conn, json_out: bool) -> anyhow
             }
             return Ok(());
         }
-        ExportVerb::Status { name, watch } => MigrationVerb::Status { name, watch },
+        ExportVerb::Status {
+            name,
+            watch,
+            watch_timeout,
+        } => MigrationVerb::Status {
+            name,
+            watch,
+            watch_timeout,
+        },
         ExportVerb::Pause { name } => MigrationVerb::Pause { name },
         ExportVerb::Resume { name } => MigrationVerb::Resume { name },
         ExportVerb::Cancel { name } => MigrationVerb::Cancel { name },
@@ -344,9 +360,13 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
                 .await?;
             print_job(&v, json_out);
         }
-        MigrationVerb::Status { name, watch } => {
+        MigrationVerb::Status {
+            name,
+            watch,
+            watch_timeout,
+        } => {
             if watch {
-                return follow(conn, &name, json_out).await;
+                return follow(conn, &name, json_out, Duration::from_secs(watch_timeout)).await;
             }
             let v = conn.call("migration-status", json!({"name": name})).await?;
             print_job(&v, json_out);
@@ -489,26 +509,117 @@ fn is_final(state: &str) -> bool {
     matches!(state, "DONE" | "ERROR" | "CANCELLED")
 }
 
-/// `status --watch`: a line per change until the job ends (bounded: 7 days).
-async fn follow(conn: &Conn, name: &str, json_out: bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(7 * 24 * 3600);
-    let mut last = String::new();
+/// How `status --watch` shows progress.
+enum View {
+    /// One line per change (not a terminal, or `--json`).
+    Lines { json: bool, last: String },
+    /// A progress bar on a terminal: the position is the objects done (copied, skipped,
+    /// failed), the length the objects listed so far.
+    Bar(indicatif::ProgressBar),
+}
+
+impl View {
+    fn new(json_out: bool) -> Self {
+        use std::io::IsTerminal as _;
+        if json_out || !std::io::stdout().is_terminal() {
+            return View::Lines {
+                json: json_out,
+                last: String::new(),
+            };
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} objects {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        View::Bar(bar)
+    }
+
+    fn show(&mut self, v: &Value) {
+        match self {
+            View::Lines { json, last } => {
+                let line = if *json { v.to_string() } else { one_line(v) };
+                if line != *last {
+                    println!("{line}");
+                    *last = line;
+                }
+            }
+            View::Bar(bar) => {
+                let done =
+                    num(v, "objects_copied") + num(v, "objects_skipped") + num(v, "objects_failed");
+                bar.set_prefix(format!(
+                    "{} {}",
+                    v["name"].as_str().unwrap_or("?"),
+                    v["state"].as_str().unwrap_or("?")
+                ));
+                bar.set_length(num(v, "objects_listed").max(done));
+                bar.set_position(done);
+                bar.set_message(format!(
+                    "{}{}, {:.1} objects/s, {:.1} MiB/s, {} failed",
+                    human_bytes(num(v, "bytes_copied")),
+                    if v["listing_done"] == true {
+                        ""
+                    } else {
+                        " (listing)"
+                    },
+                    v["objects_per_sec"].as_f64().unwrap_or(0.0),
+                    v["bytes_per_sec"].as_f64().unwrap_or(0.0) / 1048576.0,
+                    num(v, "objects_failed"),
+                ));
+            }
+        }
+    }
+
+    fn end(&self, v: &Value) {
+        if let View::Bar(bar) = self {
+            bar.finish();
+            println!("{}", one_line(v));
+        }
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// `status --watch`: follows the job until it ends, `timeout` passes (exit 2) or Ctrl-C.
+async fn follow(conn: &Conn, name: &str, json_out: bool, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut view = View::new(json_out);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let v = conn.call("migration-status", json!({"name": name})).await?;
-        let line = if json_out {
-            v.to_string()
-        } else {
-            one_line(&v)
-        };
-        if line != last {
-            println!("{line}");
-            last = line;
-        }
+        view.show(&v);
         if is_final(v["state"].as_str().unwrap_or("")) {
+            view.end(&v);
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the job is still running");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = Instant::now();
+        if now >= deadline {
+            view.end(&v);
+            eprintln!(
+                "job {name} is still {} after --watch-timeout {}s",
+                v["state"].as_str().unwrap_or("?"),
+                timeout.as_secs()
+            );
+            std::process::exit(2);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep((deadline - now).min(Duration::from_millis(500))) => {}
+            _ = &mut ctrl_c => {
+                view.end(&v);
+                return Ok(());
+            }
+        }
     }
 }
 

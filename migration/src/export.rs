@@ -26,7 +26,7 @@ use crate::copy::{Limiter, Outcome, cancelled, copied};
 use crate::export_dir::{self, ManifestEntry, Summary};
 use crate::job::{
     self, DEFAULT_CONCURRENCY, JOB_LOCK, JobError, JobRecord, JobState, MAX_CONCURRENCY, Overwrite,
-    Progress, load_job, load_progress, save_job,
+    Progress, load_job, load_progress,
 };
 use crate::worker::{About, MigrationWorker, account};
 
@@ -193,7 +193,10 @@ pub async fn start(engine: &Engine, args: ExportArgs, admin: &str) -> Result<Val
         part_size: job::DEFAULT_PART_SIZE,
         export: Some(spec),
     };
-    save_job(engine, &job).await?;
+    // Conditional on the name being free in the whole tier (cluster: another gateway).
+    if !job::save_job_if(engine, &job, None).await? {
+        return Err(invalid(format!("a job named {:?} exists", job.name)));
+    }
     Ok(job::job_json(&job, &Progress::default()))
 }
 

@@ -298,6 +298,31 @@ pub async fn load_job(engine: &Engine, name: &str) -> Result<Option<JobRecord>, 
     Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
 }
 
+/// The job and its stored bytes (what a conditional save compares with).
+pub async fn load_job_raw(
+    engine: &Engine,
+    name: &str,
+) -> Result<Option<(JobRecord, Vec<u8>)>, EngineError> {
+    let k = job_key(name);
+    let raw = engine.meta_call(move |m| m.get_worker_state(&k)).await?;
+    Ok(raw.and_then(|r| serde_json::from_slice(&r).ok().map(|j| (j, r))))
+}
+
+/// Saves the job only if its record still is `read` (`None`: there was none): `false` when
+/// another process (a gateway sharing the metadata tier) changed it meanwhile. JOB_LOCK
+/// serialises the writers of one process; this, those of every process.
+pub async fn save_job_if(
+    engine: &Engine,
+    job: &JobRecord,
+    read: Option<Vec<u8>>,
+) -> Result<bool, EngineError> {
+    let k = job_key(&job.name);
+    let raw = serde_json::to_vec(job).map_err(|e| EngineError::internal(e.to_string()))?;
+    engine
+        .meta_call(move |m| m.put_worker_state_if(&k, read.as_deref(), &raw))
+        .await
+}
+
 pub async fn save_job(engine: &Engine, job: &JobRecord) -> Result<(), EngineError> {
     let k = job_key(&job.name);
     let raw = serde_json::to_vec(job).map_err(|e| EngineError::internal(e.to_string()))?;
@@ -438,14 +463,21 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
         part_size,
         export: None,
     };
-    save_job(engine, &job).await?;
+    // Conditional on the name being free in the whole tier: two gateways starting the same
+    // name at once get one job and one refusal.
+    if !save_job_if(engine, &job, None).await? {
+        return Err(invalid(format!(
+            "a migration job named {:?} exists",
+            job.name
+        )));
+    }
     Ok(job_json(&job, &Progress::default()))
 }
 
 /// pause / resume / cancel.
 pub async fn control(engine: &Engine, name: &str, verb: &str) -> Result<Value, JobError> {
     let _guard = JOB_LOCK.lock().await;
-    let mut job = load_job(engine, name)
+    let (mut job, read) = load_job_raw(engine, name)
         .await?
         .ok_or_else(|| invalid(format!("no migration job {name:?}")))?;
     let next = match (verb, job.state) {
@@ -460,7 +492,11 @@ pub async fn control(engine: &Engine, name: &str, verb: &str) -> Result<Value, J
         }
     };
     job.state = next;
-    save_job(engine, &job).await?;
+    if !save_job_if(engine, &job, Some(read)).await? {
+        return Err(invalid(format!(
+            "job {name:?} changed meanwhile (through another gateway or its worker): try again"
+        )));
+    }
     if next == JobState::Cancelled {
         // Nothing half-copied stays at the destination (the worker also sweeps what a running
         // step leaves after this).
@@ -494,24 +530,30 @@ impl strata_engine::rotation::SecretResealer for JobSecrets {
         for found in list_jobs(engine).await? {
             // Under the lock every writer of job records takes: no verb's write is undone.
             let _g = JOB_LOCK.lock().await;
-            let Some(mut job) = load_job(engine, &found.name).await? else {
-                continue;
-            };
-            let Ok(sealed) = hex::decode(&job.source_secret_sealed) else {
-                continue;
-            };
-            match engine.keys().reseal_secret(&secret_aad(&job.name), &sealed) {
-                Ok(Some(new)) => {
-                    job.source_secret_sealed = hex::encode(new);
-                    save_job(engine, &job).await?;
-                    changed += 1;
+            // Bounded: a record another gateway keeps changing is read again a few times.
+            for _ in 0..16 {
+                let Some((mut job, read)) = load_job_raw(engine, &found.name).await? else {
+                    break;
+                };
+                let Ok(sealed) = hex::decode(&job.source_secret_sealed) else {
+                    break;
+                };
+                match engine.keys().reseal_secret(&secret_aad(&job.name), &sealed) {
+                    Ok(Some(new)) => {
+                        job.source_secret_sealed = hex::encode(new);
+                        if !save_job_if(engine, &job, Some(read)).await? {
+                            continue;
+                        }
+                        changed += 1;
+                    }
+                    Ok(None) => {}
+                    // Neither key opens it (corrupt): the job ends in ERROR when it runs; the
+                    // rotation must not stop for it.
+                    Err(e) => {
+                        tracing::warn!(job = %job.name, error = %e, "master rotation: a migration job secret does not open")
+                    }
                 }
-                Ok(None) => {}
-                // Neither key opens it (corrupt): the job ends in ERROR when it runs; the
-                // rotation must not stop for it.
-                Err(e) => {
-                    tracing::warn!(job = %job.name, error = %e, "master rotation: a migration job secret does not open")
-                }
+                break;
             }
         }
         Ok(changed)

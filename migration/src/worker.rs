@@ -21,9 +21,7 @@ use strata_engine::Engine;
 use strata_engine::workers::{WorkState, Worker};
 
 use crate::copy::{Ctx, Limiter, Outcome, Skip, copy_one, copy_version};
-use crate::job::{
-    self, JOB_LOCK, JobRecord, JobState, Progress, load_job, load_progress, progress_key, save_job,
-};
+use crate::job::{self, JOB_LOCK, JobRecord, JobState, Progress, load_progress, progress_key};
 use crate::report::{Entry, entry_key};
 use crate::source::{Listed, ListedVersion, Source, SourceError};
 
@@ -96,7 +94,7 @@ impl MigrationWorker {
         mut progress: Progress,
     ) -> Result<(), String> {
         let _g = JOB_LOCK.lock().await;
-        let Some(mut job) = load_job(&self.engine, name)
+        let Some((mut job, read)) = job::load_job_raw(&self.engine, name)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -111,9 +109,13 @@ impl MigrationWorker {
         // A by-part copy cut short (a crash between completion and its cursor's removal).
         crate::parts::abort_all(&self.engine, &job).await;
         save_progress(&self.engine, name, &progress, Vec::new()).await?;
-        save_job(&self.engine, &job)
+        // An operator's pause or cancel through another gateway meanwhile wins.
+        if !job::save_job_if(&self.engine, &job, Some(read))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
         tracing::info!(target: "strata::audit", job = %name, state = %job::state_name(state), "migration job ended");
         Ok(())
     }
@@ -142,7 +144,7 @@ impl MigrationWorker {
             return Ok(Some(found));
         }
         let _g = JOB_LOCK.lock().await;
-        let Some(mut j) = load_job(&self.engine, &found.name)
+        let Some((mut j, read)) = job::load_job_raw(&self.engine, &found.name)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -152,9 +154,12 @@ impl MigrationWorker {
             return Ok(None);
         }
         j.state = JobState::Started;
-        save_job(&self.engine, &j)
+        if !job::save_job_if(&self.engine, &j, Some(read))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(None);
+        }
         tracing::info!(target: "strata::audit", job = %j.name, source = %j.source_endpoint, source_bucket = %j.source_bucket, bucket = %j.bucket, "migration job started");
         Ok(Some(j))
     }

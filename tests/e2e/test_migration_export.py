@@ -204,3 +204,30 @@ def test_export_resumes_after_kill9_writing_nothing_twice(make_server, tmp_path)
     r = verify(srv, out)
     assert r.returncode == 0, r.stdout
     assert not (out / ".partial").exists()
+
+
+def test_status_watch_prints_plain_lines_until_the_job_ends(make_server, tmp_path):
+    srv = make_server()
+    s = s3_of(srv)
+    s.create_bucket(Bucket="src")
+    for i in range(40):
+        s.put_object(Bucket="src", Key=f"w/{i:03d}", Body=det_bytes(i, 4096))
+    # 160 KiB at 64 KiB/s: a few seconds of progress to watch
+    srv.admin_json("--json", "export", "start", "watched", "src", f"--to-dir={tmp_path / 'w'}",
+                   "--concurrency=1", "--bandwidth=64KiB")
+    r = srv.admin("export", "status", "watched", "--watch", "--watch-timeout=60", timeout=90)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # not a terminal: one plain line per change, no bar, no escape sequences; the last says DONE
+    assert len(lines) >= 2, lines
+    assert all(x.startswith("watched ") for x in lines) and "\x1b" not in r.stdout
+    assert lines[-1].startswith("watched DONE listed 40 copied 40"), lines[-1]
+    # bounded in time: a job that does not end stops the watch at --watch-timeout (exit 2)
+    srv.admin_json("--json", "export", "start", "held", "src", f"--to-dir={tmp_path / 'h'}",
+                   "--bandwidth=1KiB")
+    srv.admin_json("--json", "export", "pause", "held")
+    t = time.monotonic()
+    r = srv.admin("export", "status", "held", "--watch", "--watch-timeout=2", timeout=30)
+    assert r.returncode == 2 and "still PAUSED" in r.stderr, (r.returncode, r.stderr)
+    assert time.monotonic() - t < 15
+    srv.admin_json("--json", "export", "cancel", "held")
