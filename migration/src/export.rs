@@ -26,9 +26,9 @@ use crate::copy::{Limiter, Outcome, cancelled, copied};
 use crate::export_dir::{self, ManifestEntry, Summary};
 use crate::job::{
     self, DEFAULT_CONCURRENCY, JOB_LOCK, JobError, JobRecord, JobState, MAX_CONCURRENCY, Overwrite,
-    Progress, load_job, load_progress,
+    Progress, load_job,
 };
-use crate::worker::{About, MigrationWorker, account};
+use crate::worker::{About, MigrationWorker, account, step_progress};
 
 /// Versions of one key held at once (`--versions`): a key with more stops the job.
 const MAX_KEY_VERSIONS: usize = 100_000;
@@ -433,12 +433,7 @@ impl MigrationWorker {
         let started = Instant::now();
         let engine = self.engine.clone();
         let spec = job.export.clone().unwrap_or_default();
-        let mut progress = load_progress(&engine, &job.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if progress.started_ms.is_none() {
-            progress.started_ms = Some(strata_engine::now_ms());
-        }
+        let mut progress = step_progress(&engine, &job.name).await?;
         let Some(bucket) = engine
             .bucket(&job.bucket)
             .await

@@ -173,12 +173,7 @@ impl MigrationWorker {
         }
         let started = Instant::now();
         let engine = self.engine.clone();
-        let mut progress = load_progress(&engine, &job.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if progress.started_ms.is_none() {
-            progress.started_ms = Some(strata_engine::now_ms());
-        }
+        let mut progress = step_progress(&engine, &job.name).await?;
         if self
             .page
             .as_ref()
@@ -358,17 +353,23 @@ async fn list_histories(
     })
 }
 
+/// The progress a step starts from, stamped with the job's start time on its first step.
+pub(crate) async fn step_progress(engine: &Engine, name: &str) -> Result<Progress, String> {
+    let mut progress = load_progress(engine, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if progress.started_ms.is_none() {
+        progress.started_ms = Some(strata_engine::now_ms());
+    }
+    Ok(progress)
+}
+
 impl MigrationWorker {
     /// One step of a `--versions` job (see the module doc).
     async fn step_versions(&mut self, job: JobRecord) -> Result<WorkState, String> {
         let started = Instant::now();
         let engine = self.engine.clone();
-        let mut progress = load_progress(&engine, &job.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if progress.started_ms.is_none() {
-            progress.started_ms = Some(strata_engine::now_ms());
-        }
+        let mut progress = step_progress(&engine, &job.name).await?;
         if self
             .vpage
             .as_ref()
