@@ -87,15 +87,25 @@ mod tests {
 
     #[test]
     fn own_process_cpu_is_readable_and_grows() {
+        // Burn CPU until /proc shows at least 50 ms more (at most 10 s of wall time on a busy
+        // machine): reading fields other than utime/stime would never get there.
         let before = process_cpu(std::process::id()).unwrap();
         let start = std::time::Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(60) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut grown = Duration::ZERO;
+        while grown < Duration::from_millis(50) && start.elapsed() < Duration::from_secs(10) {
+            for _ in 0..1_000_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+            grown = process_cpu(std::process::id())
+                .unwrap()
+                .saturating_sub(before);
         }
-        std::hint::black_box(x);
-        let after = process_cpu(std::process::id()).unwrap();
-        assert!(after >= before);
+        assert!(
+            grown >= Duration::from_millis(50),
+            "CPU time grew by {grown:?} only"
+        );
     }
 
     #[test]
