@@ -35,6 +35,11 @@ struct Cli {
     /// either format.
     #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Threads of the async runtime that serves requests and runs background work; default:
+    /// one per CPU core. Set it to measure how the hot paths scale with cores
+    /// (docs/benchmarks.md) or to leave cores to other processes on the machine.
+    #[arg(long, global = true, env = "STRATA_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -590,9 +595,11 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(path = %l.path.display(), applied = ?l.applied, overridden = ?l.overridden,
             "config file loaded");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        rt.worker_threads(usize::from(n));
+    }
+    let rt = rt.enable_all().build()?;
     match cli.command {
         Command::Serve(args) => rt.block_on(serve::run(args)),
         Command::Node(args) => rt.block_on(run_node(args)),
