@@ -17,6 +17,8 @@ pub struct NewBucket {
     pub acl: Option<strata_metadata::acl::Acl>,
     /// Object Ownership (`None`: no controls, `ObjectWriter` behaviour).
     pub ownership: Option<strata_metadata::acl::ObjectOwnership>,
+    /// The Public Access Block it starts with (`None`: none; S3 buckets start all on).
+    pub public_access_block: Option<strata_metadata::acl::PublicAccessBlock>,
 }
 
 impl Engine {
@@ -33,7 +35,7 @@ impl Engine {
         let kek = self.new_kek().await?;
         let rec = BucketRecord {
             policy: None,
-            public_access_block: None,
+            public_access_block: spec.public_access_block,
             ownership: spec.ownership,
             name: spec.name,
             owner: spec.owner,

@@ -5,7 +5,8 @@
 //! with `Sid`, `Effect`, `Principal` / `NotPrincipal` (`"*"`, `{"AWS": ...}`,
 //! `{"CanonicalUser": ...}`), `Action` / `NotAction` and `Resource` / `NotResource` with `*` and
 //! `?` wildcards, `Condition` with the String*, Numeric*, Date*, Bool, IpAddress, NotIpAddress,
-//! Null and Arn* operators and their `...IfExists` forms. A principal names a user by canonical
+//! Null and Arn* operators, their `...IfExists` forms and the `ForAnyValue:` / `ForAllValues:`
+//! set qualifiers. A principal names a user by canonical
 //! id, `arn:aws:iam::<id>:root`, or `arn:aws:iam:::user/<name>`; `*` is everyone, anonymous
 //! included.
 
@@ -129,10 +130,20 @@ impl Op {
     }
 }
 
+/// A condition set operator, for keys with several request values (`s3:RequestObjectTagKeys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SetOp {
+    /// `ForAnyValue:`: some request value satisfies the operator (false without values).
+    AnyValue,
+    /// `ForAllValues:`: every request value does (true without values, as in IAM).
+    AllValues,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 struct Condition {
     op: Op,
     if_exists: bool,
+    set: Option<SetOp>,
     key: String,
     values: Vec<String>,
 }
@@ -307,9 +318,16 @@ fn statement(v: &Value, bucket: &str) -> Result<Statement, String> {
             return Err(malformed("Condition must be an object"));
         };
         for (name, keys) in ops {
-            let (base, if_exists) = match name.strip_suffix("IfExists") {
+            let (set, unqualified) = if let Some(rest) = name.strip_prefix("ForAnyValue:") {
+                (Some(SetOp::AnyValue), rest)
+            } else if let Some(rest) = name.strip_prefix("ForAllValues:") {
+                (Some(SetOp::AllValues), rest)
+            } else {
+                (None, name.as_str())
+            };
+            let (base, if_exists) = match unqualified.strip_suffix("IfExists") {
                 Some(b) => (b, true),
-                None => (name.as_str(), false),
+                None => (unqualified, false),
             };
             let op = Op::parse(base)
                 .ok_or_else(|| malformed(&format!("Invalid Condition type : {name}")))?;
@@ -338,6 +356,7 @@ fn statement(v: &Value, bucket: &str) -> Result<Statement, String> {
                 conditions.push(Condition {
                     op,
                     if_exists,
+                    set,
                     key: key.to_ascii_lowercase(),
                     values,
                 });
@@ -516,13 +535,26 @@ impl Condition {
             let absent = found.is_none_or(|v| v.is_empty());
             return self.values.iter().any(|v| (v == "true") == absent);
         }
-        let Some(got) = found.filter(|v| !v.is_empty()) else {
-            return self.if_exists || self.op.negated();
+        let got = found.filter(|v| !v.is_empty());
+        // One request value against the policy's values: a negated operator holds when it
+        // matches none of them.
+        let value_holds = |r: &String| {
+            let m = self.values.iter().any(|p| value_matches(self.op, r, p));
+            m != self.op.negated()
         };
-        let any = got
-            .iter()
-            .any(|r| self.values.iter().any(|p| value_matches(self.op, r, p)));
-        if self.op.negated() { !any } else { any }
+        match (self.set, got) {
+            (Some(SetOp::AllValues), None) => true,
+            (Some(SetOp::AllValues), Some(got)) => got.iter().all(value_holds),
+            (Some(SetOp::AnyValue), None) => self.if_exists,
+            (Some(SetOp::AnyValue), Some(got)) => got.iter().any(value_holds),
+            (None, None) => self.if_exists || self.op.negated(),
+            (None, Some(got)) => {
+                let any = got
+                    .iter()
+                    .any(|r| self.values.iter().any(|p| value_matches(self.op, r, p)));
+                if self.op.negated() { !any } else { any }
+            }
+        }
     }
 }
 
@@ -583,7 +615,8 @@ impl Condition {
     /// key; or `aws:SourceIp` within fixed ranges no wider than /8 (IPv4) or /32 (IPv6).
     fn restricts(&self) -> bool {
         use Op::*;
-        if self.if_exists {
+        // ForAllValues holds for a request without the key: it pins nothing.
+        if self.if_exists || self.set == Some(SetOp::AllValues) {
             return false;
         }
         if self.key == "aws:sourceip" {
@@ -907,6 +940,69 @@ mod tests {
             &keys(&[("aws:PrincipalArn", "arn:aws:iam:::user/bob")])
         ));
         assert!(!cond("StringEquals", "aws:username", "x").is_public());
+    }
+
+    #[test]
+    fn set_operators_for_multi_valued_keys() {
+        let cond = |op: &str, vals: &str| {
+            let doc = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{{"{op}":{{"s3:RequestObjectTagKeys":{vals}}}}}}}}}"#
+            );
+            parse(doc.as_bytes(), "b").unwrap()
+        };
+        let tags = |ks: &[&str]| -> ConditionKeys {
+            let mut k = ConditionKeys::new();
+            if !ks.is_empty() {
+                k.insert(
+                    "s3:RequestObjectTagKeys".into(),
+                    ks.iter().map(|s| s.to_string()).collect(),
+                );
+            }
+            k
+        };
+        let allows = |p: &Policy, ks: &[&str]| {
+            p.evaluate(&ANON, "s3:PutObject", "arn:aws:s3:::b/k", &tags(ks))
+                .allow
+        };
+        let all = cond("ForAllValues:StringEquals", r#"["team","env"]"#);
+        assert!(allows(&all, &["team"]));
+        assert!(allows(&all, &["team", "env"]));
+        assert!(!allows(&all, &["team", "owner"]));
+        assert!(allows(&all, &[]), "ForAllValues holds without values");
+        let any = cond("ForAnyValue:StringEquals", r#"["team","env"]"#);
+        assert!(allows(&any, &["owner", "env"]));
+        assert!(!allows(&any, &["owner"]));
+        assert!(!allows(&any, &[]), "ForAnyValue fails without values");
+        assert!(allows(
+            &cond("ForAnyValue:StringEqualsIfExists", r#""team""#),
+            &[]
+        ));
+        // negated operators judge each request value: it matches none of the policy's
+        let all_not = cond("ForAllValues:StringNotLike", r#""secret*""#);
+        assert!(allows(&all_not, &["team", "env"]));
+        assert!(!allows(&all_not, &["team", "secret-x"]));
+        let any_not = cond("ForAnyValue:StringNotEquals", r#""team""#);
+        assert!(allows(&any_not, &["team", "env"]));
+        assert!(!allows(&any_not, &["team"]));
+        // ForAllValues on a pinning key pins nothing (it holds without the key): public
+        let pin = |op: &str| {
+            let doc = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{{"{op}":{{"aws:username":"bob"}}}}}}}}"#
+            );
+            parse(doc.as_bytes(), "b").unwrap().is_public()
+        };
+        assert!(pin("ForAllValues:StringEquals"));
+        assert!(!pin("ForAnyValue:StringEquals"));
+        for bad in [
+            "ForSomeValues:StringEquals",
+            "ForAnyValue:",
+            "forallvalues:StringEquals",
+        ] {
+            let doc = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{{"{bad}":{{"k":"v"}}}}}}}}"#
+            );
+            assert!(parse(doc.as_bytes(), "b").is_err(), "{bad}");
+        }
     }
 
     #[test]

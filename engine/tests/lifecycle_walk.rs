@@ -110,6 +110,7 @@ async fn walk_state_crosses_pages_and_bucket_end() {
         object_lock: false,
         acl: None,
         ownership: None,
+        public_access_block: None,
     })
     .await
     .unwrap();
@@ -227,6 +228,7 @@ async fn retention_rule_expirations_are_retention_ends() {
         object_lock: false,
         acl: None,
         ownership: None,
+        public_access_block: None,
     })
     .await
     .unwrap();

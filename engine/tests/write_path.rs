@@ -57,6 +57,7 @@ async fn fixture() -> Fixture {
             object_lock: false,
             acl: None,
             ownership: None,
+            public_access_block: None,
         })
         .await
         .unwrap();

@@ -228,6 +228,23 @@ def empty_bucket(client, name: str) -> None:
         pass  # locked (COMPLIANCE) data legitimately outlives the test; the data dir is temporary
 
 
+def allow_public(client, name: str, ownership: str | None = "ObjectWriter") -> None:
+    """Lets bucket `name` be made public, as an S3 owner must since 2023: new buckets block public
+    access (all four Public Access Block settings) and disable ACLs (BucketOwnerEnforced)."""
+    client.delete_public_access_block(Bucket=name)
+    if ownership:
+        client.put_bucket_ownership_controls(
+            Bucket=name, OwnershipControls={"Rules": [{"ObjectOwnership": ownership}]})
+
+
+def create_public_bucket(client, name: str, acl: str) -> None:
+    """CreateBucket with a public canned ACL is refused on new buckets
+    (InvalidBucketAclWithBlockPublicAccessError): create, allow public, then put the ACL."""
+    client.create_bucket(Bucket=name)
+    allow_public(client, name)
+    client.put_bucket_acl(Bucket=name, ACL=acl)
+
+
 @pytest.fixture
 def bucket(s3):
     name = unique_bucket()

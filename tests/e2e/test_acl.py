@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import IS_MOTO, REGION, Clients, make_s3
+from conftest import IS_MOTO, REGION, Clients, allow_public, create_public_bucket, make_s3
 from s3util import expect_error
 
 pytestmark = pytest.mark.skipif(IS_MOTO, reason="canonical ids and user names are strata's")
@@ -60,9 +60,9 @@ def test_bucket_and_object_acl_show_the_canonical_owner(server, s3, bucket, tmp_
     expect_error(b3.get_object_acl, "AccessDenied", 403, Bucket=bucket, Key="k")
 
 
+# ACLs apply only to buckets that allow them: new buckets are BucketOwnerEnforced and block
+# public access, as in S3 (conftest.allow_public lifts both).
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-# ACLs apply only to buckets that allow them: new buckets are BucketOwnerEnforced, as in S3.
-OBJECT_WRITER = {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
 
@@ -87,7 +87,11 @@ def test_bucket_acl_canned_grants_and_body(s3, bob):
     me = s3.list_buckets()["Owner"]["ID"]
     b3, bob_id, bob_name = bob
     name = "acl-" + uuid.uuid4().hex[:12]
-    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter", ACL="public-read")
+    # new buckets block public ACLs, so CreateBucket with one is refused and nothing is created
+    expect_error(s3.create_bucket, "InvalidBucketAclWithBlockPublicAccessError", 400,
+                 Bucket=name, ObjectOwnership="ObjectWriter", ACL="public-read")
+    expect_error(s3.head_bucket, "404", 404, Bucket=name)
+    create_public_bucket(s3, name, "public-read")
     try:
         assert grants_of(s3.get_bucket_acl(Bucket=name)) == {
             (me, "FULL_CONTROL"), (ALL_USERS, "READ")}
@@ -135,7 +139,7 @@ def test_bucket_acl_canned_grants_and_body(s3, bob):
 
 
 def test_object_acls_on_writes_and_by_version(server, s3, bucket, bob, tmp_path):
-    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
+    allow_public(s3, bucket)
     me = s3.list_buckets()["Owner"]["ID"]
     _, bob_id, _ = bob
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -212,7 +216,7 @@ def keys(listing) -> list[str]:
 
 def test_public_read_bucket_lets_anonymous_list_and_get_but_not_put(server, s3, fresh):
     anon = anonymous(server)
-    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="public-read")
+    create_public_bucket(s3, fresh, "public-read")
     s3.put_object(Bucket=fresh, Key="pub", Body=b"public bytes", ACL="public-read")
     s3.put_object(Bucket=fresh, Key="priv", Body=b"private bytes")
     # bucket READ: the listings and HeadBucket
@@ -253,7 +257,7 @@ def test_public_read_bucket_lets_anonymous_list_and_get_but_not_put(server, s3, 
 
 
 def test_public_object_in_private_bucket_is_readable_its_neighbours_not(server, s3, bucket):
-    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
+    allow_public(s3, bucket)
     anon = anonymous(server)
     s3.put_object(Bucket=bucket, Key="shared", Body=b"for everyone", ACL="public-read")
     s3.put_object(Bucket=bucket, Key="neighbour", Body=b"mine")
@@ -319,7 +323,7 @@ def test_read_grant_lets_a_second_user_list_but_not_delete_write_grant_lets_put(
 def test_authenticated_read_opens_to_signed_users_only(server, s3, bob, fresh):
     b3, _, _ = bob
     anon = anonymous(server)
-    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="authenticated-read")
+    create_public_bucket(s3, fresh, "authenticated-read")
     s3.put_object(Bucket=fresh, Key="k", Body=b"members", ACL="authenticated-read")
     assert keys(b3.list_objects_v2(Bucket=fresh)) == ["k"]
     assert b3.get_object(Bucket=fresh, Key="k")["Body"].read() == b"members"
@@ -330,7 +334,7 @@ def test_authenticated_read_opens_to_signed_users_only(server, s3, bob, fresh):
 def test_public_read_write_lets_anonymous_write_owned_by_the_bucket_owner(server, s3, fresh):
     anon = anonymous(server)
     me = s3.list_buckets()["Owner"]["ID"]
-    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="public-read-write")
+    create_public_bucket(s3, fresh, "public-read-write")
     anon.put_object(Bucket=fresh, Key="drop", Body=b"anonymous upload")
     assert s3.get_object(Bucket=fresh, Key="drop")["Body"].read() == b"anonymous upload"
     assert s3.get_object_acl(Bucket=fresh, Key="drop")["Owner"]["ID"] == me
@@ -394,6 +398,7 @@ def test_bucket_policy_put_get_status_delete_and_malformed(server, s3, bob, fres
     b3, bob_id, bob_name = bob
     anon = anonymous(server)
     s3.create_bucket(Bucket=fresh)
+    allow_public(s3, fresh, ownership=None)
     s3.put_object(Bucket=fresh, Key="pub/a", Body=b"A")
     s3.put_object(Bucket=fresh, Key="priv/b", Body=b"B")
     expect_error(s3.get_bucket_policy, "NoSuchBucketPolicy", 404, Bucket=fresh)

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import IS_MOTO, Clients, empty_bucket, make_s3
+from conftest import IS_MOTO, Clients, allow_public, create_public_bucket, empty_bucket, make_s3
 from s3util import expect_error
 from test_acl import ALL_USERS, AUTH_USERS, anonymous, grants_of
 
@@ -58,6 +58,11 @@ def test_public_access_block_api_and_block_public_acls(server, s3, bob, fresh, t
     anon = anonymous(server)
     me = s3.list_buckets()["Owner"]["ID"]
     s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter")
+    # a new bucket blocks public access, all four settings (S3 since April 2023)
+    assert s3.get_public_access_block(Bucket=fresh)["PublicAccessBlockConfiguration"] == pab(
+        BlockPublicAcls=True, IgnorePublicAcls=True, BlockPublicPolicy=True,
+        RestrictPublicBuckets=True)
+    s3.delete_public_access_block(Bucket=fresh)
     expect_error(s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration", 404,
                  Bucket=fresh)
     s3.put_public_access_block(Bucket=fresh,
@@ -119,7 +124,7 @@ def test_ignore_public_acls_makes_public_grants_count_for_nothing(server, s3, bo
     b3, bob_id, _ = bob
     anon = anonymous(server)
     me = s3.list_buckets()["Owner"]["ID"]
-    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="public-read")
+    create_public_bucket(s3, fresh, "public-read")
     s3.put_object(Bucket=fresh, Key="pub", Body=b"P", ACL="public-read")
     s3.put_object(Bucket=fresh, Key="members", Body=b"M", ACL="authenticated-read")
     s3.put_object(Bucket=fresh, Key="bobs", Body=b"B", GrantRead=f'id="{bob_id}"')
@@ -239,6 +244,7 @@ def test_ownership_object_writer_preferred_and_enforced_over_stored_acls(server,
     anon = anonymous(server)
     me = s3.list_buckets()["Owner"]["ID"]
     s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter")
+    allow_public(s3, fresh, ownership=None)
     s3.put_bucket_acl(Bucket=fresh, GrantWrite=f'id="{bob_id}"', GrantFullControl=f'id="{me}"')
     # ObjectWriter: what bob writes is bob's
     b3.put_object(Bucket=fresh, Key="w", Body=b"w")

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import IS_MOTO, empty_bucket, make_s3
+from conftest import IS_MOTO, allow_public, empty_bucket, make_s3
 from s3util import expect_error
 from test_acl import anonymous
 
@@ -31,6 +31,8 @@ def bob(server):
 def fresh(s3):
     name = "pol-" + uuid.uuid4().hex[:12]
     s3.create_bucket(Bucket=name)
+    # the tests grant to Principal "*": lift the block that new buckets start with
+    allow_public(s3, name, ownership=None)
     yield name
     empty_bucket(s3, name)
 

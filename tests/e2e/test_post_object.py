@@ -17,13 +17,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
-from conftest import IS_MOTO
+from conftest import IS_MOTO, allow_public
 from s3util import expect_error, parse_error
 
 pytestmark = pytest.mark.strata_only(reason="exact PostObject errors and limits are strata's")
 
 
-OBJECT_WRITER = {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
 
 def post(presigned, data: bytes, extra: dict | None = None, filename="upload.txt"):
     fields = dict(presigned["fields"])
@@ -74,8 +73,9 @@ def test_presigned_post_uploads_and_answers_as_s3(s3, bucket):
 
 
 def test_form_fields_go_through_put_object(s3, bucket):
-    # ACLs need ObjectWriter ownership: new buckets are BucketOwnerEnforced (docs/access-control.md).
-    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
+    # public ACLs need ObjectWriter ownership and no Public Access Block: new buckets have
+    # BucketOwnerEnforced and block public access (docs/access-control.md).
+    allow_public(s3, bucket)
     fields = {"acl": "public-read", "Content-Type": "text/plain", "x-amz-meta-color": "blue",
               "tagging": "<Tagging><TagSet><Tag><Key>team</Key><Value>web</Value></Tag></TagSet></Tagging>",
               "x-amz-server-side-encryption": "AES256"}
@@ -199,8 +199,9 @@ def test_sigv2_post(server, s3, bucket):
 
 
 def test_anonymous_post_only_where_the_bucket_allows_it(server, s3, bucket):
-    # ACLs need ObjectWriter ownership: new buckets are BucketOwnerEnforced (docs/access-control.md).
-    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
+    # public ACLs need ObjectWriter ownership and no Public Access Block: new buckets have
+    # BucketOwnerEnforced and block public access (docs/access-control.md).
+    allow_public(s3, bucket)
     url = f"{server.endpoint}/{bucket}"
     r = requests.post(url, data={"key": "anon"}, files={"file": ("f", b"x" * 100_000)}, timeout=30)
     assert r.status_code == 403 and error_of(r) ["Code"] == "AccessDenied", r.text

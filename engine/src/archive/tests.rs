@@ -74,6 +74,7 @@ async fn fixture(chunk_size: u32, container_bytes: u64, compact_below: f64) -> F
             object_lock: false,
             acl: None,
             ownership: None,
+            public_access_block: None,
         })
         .await
         .unwrap();

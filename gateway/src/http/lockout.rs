@@ -478,11 +478,13 @@ impl s3s::access::S3Access for LockoutAccess {
             let op = cx.s3_op().name().to_string();
             let (bucket, key) = crate::s3::access::path_parts(cx.s3_path());
             let uri = cx.uri().clone();
+            let headers = cx.headers().clone();
             return crate::s3::access::check_anonymous_body(
                 &self.engine,
                 &op,
                 (bucket.as_deref(), key.as_deref()),
                 &uri,
+                &headers,
                 cx.extensions_mut(),
             )
             .await;

@@ -350,6 +350,7 @@ pub(crate) async fn check_anonymous_body(
     op: &str,
     path: (Option<&str>, Option<&str>),
     uri: &http::Uri,
+    headers: &http::HeaderMap,
     ext: &http::Extensions,
 ) -> S3Result<()> {
     let (Some(bucket), key) = path else {
@@ -384,10 +385,15 @@ pub(crate) async fn check_anonymous_body(
         // No such object: without a listing grant nobody anonymous learns that.
         return Err(access_denied());
     }
+    let mut who = Who {
+        caller: Caller::anonymous(),
+        conditions: conditions(&Caller::anonymous(), ext),
+    };
+    who.write_conditions(header_write_conditions(op, headers));
     match decide(
         engine,
         &Principal::Anonymous,
-        &conditions(&Caller::anonymous(), ext),
+        &who.conditions,
         action,
         &b,
         key,
@@ -395,6 +401,39 @@ pub(crate) async fn check_anonymous_body(
     ) {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(denied("anonymous", action, bucket)),
+    }
+}
+
+/// The write condition keys an operation's handler gives `authorize()`, read from the raw
+/// headers before the body (the handlers read the same headers from the parsed input): PutObject
+/// all of them, CompleteMultipartUpload `If-None-Match`, the ACL operations `x-amz-acl`,
+/// UploadPart and DeleteObjects none.
+fn header_write_conditions<'a>(op: &str, h: &'a http::HeaderMap) -> WriteHeaders<'a> {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let if_none_match = || {
+        get("if-none-match").map(|v| {
+            let v = v.trim();
+            // as s3s parses it: `*`, or the ETag without its quotes
+            if v == "*" { v } else { v.trim_matches('"') }
+        })
+    };
+    match op {
+        "PutObject" => WriteHeaders {
+            acl: get("x-amz-acl"),
+            sse: get("x-amz-server-side-encryption"),
+            kms_key: get("x-amz-server-side-encryption-aws-kms-key-id"),
+            tagging: get("x-amz-tagging"),
+            if_none_match: if_none_match(),
+        },
+        "CompleteMultipartUpload" => WriteHeaders {
+            if_none_match: if_none_match(),
+            ..Default::default()
+        },
+        "PutObjectAcl" | "PutBucketAcl" => WriteHeaders {
+            acl: get("x-amz-acl"),
+            ..Default::default()
+        },
+        _ => WriteHeaders::default(),
     }
 }
 
@@ -433,5 +472,50 @@ mod tests {
         ] {
             assert_eq!(anonymous_write_action(op, false), None, "{op}");
         }
+    }
+
+    #[test]
+    fn pre_body_write_keys_are_the_handlers_keys() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("x-amz-acl", "bucket-owner-full-control"),
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", "k1"),
+            ("x-amz-tagging", "team=blue&env=prod"),
+            ("if-none-match", "\"abc\""),
+        ] {
+            h.insert(k, http::HeaderValue::from_static(v));
+        }
+        let mut who = Who {
+            caller: Caller::anonymous(),
+            conditions: ConditionKeys::new(),
+        };
+        who.write_conditions(header_write_conditions("PutObject", &h));
+        let c = &who.conditions;
+        let one = |k: &str| c.get(k).map(|v| v.join(","));
+        assert_eq!(
+            one("s3:x-amz-acl").as_deref(),
+            Some("bucket-owner-full-control")
+        );
+        assert_eq!(
+            one("s3:x-amz-server-side-encryption").as_deref(),
+            Some("aws:kms")
+        );
+        assert_eq!(
+            one("s3:x-amz-server-side-encryption-aws-kms-key-id").as_deref(),
+            Some("k1")
+        );
+        assert_eq!(one("s3:RequestObjectTag/team").as_deref(), Some("blue"));
+        assert_eq!(one("s3:RequestObjectTagKeys").as_deref(), Some("team,env"));
+        assert_eq!(one("s3:if-none-match").as_deref(), Some("abc"));
+        let mut part = Who {
+            caller: Caller::anonymous(),
+            conditions: ConditionKeys::new(),
+        };
+        part.write_conditions(header_write_conditions("UploadPart", &h));
+        assert!(
+            part.conditions.is_empty(),
+            "UploadPart carries no write key"
+        );
     }
 }

@@ -166,6 +166,19 @@ impl StrataS3 {
                 "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
             ));
         }
+        // S3 since April 2023: a new bucket blocks public access (all four settings on) until
+        // its owner changes or deletes the block; so a public ACL cannot come with CreateBucket.
+        if acl
+            .as_ref()
+            .is_some_and(strata_engine::authz::is_public_acl)
+        {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("InvalidBucketAclWithBlockPublicAccessError".into()),
+                "Bucket cannot have public ACLs set with BlockPublicAccess enabled",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            return Err(e);
+        }
         let created = self
             .ctx
             .engine
@@ -176,6 +189,12 @@ impl StrataS3 {
                 object_lock: lock,
                 acl,
                 ownership: Some(ownership),
+                public_access_block: Some(strata_metadata::acl::PublicAccessBlock {
+                    block_public_acls: true,
+                    ignore_public_acls: true,
+                    block_public_policy: true,
+                    restrict_public_buckets: true,
+                }),
             })
             .await;
         match created {

@@ -297,24 +297,60 @@ pub(crate) fn delete_marker_error(
     e
 }
 
-/// How S3 shows an owner (`Owner` in listings, ACLs and ListBuckets). An id that is not the
-/// caller's is shown without a display name lookup (its id as the name): listings stay one
-/// metadata scan whoever reads them.
+/// How S3 shows the caller as an owner (ListBuckets).
 pub fn owner_dto(who: &Caller, id: &str) -> s3s::dto::Owner {
-    s3s::dto::Owner {
-        display_name: Some(if id == who.id {
-            who.user.clone()
-        } else {
-            id.to_string()
-        }),
-        id: Some(id.to_string()),
-    }
+    OwnerNames::of_caller(who).owner(id)
 }
 
-pub fn initiator_dto(who: &Caller, id: &str) -> s3s::dto::Initiator {
-    let o = owner_dto(who, id);
-    s3s::dto::Initiator {
-        display_name: o.display_name,
-        id: o.id,
+/// The display names (user names) of the owners one answer shows, by canonical id: the caller's
+/// own, and each other owner looked up once per answer with [`OwnerNames::resolve`] (a page
+/// names few distinct owners; at most one lookup per entry, bounded by the page size). An id
+/// no user has any more is shown as its own name.
+pub struct OwnerNames {
+    names: std::collections::HashMap<String, String>,
+}
+
+impl OwnerNames {
+    pub fn of_caller(who: &Caller) -> Self {
+        let mut names = std::collections::HashMap::new();
+        if !who.is_anonymous() {
+            names.insert(who.id.clone(), who.user.clone());
+        }
+        OwnerNames { names }
+    }
+
+    /// Looks up the names of `ids` not known yet (one metadata read per distinct id).
+    pub async fn resolve(&mut self, engine: &strata_engine::Engine, ids: Vec<String>) {
+        for id in &ids {
+            let id = id.as_str();
+            if id.is_empty() || self.names.contains_key(id) {
+                continue;
+            }
+            let name = match engine.user_by_id(id).await {
+                Ok(Some(u)) => u.name,
+                _ => id.to_string(),
+            };
+            self.names.insert(id.to_string(), name);
+        }
+    }
+
+    pub fn owner(&self, id: &str) -> s3s::dto::Owner {
+        s3s::dto::Owner {
+            display_name: Some(
+                self.names
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string()),
+            ),
+            id: Some(id.to_string()),
+        }
+    }
+
+    pub fn initiator(&self, id: &str) -> s3s::dto::Initiator {
+        let o = self.owner(id);
+        s3s::dto::Initiator {
+            display_name: o.display_name,
+            id: o.id,
+        }
     }
 }

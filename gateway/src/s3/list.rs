@@ -7,8 +7,6 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use strata_engine::authz::Action;
 use strata_metadata::{ListObjectsParams, ListVersionsParams, VersionRecord};
 
-use crate::auth::Caller;
-
 use super::StrataS3;
 use super::common::*;
 use crate::errors;
@@ -63,7 +61,7 @@ fn token_decode(token: &str) -> S3Result<String> {
 }
 
 fn object_entry(
-    who: &Caller,
+    names: &OwnerNames,
     key: String,
     v: &VersionRecord,
     fetch_owner: bool,
@@ -75,7 +73,7 @@ fn object_entry(
         last_modified: Some(ts(v.last_modified)),
         size: Some(v.size as i64),
         storage_class: Some(ObjectStorageClass::from(v.storage_class.clone())),
-        owner: fetch_owner.then(|| owner_dto(who, &v.owner)),
+        owner: fetch_owner.then(|| names.owner(&v.owner)),
         checksum_algorithm: v
             .checksum
             .as_ref()
@@ -120,10 +118,19 @@ impl StrataS3 {
                 .map_err(errors::engine)?
         };
         let fetch_owner = input.fetch_owner.unwrap_or(false);
+        let mut names = OwnerNames::of_caller(&who);
+        if fetch_owner {
+            names
+                .resolve(
+                    &self.ctx.engine,
+                    page.objects.iter().map(|(_, v)| v.owner.clone()).collect(),
+                )
+                .await;
+        }
         let contents: Vec<Object> = page
             .objects
             .iter()
-            .map(|(k, v)| object_entry(&who, k.clone(), v, fetch_owner, url))
+            .map(|(k, v)| object_entry(&names, k.clone(), v, fetch_owner, url))
             .collect();
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
@@ -181,10 +188,17 @@ impl StrataS3 {
                 .await
                 .map_err(errors::engine)?
         };
+        let mut names = OwnerNames::of_caller(&who);
+        names
+            .resolve(
+                &self.ctx.engine,
+                page.objects.iter().map(|(_, v)| v.owner.clone()).collect(),
+            )
+            .await;
         let contents: Vec<Object> = page
             .objects
             .iter()
-            .map(|(k, v)| object_entry(&who, k.clone(), v, true, url))
+            .map(|(k, v)| object_entry(&names, k.clone(), v, true, url))
             .collect();
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
@@ -256,6 +270,16 @@ impl StrataS3 {
                 .map_err(errors::engine)?
         };
 
+        let mut names = OwnerNames::of_caller(&who);
+        names
+            .resolve(
+                &self.ctx.engine,
+                page.entries
+                    .iter()
+                    .map(|e| e.version.owner.clone())
+                    .collect(),
+            )
+            .await;
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         for e in page.entries {
@@ -266,7 +290,7 @@ impl StrataS3 {
                     version_id: vid,
                     is_latest: Some(e.is_latest),
                     last_modified: Some(ts(e.version.last_modified)),
-                    owner: Some(owner_dto(&who, &e.version.owner)),
+                    owner: Some(names.owner(&e.version.owner)),
                 });
             } else {
                 versions.push(ObjectVersion {
@@ -279,7 +303,7 @@ impl StrataS3 {
                     storage_class: Some(ObjectVersionStorageClass::from(
                         e.version.storage_class.clone(),
                     )),
-                    owner: Some(owner_dto(&who, &e.version.owner)),
+                    owner: Some(names.owner(&e.version.owner)),
                     checksum_algorithm: e
                         .version
                         .checksum

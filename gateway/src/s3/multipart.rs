@@ -523,7 +523,11 @@ impl StrataS3 {
                 }
             })
             .collect();
-        let person = Some(owner_dto(&who, &upload.owner));
+        let mut names = OwnerNames::of_caller(&who);
+        names
+            .resolve(&self.ctx.engine, vec![upload.owner.clone()])
+            .await;
+        let person = Some(names.owner(&upload.owner));
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key),
@@ -533,7 +537,7 @@ impl StrataS3 {
             max_parts: Some(max as i32),
             is_truncated: Some(page.is_truncated),
             parts: Some(parts),
-            initiator: Some(initiator_dto(&who, &upload.owner)),
+            initiator: Some(names.initiator(&upload.owner)),
             owner: person,
             storage_class: Some(StorageClass::from(upload.storage_class.clone())),
             checksum_algorithm: upload
@@ -573,6 +577,13 @@ impl StrataS3 {
                 .map_err(errors::engine)?
         };
         let enc = |s: String| if url { url_encode_key(&s) } else { s };
+        let mut names = OwnerNames::of_caller(&who);
+        names
+            .resolve(
+                &self.ctx.engine,
+                page.uploads.iter().map(|u| u.owner.clone()).collect(),
+            )
+            .await;
         let uploads = page
             .uploads
             .into_iter()
@@ -580,8 +591,8 @@ impl StrataS3 {
                 key: Some(enc(u.key.clone())),
                 upload_id: Some(u.upload_id.clone()),
                 initiated: Some(ts(u.initiated)),
-                initiator: Some(initiator_dto(&who, &u.owner)),
-                owner: Some(owner_dto(&who, &u.owner)),
+                initiator: Some(names.initiator(&u.owner)),
+                owner: Some(names.owner(&u.owner)),
                 storage_class: Some(StorageClass::from(u.storage_class.clone())),
                 checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
                 checksum_type: u.checksum_type.clone().map(ChecksumType::from),

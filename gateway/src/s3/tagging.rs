@@ -38,16 +38,14 @@ impl StrataS3 {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let who = self.who(&req.credentials, &req.extensions).await?;
-        let bucket = self
-            .authorized_key(
-                &who,
-                &req.input.bucket,
-                Some(&req.input.key),
-                Action::OwnerOnly("s3:GetObjectTagging"),
-            )
-            .await?;
+        let bucket = self.existing_bucket(&req.input.bucket).await?;
+        let action = tagging_action(
+            &req.input.version_id,
+            "s3:GetObjectTagging",
+            "s3:GetObjectVersionTagging",
+        );
         let v = self
-            .readable_version(&bucket, &req.input.key, &req.input.version_id)
+            .authorized_version(&who, &bucket, &req.input.key, &req.input.version_id, action)
             .await?;
         let tag_set = v
             .tags
@@ -76,16 +74,17 @@ impl StrataS3 {
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
         who.request_tags(&tags);
-        let bucket = self
-            .authorized_key(
-                &who,
-                &input.bucket,
-                Some(&input.key),
-                Action::OwnerOnly("s3:PutObjectTagging"),
-            )
+        let bucket = self.existing_bucket(&input.bucket).await?;
+        check_key(&input.key)?;
+        let action = tagging_action(
+            &input.version_id,
+            "s3:PutObjectTagging",
+            "s3:PutObjectVersionTagging",
+        );
+        // Decided with the version: s3:ExistingObjectTag/<key> are its tags before the change.
+        self.authorized_version(&who, &bucket, &input.key, &input.version_id, action)
             .await?;
         validate_tags(&tags)?;
-        check_key(&input.key)?;
         let vid = requested_version(&input.version_id)?;
         let v = self
             .ctx
@@ -104,15 +103,15 @@ impl StrataS3 {
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
-        let bucket = self
-            .authorized_key(
-                &who,
-                &input.bucket,
-                Some(&input.key),
-                Action::OwnerOnly("s3:DeleteObjectTagging"),
-            )
-            .await?;
+        let bucket = self.existing_bucket(&input.bucket).await?;
         check_key(&input.key)?;
+        let action = tagging_action(
+            &input.version_id,
+            "s3:DeleteObjectTagging",
+            "s3:DeleteObjectVersionTagging",
+        );
+        self.authorized_version(&who, &bucket, &input.key, &input.version_id, action)
+            .await?;
         let vid = requested_version(&input.version_id)?;
         let v = self
             .ctx
@@ -126,4 +125,17 @@ impl StrataS3 {
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
     }
+}
+
+/// The tagging operations' S3 actions: the `...VersionTagging` one when a version id is given.
+fn tagging_action(
+    version_id: &Option<String>,
+    latest: &'static str,
+    by_version: &'static str,
+) -> Action {
+    Action::OwnerOnly(if version_id.is_some() {
+        by_version
+    } else {
+        latest
+    })
 }
