@@ -60,7 +60,8 @@ def test_key_scan_after_destruction(fresh_server, tmp_path):
     s3.put_object(Bucket="scan", Key="keeper", Body=b"stays")
     _, deks_before = keyscan.live_keys(srv.data_dir, [master(srv)])
     shards_before = keyscan.shard_files(srv.data_dir)
-    secret = det_bytes("victim", 3000)
+    # Above the inline threshold: its shards are what the scan reads (inline bodies: test_inline.py).
+    secret = det_bytes("victim", 40_000)
     s3.put_object(Bucket="scan", Key="victim", Body=secret)
 
     # The victim's key and shards, as the attacker finds them.
