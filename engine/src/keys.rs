@@ -288,6 +288,12 @@ impl KeyRing {
         &self.switch
     }
 
+    /// A secret derived from the current master key for `purpose` (see
+    /// `MasterKey::derive_secret`): equal on every gateway of a cluster (they share the key).
+    pub fn derived_secret(&self, purpose: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
+        self.masters().current.derive_secret(purpose)
+    }
+
     /// Id of the master key that wraps new KEKs, and of the one being replaced, if rotating.
     pub fn master_ids(&self) -> ([u8; 16], Option<[u8; 16]>) {
         let m = self.masters();

@@ -51,6 +51,7 @@ async fn fixture_with(cfg: EngineConfig) -> Fixture {
             region: "r".into(),
             object_lock: false,
             acl: None,
+            ownership: None,
         })
         .await
         .unwrap();

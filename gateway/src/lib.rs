@@ -18,6 +18,7 @@ pub mod errors;
 pub mod framing;
 pub mod http;
 pub mod metrics;
+pub mod post_policy;
 pub mod s3;
 
 use std::sync::Arc;
@@ -68,12 +69,30 @@ pub fn build_front_with(
             }
         }
     }
+    // Cluster mode: the failed-signature limits are cluster-wide (tags keyed by a secret every
+    // gateway derives from the shared master key; counts merged through the metadata tier).
+    let limiter = if ctx.engine.meta_blocking().backend() == "etcd" {
+        let secret = ctx
+            .engine
+            .keys()
+            .derived_secret(http::lockout_sync::TAG_PURPOSE);
+        let l = Arc::new(http::AuthLimiter::shared(&secret));
+        ctx.engine.workers().spawn(
+            http::lockout_sync::LockoutSync::new(ctx.engine.clone(), l.clone()),
+            0,
+        );
+        l
+    } else {
+        Default::default()
+    };
     Arc::new(http::Front {
         s3: builder.build(),
-        limiter: Default::default(),
+        limiter,
         metrics,
         edge,
         host,
         engine: ctx.engine.clone(),
+        s3_ops: s3::StrataS3::new(ctx.clone()),
+        region: ctx.cfg.region.clone(),
     })
 }

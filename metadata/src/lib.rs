@@ -39,6 +39,7 @@ mod layouts;
 pub mod lifecycle;
 mod listing;
 mod lock;
+pub mod lockout;
 mod maintenance;
 mod multipart;
 mod objects;

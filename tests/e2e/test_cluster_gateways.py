@@ -216,6 +216,44 @@ def test_one_destruction_log_for_every_gateway(cluster, tmp_path):
             assert not (gw / "destruction-log").exists(), f"{gw} keeps a destruction log of its own"
 
 
+def test_failed_signatures_are_limited_cluster_wide(cluster):
+    """The failed-signature lockout counts for the cluster: failures spread over both gateways
+    lock the (source, key) pair at the one-gateway limit (20), and both gateways then refuse the
+    guesser's correct signature. A gateway counting alone would let 2 x 20 through."""
+    from test_hostile import botocore_signed, code_of, send
+
+    user = json.loads(_admin(cluster, 0, "--json", "user", "add", "lockout-victim").stdout)
+    ak, sk = user["access_key"], user["secret_key"]
+    urls = cluster["STRATA_GATEWAYS"].split(",")
+
+    class _Gw:
+        def __init__(self, url):
+            self.endpoint = url
+
+    def attempt(i: int, secret: str):
+        gw = _Gw(urls[i])
+        h = botocore_signed("GET", f"{gw.endpoint}/", ak, secret)
+        status, _, body = send(gw, "GET", "/", h, source="127.0.0.5")
+        return status, (code_of(body) if status != 200 else None)
+
+    for n in range(10):
+        assert attempt(0, f"wrong-{n}") == (403, "SignatureDoesNotMatch"), n
+    time.sleep(3)  # published by the first gateway, read by the second (every second each)
+    for n in range(9):
+        assert attempt(1, f"wrong-b{n}") == (403, "SignatureDoesNotMatch"), n
+    # the 20th failure of the pair, cluster-wide: locked
+    assert attempt(1, "wrong-last") == (503, "SlowDown")
+    assert attempt(1, sk) == (503, "SlowDown"), "the guesser's correct signature is refused"
+    deadline = time.monotonic() + 5
+    while attempt(0, sk) != (503, "SlowDown"):
+        assert time.monotonic() < deadline, "the first gateway did not honour the lockout"
+        time.sleep(0.25)
+    # the victim from another address is not refused, through either gateway
+    for i in (0, 1):
+        h = botocore_signed("GET", f"{urls[i]}/", ak, sk)
+        assert send(_Gw(urls[i]), "GET", "/", h, source="127.0.0.1")[0] == 200
+
+
 def test_master_key_rotation_is_refused_with_a_shared_key_service(cluster):
     r = _admin(cluster, 0, "key", "rotate-master", "--no-wait")
     assert r.returncode != 0

@@ -16,15 +16,23 @@
 //!   Eviction takes an empty or expired slot, then the lowest count; locked slots go last, so a
 //!   flood of fresh keys cannot wash out an existing lockout.
 //! - Security log lines (target `strata::security`) carry the key truncated and sanitised.
+//! - Cluster mode (`--meta etcd://`): the limits are cluster-wide. Slots are tagged with a hash
+//!   keyed by a secret derived from the master key (the same on every gateway), each gateway
+//!   publishes its changed slots through the metadata tier every second and reads the others'
+//!   counts ([`super::lockout_sync`]); a decision adds the other gateways' counts to the local
+//!   one, and a lockout one gateway sets is honoured by all. Times are Unix seconds.
 //!
 //! IPv6 sources are counted per /64 (one host usually owns a whole /64).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::Instant;
+
+use hmac::Mac as _;
+use strata_metadata::lockout::LockoutCount;
 
 /// Failures counted per window, in seconds.
 pub const WINDOW_SECS: u32 = 60;
@@ -85,39 +93,108 @@ enum Who<'a> {
     Pair(IpAddr, &'a str),
 }
 
+impl Who<'_> {
+    /// A stable encoding, for the keyed hash every gateway of a cluster computes alike.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let ip = |a: &IpAddr| match a {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        match self {
+            Who::Source(a) => {
+                out.push(b's');
+                out.extend(ip(a));
+            }
+            Who::Key(k) => {
+                out.push(b'k');
+                out.extend_from_slice(k.as_bytes());
+            }
+            Who::Pair(a, k) => {
+                let a = ip(a);
+                out.extend([b'p', a.len() as u8]);
+                out.extend(a);
+                out.extend_from_slice(k.as_bytes());
+            }
+        }
+    }
+}
+
+/// How slots are tagged: a per-process random SipHash key alone, or (cluster mode) HMAC-SHA256
+/// keyed by a secret all gateways share, so a tag names the same principal everywhere.
+enum Tagger {
+    Local(RandomState),
+    Shared(Box<hmac::Hmac<sha2::Sha256>>),
+}
+
+/// Other gateways' view of one principal, as last read from the metadata tier.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Remote {
+    /// Failures the other gateways counted in their live windows.
+    pub others: u32,
+    pub locked_until: u32,
+}
+
 struct Table {
     slots: Vec<Slot>,
-    hasher: RandomState,
+    hasher: Tagger,
+    /// One bit per slot changed since the last publish (cluster mode); bounded by construction.
+    dirty: Vec<u64>,
+    remote: HashMap<u64, Remote>,
 }
 
 impl Table {
-    fn new() -> Self {
+    fn new(hasher: Tagger) -> Self {
         Table {
             slots: vec![Slot::default(); SETS * WAYS],
-            hasher: RandomState::new(),
+            hasher,
+            dirty: vec![0; SETS * WAYS / 64],
+            remote: HashMap::new(),
         }
     }
 
     fn locate(&self, who: &Who<'_>) -> (usize, u64) {
-        let h = self.hasher.hash_one(who);
+        let h = match &self.hasher {
+            Tagger::Local(r) => r.hash_one(who),
+            Tagger::Shared(mac) => {
+                let mut m = (**mac).clone();
+                let mut buf = Vec::with_capacity(64);
+                who.encode(&mut buf);
+                m.update(&buf);
+                let d = m.finalize().into_bytes();
+                u64::from_be_bytes(d[..8].try_into().expect("32-byte digest"))
+            }
+        };
         let set = ((h >> 32) as usize) % SETS;
         (set * WAYS, h | 1)
     }
 
-    fn find(&self, who: &Who<'_>, now: u32) -> Option<&Slot> {
+    fn remote(&self, tag: u64) -> Remote {
+        self.remote.get(&tag).copied().unwrap_or_default()
+    }
+
+    /// Locked here, by another gateway, or by the failures of all gateways together.
+    fn locked(&self, who: &Who<'_>, limit: u32, now: u32) -> bool {
         let (base, tag) = self.locate(who);
-        self.slots[base..base + WAYS]
+        let local = self.slots[base..base + WAYS]
             .iter()
-            .find(|s| s.tag == tag && s.live(now))
+            .find(|s| s.tag == tag && s.live(now));
+        let r = self.remote(tag);
+        local.is_some_and(|s| s.locked(now))
+            || r.locked_until > now
+            || (r.others > 0
+                && r.others.saturating_add(
+                    local
+                        .filter(|s| now.saturating_sub(s.window_start) < WINDOW_SECS)
+                        .map_or(0, |s| s.count),
+                ) >= limit)
     }
 
-    fn locked(&self, who: &Who<'_>, now: u32) -> bool {
-        self.find(who, now).is_some_and(|s| s.locked(now))
-    }
-
-    /// Counts one failure; returns (count in window, locked now, just crossed the limit).
+    /// Counts one failure; returns (count in window, locked now, just crossed the limit). The
+    /// count is the cluster's (this gateway's plus the others').
     fn record(&mut self, who: &Who<'_>, limit: u32, now: u32) -> (u32, bool, bool) {
+        let was_locked = self.locked(who, limit, now);
         let (base, tag) = self.locate(who);
+        let remote = self.remote(tag);
         let set = &mut self.slots[base..base + WAYS];
         let i = match set.iter().position(|s| s.tag == tag) {
             Some(i) => i,
@@ -142,11 +219,55 @@ impl Table {
             s.count = 0;
         }
         s.count = s.count.saturating_add(1);
-        let crossed = s.count == limit;
-        if s.count >= limit {
+        let total = s.count.saturating_add(remote.others);
+        if total >= limit {
             s.locked_until = now + LOCKOUT_SECS;
         }
-        (s.count, s.locked(now), crossed)
+        let locked = s.locked(now) || remote.locked_until > now;
+        let idx = base + i;
+        self.dirty[idx / 64] |= 1 << (idx % 64);
+        (total, locked, locked && !was_locked)
+    }
+
+    /// Takes the changed live slots, the most important first (locked, then by count), at most
+    /// `max`; the rest stay marked for the next call.
+    fn take_dirty(&mut self, now: u32, max: usize) -> Vec<(usize, LockoutCount)> {
+        let mut out = Vec::new();
+        for w in 0..self.dirty.len() {
+            let mut bits = std::mem::take(&mut self.dirty[w]);
+            while bits != 0 {
+                let idx = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let s = self.slots[idx];
+                if s.live(now) {
+                    out.push((
+                        idx,
+                        LockoutCount {
+                            tag: s.tag,
+                            window_start: s.window_start,
+                            count: s.count,
+                            locked_until: s.locked_until,
+                        },
+                    ));
+                }
+            }
+        }
+        out.sort_by_key(|(_, c)| std::cmp::Reverse((c.locked_until > now, c.count)));
+        if out.len() > max {
+            for (idx, _) in out.split_off(max) {
+                self.dirty[idx / 64] |= 1 << (idx % 64);
+            }
+        }
+        out
+    }
+
+    /// Marks slots changed again (a publish failed), if they still hold the same principal.
+    fn remark(&mut self, taken: &[(usize, LockoutCount)]) {
+        for (idx, c) in taken {
+            if self.slots[*idx].tag == c.tag {
+                self.dirty[idx / 64] |= 1 << (idx % 64);
+            }
+        }
     }
 
     #[cfg(test)]
@@ -188,21 +309,51 @@ pub const LOGGED_KEY_CHARS: usize = 32;
 
 pub struct AuthLimiter {
     table: Mutex<Table>,
-    epoch: Instant,
 }
 
 impl Default for AuthLimiter {
     fn default() -> Self {
         AuthLimiter {
-            table: Mutex::new(Table::new()),
-            epoch: Instant::now(),
+            table: Mutex::new(Table::new(Tagger::Local(RandomState::new()))),
         }
     }
 }
 
+/// Unix seconds (u32 until 2106).
+pub(crate) fn unix_now() -> u32 {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(s).unwrap_or(u32::MAX - LOCKOUT_SECS)
+}
+
 impl AuthLimiter {
+    /// A limiter whose slots are tagged with a hash keyed by `secret`, shared by every gateway
+    /// of a cluster (cluster mode: [`super::lockout_sync::LockoutSync`] merges the counts).
+    pub fn shared(secret: &[u8; 32]) -> Self {
+        let mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(secret)
+            .expect("HMAC takes any key length");
+        AuthLimiter {
+            table: Mutex::new(Table::new(Tagger::Shared(Box::new(mac)))),
+        }
+    }
+
     fn now(&self) -> u32 {
-        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX - LOCKOUT_SECS)
+        unix_now()
+    }
+
+    /// The changed slots to publish (at most `max`, most important first).
+    pub(crate) fn take_dirty(&self, now: u32, max: usize) -> Vec<(usize, LockoutCount)> {
+        self.table().take_dirty(now, max)
+    }
+
+    pub(crate) fn remark(&self, taken: &[(usize, LockoutCount)]) {
+        self.table().remark(taken)
+    }
+
+    /// Replaces the other gateways' counts with a fresh read.
+    pub(crate) fn set_remote(&self, remote: HashMap<u64, Remote>) {
+        self.table().remote = remote;
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -216,7 +367,8 @@ impl AuthLimiter {
     }
 
     fn pair_locked_at(&self, key: &str, addr: IpAddr, now: u32) -> bool {
-        self.table().locked(&Who::Pair(source(addr), key), now)
+        self.table()
+            .locked(&Who::Pair(source(addr), key), PAIR_LIMIT, now)
     }
 
     /// Records a failed signature from `addr`; `key` is the access key s3s verified against
@@ -446,6 +598,77 @@ mod tests {
             l.pair_locked_at("VICTIMKEY", attacker, 3),
             "the flood evicted a live lockout"
         );
+    }
+
+    #[test]
+    fn shared_tags_add_the_other_gateways_counts() {
+        let (a, b) = (AuthLimiter::shared(&[7; 32]), AuthLimiter::shared(&[7; 32]));
+        let attacker = ip("203.0.113.7");
+        for _ in 0..10 {
+            assert_eq!(a.record_failure_at(Some("K"), attacker, 5), Verdict::Plain);
+        }
+        // what the sync worker publishes from a and hands to b
+        let taken = a.take_dirty(5, 512);
+        assert_eq!(taken.len(), 3, "source, key and pair");
+        assert!(a.take_dirty(5, 512).is_empty(), "taken once");
+        let remote = taken
+            .iter()
+            .map(|(_, c)| {
+                let r = Remote {
+                    others: c.count,
+                    locked_until: c.locked_until,
+                };
+                (c.tag, r)
+            })
+            .collect();
+        b.set_remote(remote);
+        for i in 0..PAIR_LIMIT - 11 {
+            assert_eq!(
+                b.record_failure_at(Some("K"), attacker, 6),
+                Verdict::Plain,
+                "{i}"
+            );
+        }
+        assert!(!b.pair_locked_at("K", attacker, 6));
+        assert_eq!(
+            b.record_failure_at(Some("K"), attacker, 6),
+            Verdict::SlowDown
+        );
+        assert!(b.pair_locked_at("K", attacker, 6));
+        // b's lockout, published, is honoured by a at once
+        let locked: Vec<_> = b.take_dirty(6, 512);
+        assert!(locked[0].1.locked_until > 6, "locked slots go first");
+        a.set_remote(
+            locked
+                .iter()
+                .map(|(_, c)| {
+                    let r = Remote {
+                        others: c.count,
+                        locked_until: c.locked_until,
+                    };
+                    (c.tag, r)
+                })
+                .collect(),
+        );
+        assert!(a.pair_locked_at("K", attacker, 7));
+        assert!(!a.pair_locked_at("K", ip("198.51.100.2"), 7));
+        // another secret names other principals: nothing matches
+        let c = AuthLimiter::shared(&[8; 32]);
+        c.set_remote(
+            locked
+                .iter()
+                .map(|(_, x)| {
+                    (
+                        x.tag,
+                        Remote {
+                            others: 99,
+                            locked_until: 99,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        assert!(!c.pair_locked_at("K", attacker, 7));
     }
 
     #[test]
