@@ -120,14 +120,7 @@ pub fn seal_inline(dek: &DataKey, id: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
     out.push(INLINE_VERSION);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let cipher = Aes256Gcm::new(dek.expose().into());
-    let tag = cipher
-        .encrypt_inout_detached(
-            &Nonce::from(nonce),
-            &inline_aad(id),
-            (&mut out[13..]).into(),
-        )
-        .expect("inline body below the AES-GCM length limit");
+    let tag = cipher::seal_in_place(dek.expose(), &nonce, &inline_aad(id), &mut out[13..]);
     out.extend_from_slice(&tag);
     out
 }
@@ -141,17 +134,11 @@ pub fn open_inline(dek: &DataKey, id: &[u8; 16], sealed: &[u8]) -> Result<Vec<u8
     }
     let nonce: [u8; 12] = sealed[1..13].try_into().expect("length checked");
     let body_end = sealed.len() - tag_len;
-    let tag = Tag::try_from(&sealed[body_end..]).expect("16-byte tag");
+    let tag: [u8; 16] = sealed[body_end..].try_into().expect("16-byte tag");
     let mut plain = sealed[13..body_end].to_vec();
-    let cipher = Aes256Gcm::new(dek.expose().into());
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            &inline_aad(id),
-            (&mut plain[..]).into(),
-            &tag,
-        )
-        .map_err(|_| NodeError::Integrity)?;
+    if !cipher::open_in_place(dek.expose(), &nonce, &inline_aad(id), &mut plain, &tag) {
+        return Err(NodeError::Integrity);
+    }
     Ok(plain)
 }
 
