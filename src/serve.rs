@@ -58,6 +58,12 @@ pub struct ServeArgs {
     /// (GET, copy, UploadPartCopy) that started before the change can finish.
     #[arg(long, env = "STRATA_GC_GRACE_MS", default_value_t = strata_metadata::DEFAULT_GC_GRACE_MS)]
     pub gc_grace_ms: i64,
+    /// Objects of at most this many bytes are kept in their version's metadata record, sealed
+    /// under the version's key, instead of one file per shard (0: never). Default:
+    /// strata_engine::DEFAULT_INLINE_THRESHOLD with the embedded RocksDB tier; 0, and nothing
+    /// else accepted, with etcd or in a cluster (a shared metadata tier holds no object bytes).
+    #[arg(long, env = "STRATA_INLINE_THRESHOLD")]
+    pub inline_threshold: Option<u64>,
     /// MiB of object data all requests together may hold in memory buffers.
     #[arg(long, env = "STRATA_BUFFER_MEMORY", default_value_t = 1024)]
     pub buffer_memory: usize,
@@ -347,6 +353,26 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The inline threshold for this mode. Inlining is for the embedded tier only: there the
+/// metadata disk already holds the only index and the keys of every object, so small objects
+/// in it add no new single point of loss; a shared etcd must not hold object bytes (its 8 GiB
+/// limit), so there small objects stay erasure-coded across nodes.
+fn inline_threshold(flag: Option<u64>, shared_meta: bool) -> anyhow::Result<u64> {
+    match flag {
+        None if shared_meta => Ok(0),
+        None => Ok(strata_engine::DEFAULT_INLINE_THRESHOLD),
+        Some(n) if n > 0 && shared_meta => anyhow::bail!(
+            "--inline-threshold {n}: inlining is for the embedded metadata tier only (etcd and \
+             clusters keep small objects erasure-coded); use 0 or leave it unset"
+        ),
+        Some(n) if n > strata_engine::MAX_INLINE_THRESHOLD => anyhow::bail!(
+            "--inline-threshold {n}: at most {} bytes",
+            strata_engine::MAX_INLINE_THRESHOLD
+        ),
+        Some(n) => Ok(n),
+    }
+}
+
 /// The metadata store `--meta` names (RocksDB under DATA/meta by default), and with etcd an
 /// exclusive lock on DATA/LOCK: the per-process state in DATA (master key, key store,
 /// destruction log) must have one owner, which RocksDB's own lock guarantees otherwise.
@@ -443,6 +469,10 @@ pub async fn run_with(
         "--capacity-alert-threshold must be a fraction in (0, 1], e.g. 0.70"
     );
     let (meta, _data_lock) = open_meta(&args)?;
+    let inline_threshold = inline_threshold(
+        args.inline_threshold,
+        cluster.is_some() || meta.backend() != "rocksdb",
+    )?;
     // After the metadata: RocksDB's lock on DATA/meta (or, with etcd, our lock on DATA/LOCK)
     // makes this the only process using the data dir, so the key store (DATA/keys) and the
     // destruction log (DATA/destruction-log) are ours too.
@@ -562,6 +592,7 @@ pub async fn run_with(
                 .as_ref()
                 .map(|c| (c.rebuild_rate.max(1) * 1024 * 1024, c.rebuild_priority)),
             lease_ttl: std::time::Duration::from_secs(args.lease_ttl),
+            inline_threshold,
             ..Default::default()
         },
         layout,

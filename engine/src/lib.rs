@@ -71,6 +71,12 @@ pub use body::{BodyError, BodyStream, ReadStream};
 pub use error::{EngineError, Rejection, Result};
 pub use write::{StoredBlob, WriteSpec};
 
+/// Default largest inlined object with the embedded metadata tier (`--inline-threshold`);
+/// measured in docs/benchmarks.md ("Small objects inline").
+pub const DEFAULT_INLINE_THRESHOLD: u64 = 16 * 1024;
+/// Largest accepted `--inline-threshold`: records stay small enough for listings and batches.
+pub const MAX_INLINE_THRESHOLD: u64 = 128 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Chunks of one write being stored at the same time.
@@ -97,6 +103,10 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// History compaction / defragmentation of the metadata tier (etcd only).
     pub housekeeping: housekeeping::HousekeepingConfig,
+    /// Largest object (bytes) stored inline in its version record instead of in chunks
+    /// (`strata serve --inline-threshold`; 0: never). The default is 0: a shared metadata tier
+    /// (etcd) must not hold object bytes, so only the embedded server turns it on.
+    pub inline_threshold: u64,
 }
 
 impl Default for EngineConfig {
@@ -112,6 +122,7 @@ impl Default for EngineConfig {
             rebuild: None,
             lease_ttl: Duration::from_secs(10),
             housekeeping: housekeeping::HousekeepingConfig::default(),
+            inline_threshold: 0,
         }
     }
 }

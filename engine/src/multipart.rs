@@ -447,6 +447,7 @@ fn assemble(
                 .filter(|p| p.size > 0)
                 .map(|p| p.segment.clone())
                 .collect(),
+            inline: None,
         },
         parts: parts
             .iter()

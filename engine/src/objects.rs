@@ -174,6 +174,7 @@ impl Engine {
         let mut spec = spec;
         let fresh = std::sync::Arc::new(self.fresh_dek(&bucket.name).await?);
         spec.new_key = Some(fresh.clone());
+        spec.inline_max = self.cfg().inline_threshold;
         let stored = self
             .write_blob(binding.apply(fresh.key.clone()), body, spec)
             .await?;
@@ -198,6 +199,7 @@ impl Engine {
                 wrapped_dek: Vec::new(),
                 segments: stored.segments(),
                 dek_slot: skey.as_ref().map(|k| k.slot),
+                inline: stored.inline.clone(),
             },
             parts: Vec::new(),
             retention: attrs.retention,

@@ -135,6 +135,11 @@ impl Engine {
         range: Range<u64>,
         binding: &crate::sse::KeyBinding,
     ) -> Result<ReadStream> {
+        if let Some(inline) = &version.data.inline {
+            return self
+                .read_inline(bucket, version, inline, range, binding)
+                .await;
+        }
         let slices = plan(&version.data.segments, range);
         if slices.is_empty() {
             // Nothing stored to read (an empty object has no data key either).
@@ -191,6 +196,39 @@ impl Engine {
                 }
             });
         Ok(Box::pin(stream))
+    }
+}
+
+impl Engine {
+    /// `range` of a version whose bytes are in its record: unsealed under its DEK (no pin: the
+    /// bytes are in the record already read, and the DEK is read before anything is sent).
+    async fn read_inline(
+        &self,
+        bucket: &BucketRecord,
+        version: &VersionRecord,
+        inline: &strata_metadata::InlineData,
+        range: Range<u64>,
+        binding: &crate::sse::KeyBinding,
+    ) -> Result<ReadStream> {
+        if range.start >= range.end {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let dek = binding.apply(self.version_key(bucket, &version.data).await?);
+        let plain = strata_storage_node::pipeline::open_inline(&dek, &inline.blob, &inline.sealed)
+            .map_err(|e| {
+                tracing::error!(error = %e, blob = %hex::encode(inline.blob), "inline body failed to open");
+                crate::EngineError::internal(format!("inline body: {e}"))
+            })?;
+        if plain.len() as u64 != version.size || range.end > version.size {
+            tracing::error!(blob = %hex::encode(inline.blob), "inline body length differs from its record");
+            return Err(crate::EngineError::internal(
+                "inline body length differs from its record",
+            ));
+        }
+        let data = Bytes::from(plain).slice(range.start as usize..range.end as usize);
+        Ok(Box::pin(futures::stream::iter([
+            Ok::<Bytes, std::io::Error>(data),
+        ])))
     }
 }
 

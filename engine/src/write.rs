@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use strata_metadata::{BlobId, Segment};
+use strata_metadata::{BlobId, InlineData, Segment};
 use strata_storage_node::keys::DataKey;
 use strata_storage_node::{ChunkId, NodeError};
 use tokio::task::JoinHandle;
@@ -52,6 +52,9 @@ pub struct WriteSpec {
     /// with the chunks if the blob is never committed. `None`: an existing key (an upload's
     /// parts, a rebalanced segment).
     pub new_key: Option<Arc<FreshDek>>,
+    /// A body of 1 to `inline_max` bytes written under a `new_key` is not chunked: it is
+    /// sealed into [`StoredBlob::inline`] for the version record (0: always chunks).
+    pub inline_max: u64,
 }
 
 /// The new data key of a stored blob, durable in the key store.
@@ -74,6 +77,9 @@ pub struct StoredBlob {
     /// The blob's new data key (`WriteSpec::new_key`), once durable; `None` for an empty body
     /// (nothing was written, so no key was stored).
     pub key: Option<StoredKey>,
+    /// The body sealed for the version record ([`WriteSpec::inline_max`]); then no chunk was
+    /// written and `segment` only carries the length.
+    pub inline: Option<InlineData>,
     guard: DiscardGuard,
 }
 
@@ -84,7 +90,7 @@ impl StoredBlob {
 
     /// The segments to record in a version or part (none for an empty body).
     pub fn segments(&self) -> Vec<Segment> {
-        if self.segment.len > 0 {
+        if self.segment.len > 0 && self.inline.is_none() {
             vec![self.segment.clone()]
         } else {
             Vec::new()
@@ -394,14 +400,20 @@ impl Engine {
                     }
                 }
             }
+            let mut inline_body = None;
             if !buf.is_empty() {
                 let piece = buf.split().freeze();
                 hashing.feed(piece.clone()).await?;
-                let r = match held.take() {
-                    Some(r) => r,
-                    None => self.budget().reserve(piece.len()).await,
-                };
-                w.submit(piece, r).await?;
+                if w.submitted == 0 && total <= spec.inline_max && spec.new_key.is_some() {
+                    // Small enough for the record: sealed once the body is known good.
+                    inline_body = Some(piece);
+                } else {
+                    let r = match held.take() {
+                        Some(r) => r,
+                        None => self.budget().reserve(piece.len()).await,
+                    };
+                    w.submit(piece, r).await?;
+                }
             }
             drop(held);
             w.finish_all().await?;
@@ -434,12 +446,17 @@ impl Engine {
                     Some((alg, actual))
                 }
             };
-            Ok((md5, checksum, total, kek_id))
+            Ok((md5, checksum, total, kek_id, inline_body))
         }
         .await;
 
         match result {
-            Ok((md5, checksum, total, kek_id)) => {
+            Ok((md5, checksum, total, _, Some(body))) => {
+                let key = spec.new_key.clone().expect("inline needs a new key");
+                self.store_inline(&w.dek, key, body, md5, checksum, total)
+                    .await
+            }
+            Ok((md5, checksum, total, kek_id, None)) => {
                 let segment = w.segment(total);
                 let key = match (kek_id, &spec.new_key) {
                     (Some(kek_id), Some(k)) => Some(StoredKey {
@@ -469,6 +486,7 @@ impl Engine {
                     md5,
                     checksum,
                     key,
+                    inline: None,
                     guard,
                 })
             }
@@ -488,12 +506,76 @@ impl Engine {
         }
     }
 
+    /// Stores a small body for its version record: a write intent (a stand-in blob with no
+    /// chunks) covers the new key, the key is written to the key store, and the body is sealed
+    /// under `dek`. The commit of the version consumes the intent; dropping the result
+    /// discards it (the key goes to the GC). Costs two group-committed syncs (intent, key
+    /// store) and no file per shard.
+    async fn store_inline(
+        &self,
+        dek: &DataKey,
+        key: Arc<FreshDek>,
+        body: Bytes,
+        md5: [u8; 16],
+        checksum: Option<(String, String)>,
+        total: u64,
+    ) -> Result<StoredBlob> {
+        let blob = new_blob_id();
+        let stand_in = Segment {
+            blob,
+            len: 0,
+            chunk_size: 0,
+            layout: 0,
+        };
+        let owner = self.instance().get();
+        let (intent, kref) = (stand_in.clone(), key.key_ref());
+        self.meta_call(move |m| {
+            m.begin_write_with_key(&intent, Some(&kref), &owner, crate::now_ms())
+        })
+        .await?;
+        let mut guard = DiscardGuard {
+            armed: Some((self.clone(), stand_in)),
+            inflight: VecDeque::new(),
+            key_task: None,
+            reason: "uncommitted-write",
+        };
+        let kek_id = match self.persist_dek(key.clone()).await {
+            Ok(k) => k,
+            Err(e) => {
+                if let Some((engine, s)) = guard.take() {
+                    engine.discard_segment(s, "failed-write").await;
+                }
+                return Err(e);
+            }
+        };
+        let sealed = strata_storage_node::pipeline::seal_inline(dek, &blob, &body);
+        Ok(StoredBlob {
+            segment: Segment {
+                blob,
+                len: total,
+                chunk_size: 0,
+                layout: 0,
+            },
+            md5,
+            checksum,
+            key: Some(StoredKey {
+                kek_id,
+                dek_id: key.id.clone(),
+                slot: key.slot,
+            }),
+            inline: Some(InlineData { blob, sealed }),
+            guard,
+        })
+    }
+
     /// Queues a written, uncommitted segment for GC (no-op for an empty one). The metadata tier
     /// does it only while the blob's write intent exists, in the batch that deletes the intent: a
     /// blob whose commit landed (or that the sweep already took) is never queued, so this is safe
     /// after any failure, even one where it is unknown whether the commit applied.
     pub(crate) async fn discard_segment(&self, segment: Segment, reason: &'static str) {
-        if segment.chunk_count() == 0 {
+        // No chunks and a chunk size: nothing was written. No chunk size: the stand-in of an
+        // inline body's intent, which holds its key.
+        if segment.chunk_count() == 0 && segment.chunk_size > 0 {
             return;
         }
         let blob = hex::encode(segment.blob);

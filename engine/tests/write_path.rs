@@ -22,6 +22,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(EngineConfig::default()).await
+}
+
+async fn fixture_with(cfg: EngineConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     // Its own keys, never the environment's.
     let keys = strata_engine::keys::KeyRing::open_files(dir.path()).unwrap();
@@ -39,16 +43,7 @@ async fn fixture() -> Fixture {
     let instance = strata_engine::instance::new_instance_id();
     meta.register_instance(&instance, strata_engine::instance::LEASE_MS, now)
         .unwrap();
-    let engine = Engine::new(
-        meta,
-        chunks,
-        keys,
-        log,
-        EngineConfig::default(),
-        layout,
-        instance,
-    )
-    .unwrap();
+    let engine = Engine::new(meta, chunks, keys, log, cfg, layout, instance).unwrap();
     let bucket = engine
         .create_bucket(NewBucket {
             name: "b".into(),
@@ -209,5 +204,151 @@ async fn rejected_commit_discards_the_stored_bytes() {
             strata_metadata::MetaError::PreconditionFailed
         ))
     ));
+    assert_eq!(gc_state(&f.engine).await, (1, 0));
+}
+
+fn shard_files(f: &Fixture) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| {
+                        let p = e.path();
+                        if p.is_dir() { walk(&p) } else { 1 }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&f._dir.path().join("disks"))
+}
+
+async fn inline_fixture() -> Fixture {
+    fixture_with(EngineConfig {
+        inline_threshold: 1000,
+        ..Default::default()
+    })
+    .await
+}
+
+fn small_body(data: &[u8]) -> BodyStream {
+    // In two pieces, as a client may send it.
+    let (a, b) = data.split_at(data.len() / 3);
+    let pieces = vec![Ok(Bytes::copy_from_slice(a)), Ok(Bytes::copy_from_slice(b))];
+    Box::pin(futures::stream::iter(pieces))
+}
+
+async fn read_all(
+    f: &Fixture,
+    v: &strata_metadata::VersionRecord,
+    r: std::ops::Range<u64>,
+) -> Vec<u8> {
+    let read = f.engine.read(&f.bucket, v, r).await.unwrap();
+    let got: Vec<Bytes> = read.map(|r| r.unwrap()).collect().await;
+    got.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_object_is_inline_sealed_and_reads_any_range() {
+    let f = inline_fixture().await;
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    let w = f
+        .engine
+        .put_object(
+            &f.bucket,
+            "k",
+            small_body(&data),
+            spec(),
+            ObjectAttrs::default(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    let inline = w.version.data.inline.as_ref().expect("1000 bytes: inline");
+    assert!(w.version.data.segments.is_empty());
+    assert!(
+        !inline.sealed.windows(16).any(|x| x == &data[..16]),
+        "sealed, not plain"
+    );
+    assert_eq!(shard_files(&f), 0);
+    assert_eq!(
+        gc_state(&f.engine).await,
+        (0, 0),
+        "the commit consumed the intent"
+    );
+    let stored = f.engine.version("b", "k", None).await.unwrap();
+    assert_eq!(stored.data.inline, w.version.data.inline);
+    assert_eq!(read_all(&f, &stored, 0..1000).await, data);
+    assert_eq!(read_all(&f, &stored, 10..11).await, &data[10..11]);
+    assert_eq!(read_all(&f, &stored, 990..1000).await, &data[990..]);
+    assert!(read_all(&f, &stored, 5..5).await.is_empty());
+    // One byte more goes to chunks.
+    let big = vec![1u8; 1001];
+    let w = f
+        .engine
+        .put_object(
+            &f.bucket,
+            "big",
+            small_body(&big),
+            spec(),
+            ObjectAttrs::default(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert!(w.version.data.inline.is_none() && w.version.data.segments.len() == 1);
+    assert!(shard_files(&f) > 0);
+    assert_eq!(read_all(&f, &w.version, 0..1001).await, big);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_inline_commit_queues_its_key_for_destruction() {
+    let f = inline_fixture().await;
+    let put = |p| {
+        f.engine.put_object(
+            &f.bucket,
+            "k",
+            small_body(b"small body"),
+            spec(),
+            ObjectAttrs::default(),
+            p,
+        )
+    };
+    put(Precondition::None).await.unwrap();
+    let r = put(Precondition::IfNoneMatchStar).await;
+    assert!(matches!(
+        r,
+        Err(EngineError::Meta(
+            strata_metadata::MetaError::PreconditionFailed
+        ))
+    ));
+    // One GC item (the rejected version's key), no intent left.
+    assert_eq!(gc_state(&f.engine).await, (1, 0));
+    let items = f
+        .engine
+        .meta_call(|m| m.gc_pending(i64::MAX, 10))
+        .await
+        .unwrap();
+    assert_eq!(items[0].keys.len(), 1);
+    assert!(items[0].segments.is_empty());
+    // A bad Content-MD5 is refused before anything is stored.
+    let r = f
+        .engine
+        .put_object(
+            &f.bucket,
+            "m",
+            small_body(b"abc"),
+            WriteSpec {
+                content_md5: Some([0; 16]),
+                ..spec()
+            },
+            ObjectAttrs::default(),
+            Precondition::None,
+        )
+        .await;
+    assert!(
+        matches!(r, Err(EngineError::Rejected(Rejection::Md5Mismatch))),
+        "{r:?}"
+    );
     assert_eq!(gc_state(&f.engine).await, (1, 0));
 }

@@ -789,6 +789,8 @@ impl MetaStore {
                 });
                 a.extent = Some(it.extent.clone());
                 new.data.segments = Vec::new();
+                // An inlined body is in the extent now too (same DEK): the record drops it.
+                new.data.inline = None;
                 b.equals(Space::Versions, &it.vkey, &raw);
                 b.put(Space::Versions, it.vkey.clone(), encode(&new));
                 b.delete(Space::Sys, queue_key(PENDING_PREFIX, &it.vkey));

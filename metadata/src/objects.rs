@@ -195,8 +195,9 @@ impl MetaStore {
                 version.clone(),
                 precondition,
             )?;
-            stage_consume_intents(&mut b, &version.data.segments);
-            self.commit_consuming(b, &version.data.segments)?;
+            let new_blobs = version.data.new_blobs();
+            stage_consume_intents(&mut b, &new_blobs);
+            self.commit_consuming(b, &new_blobs)?;
             Ok(out)
         })
     }

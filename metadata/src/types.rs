@@ -176,9 +176,46 @@ pub struct DataLayout {
     pub segments: Vec<Segment>,
     #[serde(default)]
     pub dek_slot: Option<u64>,
+    /// A small object's bytes kept in the record itself instead of chunks (then `segments` is
+    /// empty): sealed under the version's DEK, so destroying the DEK makes every copy of the
+    /// record (old SSTs, WAL) unreadable. `None`: the bytes are in `segments`.
+    #[serde(default)]
+    pub inline: Option<InlineData>,
+}
+
+/// An inlined object's bytes: AES-256-GCM under the version's DEK
+/// (`strata_storage_node::pipeline::seal_inline`: format byte, nonce, ciphertext, tag).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineData {
+    /// The id of the write intent that covered the version's new key until the commit (and the
+    /// AAD of the seal).
+    #[serde(with = "serde_bytes")]
+    pub blob: BlobId,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+impl InlineData {
+    /// The stand-in segment of its write intent: no chunks (see `begin_write_with_key`).
+    pub fn intent_segment(&self) -> Segment {
+        Segment {
+            blob: self.blob,
+            len: 0,
+            chunk_size: 0,
+            layout: 0,
+        }
+    }
 }
 
 impl DataLayout {
+    /// The blobs whose write intents the commit of a new version consumes: its segments, and
+    /// the stand-in of an inlined body.
+    pub fn new_blobs(&self) -> Vec<Segment> {
+        let mut out = self.segments.clone();
+        out.extend(self.inline.as_ref().map(InlineData::intent_segment));
+        out
+    }
+
     /// The data key as a key-store reference, if the version has one.
     pub fn dek_ref(&self) -> Option<KeyRef> {
         self.dek_slot.map(|slot| KeyRef {

@@ -97,6 +97,51 @@ pub fn seal_chunk(
     }
 }
 
+/// Format byte of an inlined object's sealed bytes ([`seal_inline`]).
+const INLINE_VERSION: u8 = 1;
+
+/// AAD of an inlined object: binds the ciphertext to its purpose and to the id its version
+/// record names (the stand-in blob id of its write intent), so sealed bytes moved into another
+/// record fail authentication.
+fn inline_aad(id: &[u8; 16]) -> [u8; 32] {
+    let mut aad = [0u8; 32];
+    aad[..16].copy_from_slice(b"strata/v1/inline");
+    aad[16..].copy_from_slice(id);
+    aad
+}
+
+/// Seals a small object's bytes for its version record (inline storage, no shard files):
+/// `1 || nonce (12) || ciphertext || tag (16)`, AES-256-GCM under the version's DEK with a
+/// fresh random nonce. A DEK seals at most one inline body (a version's key is its own), so the
+/// nonce cannot repeat under it.
+pub fn seal_inline(dek: &DataKey, id: &[u8; 16], plaintext: &[u8]) -> Vec<u8> {
+    let nonce = new_nonce();
+    let mut out = Vec::with_capacity(1 + 12 + plaintext.len() + GCM_TAG_LEN as usize);
+    out.push(INLINE_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = cipher::seal_in_place(dek.expose(), &nonce, &inline_aad(id), &mut out[13..]);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// Opens what [`seal_inline`] sealed: the plaintext, or `Integrity` (wrong key, other record,
+/// any changed byte).
+pub fn open_inline(dek: &DataKey, id: &[u8; 16], sealed: &[u8]) -> Result<Vec<u8>, NodeError> {
+    let tag_len = GCM_TAG_LEN as usize;
+    if sealed.len() < 13 + tag_len || sealed[0] != INLINE_VERSION {
+        return Err(NodeError::Integrity);
+    }
+    let nonce: [u8; 12] = sealed[1..13].try_into().expect("length checked");
+    let body_end = sealed.len() - tag_len;
+    let tag: [u8; 16] = sealed[body_end..].try_into().expect("16-byte tag");
+    let mut plain = sealed[13..body_end].to_vec();
+    if !cipher::open_in_place(dek.expose(), &nonce, &inline_aad(id), &mut plain, &tag) {
+        return Err(NodeError::Integrity);
+    }
+    Ok(plain)
+}
+
 /// The ciphertext length of a `plaintext_len`-byte chunk, if it is within the format's limit.
 fn ciphertext_len_of(plaintext_len: u64) -> Result<usize, NodeError> {
     usize::try_from(plaintext_len)
@@ -298,6 +343,29 @@ pub fn fuzz_shard_decode(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_seal_opens_only_with_its_key_and_id() {
+        let dek = DataKey::generate();
+        let id = [7u8; 16];
+        let plain = b"a small object".to_vec();
+        let sealed = seal_inline(&dek, &id, &plain);
+        assert_eq!(sealed.len(), 1 + 12 + plain.len() + 16);
+        assert!(!sealed.windows(plain.len()).any(|w| w == plain.as_slice()));
+        assert_eq!(open_inline(&dek, &id, &sealed).unwrap(), plain);
+        assert!(open_inline(&DataKey::generate(), &id, &sealed).is_err());
+        assert!(open_inline(&dek, &[8u8; 16], &sealed).is_err());
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(open_inline(&dek, &id, &bad).is_err(), "byte {i}");
+        }
+        assert!(open_inline(&dek, &id, &sealed[..20]).is_err());
+        assert_eq!(
+            open_inline(&dek, &id, &seal_inline(&dek, &id, b"")).unwrap(),
+            b""
+        );
+    }
 
     #[test]
     fn detached_seal_opens_only_with_its_key_nonce_and_aad() {

@@ -8,6 +8,7 @@ built on it checks what is really on disk.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -94,6 +95,32 @@ def chunk_ciphertext(files: dict[str, bytes], blob: str, index: int) -> tuple[by
     body = b"".join(data[i] for i in range(k))[:ct_len]
     aad = bytes.fromhex(blob) + index.to_bytes(4, "little")
     return header[40:52], body, aad
+
+
+# An inlined object's bytes in a version record (docs/metadata-format.md, `DataLayout.inline`):
+# the MessagePack map {"blob": bin(16), "sealed": bin} with sealed = 1 || nonce(12) || ct || tag.
+_INLINE_RE = re.compile(rb"\x82\xa4blob\xc4\x10(.{16})\xa6sealed(?:\xc4(.)|\xc5(..)|\xc6(....))",
+                        re.DOTALL)
+
+
+def inline_bodies(roots: list[Path]) -> list[tuple[bytes, bytes, bytes]]:
+    """(nonce, ciphertext+tag, AAD) of every inlined body found raw in the files under the roots
+    (the RocksDB WAL and uncompressed SST blocks keep old records until compaction)."""
+    out = []
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            for n in names:
+                try:
+                    raw = (Path(dirpath) / n).read_bytes()
+                except OSError:
+                    continue
+                for m in _INLINE_RE.finditer(raw):
+                    blob = m.group(1)
+                    size = int.from_bytes(next(g for g in m.groups()[1:] if g is not None), "big")
+                    sealed = raw[m.end():m.end() + size]
+                    if len(sealed) == size and size >= 29 and sealed[0] == 1:
+                        out.append((sealed[1:13], sealed[13:], b"strata/v1/inline" + blob))
+    return out
 
 
 def decrypts(key: bytes, nonce: bytes, body: bytes, aad: bytes) -> bytes | None:

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 SHARD_TMP_RE = re.compile(r"^(disks/[^/]+)/tmp/[^/]+$")
 SHARD_FINAL_RE = re.compile(r"^(disks/[^/]+)/shards/.+$")
 WAL_RE = re.compile(r"^meta/[^/]+\.log$")  # RocksDB write-ahead log files
+KEYS_RE = re.compile(r"^keys/slots$")  # the key store (wrapped keys in fixed slots)
 
 
 def shard_files(data_dir: str) -> list[str]:
@@ -460,6 +461,40 @@ def check_exchange(trace: Trace, ex: Exchange, label: str, *, min_renames: int,
                  f"({w.where()} on {trace.fd_rel(w)}) but no fsync/fdatasync of the WAL followed "
                  f"before the response ({resp.where()})")
     return v
+
+
+def check_new_key(trace: Trace, ex: Exchange, label: str, *, self_syncing: set[str]) -> list[str]:
+    """A request that stored a new key (a new version's or upload's DEK): the key store was
+    written and synced, and only then came a WAL write and its sync, all before the response.
+    (A version committed before its key is durable would be unreadable after a power cut.)"""
+    calls = window(trace, ex)
+    resp = ex.response
+    before = [c for c in calls if c.end < resp.start]
+    writes = [c for c in before if c.name in FILE_WRITES and c.ok
+              and KEYS_RE.match(trace.fd_rel(c) or "")]
+    if not writes:
+        return [f"{label}: MISSING KEY WRITE: no write to keys/slots before the response "
+                f"({resp.where()})"]
+    last = max(writes, key=lambda c: c.end)
+    path = trace.fd_rel(last)
+    if path in self_syncing:
+        durable = last.end
+    else:
+        syncs = [c for c in before if c.ok and c.start > last.end
+                 and ((c.name in FILE_SYNCS and trace.fd_rel(c) == path) or c.name in GLOBAL_SYNCS)]
+        if not syncs:
+            return [f"{label}: MISSING KEY FSYNC: {path} written ({last.where()}) but not "
+                    f"synced before the response ({resp.where()})"]
+        durable = min(c.end for c in syncs)
+    for w in before:
+        if w.name in FILE_WRITES and w.ok and w.start > durable and WAL_RE.match(trace.fd_rel(w) or ""):
+            wal = trace.fd_rel(w)
+            if wal in self_syncing or any(
+                    c.ok and c.start > w.end and c.name in FILE_SYNCS | GLOBAL_SYNCS
+                    and (c.name in GLOBAL_SYNCS or trace.fd_rel(c) == wal) for c in before):
+                return []
+    return [f"{label}: MISORDERED KEY: no synced WAL commit after the key store was durable "
+            f"(line {durable + 1}) and before the response ({resp.where()})"]
 
 
 def self_syncing_paths(trace: Trace) -> set[str]:

@@ -40,6 +40,8 @@ class Op:
     path: str         # request path without the query
     status: int       # what the client got
     min_renames: int  # shard files this request must publish (0: metadata-only request)
+    new_key: bool = False  # stores a new data key: key store synced before the commit
+    inline: bool = False   # a small object kept in its record: must publish no shard file
 
 
 class Driver:
@@ -48,9 +50,10 @@ class Driver:
     def __init__(self):
         self.ops: list[Op] = []
 
-    def record(self, label: str, method: str, path: str, status: int, min_renames: int = 0):
+    def record(self, label: str, method: str, path: str, status: int, min_renames: int = 0,
+               new_key: bool = False, inline: bool = False):
         assert 200 <= status < 300, f"{label}: HTTP {status}"
-        self.ops.append(Op(label, method, path, status, min_renames))
+        self.ops.append(Op(label, method, path, status, min_renames, new_key, inline))
 
 
 def _status(resp: dict) -> int:
@@ -64,11 +67,15 @@ def _drive(srv, bucket: str) -> tuple[Driver, dict[str, bytes]]:
     b = f"/{bucket}"
     d.record("CreateBucket", "PUT", b, _status(s3.create_bucket(Bucket=bucket)))
 
-    for key, size, renames in (("tiny", 1, 0), ("small", 300_000, 1), ("big", 9 * MiB, 1)):
+    # tiny and inline: below the inline threshold, kept in the version record (no shard files);
+    # their durability is the key store's sync, then the WAL's.
+    for key, size, renames in (("tiny", 1, 0), ("inline", 4096, 0), ("small", 300_000, 1),
+                               ("big", 9 * MiB, 1)):
         data = det_bytes(f"dura-{key}", size)
         r = s3.put_object(Bucket=bucket, Key=key, Body=data)
         assert r["ETag"] == md5_etag(data)
-        d.record(f"PutObject {key} ({size} B)", "PUT", f"{b}/{key}", _status(r), renames)
+        d.record(f"PutObject {key} ({size} B)", "PUT", f"{b}/{key}", _status(r), renames,
+                 new_key=True, inline=renames == 0)
         kept[key] = data
 
     parts = [det_bytes("dura-mp1", 5 * MiB), det_bytes("dura-mp2", MiB + 7)]
@@ -88,12 +95,13 @@ def _drive(srv, bucket: str) -> tuple[Driver, dict[str, bytes]]:
     data = det_bytes("dura-chunked", 200_000)
     status, headers, body = put_signed_streaming(srv, bucket, "chunked", data)
     assert status == 200, body[:300]
-    d.record("PutObject aws-chunked (signed streaming)", "PUT", f"{b}/chunked", status, 1)
+    d.record("PutObject aws-chunked (signed streaming)", "PUT", f"{b}/chunked", status, 1,
+             new_key=True)
     kept["chunked"] = data
 
     # Every object version has its own data key, so a copy re-encrypts: new shards.
     r = s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "small"})
-    d.record("CopyObject", "PUT", f"{b}/copy", _status(r), 1)
+    d.record("CopyObject", "PUT", f"{b}/copy", _status(r), 1, new_key=True)
     kept["copy"] = kept["small"]
 
     # Deletes last: the garbage collector they wake up commits too, and must not do so inside the
@@ -148,6 +156,10 @@ def test_acknowledged_writes_are_durable_in_order(make_server):
                                     self_syncing=self_syncing)
         problems += v.problems
         published.update(v.published)
+        if op.new_key:
+            problems += syscalls.check_new_key(trace, ex, op.label, self_syncing=self_syncing)
+        if op.inline and v.published:
+            problems.append(f"{op.label}: NOT INLINE: published shard files {v.published}")
 
     # Every shard file on disk now was published, and checked, inside an acknowledged request.
     for rel in syscalls.shard_files(trace.data_dir):

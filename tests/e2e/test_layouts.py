@@ -18,9 +18,11 @@ NO_REBALANCE = ["--rebalance-rate", "0"]
 
 
 def _write_set(s3, bucket: str, tag: str) -> dict[str, bytes]:
-    """A small object, a multi-chunk object and a multipart object; returns key -> bytes."""
+    """A one-chunk object (above the 16 KiB inline threshold), a multi-chunk object, a multipart
+    object and an inline one (in its version record: no segment to rebalance); returns key -> bytes."""
     objs = {
-        f"{tag}/small": det_bytes(f"{tag}-small", 100),
+        f"{tag}/small": det_bytes(f"{tag}-small", 100 * 1024),
+        f"{tag}/inline": det_bytes(f"{tag}-inline", 100),
         f"{tag}/chunks": det_bytes(f"{tag}-chunks", 5 * MiB + 123),
     }
     for k, v in objs.items():
@@ -93,7 +95,8 @@ def test_restart_with_other_geometry_keeps_everything_readable(make_server):
         time.sleep(0.5)
     w = _worker(srv, "rebalance")
     assert w["status"]["clean_for_layout"] == w["status"]["current_layout"], w
-    # Two object sets were on old layouts: 3 objects each, the multipart one with 3 segments.
+    # Two object sets were on old layouts: 3 chunked objects each, the multipart one with 3
+    # segments (the inline objects have none).
     assert w["status"]["segments_moved"] == 2 * (1 + 1 + 3), w
     _check_all(s3, "layouts", written)
 

@@ -186,14 +186,15 @@ def test_ready_fails_while_a_disk_of_the_write_layout_is_gone(make_server):
         assert m['strata_disk_writable{disk="disk2"}'] == 0 and m["strata_ready"] == 0
         assert m['strata_disk_writable{disk="disk1"}'] == 1
         assert m['strata_disk_io_errors_total{disk="disk2"}'] >= 1
-        # What readiness predicts: a write needs every disk of its placement.
+        # What readiness predicts: a chunked write (above the 16 KiB inline threshold) needs
+        # every disk of its placement.
         with pytest.raises(ClientError) as ei:
-            s3.put_object(Bucket="metrics-disks", Key="k", Body=b"x" * 1000)
+            s3.put_object(Bucket="metrics-disks", Key="k", Body=b"x" * 64 * 1024)
         assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
     finally:
         away.rename(disk)
     wait_for(lambda: get(srv.endpoint + "/_strata/ready") == (200, "ready\n"), 15, "ready again")
-    s3.put_object(Bucket="metrics-disks", Key="k", Body=b"x" * 1000)
+    s3.put_object(Bucket="metrics-disks", Key="k", Body=b"x" * 64 * 1024)
 
 
 def _referenced(expr: str) -> tuple[set[str], set[str]]:

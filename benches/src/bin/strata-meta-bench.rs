@@ -107,6 +107,7 @@ fn version(id: String, i: u64) -> VersionRecord {
                 layout: 1,
             }],
             dek_slot: Some(i),
+            inline: None,
         },
         parts: vec![],
         retention: None,

@@ -125,6 +125,7 @@ impl Engine {
             && strata_metadata::archive::is_archive_class(&v.storage_class)
         {
             out.data.segments = r.segments.clone();
+            out.data.inline = None;
             out.parts = v.parts.clone();
         }
         Ok(out)

@@ -108,6 +108,7 @@ pub fn version(id: String, etag: &str, seg: Option<Segment>) -> VersionRecord {
             wrapped_dek: vec![],
             segments: seg.into_iter().collect(),
             dek_slot: None,
+            inline: None,
         },
         parts: vec![],
         retention: None,
