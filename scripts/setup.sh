@@ -9,7 +9,8 @@
 #     rules in docs/alerts/, test_metrics.py).
 #   - A project-local virtualenv .venv with boto3, awscli, pytest, pytest-timeout, cryptography
 #     (test_keys.py unwraps the key store with the test's own master key, as an attacker would)
-#     and selenium (test_console.py; it talks to Debian's chromedriver, nothing else).
+#     and selenium (test_console.py; it talks to Debian's chromedriver, nothing else), requests
+#     (test_post_object.py posts HTML forms with it, as the boto3 docs for presigned POSTs do).
 # Fast when everything is already there: apt is skipped when every package is installed, pip when
 # every module imports. Runs unattended (no stdin, CI=true) as root; uses sudo if not root.
 # STRATA_E2E_TARGET=moto additionally installs moto[server] (the reference S3 server, see docs/testing.md).
@@ -17,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libclang-dev clang restic rclone s3cmd strace chromium chromium-driver etcd-server protobuf-compiler prometheus build-essential pkg-config python3 python3-venv)
-PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography selenium)
-PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography, selenium"
+PY_PACKAGES=(boto3 awscli pytest pytest-timeout cryptography selenium requests)
+PY_MODULES="boto3, botocore, awscli, pytest, pytest_timeout, cryptography, selenium, requests"
 
 log() { printf 'setup: %s\n' "$*"; }
 

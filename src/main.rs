@@ -241,6 +241,12 @@ enum AdminVerb {
         #[command(subcommand)]
         verb: migration_cli::MigrationVerb,
     },
+    /// Export jobs (data return): a bucket to a directory on the server's machine or to another
+    /// S3 endpoint, run in the server; `verify DIR` offline (docs/migration.md).
+    Export {
+        #[command(subcommand)]
+        verb: migration_cli::ExportVerb,
+    },
 }
 
 #[derive(Subcommand)]
@@ -644,7 +650,16 @@ enum Shape {
 async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     use serde_json::json;
     let mut shape = Shape::Json;
-    if let AdminVerb::Migration { verb } = args.verb {
+    if let AdminVerb::Export {
+        verb: migration_cli::ExportVerb::Verify { dir },
+    } = &args.verb
+    {
+        return migration_cli::verify_export(dir, args.json);
+    }
+    if matches!(
+        args.verb,
+        AdminVerb::Migration { .. } | AdminVerb::Export { .. }
+    ) {
         if let Some(ca) = args.ca_bundle.clone() {
             admin_client::use_ca_bundle(ca);
         }
@@ -658,7 +673,11 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             })?,
             region: args.region,
         };
-        return migration_cli::run(verb, &conn, args.json).await;
+        return match args.verb {
+            AdminVerb::Migration { verb } => migration_cli::run(verb, &conn, args.json).await,
+            AdminVerb::Export { verb } => migration_cli::run_export(verb, &conn, args.json).await,
+            _ => unreachable!("matched above"),
+        };
     }
     let (verb, body) = match args.verb {
         AdminVerb::Lifecycle { verb } => {
@@ -850,7 +869,7 @@ async fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
             "worker-set",
             json!({"name": name, "tranquility": tranquility}),
         ),
-        AdminVerb::Migration { .. } => unreachable!("handled above"),
+        AdminVerb::Migration { .. } | AdminVerb::Export { .. } => unreachable!("handled above"),
     };
     if let Some(ca) = args.ca_bundle.clone() {
         admin_client::use_ca_bundle(ca);

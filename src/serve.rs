@@ -588,6 +588,7 @@ pub async fn run_with(
     }
     let created = bootstrap_admin(&engine).await?;
     engine.start_background();
+    strata_migration::export::set_data_dir(&args.data_dir);
     strata_migration::spawn(&engine);
     // Each process trims its own audit log (not a leader singleton: the log is local).
     engine.workers().spawn(

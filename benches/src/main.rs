@@ -1,6 +1,7 @@
 //! strata-bench: an S3 load generator for any S3 endpoint (SigV4, path-style, plain HTTP).
 //! See benches/README.md for the standard suite.
 
+mod cpu;
 mod payload;
 mod s3;
 mod sigv4;
@@ -93,6 +94,10 @@ struct Args {
     /// Allow an endpoint outside 127.0.0.0/8 and ::1.
     #[arg(long)]
     allow_remote: bool,
+    /// PID of the server under test (same machine): report its CPU time per operation over the
+    /// measured phase, from /proc/PID/stat.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[tokio::main]
@@ -213,10 +218,24 @@ async fn run(args: Args) -> Result<i32> {
         duration,
         count: args.count,
     };
+    let cpu_before = args.server_pid.map(cpu::process_cpu).transpose()?;
     let elapsed = workload
         .run(&plan, args.concurrency, bounds, &stats, &op_name)
         .await;
     let report = stats.report(elapsed);
+    let server_cpu = match (args.server_pid, cpu_before) {
+        (Some(pid), Some(before)) => {
+            let used = cpu::process_cpu(pid)?.saturating_sub(before);
+            Some(cpu::ServerCpu::new(
+                pid,
+                used,
+                report.seconds,
+                report.total.ok,
+                report.total.bytes,
+            ))
+        }
+        _ => None,
+    };
 
     // A listing of a bucket nobody else writes to must show exactly what this run wrote.
     let mut list_check = None;
@@ -252,6 +271,9 @@ async fn run(args: Args) -> Result<i32> {
         report.seconds
     );
     print!("{}", report.table());
+    if let Some(cpu) = &server_cpu {
+        print!("{}", cpu.line());
+    }
     if let Some((listed, expected)) = list_check {
         println!("list check: {listed} keys listed, {expected} written");
     }
@@ -274,6 +296,7 @@ async fn run(args: Args) -> Result<i32> {
             "report": report,
             "list_check": list_check.map(|(listed, expected)| serde_json::json!({"listed": listed, "expected": expected})),
             "cleanup": cleanup,
+            "server_cpu": server_cpu,
         });
         println!("{line}");
     }

@@ -69,6 +69,52 @@ impl Engine {
         .await
     }
 
+    /// The parsed policy of `bucket` (`None` without one), parsed again only when the stored
+    /// document changed (see [`crate::policy::PolicyCache`]).
+    pub fn bucket_policy(
+        &self,
+        bucket: &BucketRecord,
+    ) -> Option<std::sync::Arc<crate::policy::Policy>> {
+        let doc = bucket.policy.as_deref()?;
+        self.inner.policies.get(&bucket.name, doc)
+    }
+
+    /// PutPublicAccessBlock (`Some`) and DeletePublicAccessBlock (`None`).
+    pub async fn set_public_access_block(
+        &self,
+        bucket: &str,
+        block: Option<strata_metadata::acl::PublicAccessBlock>,
+    ) -> Result<BucketRecord> {
+        self.require_writable(bucket).await?;
+        let b = bucket.to_string();
+        self.meta_call(move |m| {
+            m.update_bucket(&b, |r| {
+                r.public_access_block = block;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// PutBucketOwnershipControls (`Some`) and DeleteBucketOwnershipControls (`None`). Stored
+    /// ACLs are kept: under `BucketOwnerEnforced` they are not evaluated (and the gateway
+    /// refuses that setting while the bucket ACL grants anyone but the owner, as S3).
+    pub async fn set_bucket_ownership(
+        &self,
+        bucket: &str,
+        ownership: Option<strata_metadata::acl::ObjectOwnership>,
+    ) -> Result<BucketRecord> {
+        self.require_writable(bucket).await?;
+        let b = bucket.to_string();
+        self.meta_call(move |m| {
+            m.update_bucket(&b, |r| {
+                r.ownership = ownership;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     /// PutObjectAcl: replaces a version's ACL (`None` id: the latest version).
     pub async fn set_object_acl(
         &self,

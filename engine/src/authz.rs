@@ -3,17 +3,19 @@
 //! condition keys. S3-free: the gateway maps S3 operations to [`Action`]s and answers
 //! `AccessDenied` for [`Decision::Deny`].
 //!
-//! Evaluation order, as S3 (ACLs and bucket policies; Public Access Block and Object Ownership
-//! do not exist yet):
+//! Evaluation order, as S3 (ACLs, bucket policies, Public Access Block, Object Ownership):
 //! 1. an explicit Deny of the bucket policy wins over everything, the bucket owner included
 //!    (except that the owner may always get, put and delete the policy itself);
 //! 2. the bucket owner may do everything on the bucket and its configuration, and on objects it
 //!    owns (an object written by another account under `ObjectWriter` ownership is the writer's
-//!    unless its ACL grants the bucket owner);
-//! 3. an Allow of a policy;
+//!    unless its ACL grants the bucket owner; under `BucketOwnerEnforced` every object is the
+//!    bucket owner's);
+//! 3. an Allow of a policy (with `RestrictPublicBuckets` and a public policy: only for the
+//!    bucket owner);
 //! 4. an ACL grant (bucket ACL for bucket actions and object writes, object ACL for object
 //!    reads and object ACL actions) to the caller, to `AuthenticatedUsers` (any signed caller),
-//!    or to `AllUsers` (anyone, anonymous included);
+//!    or to `AllUsers` (anyone, anonymous included); no grant counts under
+//!    `BucketOwnerEnforced`, and the two group grants do not count with `IgnorePublicAcls`;
 //! 5. otherwise Deny (anonymous requests are allowed exactly where 3 or 4 allows them).
 //!
 //! Canned ACLs expand with [`canned_acl`] as S3 defines them.
@@ -133,9 +135,15 @@ pub struct Resource<'a> {
     pub bucket_acl: &'a Acl,
     /// The object's ACL (and owner) for object-level actions on an existing object.
     pub object_acl: Option<&'a Acl>,
+    /// The bucket's Public Access Block (all off when none is configured).
+    pub public_access_block: PublicAccessBlock,
+    /// The bucket's Object Ownership (`None`: no controls, as `ObjectWriter`).
+    pub ownership: Option<ObjectOwnership>,
 }
 
-pub use strata_metadata::acl::{Acl, Grant, Grantee, MAX_GRANTS, Permission};
+pub use strata_metadata::acl::{
+    Acl, Grant, Grantee, MAX_GRANTS, ObjectOwnership, Permission, PublicAccessBlock,
+};
 
 /// The outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +167,7 @@ pub fn authorize(
     policy: Option<&Policy>,
 ) -> Decision {
     let is = |id: &str| matches!(who, Principal::User { id: me } if me == id);
+    let policy_is_public = policy.is_some_and(Policy::is_public);
     let policy = match policy {
         Some(p) => {
             let arn = match resource.key {
@@ -180,21 +189,31 @@ pub fn authorize(
     }
     let grant = action.acl_grant();
     let object_level = matches!(grant, Some((AclOf::Object, _)));
+    // ACLs disabled: the bucket owner owns every object, no grant counts.
+    let enforced = resource.ownership == Some(ObjectOwnership::BucketOwnerEnforced);
     // The bucket owner: everything on the bucket, and on the objects it owns.
     if is(resource.bucket_owner) {
-        let owns_object = resource
-            .object_acl
-            .is_none_or(|o| o.owner == resource.bucket_owner);
+        let owns_object = enforced
+            || resource
+                .object_acl
+                .is_none_or(|o| o.owner == resource.bucket_owner);
         if !object_level || owns_object {
             return Decision::Allow;
         }
     }
     // An object's owner controls its object.
-    if object_level && resource.object_acl.is_some_and(|o| is(&o.owner)) {
+    if !enforced && object_level && resource.object_acl.is_some_and(|o| is(&o.owner)) {
         return Decision::Allow;
     }
-    if policy.allow {
+    let pab = resource.public_access_block;
+    // RestrictPublicBuckets: a public policy speaks for the owner's account only (the owner
+    // was allowed above; here it matters for objects others own).
+    let restricted = pab.restrict_public_buckets && policy_is_public && !is(resource.bucket_owner);
+    if policy.allow && !restricted {
         return Decision::Allow;
+    }
+    if enforced {
+        return Decision::Deny;
     }
     let acl = match grant {
         Some((AclOf::Bucket, needed)) => Some((resource.bucket_acl, needed)),
@@ -202,21 +221,42 @@ pub fn authorize(
         None => None,
     };
     match acl {
-        Some((acl, needed)) if grants(acl, who, needed) => Decision::Allow,
+        Some((acl, needed)) if grants(acl, who, needed, pab.ignore_public_acls) => Decision::Allow,
         _ => Decision::Deny,
     }
 }
 
-/// Whether `acl` grants `needed` (or FULL_CONTROL) to `who`, directly or through a group.
-pub fn grants(acl: &Acl, who: &Principal, needed: Permission) -> bool {
+/// Whether `acl` grants `needed` (or FULL_CONTROL) to `who`, directly or through a group;
+/// `ignore_public`: the AllUsers and AuthenticatedUsers grants do not count (IgnorePublicAcls).
+pub fn grants(acl: &Acl, who: &Principal, needed: Permission, ignore_public: bool) -> bool {
     acl.grants.iter().any(|g| {
         (g.permission == needed || g.permission == Permission::FullControl)
+            && !(ignore_public && is_public_grantee(&g.grantee))
             && match (&g.grantee, who) {
                 (Grantee::AllUsers, _) => true,
                 (Grantee::AuthenticatedUsers, Principal::User { .. }) => true,
                 (Grantee::User(id), Principal::User { id: me }) => id == me,
                 _ => false,
             }
+    })
+}
+
+/// S3's "public" grantees: the AllUsers and AuthenticatedUsers groups.
+pub fn is_public_grantee(g: &Grantee) -> bool {
+    matches!(g, Grantee::AllUsers | Grantee::AuthenticatedUsers)
+}
+
+/// Whether an ACL is public as S3 defines it (a grant to AllUsers or AuthenticatedUsers):
+/// refused with BlockPublicAcls.
+pub fn is_public_acl(acl: &Acl) -> bool {
+    acl.grants.iter().any(|g| is_public_grantee(&g.grantee))
+}
+
+/// Whether an ACL gives nothing beyond the owner's FULL_CONTROL (`private`,
+/// `bucket-owner-full-control` or the same body): the only ACL BucketOwnerEnforced accepts.
+pub fn is_owner_only_acl(acl: &Acl, owner: &str) -> bool {
+    acl.grants.iter().all(|g| {
+        g.grantee == Grantee::User(owner.to_string()) && g.permission == Permission::FullControl
     })
 }
 
@@ -326,6 +366,8 @@ mod tests {
                 bucket_owner: A,
                 bucket_acl: bucket,
                 object_acl: object,
+                public_access_block: PublicAccessBlock::default(),
+                ownership: None,
             },
             &ConditionKeys::new(),
             None,
@@ -420,6 +462,8 @@ mod tests {
             bucket_owner: A,
             bucket_acl: &private,
             object_acl: None,
+            public_access_block: PublicAccessBlock::default(),
+            ownership: None,
         };
         let policy = |effect: &str| {
             crate::policy::parse(
@@ -573,5 +617,84 @@ mod tests {
             Action::OwnerOnly("s3:PutBucketCORS").name(),
             "s3:PutBucketCORS"
         );
+    }
+
+    #[test]
+    fn public_access_block_and_ownership_change_what_acls_and_policies_give() {
+        let public = canned_acl("public-read", A, A).unwrap();
+        let b_obj = canned_acl("private", B, A).unwrap();
+        let doc = br#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#;
+        let policy = crate::policy::parse(doc, "b").unwrap();
+        let none = ConditionKeys::new();
+        let ask = |who: &Principal,
+                   object: &Acl,
+                   pab: PublicAccessBlock,
+                   ownership: Option<ObjectOwnership>,
+                   policy: Option<&Policy>| {
+            authorize(
+                who,
+                Action::GetObject,
+                &Resource {
+                    bucket: "b",
+                    key: Some("k"),
+                    version_id: None,
+                    bucket_owner: A,
+                    bucket_acl: &public,
+                    object_acl: Some(object),
+                    public_access_block: pab,
+                    ownership,
+                },
+                &none,
+                policy,
+            )
+        };
+        let anon = Principal::Anonymous;
+        let off = PublicAccessBlock::default();
+        let ignore = PublicAccessBlock {
+            ignore_public_acls: true,
+            ..off
+        };
+        let restrict = PublicAccessBlock {
+            restrict_public_buckets: true,
+            ..off
+        };
+        assert_eq!(ask(&anon, &public, off, None, None), Decision::Allow);
+        assert_eq!(ask(&anon, &public, ignore, None, None), Decision::Deny);
+        assert_eq!(ask(&user(B), &public, ignore, None, None), Decision::Deny);
+        // BucketOwnerEnforced: no ACL counts, the bucket owner owns B's object
+        let enforced = Some(ObjectOwnership::BucketOwnerEnforced);
+        assert_eq!(ask(&anon, &public, off, enforced, None), Decision::Deny);
+        assert_eq!(ask(&user(A), &b_obj, off, None, None), Decision::Deny);
+        assert_eq!(ask(&user(A), &b_obj, off, enforced, None), Decision::Allow);
+        assert_eq!(ask(&user(B), &b_obj, off, enforced, None), Decision::Deny);
+        // a policy still allows under BucketOwnerEnforced; RestrictPublicBuckets stops a
+        // public one for everyone but the bucket owner
+        assert_eq!(
+            ask(&anon, &b_obj, off, enforced, Some(&policy)),
+            Decision::Allow
+        );
+        assert_eq!(
+            ask(&anon, &b_obj, restrict, None, Some(&policy)),
+            Decision::Deny
+        );
+        assert_eq!(
+            ask(&user(B), &b_obj, restrict, None, Some(&policy)),
+            Decision::Allow,
+            "B owns it"
+        );
+        assert_eq!(
+            ask(&user(A), &b_obj, restrict, None, Some(&policy)),
+            Decision::Allow,
+            "the owner's account keeps what a public policy gives"
+        );
+        assert!(is_public_acl(&public) && !is_public_acl(&b_obj));
+        assert!(is_owner_only_acl(
+            &canned_acl("bucket-owner-full-control", A, A).unwrap(),
+            A
+        ));
+        assert!(!is_owner_only_acl(
+            &canned_acl("bucket-owner-full-control", B, A).unwrap(),
+            A
+        ));
     }
 }

@@ -15,6 +15,8 @@ pub struct NewBucket {
     pub object_lock: bool,
     /// The bucket's ACL (`None`: `private`).
     pub acl: Option<strata_metadata::acl::Acl>,
+    /// Object Ownership (`None`: no controls, `ObjectWriter` behaviour).
+    pub ownership: Option<strata_metadata::acl::ObjectOwnership>,
 }
 
 impl Engine {
@@ -31,6 +33,8 @@ impl Engine {
         let kek = self.new_kek().await?;
         let rec = BucketRecord {
             policy: None,
+            public_access_block: None,
+            ownership: spec.ownership,
             name: spec.name,
             owner: spec.owner,
             created: now_ms(),

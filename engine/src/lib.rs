@@ -131,6 +131,8 @@ struct Inner {
     usage: usage::UsageMeter,
     /// The audit log, once the server set it (`Engine::set_audit_log`); none in tests and tools.
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
+    /// Parsed bucket policies, keyed by the stored document (authorisation decisions).
+    policies: policy::PolicyCache,
     /// The local disks' health, once the server set it (`Engine::set_disk_health`).
     disk_health: std::sync::OnceLock<Arc<disks::DiskHealth>>,
     /// Cluster mode: re-reads the nodes' disk ids into the map (`Engine::set_disk_check`).
@@ -149,6 +151,9 @@ struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
 }
+
+/// How many buckets' parsed policies the engine keeps (at most 20 KiB of document each).
+const POLICY_CACHE_BUCKETS: usize = 1024;
 
 impl Engine {
     /// An engine over the stores. `layout` is the current placement layout (new data is written
@@ -181,6 +186,7 @@ impl Engine {
                 access_log: access_log::AccessLog::new(cfg.access_log_delay),
                 usage: usage::UsageMeter::default(),
                 audit: std::sync::OnceLock::new(),
+                policies: policy::PolicyCache::new(POLICY_CACHE_BUCKETS),
                 disk_health: std::sync::OnceLock::new(),
                 disk_check: std::sync::OnceLock::new(),
                 rotation: tokio::sync::Mutex::new(()),

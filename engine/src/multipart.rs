@@ -430,7 +430,13 @@ fn assemble(
         user_metadata: upload.user_metadata.clone(),
         tags: upload.tags.clone(),
         storage_class: upload.storage_class.clone(),
-        owner: req.owner.clone(),
+        // The upload's owner (its initiator, or the bucket owner under the ownership rules
+        // applied when it was created) owns the object, as its ACL says.
+        owner: if upload.owner.is_empty() {
+            req.owner.clone()
+        } else {
+            upload.owner.clone()
+        },
         data: DataLayout {
             kek_id: upload.kek_id.clone(),
             dek_id: upload.dek_id.clone(),

@@ -22,6 +22,8 @@ const MAX_VALUES: usize = 100;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     statements: Vec<Statement>,
+    /// S3's "public" (see [`Policy::is_public`]), decided once at parse time.
+    public: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,7 +224,8 @@ pub fn parse(doc: &[u8], bucket: &str) -> Result<Policy, String> {
     for s in list {
         statements.push(statement(s, bucket)?);
     }
-    Ok(Policy { statements })
+    let public = statements.iter().any(Statement::is_public);
+    Ok(Policy { statements, public })
 }
 
 fn one_of<'a>(
@@ -542,7 +545,149 @@ fn principal_matches(pattern: &str, who: &Principal, keys: &ConditionKeys) -> bo
     let name = keys.get("aws:username").and_then(|v| v.first());
     match (pattern.strip_prefix("arn:aws:iam:::user/"), name) {
         (Some(p), Some(n)) => p == n,
+        // The user's own ARN (`aws:PrincipalArn`): its canonical id is its account.
+        (None, Some(n)) => pattern == principal_arn(id, n),
         _ => false,
+    }
+}
+
+/// A user's `aws:PrincipalArn`: `arn:aws:iam::<canonical id>:user/<name>` (every user is its
+/// own account, named by its canonical id, as in the `arn:aws:iam::<id>:root` principal).
+pub fn principal_arn(id: &str, name: &str) -> String {
+    format!("arn:aws:iam::{id}:user/{name}")
+}
+
+/// Condition keys whose fixed value limits a statement to known principals or sources, so that
+/// a statement to `*` under one of them is not public (S3's "The meaning of public"; and
+/// `aws:username`, `aws:PrincipalArn`, `aws:PrincipalAccount` that name our users).
+const RESTRICTING_KEYS: &[&str] = &[
+    "aws:sourcearn",
+    "aws:sourcevpc",
+    "aws:sourcevpce",
+    "aws:sourceowner",
+    "aws:sourceaccount",
+    "aws:sourceorgid",
+    "aws:principalorgid",
+    "aws:principalaccount",
+    "aws:principalarn",
+    "aws:username",
+    "aws:userid",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
+    "s3:dataaccesspointarn",
+    "s3:dataaccesspointaccount",
+];
+
+impl Condition {
+    /// Whether this condition pins the request to fixed principals or sources (the statement is
+    /// then not public): a positive equality, or a pattern without wildcards, on a restricting
+    /// key; or `aws:SourceIp` within fixed ranges no wider than /8 (IPv4) or /32 (IPv6).
+    fn restricts(&self) -> bool {
+        use Op::*;
+        if self.if_exists {
+            return false;
+        }
+        if self.key == "aws:sourceip" {
+            return self.op == IpAddress
+                && self.values.iter().all(|v| {
+                    cidr(v).is_some_and(|(ip, bits)| bits >= if ip.is_ipv4() { 8 } else { 32 })
+                });
+        }
+        let fixed = match self.op {
+            StringEquals | StringEqualsIgnoreCase | ArnEquals => true,
+            StringLike | ArnLike => self.values.iter().all(|v| !v.contains(['*', '?'])),
+            _ => false,
+        };
+        if !fixed || !RESTRICTING_KEYS.contains(&self.key.as_str()) {
+            return false;
+        }
+        // aws:userid "AROLEID:*" names any session of a role: not fixed.
+        self.key != "aws:userid" || self.values.iter().all(|v| !v.ends_with(":*"))
+    }
+}
+
+impl Statement {
+    /// An Allow to everyone (`*`, `{"AWS": "*"}`, or a NotPrincipal) that no condition pins
+    /// to fixed principals or sources.
+    fn is_public(&self) -> bool {
+        self.effect == Effect::Allow
+            && (self.principals.negated || self.principals.values.iter().any(|p| p == "*"))
+            && !self.conditions.iter().any(Condition::restricts)
+    }
+}
+
+/// Parsed bucket policies by bucket, each kept with the exact document it was parsed from: a
+/// decision parses only when the document read from the metadata tier differs from the cached
+/// one (so a policy put or deleted through any gateway takes effect at once). Bounded.
+pub struct PolicyCache {
+    entries: std::sync::Mutex<CacheMap>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheMap {
+    by_bucket: std::collections::HashMap<String, CacheEntry>,
+    /// A use counter, for least-recently-used eviction.
+    tick: u64,
+}
+
+struct CacheEntry {
+    doc: String,
+    policy: Option<std::sync::Arc<Policy>>,
+    used: u64,
+}
+
+impl PolicyCache {
+    pub fn new(capacity: usize) -> Self {
+        PolicyCache {
+            entries: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The parsed policy `doc` of `bucket` (`None` if it does not parse; stored documents
+    /// always did).
+    pub fn get(&self, bucket: &str, doc: &str) -> Option<std::sync::Arc<Policy>> {
+        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        guard.tick += 1;
+        let tick = guard.tick;
+        let m = &mut guard.by_bucket;
+        if let Some(e) = m.get_mut(bucket)
+            && e.doc == doc
+        {
+            e.used = tick;
+            return e.policy.clone();
+        }
+        // Parsing under the lock is bounded (20 KiB, 100 statements) and keeps one parse per
+        // change even when many requests arrive together.
+        let policy = parse(doc.as_bytes(), bucket).ok().map(std::sync::Arc::new);
+        if !m.contains_key(bucket) && m.len() >= self.capacity {
+            // Evict the least recently used bucket.
+            if let Some(old) = m.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) {
+                m.remove(&old);
+            }
+        }
+        m.insert(
+            bucket.to_string(),
+            CacheEntry {
+                doc: doc.to_string(),
+                policy: policy.clone(),
+                used: tick,
+            },
+        );
+        policy
+    }
+
+    /// How many buckets' policies are cached (tests, metrics).
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_bucket
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -572,15 +717,12 @@ impl Policy {
         out
     }
 
-    /// S3's "public" (GetBucketPolicyStatus): an Allow to everyone (`*`) that no condition
-    /// narrows.
+    /// S3's "public" (GetBucketPolicyStatus, BlockPublicPolicy, RestrictPublicBuckets): some
+    /// Allow to everyone (`*`, or a NotPrincipal) that no condition pins to fixed principals or
+    /// sources (fixed `aws:SourceIp` ranges, `aws:SourceArn`, `aws:PrincipalArn`,
+    /// `aws:username`, ... see `RESTRICTING_KEYS`).
     pub fn is_public(&self) -> bool {
-        self.statements.iter().any(|s| {
-            s.effect == Effect::Allow
-                && !s.principals.negated
-                && s.principals.values.iter().any(|p| p == "*")
-                && s.conditions.is_empty()
-        })
+        self.public
     }
 }
 
@@ -809,5 +951,79 @@ mod tests {
             }
             fuzz_policy(&data);
         }
+    }
+
+    #[test]
+    fn public_as_s3_defines_it() {
+        let with = |principal: &str, cond: &str| {
+            let doc = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Principal":{principal},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"{cond}}}}}"#
+            );
+            parse(doc.as_bytes(), "b").unwrap().is_public()
+        };
+        assert!(with(r#""*""#, ""));
+        assert!(with(r#"{"AWS":"*"}"#, ""));
+        assert!(!with(r#"{"AWS":"arn:aws:iam:::user/bob"}"#, ""));
+        for (cond, public) in [
+            (r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, false),
+            (
+                r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","0.0.0.0/1"]}}"#,
+                true,
+            ),
+            (r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#, false),
+            (r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#, true),
+            (
+                r#"{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::x:user/bob"}}"#,
+                false,
+            ),
+            (
+                r#"{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/bob"}}"#,
+                true,
+            ),
+            (r#"{"StringEquals":{"aws:userid":"AROAEXAMPLE:*"}}"#, true),
+            (
+                r#"{"StringEquals":{"aws:SourceArn":"arn:aws:s3:::logs"}}"#,
+                false,
+            ),
+            (r#"{"StringEqualsIfExists":{"aws:username":"bob"}}"#, true),
+            (r#"{"StringEquals":{"s3:prefix":"home/"}}"#, true),
+            (r#"{"Bool":{"aws:SecureTransport":"true"}}"#, true),
+        ] {
+            assert_eq!(
+                with(r#""*""#, &format!(r#","Condition":{cond}"#)),
+                public,
+                "{cond}"
+            );
+        }
+        // a Deny to everyone is never public
+        let deny =
+            br#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}}"#;
+        assert!(!parse(deny, "b").unwrap().is_public());
+    }
+
+    #[test]
+    fn the_cache_follows_the_stored_document_and_stays_bounded() {
+        let allow = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#;
+        let deny = r#"{"Statement":{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#;
+        let c = PolicyCache::new(2);
+        let none = ConditionKeys::new();
+        let verdict = |doc: &str, bucket: &str| {
+            c.get(bucket, doc)
+                .unwrap()
+                .evaluate(&ANON, "s3:GetObject", "x", &none)
+        };
+        assert!(verdict(allow, "b").allow);
+        let first = c.get("b", allow).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &c.get("b", allow).unwrap()),
+            "parsed once"
+        );
+        // another document for the same bucket (put through any gateway): parsed anew
+        assert!(verdict(deny, "b").explicit_deny);
+        assert!(c.get("b", "not json").is_none());
+        for i in 0..10 {
+            assert!(verdict(allow, &format!("b{i}")).allow);
+        }
+        assert_eq!(c.len(), 2);
     }
 }

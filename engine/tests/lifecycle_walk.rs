@@ -109,6 +109,7 @@ async fn walk_state_crosses_pages_and_bucket_end() {
         region: "r".into(),
         object_lock: false,
         acl: None,
+        ownership: None,
     })
     .await
     .unwrap();
@@ -225,6 +226,7 @@ async fn retention_rule_expirations_are_retention_ends() {
         region: "r".into(),
         object_lock: false,
         acl: None,
+        ownership: None,
     })
     .await
     .unwrap();

@@ -56,6 +56,7 @@ async fn fixture() -> Fixture {
             region: "r".into(),
             object_lock: false,
             acl: None,
+            ownership: None,
         })
         .await
         .unwrap();

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod framing;
 pub mod http;
 pub mod metrics;
+pub mod post_policy;
 pub mod s3;
 
 use std::sync::Arc;
@@ -91,5 +92,7 @@ pub fn build_front_with(
         edge,
         host,
         engine: ctx.engine.clone(),
+        s3_ops: s3::StrataS3::new(ctx.clone()),
+        region: ctx.cfg.region.clone(),
     })
 }

@@ -18,6 +18,7 @@ const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0
 pub enum EdgeEvent {
     SigV2Refused,
     UnsignedHeaders,
+    /// A form POST whose fields before the file exceed 20 KiB.
     FormPostRefused,
     BodyTooLarge,
     BodyStalled,

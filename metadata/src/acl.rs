@@ -41,3 +41,28 @@ pub struct Acl {
 
 /// S3's limit on the grants of one ACL.
 pub const MAX_GRANTS: usize = 100;
+
+/// A bucket's Public Access Block (PutPublicAccessBlock): the four settings S3 has, each off
+/// unless set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse writes of public ACLs (grants to AllUsers / AuthenticatedUsers).
+    pub block_public_acls: bool,
+    /// Evaluate as if public grants were not there.
+    pub ignore_public_acls: bool,
+    /// Refuse a public bucket policy.
+    pub block_public_policy: bool,
+    /// A public policy allows only the bucket owner's principals.
+    pub restrict_public_buckets: bool,
+}
+
+/// S3 Object Ownership (PutBucketOwnershipControls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    /// ACLs are disabled: the bucket owner owns every object.
+    BucketOwnerEnforced,
+    /// An object written with `bucket-owner-full-control` becomes the bucket owner's.
+    BucketOwnerPreferred,
+    /// The writer owns what it writes (S3's behaviour before ownership controls).
+    ObjectWriter,
+}

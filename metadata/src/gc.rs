@@ -539,6 +539,27 @@ impl MetaStore {
         self.kv().commit(b)
     }
 
+    /// Writes a worker state only if it still is `current` (`None`: absent), as one
+    /// linearisable step of the tier: `Ok(false)` (and no change) when another writer changed it
+    /// since it was read. Processes sharing the tier (cluster gateways) serialise
+    /// read-modify-writes with it.
+    pub fn put_worker_state_if(
+        &self,
+        name: &str,
+        current: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool> {
+        let k = worker_key(name);
+        let mut b = Batch::default();
+        b.unchanged(Space::Sys, &k, current);
+        b.put(Space::Sys, k, value.to_vec());
+        match self.kv().commit(b) {
+            Ok(()) => Ok(true),
+            Err(MetaError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Several worker states in one atomic commit (a job's checkpoint with the report entries
     /// of the same step, so a crash keeps both or neither).
     pub fn put_worker_states(&self, states: &[(String, Vec<u8>)]) -> Result<()> {

@@ -97,6 +97,13 @@ pub struct BucketRecord {
     /// The bucket policy (PutBucketPolicy), the JSON document as put (checked then).
     #[serde(default)]
     pub policy: Option<String>,
+    /// Public Access Block (PutPublicAccessBlock); `None`: none configured (all four off).
+    #[serde(default)]
+    pub public_access_block: Option<crate::acl::PublicAccessBlock>,
+    /// Object Ownership (PutBucketOwnershipControls, CreateBucket's `x-amz-object-ownership`);
+    /// `None`: no controls, which behaves as `ObjectWriter` (buckets created before them).
+    #[serde(default)]
+    pub ownership: Option<crate::acl::ObjectOwnership>,
 }
 
 /// A KEK by id and key-store slot.

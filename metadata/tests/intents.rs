@@ -264,3 +264,37 @@ fn worker_state_round_trips() {
         Some(&b"cursor-2"[..])
     );
 }
+
+#[test]
+fn conditional_worker_state_has_one_winner_and_refuses_stale_writes() {
+    let (_d, s) = open();
+    // Racing creators of one name (two gateways starting the same job): exactly one wins.
+    let wins: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let s = &s;
+                sc.spawn(move || {
+                    s.put_worker_state_if("job/x", None, format!("v{i}").as_bytes())
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+    });
+    assert_eq!(wins, 1);
+    let read = s.get_worker_state("job/x").unwrap().unwrap();
+    // A write based on what was read applies; one based on a stale read changes nothing.
+    assert!(
+        s.put_worker_state_if("job/x", Some(&read), b"paused")
+            .unwrap()
+    );
+    assert!(
+        !s.put_worker_state_if("job/x", Some(&read), b"cancelled")
+            .unwrap()
+    );
+    assert!(!s.put_worker_state_if("job/x", None, b"again").unwrap());
+    assert_eq!(
+        s.get_worker_state("job/x").unwrap().as_deref(),
+        Some(&b"paused"[..])
+    );
+}

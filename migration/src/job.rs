@@ -108,6 +108,10 @@ pub struct JobRecord {
     /// Part size when a single-part source object is copied by parts.
     #[serde(default = "default_part_size")]
     pub part_size: u64,
+    /// An export job (`strata admin export`): `bucket` is the local bucket read, and the
+    /// `source_*` fields describe the remote written to (`--to-endpoint`); `None`: an import.
+    #[serde(default)]
+    pub export: Option<crate::export::ExportSpec>,
 }
 
 fn default_part_threshold() -> u64 {
@@ -180,6 +184,9 @@ pub struct Progress {
     pub consecutive_errors: u32,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Export to a directory: manifest segments written (the next one is this plus one).
+    #[serde(default)]
+    pub manifest_segments: u64,
 }
 
 pub fn job_key(name: &str) -> String {
@@ -289,6 +296,31 @@ pub async fn load_job(engine: &Engine, name: &str) -> Result<Option<JobRecord>, 
     let k = job_key(name);
     let raw = engine.meta_call(move |m| m.get_worker_state(&k)).await?;
     Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+}
+
+/// The job and its stored bytes (what a conditional save compares with).
+pub async fn load_job_raw(
+    engine: &Engine,
+    name: &str,
+) -> Result<Option<(JobRecord, Vec<u8>)>, EngineError> {
+    let k = job_key(name);
+    let raw = engine.meta_call(move |m| m.get_worker_state(&k)).await?;
+    Ok(raw.and_then(|r| serde_json::from_slice(&r).ok().map(|j| (j, r))))
+}
+
+/// Saves the job only if its record still is `read` (`None`: there was none): `false` when
+/// another process (a gateway sharing the metadata tier) changed it meanwhile. JOB_LOCK
+/// serialises the writers of one process; this, those of every process.
+pub async fn save_job_if(
+    engine: &Engine,
+    job: &JobRecord,
+    read: Option<Vec<u8>>,
+) -> Result<bool, EngineError> {
+    let k = job_key(&job.name);
+    let raw = serde_json::to_vec(job).map_err(|e| EngineError::internal(e.to_string()))?;
+    engine
+        .meta_call(move |m| m.put_worker_state_if(&k, read.as_deref(), &raw))
+        .await
 }
 
 pub async fn save_job(engine: &Engine, job: &JobRecord) -> Result<(), EngineError> {
@@ -429,15 +461,23 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
         source_ca_pem: args.source_ca_pem.filter(|p| !p.trim().is_empty()),
         part_threshold,
         part_size,
+        export: None,
     };
-    save_job(engine, &job).await?;
+    // Conditional on the name being free in the whole tier: two gateways starting the same
+    // name at once get one job and one refusal.
+    if !save_job_if(engine, &job, None).await? {
+        return Err(invalid(format!(
+            "a migration job named {:?} exists",
+            job.name
+        )));
+    }
     Ok(job_json(&job, &Progress::default()))
 }
 
 /// pause / resume / cancel.
 pub async fn control(engine: &Engine, name: &str, verb: &str) -> Result<Value, JobError> {
     let _guard = JOB_LOCK.lock().await;
-    let mut job = load_job(engine, name)
+    let (mut job, read) = load_job_raw(engine, name)
         .await?
         .ok_or_else(|| invalid(format!("no migration job {name:?}")))?;
     let next = match (verb, job.state) {
@@ -452,7 +492,11 @@ pub async fn control(engine: &Engine, name: &str, verb: &str) -> Result<Value, J
         }
     };
     job.state = next;
-    save_job(engine, &job).await?;
+    if !save_job_if(engine, &job, Some(read)).await? {
+        return Err(invalid(format!(
+            "job {name:?} changed meanwhile (through another gateway or its worker): try again"
+        )));
+    }
     if next == JobState::Cancelled {
         // Nothing half-copied stays at the destination (the worker also sweeps what a running
         // step leaves after this).
@@ -486,24 +530,30 @@ impl strata_engine::rotation::SecretResealer for JobSecrets {
         for found in list_jobs(engine).await? {
             // Under the lock every writer of job records takes: no verb's write is undone.
             let _g = JOB_LOCK.lock().await;
-            let Some(mut job) = load_job(engine, &found.name).await? else {
-                continue;
-            };
-            let Ok(sealed) = hex::decode(&job.source_secret_sealed) else {
-                continue;
-            };
-            match engine.keys().reseal_secret(&secret_aad(&job.name), &sealed) {
-                Ok(Some(new)) => {
-                    job.source_secret_sealed = hex::encode(new);
-                    save_job(engine, &job).await?;
-                    changed += 1;
+            // Bounded: a record another gateway keeps changing is read again a few times.
+            for _ in 0..16 {
+                let Some((mut job, read)) = load_job_raw(engine, &found.name).await? else {
+                    break;
+                };
+                let Ok(sealed) = hex::decode(&job.source_secret_sealed) else {
+                    break;
+                };
+                match engine.keys().reseal_secret(&secret_aad(&job.name), &sealed) {
+                    Ok(Some(new)) => {
+                        job.source_secret_sealed = hex::encode(new);
+                        if !save_job_if(engine, &job, Some(read)).await? {
+                            continue;
+                        }
+                        changed += 1;
+                    }
+                    Ok(None) => {}
+                    // Neither key opens it (corrupt): the job ends in ERROR when it runs; the
+                    // rotation must not stop for it.
+                    Err(e) => {
+                        tracing::warn!(job = %job.name, error = %e, "master rotation: a migration job secret does not open")
+                    }
                 }
-                Ok(None) => {}
-                // Neither key opens it (corrupt): the job ends in ERROR when it runs; the
-                // rotation must not stop for it.
-                Err(e) => {
-                    tracing::warn!(job = %job.name, error = %e, "master rotation: a migration job secret does not open")
-                }
+                break;
             }
         }
         Ok(changed)
@@ -577,6 +627,17 @@ pub fn job_json(job: &JobRecord, p: &Progress) -> Value {
     v["part_threshold"] = json!(job.part_threshold);
     v["part_size"] = json!(job.part_size);
     v["source_ca_bundle"] = json!(job.source_ca_pem.is_some());
+    v["kind"] = json!(if job.export.is_some() {
+        "export"
+    } else {
+        "import"
+    });
+    if let Some(x) = &job.export {
+        v["to_dir"] = json!(x.to_dir);
+        v["to_bucket"] = json!(x.to_bucket);
+        v["to_endpoint"] = json!(x.to_bucket.as_ref().map(|_| &job.source_endpoint));
+        v["manifest_segments"] = json!(p.manifest_segments);
+    }
     v
 }
 

@@ -7,6 +7,9 @@
 //! not; the gateway's admin verbs and the server start it.
 
 pub mod copy;
+pub mod export;
+pub mod export_dir;
+pub mod export_remote;
 pub mod job;
 pub mod parts;
 pub mod report;

@@ -135,10 +135,16 @@ pub enum PartRead {
 }
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+/// A request body: empty for reads, an object's bytes for an export's writes.
+pub type UpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn empty() -> UpBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
 
 #[derive(Clone)]
 pub struct Source {
-    http: Client<Connector, Empty<Bytes>>,
+    http: Client<Connector, UpBody>,
     base: String,
     host: String,
     identity: Identity,
@@ -479,10 +485,23 @@ impl Source {
         path_query: &str,
         extra: &[(&str, &str)],
     ) -> Result<http::Response<Incoming>, SourceError> {
+        self.send_body(method, path_query, extra, empty(), EMPTY_SHA256)
+            .await
+    }
+
+    /// Sends a signed request with `body`, whose SHA-256 is `payload` (or `UNSIGNED-PAYLOAD`).
+    async fn send_body(
+        &self,
+        method: Method,
+        path_query: &str,
+        extra: &[(&str, &str)],
+        body: UpBody,
+        payload: &str,
+    ) -> Result<http::Response<Incoming>, SourceError> {
         let url = format!("{}{}", self.base, path_query);
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), self.host.clone()),
-            ("x-amz-content-sha256".into(), EMPTY_SHA256.into()),
+            ("x-amz-content-sha256".into(), payload.into()),
         ];
         for (k, v) in extra {
             headers.push((k.to_string(), v.to_string()));
@@ -503,7 +522,7 @@ impl Source {
             method.as_str(),
             &url,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Precomputed(EMPTY_SHA256.into()),
+            SignableBody::Precomputed(payload.into()),
         )
         .map_err(|e| SourceError::transport(format!("signing: {e}")))?;
         let (instructions, _) = sign(signable, &params)
@@ -514,7 +533,7 @@ impl Source {
             req = req.header(k, v);
         }
         let mut req = req
-            .body(Empty::new())
+            .body(body)
             .map_err(|e| SourceError::transport(e.to_string()))?;
         instructions.apply_to_request_http1x(&mut req);
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req))
@@ -737,6 +756,36 @@ impl Source {
             .into_iter()
             .map(|t| (t.key, t.value))
             .collect())
+    }
+}
+
+impl Source {
+    /// PutObject with a streamed body of `len` bytes (unsigned payload; `headers` carry the
+    /// metadata and Content-MD5 when known). Returns the ETag (without quotes).
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        len: u64,
+        headers: &[(String, String)],
+        body: UpBody,
+    ) -> Result<String, SourceError> {
+        let path = Self::object_path(bucket, key, &[]);
+        let len = len.to_string();
+        let mut extra: Vec<(&str, &str)> = vec![("content-length", len.as_str())];
+        extra.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let resp = self
+            .send_body(Method::PUT, &path, &extra, body, "UNSIGNED-PAYLOAD")
+            .await?;
+        Ok(header(resp.headers(), "etag")
+            .map(|e| unquote(&e))
+            .unwrap_or_default())
+    }
+
+    /// DeleteObject of the key (a delete marker in a versioned bucket).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), SourceError> {
+        let path = Self::object_path(bucket, key, &[]);
+        self.send(Method::DELETE, &path, &[]).await.map(|_| ())
     }
 }
 

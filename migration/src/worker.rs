@@ -21,9 +21,7 @@ use strata_engine::Engine;
 use strata_engine::workers::{WorkState, Worker};
 
 use crate::copy::{Ctx, Limiter, Outcome, Skip, copy_one, copy_version};
-use crate::job::{
-    self, JOB_LOCK, JobRecord, JobState, Progress, load_job, load_progress, progress_key, save_job,
-};
+use crate::job::{self, JOB_LOCK, JobRecord, JobState, Progress, load_progress, progress_key};
 use crate::report::{Entry, entry_key};
 use crate::source::{Listed, ListedVersion, Source, SourceError};
 
@@ -54,11 +52,11 @@ struct PageState {
 }
 
 pub struct MigrationWorker {
-    engine: Engine,
+    pub(crate) engine: Engine,
     page: Option<PageState>,
     vpage: Option<VersionsPage>,
     source: Option<(String, Source)>,
-    status: Value,
+    pub(crate) status: Value,
 }
 
 impl MigrationWorker {
@@ -72,7 +70,7 @@ impl MigrationWorker {
         }
     }
 
-    fn source(&mut self, job: &JobRecord) -> Result<&Source, String> {
+    pub(crate) fn source(&mut self, job: &JobRecord) -> Result<&Source, String> {
         if self.source.as_ref().is_none_or(|(n, _)| *n != job.name) {
             let secret = job::open_secret(&self.engine, job)?;
             let s = Source::new(
@@ -88,7 +86,7 @@ impl MigrationWorker {
     }
 
     /// Moves a job to a final state (unless an operator changed it meanwhile).
-    async fn finish(
+    pub(crate) async fn finish(
         &self,
         name: &str,
         state: JobState,
@@ -96,7 +94,7 @@ impl MigrationWorker {
         mut progress: Progress,
     ) -> Result<(), String> {
         let _g = JOB_LOCK.lock().await;
-        let Some(mut job) = load_job(&self.engine, name)
+        let Some((mut job, read)) = job::load_job_raw(&self.engine, name)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -111,9 +109,13 @@ impl MigrationWorker {
         // A by-part copy cut short (a crash between completion and its cursor's removal).
         crate::parts::abort_all(&self.engine, &job).await;
         save_progress(&self.engine, name, &progress, Vec::new()).await?;
-        save_job(&self.engine, &job)
+        // An operator's pause or cancel through another gateway meanwhile wins.
+        if !job::save_job_if(&self.engine, &job, Some(read))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
         tracing::info!(target: "strata::audit", job = %name, state = %job::state_name(state), "migration job ended");
         Ok(())
     }
@@ -142,7 +144,7 @@ impl MigrationWorker {
             return Ok(Some(found));
         }
         let _g = JOB_LOCK.lock().await;
-        let Some(mut j) = load_job(&self.engine, &found.name)
+        let Some((mut j, read)) = job::load_job_raw(&self.engine, &found.name)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -152,25 +154,26 @@ impl MigrationWorker {
             return Ok(None);
         }
         j.state = JobState::Started;
-        save_job(&self.engine, &j)
+        if !job::save_job_if(&self.engine, &j, Some(read))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(None);
+        }
         tracing::info!(target: "strata::audit", job = %j.name, source = %j.source_endpoint, source_bucket = %j.source_bucket, bucket = %j.bucket, "migration job started");
         Ok(Some(j))
     }
 
     async fn step(&mut self, job: JobRecord) -> Result<WorkState, String> {
+        if job.export.is_some() {
+            return self.step_export(job).await;
+        }
         if job.versions {
             return self.step_versions(job).await;
         }
         let started = Instant::now();
         let engine = self.engine.clone();
-        let mut progress = load_progress(&engine, &job.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if progress.started_ms.is_none() {
-            progress.started_ms = Some(strata_engine::now_ms());
-        }
+        let mut progress = step_progress(&engine, &job.name).await?;
         if self
             .page
             .as_ref()
@@ -350,17 +353,23 @@ async fn list_histories(
     })
 }
 
+/// The progress a step starts from, stamped with the job's start time on its first step.
+pub(crate) async fn step_progress(engine: &Engine, name: &str) -> Result<Progress, String> {
+    let mut progress = load_progress(engine, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    if progress.started_ms.is_none() {
+        progress.started_ms = Some(strata_engine::now_ms());
+    }
+    Ok(progress)
+}
+
 impl MigrationWorker {
     /// One step of a `--versions` job (see the module doc).
     async fn step_versions(&mut self, job: JobRecord) -> Result<WorkState, String> {
         let started = Instant::now();
         let engine = self.engine.clone();
-        let mut progress = load_progress(&engine, &job.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if progress.started_ms.is_none() {
-            progress.started_ms = Some(strata_engine::now_ms());
-        }
+        let mut progress = step_progress(&engine, &job.name).await?;
         if self
             .vpage
             .as_ref()
@@ -519,15 +528,15 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// The object an outcome is about, for the report.
-struct About<'a> {
-    key: &'a str,
-    version_id: Option<&'a str>,
-    size: u64,
-    etag: &'a str,
+pub(crate) struct About<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub size: u64,
+    pub etag: &'a str,
 }
 
 /// Counts one outcome and adds its report entry (failures and skips) to `reports`.
-fn account(
+pub(crate) fn account(
     job: &str,
     progress: &mut Progress,
     reports: &mut Vec<(String, Vec<u8>)>,
@@ -667,7 +676,7 @@ fn histories(entries: Vec<ListedVersion>) -> VecDeque<History> {
 }
 
 /// The job's progress and the report entries of the same step, in one commit.
-async fn save_progress(
+pub(crate) async fn save_progress(
     engine: &Engine,
     name: &str,
     progress: &Progress,

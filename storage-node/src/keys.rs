@@ -11,8 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use crate::cipher;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// 32 bytes of AES-256 key material, zeroized on drop.
@@ -82,23 +81,15 @@ fn random_key() -> KeyBytes {
 /// AES-256-GCM with a fresh random nonce. Random 96-bit nonces are safe here: each key wraps few
 /// messages (keys and secrets, not data), far below the 2^32 limit for random GCM nonces.
 fn seal(key: &KeyBytes, purpose: &[u8], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(key.into());
     let mut nonce = [0u8; NONCE_LEN];
     rand::fill(&mut nonce);
     let full_aad = [purpose, aad].concat();
-    let ciphertext = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &full_aad,
-            },
-        )
-        .expect("AES-GCM encryption of a small buffer cannot fail");
-    let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
     out.push(WRAP_VERSION);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
+    out.extend_from_slice(plaintext);
+    let tag = cipher::seal_in_place(key, &nonce, &full_aad, &mut out[1 + NONCE_LEN..]);
+    out.extend_from_slice(&tag);
     out
 }
 
@@ -112,18 +103,16 @@ fn open(
         return Err(KeyError::Unwrap);
     }
     let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("length checked");
-    let cipher = Aes256Gcm::new(key.into());
+    let (ciphertext, tag) =
+        sealed[1 + NONCE_LEN..].split_at(sealed.len() - 1 - NONCE_LEN - TAG_LEN);
+    let tag: [u8; TAG_LEN] = tag.try_into().expect("length checked");
     let full_aad = [purpose, aad].concat();
-    cipher
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: &sealed[1 + NONCE_LEN..],
-                aad: &full_aad,
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::Unwrap)
+    let mut plaintext = Zeroizing::new(ciphertext.to_vec());
+    if cipher::open_in_place(key, &nonce, &full_aad, &mut plaintext, &tag) {
+        Ok(plaintext)
+    } else {
+        Err(KeyError::Unwrap)
+    }
 }
 
 fn key_from_slice(bytes: &[u8]) -> Result<KeyBytes, KeyError> {

@@ -15,6 +15,7 @@
 //! I/O on a local or remote disk), `cluster` (placement groups, the primary pipeline, the gateway's
 //! client), `node_server` (the cluster node API).
 
+pub mod cipher;
 pub mod cluster;
 mod delete;
 mod files;

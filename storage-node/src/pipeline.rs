@@ -2,10 +2,10 @@
 //! Shared by the store, the fuzz targets and the pipeline micro-benchmark.
 
 use aes_gcm::aead::AeadInOut;
-use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use strata_erasure::Codec;
 
+use crate::cipher;
 use crate::format::{self, GCM_TAG_LEN, ShardHeader};
 use crate::{ChunkId, DataKey, NodeError};
 
@@ -62,9 +62,9 @@ impl SealedStripe {
     }
 }
 
-/// Encrypts `plaintext` under `nonce` straight into a stripe buffer (no intermediate copy),
-/// appends the tag, computes parity in place and checksums every shard. `buffer` is reused if it
-/// is big enough. `nonce` must never have been used with `dek` before ([`new_nonce`]).
+/// Copies `plaintext` into a stripe buffer, encrypts it there in place, appends the tag,
+/// computes parity in place and checksums every shard. `buffer` is reused if it is big enough.
+/// `nonce` must never have been used with `dek` before ([`new_nonce`]).
 pub fn seal_chunk(
     codec: &Codec,
     id: ChunkId,
@@ -78,14 +78,9 @@ pub fn seal_chunk(
     // Only the length changes: the data region is overwritten and padding/parity are rewritten
     // by encode_stripe, so stale bytes from the last use never leak.
     buffer.resize(stripe_len, 0);
-    let cipher = Aes256Gcm::new(dek.expose().into());
-    let tag = cipher
-        .encrypt_inout_detached(
-            &Nonce::from(nonce),
-            &chunk_aad(id),
-            InOutBuf::new(plaintext, &mut buffer[..plaintext.len()]).expect("equal lengths"),
-        )
-        .expect("chunk below the AES-GCM length limit");
+    let data = &mut buffer[..plaintext.len()];
+    data.copy_from_slice(plaintext);
+    let tag = cipher::seal_in_place(dek.expose(), &nonce, &chunk_aad(id), data);
     buffer[plaintext.len()..ciphertext_len].copy_from_slice(&tag);
     codec
         .encode_stripe(&mut buffer, ciphertext_len)
@@ -122,16 +117,18 @@ fn decrypt_in_place(
     ciphertext_len: usize,
 ) -> Result<usize, NodeError> {
     let plaintext_len = ciphertext_len - GCM_TAG_LEN as usize;
-    let tag = Tag::try_from(&buf[plaintext_len..ciphertext_len]).expect("16-byte tag");
-    let cipher = Aes256Gcm::new(dek.expose().into());
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::from(nonce),
-            &chunk_aad(id),
-            (&mut buf[..plaintext_len]).into(),
-            &tag,
-        )
-        .map_err(|_| NodeError::Integrity)?;
+    let tag: [u8; 16] = buf[plaintext_len..ciphertext_len]
+        .try_into()
+        .expect("16-byte tag");
+    if !cipher::open_in_place(
+        dek.expose(),
+        &nonce,
+        &chunk_aad(id),
+        &mut buf[..plaintext_len],
+        &tag,
+    ) {
+        return Err(NodeError::Integrity);
+    }
     Ok(plaintext_len)
 }
 
@@ -182,9 +179,10 @@ pub fn open_chunk(
     Ok(data)
 }
 
-/// AES-256-GCM alone, in place, for the pipeline benchmark's reference figures. It lives here so
-/// it is compiled like the pipeline (aes-gcm is generic: its hot loops are compiled in the calling
-/// crate, and storage-node is built at opt-level 3 even in dev, the benchmark crate is not).
+/// AES-256-GCM of the `aes-gcm` crate (the pure-Rust alternative to [`cipher`]'s ring), in place,
+/// for the pipeline benchmark's comparison. It lives here so it is compiled like the pipeline
+/// (aes-gcm is generic: its hot loops are compiled in the calling crate, and storage-node is
+/// built at opt-level 3 even in dev, the benchmark crate is not).
 pub fn aes_gcm_encrypt_in_place(
     key: &[u8; 32],
     nonce: &[u8; 12],
@@ -215,10 +213,7 @@ pub fn aes_gcm_decrypt_in_place(
 /// inside container chunks the store then encrypts again). The caller owns nonce uniqueness
 /// (a fresh [`new_nonce`]) and domain separation (an AAD of its own shape).
 pub fn seal_detached(dek: &DataKey, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-    Aes256Gcm::new(dek.expose().into())
-        .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
-        .expect("below the AES-GCM length limit")
-        .into()
+    cipher::seal_in_place(dek.expose(), nonce, aad, buf)
 }
 
 /// Counterpart of [`seal_detached`]: `Err(Integrity)` (and `buf` unspecified) unless the tag
@@ -230,9 +225,11 @@ pub fn open_detached(
     buf: &mut [u8],
     tag: &[u8; 16],
 ) -> Result<(), NodeError> {
-    Aes256Gcm::new(dek.expose().into())
-        .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into(), &Tag::from(*tag))
-        .map_err(|_| NodeError::Integrity)
+    if cipher::open_in_place(dek.expose(), nonce, aad, buf, tag) {
+        Ok(())
+    } else {
+        Err(NodeError::Integrity)
+    }
 }
 
 /// Fuzz/CI entry point: runs arbitrary shard-file bytes through header parsing, body verification,

@@ -61,6 +61,8 @@ def test_bucket_and_object_acl_show_the_canonical_owner(server, s3, bucket, tmp_
 
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+# ACLs apply only to buckets that allow them: new buckets are BucketOwnerEnforced, as in S3.
+OBJECT_WRITER = {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
 
@@ -85,7 +87,7 @@ def test_bucket_acl_canned_grants_and_body(s3, bob):
     me = s3.list_buckets()["Owner"]["ID"]
     b3, bob_id, bob_name = bob
     name = "acl-" + uuid.uuid4().hex[:12]
-    s3.create_bucket(Bucket=name, ACL="public-read")
+    s3.create_bucket(Bucket=name, ObjectOwnership="ObjectWriter", ACL="public-read")
     try:
         assert grants_of(s3.get_bucket_acl(Bucket=name)) == {
             (me, "FULL_CONTROL"), (ALL_USERS, "READ")}
@@ -133,6 +135,7 @@ def test_bucket_acl_canned_grants_and_body(s3, bob):
 
 
 def test_object_acls_on_writes_and_by_version(server, s3, bucket, bob, tmp_path):
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
     me = s3.list_buckets()["Owner"]["ID"]
     _, bob_id, _ = bob
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -209,7 +212,7 @@ def keys(listing) -> list[str]:
 
 def test_public_read_bucket_lets_anonymous_list_and_get_but_not_put(server, s3, fresh):
     anon = anonymous(server)
-    s3.create_bucket(Bucket=fresh, ACL="public-read")
+    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="public-read")
     s3.put_object(Bucket=fresh, Key="pub", Body=b"public bytes", ACL="public-read")
     s3.put_object(Bucket=fresh, Key="priv", Body=b"private bytes")
     # bucket READ: the listings and HeadBucket
@@ -250,6 +253,7 @@ def test_public_read_bucket_lets_anonymous_list_and_get_but_not_put(server, s3, 
 
 
 def test_public_object_in_private_bucket_is_readable_its_neighbours_not(server, s3, bucket):
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=OBJECT_WRITER)
     anon = anonymous(server)
     s3.put_object(Bucket=bucket, Key="shared", Body=b"for everyone", ACL="public-read")
     s3.put_object(Bucket=bucket, Key="neighbour", Body=b"mine")
@@ -279,7 +283,8 @@ def test_public_object_in_private_bucket_is_readable_its_neighbours_not(server, 
 def test_read_grant_lets_a_second_user_list_but_not_delete_write_grant_lets_put(s3, bob, fresh):
     b3, bob_id, _ = bob
     me = s3.list_buckets()["Owner"]["ID"]
-    s3.create_bucket(Bucket=fresh, GrantRead=f'id="{bob_id}"', GrantFullControl=f'id="{me}"')
+    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", GrantRead=f'id="{bob_id}"',
+                     GrantFullControl=f'id="{me}"')
     s3.put_object(Bucket=fresh, Key="k", Body=b"owner's")
     assert keys(b3.list_objects_v2(Bucket=fresh)) == ["k"]
     expect_error(b3.delete_object, "AccessDenied", 403, Bucket=fresh, Key="k")
@@ -314,7 +319,7 @@ def test_read_grant_lets_a_second_user_list_but_not_delete_write_grant_lets_put(
 def test_authenticated_read_opens_to_signed_users_only(server, s3, bob, fresh):
     b3, _, _ = bob
     anon = anonymous(server)
-    s3.create_bucket(Bucket=fresh, ACL="authenticated-read")
+    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="authenticated-read")
     s3.put_object(Bucket=fresh, Key="k", Body=b"members", ACL="authenticated-read")
     assert keys(b3.list_objects_v2(Bucket=fresh)) == ["k"]
     assert b3.get_object(Bucket=fresh, Key="k")["Body"].read() == b"members"
@@ -325,7 +330,7 @@ def test_authenticated_read_opens_to_signed_users_only(server, s3, bob, fresh):
 def test_public_read_write_lets_anonymous_write_owned_by_the_bucket_owner(server, s3, fresh):
     anon = anonymous(server)
     me = s3.list_buckets()["Owner"]["ID"]
-    s3.create_bucket(Bucket=fresh, ACL="public-read-write")
+    s3.create_bucket(Bucket=fresh, ObjectOwnership="ObjectWriter", ACL="public-read-write")
     anon.put_object(Bucket=fresh, Key="drop", Body=b"anonymous upload")
     assert s3.get_object(Bucket=fresh, Key="drop")["Body"].read() == b"anonymous upload"
     assert s3.get_object_acl(Bucket=fresh, Key="drop")["Owner"]["ID"] == me

@@ -95,6 +95,8 @@ fn main() -> anyhow::Result<()> {
     let bucket = "bench";
     meta.create_bucket(BucketRecord {
         policy: None,
+        public_access_block: None,
+        ownership: None,
         name: bucket.into(),
         owner: "0".repeat(64),
         created: 0,

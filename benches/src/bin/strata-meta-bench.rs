@@ -141,6 +141,8 @@ fn main() {
         store
             .create_bucket(BucketRecord {
                 policy: None,
+                public_access_block: None,
+                ownership: None,
                 name: bucket.into(),
                 owner: "0".repeat(64),
                 created: 0,

@@ -73,6 +73,7 @@ async fn fixture(chunk_size: u32, container_bytes: u64, compact_below: f64) -> F
             region: "r".into(),
             object_lock: false,
             acl: None,
+            ownership: None,
         })
         .await
         .unwrap();

@@ -84,6 +84,19 @@ pub(super) async fn handle(
             Ok(out)
         }
         .await,
+        "export-start" => async {
+            // Not serde's message: it can quote a field's value, and one of them is a secret.
+            let a: strata_migration::export::ExportArgs = serde_json::from_value(args.clone())
+                .map_err(|_| bad("export-start needs name and bucket (strings), and to_dir or to_endpoint, to_access_key, to_secret_key and to_bucket"))?;
+            let (n, b) = (a.name.clone(), a.bucket.clone());
+            let to = a.to_dir.clone().or_else(|| a.to_endpoint.clone()).unwrap_or_default();
+            let out = strata_migration::export::start(engine, a, &who.user)
+                .await
+                .map_err(job_err)?;
+            tracing::info!(target: "strata::audit", admin = %who.user, job = %n, bucket = %b, to = %to, "export job created");
+            Ok(out)
+        }
+        .await,
         "migration-origins" => async {
             let bucket = args
                 .get("bucket")

@@ -1,5 +1,5 @@
 //! Resource limits of the HTTP edge: the settings ([`EdgeConfig`]), which requests may carry a
-//! large body, the refusal of HTML-form POSTs before their body is read, and the body wrapper
+//! large body, which are HTML-form POSTs (read by the front itself), and the body wrapper
 //! that caps non-upload bodies and times out bodies that stall. docs/security-limits.md lists
 //! every limit and why it has its value.
 
@@ -104,8 +104,9 @@ pub fn is_object_upload(
 }
 
 /// True for an HTML-form POST (PostObject), which s3s would read into memory before any access
-/// check. We refuse it (501 NotImplemented) before reading its body. Broader than s3s's own
-/// test (any `multipart/form-data...` Content-Type, any case, any of several headers).
+/// check: the front reads it itself, bounded (`post_form`). Broader than s3s's own test (any
+/// `multipart/form-data...` Content-Type, any case, any of several headers), so s3s never sees
+/// one.
 pub fn is_form_post(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::POST
         && headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {

@@ -4,7 +4,9 @@
 //! `x-amz-request-id` header). It also writes the access log line of each request.
 //!
 //! - [`conn`]: accepting and serving connections (connection cap, timeouts).
-//! - [`limits`]: body limits, form-POST refusal, the body wrapper, [`EdgeConfig`].
+//! - [`limits`]: body limits, the body wrapper, [`EdgeConfig`].
+//! - [`post_form`] and `post_object`: HTML-form uploads (PostObject), read here with bounded
+//!   memory instead of by s3s.
 //! - [`signed_headers`]: x-amz-* headers a SigV4 signature must cover; [`sigv2`]: SigV2 checked
 //!   as S3 does it (clock window, Expires, constant-time signature).
 //! - [`lockout`]: failed-signature accounting.
@@ -25,6 +27,8 @@ pub mod limits;
 pub mod lockout;
 pub mod lockout_sync;
 pub mod metrics_access;
+pub mod post_form;
+mod post_object;
 pub mod ready;
 pub mod signed_headers;
 pub mod sigv2;
@@ -152,6 +156,10 @@ pub struct Front {
     pub host: Option<s3s::host::MultiDomain>,
     /// For what the front itself answers from bucket settings (CORS).
     pub engine: strata_engine::Engine,
+    /// The S3 handlers, for the form uploads the front reads itself (PostObject).
+    pub s3_ops: crate::s3::StrataS3,
+    /// The server's region (a form's SigV4 credential must name it).
+    pub region: String,
 }
 
 /// A response the front gives without s3s, and the reason counted for it.
@@ -212,17 +220,6 @@ impl Front {
                 );
             }
         };
-        if limits::is_form_post(req.method(), headers) {
-            return refused(
-                s3_error_response(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "NotImplemented",
-                    request_id,
-                    resource,
-                ),
-                EdgeEvent::FormPostRefused,
-            );
-        }
         if compat::bad_amz_date_header(headers) {
             return Err(Box::new(Refused {
                 resp: error_response(
@@ -527,7 +524,9 @@ impl Front {
             mut resp,
             close,
             looked_up,
-        } = if preflight {
+        } = if !preflight && limits::is_form_post(&method, req.headers()) {
+            self.post_object(req, peer, &request_id, &resource).await
+        } else if preflight {
             Called {
                 resp: cors::preflight(cors_rules.as_deref(), req.headers(), &request_id, &resource),
                 close: limits::may_have_body(req.headers()),

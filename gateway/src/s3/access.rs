@@ -37,6 +37,37 @@ impl Who {
         }
     }
 
+    /// The condition keys an object write's headers give (S3's): `s3:x-amz-acl`,
+    /// `s3:x-amz-server-side-encryption`, `s3:x-amz-server-side-encryption-aws-kms-key-id`,
+    /// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` (from `x-amz-tagging`; a
+    /// malformed header is refused later by the write itself), `s3:if-none-match`.
+    pub fn write_conditions(&mut self, w: WriteHeaders<'_>) {
+        self.condition("s3:x-amz-acl", w.acl);
+        self.condition("s3:x-amz-server-side-encryption", w.sse);
+        self.condition("s3:x-amz-server-side-encryption-aws-kms-key-id", w.kms_key);
+        self.condition("s3:if-none-match", w.if_none_match);
+        if let Some(tags) = w
+            .tagging
+            .and_then(|t| super::common::parse_tag_header(t).ok())
+        {
+            self.request_tags(&tags);
+        }
+    }
+
+    /// `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` of the tags a request sets.
+    pub fn request_tags(&mut self, tags: &[(String, String)]) {
+        for (k, v) in tags {
+            self.conditions
+                .insert(format!("s3:RequestObjectTag/{k}"), vec![v.clone()]);
+        }
+        if !tags.is_empty() {
+            self.conditions.insert(
+                "s3:RequestObjectTagKeys".into(),
+                tags.iter().map(|(k, _)| k.clone()).collect(),
+            );
+        }
+    }
+
     /// Who a delete's records name: the user's id, or `anonymous`.
     pub fn actor(&self) -> &str {
         if self.caller.is_anonymous() {
@@ -54,6 +85,24 @@ impl Who {
         } else {
             &self.caller.id
         }
+    }
+}
+
+/// The headers of an object write that bucket policies can condition on.
+#[derive(Default)]
+pub(crate) struct WriteHeaders<'a> {
+    pub acl: Option<&'a str>,
+    pub sse: Option<&'a str>,
+    pub kms_key: Option<&'a str>,
+    pub tagging: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+}
+
+/// `If-None-Match` as a condition value (`*`, or the ETag).
+pub(crate) fn if_none_match_value(c: &Option<s3s::dto::ETagCondition>) -> Option<String> {
+    match c.as_ref()? {
+        s3s::dto::ETagCondition::Any => Some("*".into()),
+        s3s::dto::ETagCondition::ETag(e) => Some(e.value().to_string()),
     }
 }
 
@@ -80,12 +129,17 @@ fn conditions(caller: &Caller, ext: &http::Extensions) -> ConditionKeys {
         set("aws:PrincipalType", "User".into());
         set("aws:username", caller.user.clone());
         set("aws:userid", caller.id.clone());
+        set(
+            "aws:PrincipalArn",
+            strata_engine::policy::principal_arn(&caller.id, &caller.user),
+        );
     }
     c
 }
 
 /// The decision for `who` doing `action` on `bucket` (and, for object actions, the version).
 pub(crate) fn decide(
+    engine: &Engine,
     who: &Principal,
     conditions: &ConditionKeys,
     action: Action,
@@ -95,11 +149,21 @@ pub(crate) fn decide(
 ) -> Decision {
     let bucket_acl = authz::bucket_acl(bucket);
     let object_acl = version.map(|v| authz::version_acl(bucket, v));
-    // Stored only after it parsed; bounded (20 KiB) so parsing per decision stays cheap.
-    let policy = bucket
-        .policy
-        .as_deref()
-        .and_then(|d| strata_engine::policy::parse(d.as_bytes(), &bucket.name).ok());
+    // Parsed once per stored document (the cache compares the document read just now).
+    let policy = engine.bucket_policy(bucket);
+    // s3:ExistingObjectTag/<key>: the tags of the version the action is on.
+    let with_tags;
+    let conditions = match version {
+        Some(v) if !v.tags.is_empty() && policy.is_some() => {
+            let mut c = conditions.clone();
+            for (k, val) in &v.tags {
+                c.insert(format!("s3:ExistingObjectTag/{k}"), vec![val.clone()]);
+            }
+            with_tags = c;
+            &with_tags
+        }
+        _ => conditions,
+    };
     authz::authorize(
         who,
         action,
@@ -110,9 +174,11 @@ pub(crate) fn decide(
             bucket_owner: &bucket.owner,
             bucket_acl: &bucket_acl,
             object_acl: object_acl.as_ref(),
+            public_access_block: bucket.public_access_block.unwrap_or_default(),
+            ownership: bucket.ownership,
         },
         conditions,
-        policy.as_ref(),
+        policy.as_deref(),
     )
 }
 
@@ -183,7 +249,15 @@ impl StrataS3 {
             .await
             .map_err(errors::engine)?
             .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        match decide(&who.principal(), &who.conditions, action, &b, key, None) {
+        match decide(
+            &self.ctx.engine,
+            &who.principal(),
+            &who.conditions,
+            action,
+            &b,
+            key,
+            None,
+        ) {
             Decision::Allow => Ok(b),
             Decision::Deny => Err(denied(&who.user, action, name)),
         }
@@ -214,6 +288,7 @@ impl StrataS3 {
         let principal = who.principal();
         match self.readable_version(bucket, key, version_id).await {
             Ok(v) => match decide(
+                &self.ctx.engine,
                 &principal,
                 &who.conditions,
                 action,
@@ -229,6 +304,7 @@ impl StrataS3 {
                     e.code(),
                     S3ErrorCode::NoSuchKey | S3ErrorCode::NoSuchVersion
                 ) && decide(
+                    &self.ctx.engine,
                     &principal,
                     &who.conditions,
                     Action::ListBucket,
@@ -309,6 +385,7 @@ pub(crate) async fn check_anonymous_body(
         return Err(access_denied());
     }
     match decide(
+        engine,
         &Principal::Anonymous,
         &conditions(&Caller::anonymous(), ext),
         action,

@@ -300,7 +300,12 @@ impl StrataS3 {
         let b = self
             .authorized_bucket(&who, &req.input.bucket, Action::GetBucketAcl)
             .await?;
-        let acl = authz::bucket_acl(&b);
+        // ACLs disabled: the bucket owner's FULL_CONTROL is all there is (as S3 shows it).
+        let acl = if super::public_access::enforced(&b) {
+            authz::canned_acl("private", &b.owner, &b.owner).unwrap_or_default()
+        } else {
+            authz::bucket_acl(&b)
+        };
         Ok(S3Response::new(GetBucketAclOutput {
             grants: Some(self.grants_dto(&acl).await),
             owner: Some(self.owner_of(&acl.owner).await),
@@ -321,7 +326,12 @@ impl StrataS3 {
         let v = self
             .authorized_version(&who, &b, &req.input.key, &req.input.version_id, action)
             .await?;
-        let acl = authz::version_acl(&b, &v);
+        // ACLs disabled: every object is the bucket owner's, with its FULL_CONTROL only.
+        let acl = if super::public_access::enforced(&b) {
+            authz::canned_acl("private", &b.owner, &b.owner).unwrap_or_default()
+        } else {
+            authz::version_acl(&b, &v)
+        };
         Ok(S3Response::new(GetObjectAclOutput {
             grants: Some(self.grants_dto(&acl).await),
             owner: Some(self.owner_of(&acl.owner).await),
@@ -333,8 +343,9 @@ impl StrataS3 {
         &self,
         req: S3Request<PutBucketAclInput>,
     ) -> S3Result<S3Response<PutBucketAclOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let i = &req.input;
+        who.condition("s3:x-amz-acl", i.acl.as_ref().map(|a| a.as_str()));
         let b = self
             .authorized_bucket(&who, &i.bucket, Action::PutBucketAcl)
             .await?;
@@ -352,6 +363,11 @@ impl StrataS3 {
             &b.owner,
             &b.owner,
         )?;
+        super::public_access::check_requested_acl(&b, Some(&acl))?;
+        if super::public_access::enforced(&b) {
+            // The bucket owner's FULL_CONTROL, as it already is: nothing to store.
+            return Ok(S3Response::new(PutBucketAclOutput {}));
+        }
         self.ctx
             .engine
             .set_bucket_acl(&b.name, acl)
@@ -364,8 +380,9 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectAclInput>,
     ) -> S3Result<S3Response<PutObjectAclOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let i = &req.input;
+        who.condition("s3:x-amz-acl", i.acl.as_ref().map(|a| a.as_str()));
         let b = self.existing_bucket(&i.bucket).await?;
         let action = if i.version_id.is_some() {
             Action::PutObjectVersionAcl
@@ -382,13 +399,25 @@ impl StrataS3 {
             write: i.grant_write.as_deref(),
             write_acp: i.grant_write_acp.as_deref(),
         };
+        let enforced = super::public_access::enforced(&b);
+        let owner = if enforced {
+            b.owner.as_str()
+        } else {
+            authz::version_owner(&b, &v)
+        };
         let acl = put_acl(
             i.acl.as_ref().map(|a| a.as_str()),
             &grants,
             i.access_control_policy.as_ref(),
-            authz::version_owner(&b, &v),
+            owner,
             &b.owner,
         )?;
+        super::public_access::check_requested_acl(&b, Some(&acl))?;
+        if enforced {
+            return Ok(S3Response::new(PutObjectAclOutput {
+                request_charged: None,
+            }));
+        }
         // The version found above, by id: a newer version written meanwhile keeps its own ACL.
         self.ctx
             .engine

@@ -133,6 +133,15 @@ impl StrataS3 {
             return Err(s3_error!(BucketAlreadyOwnedByYou));
         }
         let lock = input.object_lock_enabled_for_bucket.unwrap_or(false);
+        // S3 since April 2023: a new bucket is BucketOwnerEnforced (ACLs disabled) unless
+        // `x-amz-object-ownership` says otherwise.
+        let ownership = match input.object_ownership.as_ref() {
+            None => strata_metadata::acl::ObjectOwnership::BucketOwnerEnforced,
+            Some(o) => super::public_access::parse_ownership(o.as_str()).ok_or_else(|| {
+                tracing::info!(ownership = %o.as_str().chars().take(64).collect::<String>(), "unknown object ownership");
+                s3_error!(InvalidArgument, "Invalid x-amz-object-ownership header")
+            })?,
+        };
         let acl = self
             .write_acl(
                 input.acl.as_ref().map(|a| a.as_str()),
@@ -147,6 +156,16 @@ impl StrataS3 {
                 &who.id,
             )
             .await?;
+        if ownership == strata_metadata::acl::ObjectOwnership::BucketOwnerEnforced
+            && acl
+                .as_ref()
+                .is_some_and(|a| !strata_engine::authz::is_owner_only_acl(a, &who.id))
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+            ));
+        }
         let created = self
             .ctx
             .engine
@@ -156,6 +175,7 @@ impl StrataS3 {
                 region: region.clone(),
                 object_lock: lock,
                 acl,
+                ownership: Some(ownership),
             })
             .await;
         match created {

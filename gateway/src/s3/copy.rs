@@ -19,8 +19,20 @@ impl StrataS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
+        // The tags a copy sets are the request's only with the REPLACE directive.
+        let replacing_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        who.write_conditions(super::access::WriteHeaders {
+            acl: input.acl.as_ref().map(|a| a.as_str()),
+            sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key: input.ssekms_key_id.as_deref(),
+            tagging: input.tagging.as_deref().filter(|_| replacing_tags),
+            if_none_match: None,
+        });
         let dst_bucket = self
             .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
@@ -145,8 +157,10 @@ impl StrataS3 {
         } else {
             src.tags.clone()
         };
-        let acl = self
-            .write_acl(
+        let (owner, acl) = self
+            .object_write_acl(
+                &who,
+                &dst_bucket,
                 input.acl.as_ref().map(|a| a.as_str()),
                 GrantHeaders {
                     full_control: input.grant_full_control.as_deref(),
@@ -155,8 +169,6 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                who.writer(&dst_bucket),
-                &dst_bucket.owner,
             )
             .await?;
         let lock = lock_request(
@@ -178,7 +190,7 @@ impl StrataS3 {
             user_metadata: user_meta,
             tags,
             storage_class: new_class,
-            owner: who.writer(&dst_bucket).to_string(),
+            owner,
             retention: lock.retention,
             legal_hold: lock.legal_hold,
             acl,

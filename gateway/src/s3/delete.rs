@@ -150,6 +150,7 @@ impl StrataS3 {
                 Action::DeleteObject
             };
             let allowed = super::access::decide(
+                &self.ctx.engine,
                 &principal,
                 &who.conditions,
                 action,

@@ -45,8 +45,15 @@ impl StrataS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
+        who.write_conditions(super::access::WriteHeaders {
+            acl: input.acl.as_ref().map(|a| a.as_str()),
+            sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key: input.ssekms_key_id.as_deref(),
+            tagging: input.tagging.as_deref(),
+            if_none_match: None,
+        });
         let bucket = self
             .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
@@ -101,8 +108,10 @@ impl StrataS3 {
             input.bucket_key_enabled,
             customer.as_ref(),
         )?;
-        let acl = self
-            .write_acl(
+        let (owner, acl) = self
+            .object_write_acl(
+                &who,
+                &bucket,
                 input.acl.as_ref().map(|a| a.as_str()),
                 GrantHeaders {
                     full_control: input.grant_full_control.as_deref(),
@@ -111,8 +120,6 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                who.writer(&bucket),
-                &bucket.owner,
             )
             .await?;
         // The parts are written with the binding of this record (see op_upload_part).
@@ -134,7 +141,7 @@ impl StrataS3 {
                 None => Vec::new(),
             },
             storage_class: storage_class(&input.storage_class)?,
-            owner: who.writer(&bucket).to_string(),
+            owner,
             checksum_algorithm: algorithm.clone(),
             checksum_type: kind.clone(),
             retention: lock.retention,
@@ -357,8 +364,10 @@ impl StrataS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
+        let if_none_match = super::access::if_none_match_value(&input.if_none_match);
+        who.condition("s3:if-none-match", if_none_match.as_deref());
         let bucket = self
             .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;

@@ -20,9 +20,19 @@ impl StrataS3 {
         let b = self
             .authorized_bucket(&who, &input.bucket, Action::OwnerOnly("s3:PutBucketPolicy"))
             .await?;
-        if let Err(why) = policy::parse(input.policy.as_bytes(), &b.name) {
-            tracing::info!(bucket = %b.name, reason = %why, "bucket policy refused");
-            return Err(S3Error::with_message(S3ErrorCode::MalformedPolicy, why));
+        let parsed = match policy::parse(input.policy.as_bytes(), &b.name) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::info!(bucket = %b.name, reason = %why, "bucket policy refused");
+                return Err(S3Error::with_message(S3ErrorCode::MalformedPolicy, why));
+            }
+        };
+        if b.public_access_block.is_some_and(|p| p.block_public_policy) && parsed.is_public() {
+            tracing::info!(bucket = %b.name, "public bucket policy refused: BlockPublicPolicy");
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Access Denied",
+            ));
         }
         self.ctx
             .engine

@@ -21,11 +21,19 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let headers = req.headers;
         let extensions = req.extensions;
         let trailers = req.trailing_headers;
         let input = req.input;
+        let if_none_match = super::access::if_none_match_value(&input.if_none_match);
+        who.write_conditions(super::access::WriteHeaders {
+            acl: input.acl.as_ref().map(|a| a.as_str()),
+            sse: input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            kms_key: input.ssekms_key_id.as_deref(),
+            tagging: input.tagging.as_deref(),
+            if_none_match: if_none_match.as_deref(),
+        });
         let bucket = self
             .authorized_key(&who, &input.bucket, Some(&input.key), Action::PutObject)
             .await?;
@@ -49,8 +57,10 @@ impl StrataS3 {
             &input.object_lock_legal_hold_status,
         )?;
         let precondition = write_precondition(&input.if_match, &input.if_none_match)?;
-        let acl = self
-            .write_acl(
+        let (owner, acl) = self
+            .object_write_acl(
+                &who,
+                &bucket,
                 input.acl.as_ref().map(|a| a.as_str()),
                 GrantHeaders {
                     full_control: input.grant_full_control.as_deref(),
@@ -59,8 +69,6 @@ impl StrataS3 {
                     write: None,
                     write_acp: input.grant_write_acp.as_deref(),
                 },
-                who.writer(&bucket),
-                &bucket.owner,
             )
             .await?;
         let declared = crate::declared_checksum!(input);
@@ -114,7 +122,7 @@ impl StrataS3 {
             user_metadata,
             tags,
             storage_class,
-            owner: who.writer(&bucket).to_string(),
+            owner,
             retention: lock.retention,
             legal_hold: lock.legal_hold,
             acl,

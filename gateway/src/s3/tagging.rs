@@ -67,8 +67,15 @@ impl StrataS3 {
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
-        let who = self.who(&req.credentials, &req.extensions).await?;
+        let mut who = self.who(&req.credentials, &req.extensions).await?;
         let input = req.input;
+        let tags: Vec<(String, String)> = input
+            .tagging
+            .tag_set
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        who.request_tags(&tags);
         let bucket = self
             .authorized_key(
                 &who,
@@ -77,12 +84,6 @@ impl StrataS3 {
                 Action::OwnerOnly("s3:PutObjectTagging"),
             )
             .await?;
-        let tags: Vec<(String, String)> = input
-            .tagging
-            .tag_set
-            .into_iter()
-            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-            .collect();
         validate_tags(&tags)?;
         check_key(&input.key)?;
         let vid = requested_version(&input.version_id)?;

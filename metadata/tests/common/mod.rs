@@ -9,6 +9,8 @@ pub const ALICE: &str = "a11ce00000000000000000000000000000000000000000000000000
 pub fn bucket(name: &str, versioning: VersioningState) -> BucketRecord {
     BucketRecord {
         policy: None,
+        public_access_block: None,
+        ownership: None,
         name: name.into(),
         owner: ALICE.into(),
         created: 1_700_000_000_000,
