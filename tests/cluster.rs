@@ -951,7 +951,7 @@ async fn destruction_log_replica_killed_the_others_record_and_it_catches_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        files(6)[1].len() > 0,
+        !files(6)[1].is_empty(),
         "the checkpoints made while it was down are there"
     );
     drop(etcd);
