@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A whole Strata cluster on 127.0.0.1, for trying cluster mode and for the cluster tests:
 # three etcd members (the metadata tier), storage nodes (the first three also host the key
-# service, replicated; the first also holds the destruction log) and S3 gateways, all with certificates from a fresh cluster CA (docs/cluster.md).
+# service and the destruction log, both replicated) and S3 gateways, all with certificates from a fresh cluster CA (docs/cluster.md).
 #
 #   scripts/local-cluster.sh up DIR [--nodes N] [--gateways G] [--etcd E] [--disks D]
 #   scripts/local-cluster.sh down DIR
@@ -168,6 +168,13 @@ for i in $(seq 1 "$nodes"); do
     extra=()
     # The key service on the first three nodes (replicas: any one may be lost).
     if [ "$i" -le 3 ]; then extra=(--key-service); key_service+="${key_service:+,}127.0.0.1:$p"; fi
+    # Every replica of the cluster's destruction log signs with one key (docs/cluster.md): the
+    # first key node creates it at its start, the others get a copy before theirs.
+    if [ "$i" -ge 2 ] && [ "$i" -le 3 ]; then
+        wait_for "destruction log key" 30 test -s "$dir/nodes/n1/destruction-log/log-key.pem"
+        mkdir -p -m 700 "$dir/nodes/n$i/destruction-log"
+        install -m 600 "$dir/nodes/n1/destruction-log/log-key.pem" "$dir/nodes/n$i/destruction-log/log-key.pem"
+    fi
     logf="$dir/nodes/n$i.log"
     args=(--cluster "$dir/certs/n$i" --node-id "n$i" --data-dir "$dir/nodes/n$i"
         --listen "127.0.0.1:$p" --disks "$disks" "${extra[@]}")

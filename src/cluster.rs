@@ -440,26 +440,118 @@ pub struct GatewayClusterArgs {
     pub rebuild_priority: strata_engine::rebuild::Priority,
     /// The nodes that host the cluster's key service (`strata node --key-service`), repeated
     /// or comma-separated: every gateway keeps its keys there (replicated on every one of
-    /// them), so several gateways can serve the same buckets and a key node can be lost. The
-    /// first also holds the cluster's destruction log. Default: the key store in this
+    /// them), so several gateways can serve the same buckets and a key node can be lost; each
+    /// also holds a replica of the cluster's destruction log. Default: the key store in this
     /// gateway's data dir (then only this gateway can read its objects).
     #[arg(long, env = "STRATA_KEY_SERVICE", value_delimiter = ',')]
     pub key_service: Vec<SocketAddr>,
 }
 
-/// The destruction log of a gateway: the cluster's, on the key-service node, when one is named.
+/// The destruction log of a gateway: the cluster's, replicated on every key-service node, when
+/// nodes are named (docs/cluster.md, "The cluster's destruction log"); its order is kept in the
+/// metadata tier.
 pub fn destruction_log(
     args: &GatewayClusterArgs,
-) -> anyhow::Result<Option<strata_destruction_log::LogHandle>> {
-    // The log is not replicated: it stays on the first key node (docs/cluster.md).
-    let Some(&addr) = args.key_service.first() else {
+    meta: &MetaStore,
+) -> anyhow::Result<Option<Arc<strata_destruction_log::replicated::ReplicatedLog>>> {
+    if args.key_service.is_empty() {
         return Ok(None);
-    };
+    }
     let tls = ClusterTls::load(&args.cluster).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-    let client = strata_storage_node::key_client::KeyServiceClient::destruction_log(addr, tls)?;
-    Ok(Some(strata_destruction_log::LogHandle::Remote(
-        strata_destruction_log::service::RemoteLog::new(Box::new(client)),
+    let mut replicas = Vec::new();
+    for addr in &args.key_service {
+        let client =
+            strata_storage_node::key_client::KeyServiceClient::destruction_log(*addr, tls.clone())?;
+        replicas.push(strata_destruction_log::replicated::Replica {
+            name: addr.to_string(),
+            log: strata_destruction_log::service::RemoteLog::new(Box::new(client)),
+        });
+    }
+    Ok(Some(Arc::new(
+        strata_destruction_log::replicated::ReplicatedLog::new(
+            replicas,
+            Box::new(MetaSequencer(meta.clone())),
+        ),
     )))
+}
+
+/// The replicated destruction log's order, in the metadata tier.
+struct MetaSequencer(MetaStore);
+
+impl strata_destruction_log::replicated::Sequencer for MetaSequencer {
+    fn next(&self) -> Result<Option<u64>, String> {
+        self.0.dlog_next().map_err(|e| e.to_string())
+    }
+    fn init(&self, floor: u64) -> Result<(), String> {
+        self.0.dlog_init(floor).map_err(|e| e.to_string())
+    }
+    fn lookup(&self, op_id: &str) -> Result<Option<u64>, String> {
+        self.0.dlog_lookup(op_id).map_err(|e| e.to_string())
+    }
+    fn assign(&self, op_id: &str, record: &[u8]) -> Result<u64, String> {
+        self.0.dlog_assign(op_id, record).map_err(|e| e.to_string())
+    }
+    fn records(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        self.0.dlog_records(from, limit).map_err(|e| e.to_string())
+    }
+    fn checkpoint(&self, tree_size: u64, timestamp_ms: i64) -> Result<Option<i64>, String> {
+        self.0
+            .dlog_checkpoint(tree_size, timestamp_ms)
+            .map_err(|e| e.to_string())
+    }
+    fn checkpoints(&self, from: u64, to: u64) -> Result<Vec<(u64, i64)>, String> {
+        self.0.dlog_checkpoints(from, to).map_err(|e| e.to_string())
+    }
+    fn prune(&self, records: u64, checkpoint_size: u64) -> Result<(), String> {
+        self.0
+            .dlog_prune(records, checkpoint_size)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Brings every replica of the cluster's destruction log up to everything sequenced (records and
+/// checkpoints it missed while down) and lets the metadata tier forget what all of them hold.
+pub struct LogReplicaWorker {
+    log: Arc<strata_destruction_log::replicated::ReplicatedLog>,
+    last: strata_destruction_log::replicated::LogCatchUp,
+    copied: u64,
+}
+
+impl LogReplicaWorker {
+    pub fn new(log: Arc<strata_destruction_log::replicated::ReplicatedLog>) -> Self {
+        LogReplicaWorker {
+            log,
+            last: Default::default(),
+            copied: 0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for LogReplicaWorker {
+    fn name(&self) -> &'static str {
+        "destruction-log-replicas"
+    }
+
+    async fn work(&mut self) -> Result<WorkState, String> {
+        let log = self.log.clone();
+        let report = tokio::task::spawn_blocking(move || log.catch_up())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        self.copied += report.copied;
+        self.last = report;
+        Ok(WorkState::Idle)
+    }
+
+    fn status(&self) -> Value {
+        json!({"serving": self.last.serving, "behind": self.last.behind,
+               "records": self.last.records, "records_copied": self.copied})
+    }
+
+    fn idle_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
 }
 
 /// The key store of a gateway: the cluster's replicated key service when one is named. Every

@@ -486,15 +486,14 @@ pub async fn run_with(
     let keys = strata_engine::keys::KeyRing::open_with(&args.data_dir, store)
         .map_err(|e| anyhow::anyhow!("keys: {e}"))?;
     refuse_pre_keystore_records(&meta)?;
-    // The cluster's destruction log on the key-service node when there is one (one log for
-    // every gateway), else this process's own.
-    let log: strata_destruction_log::LogHandle = match cluster
-        .as_ref()
-        .map(crate::cluster::destruction_log)
-        .transpose()?
-        .flatten()
-    {
-        Some(remote) => remote,
+    // The cluster's destruction log, replicated on the key-service nodes, when there are some
+    // (one log for every gateway), else this process's own.
+    let replicated_log = match &cluster {
+        Some(c) => crate::cluster::destruction_log(c, &meta)?,
+        None => None,
+    };
+    let log: strata_destruction_log::LogHandle = match replicated_log.clone() {
+        Some(r) => strata_destruction_log::LogHandle::Replicated(r),
         None => {
             strata_destruction_log::DestructionLog::open(&args.data_dir.join("destruction-log"))
                 .map_err(|e| anyhow::anyhow!("destruction log: {e}"))?
@@ -648,6 +647,11 @@ pub async fn run_with(
         engine
             .workers()
             .spawn(crate::cluster::KeyReplicaWorker::new(r), 0);
+    }
+    if let Some(l) = replicated_log {
+        engine
+            .workers()
+            .spawn(crate::cluster::LogReplicaWorker::new(l), 0);
     }
     let ctx = Arc::new(Context {
         engine: engine.clone(),

@@ -135,6 +135,31 @@ impl Cluster {
         Proc(child)
     }
 
+    /// Every replica of the cluster's destruction log signs with one key (docs/cluster.md): the
+    /// first key node's, copied before another key node's first start.
+    fn share_log_key(root: &Path, from: usize, to: usize) {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        let src = root.join(format!("data-n{from}/destruction-log/log-key.pem"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&src).map_or(true, |m| m.len() == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never appeared",
+                src.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dir = root.join(format!("data-n{to}/destruction-log"));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
+        let dst = dir.join("log-key.pem");
+        std::fs::copy(&src, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn start(root: &Path, count: usize) -> Cluster {
         Self::start_with(root, count, 0, Vec::new())
     }
@@ -156,6 +181,9 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, addr) in node_addrs.iter().enumerate() {
             Self::issue(root, &format!("n{i}"));
+            if i > storage {
+                Self::share_log_key(root, storage, i);
+            }
             nodes.push(Some(Self::start_node(root, i, *addr, i >= storage)));
         }
         let gw = Self::issue(root, "gw");
@@ -233,6 +261,17 @@ impl Cluster {
             self.node_addrs[i],
             i >= self.storage,
         ));
+    }
+
+    /// `strata admin ARGS` against the gateway, as the admin.
+    fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(["admin", "--endpoint", &self.endpoint])
+            .args(args)
+            .env("STRATA_ACCESS_KEY", AK)
+            .env("STRATA_SECRET_KEY", SK)
+            .output()
+            .unwrap()
     }
 
     fn rebuild_status(&self) -> serde_json::Value {
@@ -642,7 +681,8 @@ async fn key_service_replica_killed_under_load_catches_up_before_serving() {
     }
     assert_eq!(s3.call("PUT", "/keys/doomed", object(1, 5000)).await.0, 200);
     let (slot, id) = dek_of(&meta, "keys", "doomed");
-    // Key-service replicas: nodes 6, 7 and 8 (6 also holds the destruction log); 7 is killed.
+    // Key-service replicas: nodes 6, 7 and 8 (each with a replica of the destruction log); 7
+    // is killed.
     let k1 = cluster.node_addrs[7];
     let root = tmp.path().to_path_buf();
     let through_k1 = move |slot: u64| {
@@ -782,5 +822,137 @@ async fn key_service_replica_killed_under_load_catches_up_before_serving() {
         assert_eq!(status, 200, "GET {key} after the replica's return");
         assert!(got == *body, "GET {key}: bytes differ");
     }
+    drop(etcd);
+}
+
+/// The destruction log is replicated on the three key nodes: with the first one killed (kill
+/// -9), a destroyed version's record is appended on the two others (a majority), and an export
+/// through the gateway holds it and verifies with the log's key (read from another node); the
+/// node, restarted on its data, catches up to the very same files (records and signed
+/// checkpoints) as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destruction_log_replica_killed_the_others_record_and_it_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = strata_metadata::etcd_server::EtcdCluster::start(&tmp.path().join("etcd"), 1)
+        .expect("etcd starts");
+    let url = etcd.url("dlog-test/");
+    let mut cluster = Cluster::start_with(
+        tmp.path(),
+        6,
+        3,
+        vec![
+            "--meta".into(),
+            url.clone(),
+            "--gc-grace-ms".into(),
+            "300".into(),
+        ],
+    );
+    let s3 = S3::new(&cluster.endpoint);
+    assert_eq!(s3.call("PUT", "/dlog", Bytes::new()).await.0, 200);
+    for k in ["kept", "first", "gone"] {
+        assert_eq!(
+            s3.call("PUT", &format!("/dlog/{k}"), object(3, 4000))
+                .await
+                .0,
+            200
+        );
+    }
+    // One destruction with every replica up (a checkpoint follows with the first export).
+    assert_eq!(s3.call("DELETE", "/dlog/first", Bytes::new()).await.0, 204);
+    let shown = |c: &Cluster, key: &str| {
+        let o = c.admin(&["--json", "destruction", "show", "dlog", key]);
+        o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .is_ok_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !shown(&cluster, "first") {
+        assert!(
+            Instant::now() < deadline,
+            "no record of the first destruction"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out0 = tmp.path().join("export-0");
+    let o = cluster.admin(&["--json", "destruction", "export", s(&out0)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    cluster.kill9(6);
+    assert_eq!(s3.call("DELETE", "/dlog/gone", Bytes::new()).await.0, 204);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !shown(&cluster, "gone") {
+        assert!(
+            Instant::now() < deadline,
+            "no record while the first key node is down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let o = Command::new(BIN)
+        .args(["admin", "destruction", "public-key", "--data-dir"])
+        .arg(tmp.path().join("data-n7"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pub_pem = tmp.path().join("log.pub.pem");
+    std::fs::write(&pub_pem, &o.stdout).unwrap();
+    let out = tmp.path().join("export-1");
+    let o = cluster.admin(&[
+        "--json",
+        "destruction",
+        "export",
+        s(&out),
+        "--bucket",
+        "dlog",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
+    let keys: Vec<String> = recs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["record"]["key"].to_string())
+        .collect();
+    assert_eq!(keys, vec!["\"first\"", "\"gone\""]);
+    for dir in [&out0, &out] {
+        let v = Command::new(BIN)
+            .args([
+                "admin",
+                "destruction",
+                "verify",
+                s(dir),
+                "--public-key",
+                s(&pub_pem),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&v.stdout);
+        assert!(v.status.success() && text.starts_with("OK: "), "{text}");
+    }
+
+    // The first key node returns on its data dir and catches up from the others.
+    cluster.restart(6);
+    let files = |i: usize| {
+        let d = tmp.path().join(format!("data-n{i}/destruction-log"));
+        [
+            std::fs::read(d.join("records.log")).unwrap_or_default(),
+            std::fs::read(d.join("checkpoints.log")).unwrap_or_default(),
+        ]
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (a, b, c) = (files(6), files(7), files(8));
+        if a == b && b == c {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the returning replica did not catch up: {} / {} record bytes",
+            a[0].len(),
+            b[0].len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !files(6)[1].is_empty(),
+        "the checkpoints made while it was down are there"
+    );
     drop(etcd);
 }

@@ -13,6 +13,7 @@ mod keys;
 mod log;
 pub mod merkle;
 mod record;
+pub mod replicated;
 pub mod service;
 mod verify;
 

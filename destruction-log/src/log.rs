@@ -549,6 +549,72 @@ impl<R: LogRecord> Log<R> {
     /// batch) is not written again and gets the existing index. All or none are durable.
     pub fn append_batch(&self, recs: Vec<R>) -> Result<Vec<u64>, LogError> {
         let mut g = self.lock_writable()?;
+        self.append_locked(&mut g, recs)
+    }
+
+    /// A replica's append (docs/cluster.md, "The cluster's destruction log"): `rec` must become
+    /// record `index`. A record of the same operation already at `index` returns it (a
+    /// repeated call); anything else that does not fit (the log is shorter: it missed records;
+    /// longer, or the operation is elsewhere: it diverged) is refused and nothing is written.
+    pub fn append_at(&self, index: u64, rec: R) -> Result<u64, LogError> {
+        let mut g = self.lock_writable()?;
+        let n = g.entries.len() as u64;
+        if let Some(op) = rec.op_id()
+            && let Some(i) = self.lookup_op(&g, op)?
+        {
+            return if i == index {
+                Ok(i)
+            } else {
+                Err(LogError::InvalidRecord(format!(
+                    "operation {op} is record {i} here, not {index}"
+                )))
+            };
+        }
+        if n != index {
+            return Err(LogError::InvalidRecord(format!(
+                "record {index} does not follow this log's {n} records"
+            )));
+        }
+        Ok(self.append_locked(&mut g, vec![rec])?[0])
+    }
+
+    /// A replica's checkpoint: of exactly `tree_size` records, at `timestamp_ms` (or the
+    /// previous checkpoint's time if later). Replicas holding the same records and checkpoints
+    /// make the same bytes (Ed25519 signatures are deterministic, the key is shared).
+    pub fn checkpoint_at(
+        &self,
+        tree_size: u64,
+        timestamp_ms: i64,
+    ) -> Result<SignedCheckpoint, LogError> {
+        let mut g = self.lock_writable()?;
+        if let Some(cp) = &g.latest
+            && cp.tree_size >= tree_size
+        {
+            return if cp.tree_size == tree_size {
+                Ok(cp.clone())
+            } else {
+                Err(LogError::InvalidRecord(format!(
+                    "a checkpoint of {} records is already here, after {tree_size}",
+                    cp.tree_size
+                )))
+            };
+        }
+        let n = g.entries.len() as u64;
+        if n != tree_size {
+            return Err(LogError::InvalidRecord(format!(
+                "a checkpoint of {tree_size} records asked of a log of {n}"
+            )));
+        }
+        self.checkpoint_locked(&mut g, timestamp_ms)
+    }
+
+    /// Every checkpoint made, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, LogError> {
+        let end = self.lock()?.checkpoints_end;
+        self.read_checkpoints(end)
+    }
+
+    fn append_locked(&self, g: &mut Inner, recs: Vec<R>) -> Result<Vec<u64>, LogError> {
         let mut out = Vec::with_capacity(recs.len());
         let mut bytes = Vec::new();
         // (leaf range in `bytes`, frame offset relative to the batch start, record)
@@ -560,7 +626,7 @@ impl<R: LogRecord> Log<R> {
                 if op.is_empty() {
                     return Err(LogError::InvalidRecord("empty op_id".into()));
                 }
-                if let Some(i) = self.lookup_op(&g, op)? {
+                if let Some(i) = self.lookup_op(g, op)? {
                     out.push(i);
                     continue;
                 }
@@ -606,14 +672,14 @@ impl<R: LogRecord> Log<R> {
         // reopen rebuilds them), but then the log stops taking writes.
         g.records_end = at + bytes.len() as u64;
         for (range, rel, rec) in &new {
-            if let Err(e) = self.add_leaf(&mut g, at + rel, &bytes[range.clone()], rec) {
+            if let Err(e) = self.add_leaf(g, at + rel, &bytes[range.clone()], rec) {
                 g.poisoned = Some(format!("updating index/tree failed: {e}"));
                 return Ok(out);
             }
         }
         g.unsynced += new.len() as u64;
         if g.unsynced >= self.opts.sync_every
-            && let Err(e) = self.sync_state(&mut g)
+            && let Err(e) = self.sync_state(g)
         {
             g.poisoned = Some(format!("syncing index/tree failed: {e}"));
         }
@@ -757,10 +823,33 @@ impl<R: LogRecord> Log<R> {
         filter: &ExportFilter,
         out: &Path,
     ) -> Result<ExportSummary, LogError> {
+        self.export_inner(filter, out, true)
+    }
+
+    /// [`Self::export_filtered`] as of the latest checkpoint, making none (a replica of the
+    /// cluster's log: only the replicated checkpoint call writes checkpoints there).
+    pub fn export_at_latest(
+        &self,
+        filter: &ExportFilter,
+        out: &Path,
+    ) -> Result<ExportSummary, LogError> {
+        self.export_inner(filter, out, false)
+    }
+
+    fn export_inner(
+        &self,
+        filter: &ExportFilter,
+        out: &Path,
+        make_checkpoint: bool,
+    ) -> Result<ExportSummary, LogError> {
         prepare_out_dir(out)?;
         let (cp, checkpoints_end) = {
             let mut g = self.lock_writable()?;
-            let cp = self.checkpoint_locked(&mut g, now_ms())?;
+            let cp = match (make_checkpoint, g.latest.clone()) {
+                (false, Some(cp)) => cp,
+                (false, None) => return Err(LogError::Export("no checkpoint yet".into())),
+                (true, _) => self.checkpoint_locked(&mut g, now_ms())?,
+            };
             (cp, g.checkpoints_end)
         };
         let n = cp.tree_size;

@@ -34,12 +34,46 @@ pub enum Request {
     Export {
         since_ms: Option<i64>,
         bucket: Option<String>,
+        /// As of the latest checkpoint, making none (a replica of the cluster's log).
+        #[serde(default)]
+        at_latest: bool,
     },
     PublicKey,
     Page {
         before: Option<u64>,
         limit: usize,
     },
+    // ---- a replica of the cluster's log (`replicated.rs`) ----
+    Status,
+    AppendAt {
+        index: u64,
+        record: Box<DestructionRecord>,
+    },
+    CheckpointAt {
+        tree_size: u64,
+        timestamp_ms: i64,
+    },
+    /// Up to `limit` (at most [`MAX_RECORDS`]) records from index `from`, with the
+    /// checkpoints whose size is in `from..=from + returned`.
+    Records {
+        from: u64,
+        limit: usize,
+    },
+    Contains {
+        op_id: String,
+    },
+}
+
+/// Most records of one [`Request::Records`] answer.
+pub const MAX_RECORDS: usize = 256;
+
+/// What a replica of the cluster's log holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub records: u64,
+    /// Size of its latest checkpoint.
+    pub checkpoint_size: Option<u64>,
+    pub public_key: String,
 }
 
 /// Largest page of [`LogHandle::page`].
@@ -89,6 +123,13 @@ pub enum Response {
     },
     PublicKey(String),
     Page(Box<LogPage>),
+    Status(ReplicaStatus),
+    Records {
+        records: Vec<DestructionRecord>,
+        /// (tree size, timestamp) of each checkpoint in the range.
+        checkpoints: Vec<(u64, i64)>,
+    },
+    Contains(Option<u64>),
     Error {
         message: String,
     },
@@ -115,9 +156,40 @@ fn run(log: &DestructionLog, scratch: &Path, req: Request) -> Result<Response, L
         Request::Checkpoint { now_ms } => Response::Checkpoint(log.checkpoint(now_ms)?),
         Request::PublicKey => Response::PublicKey(log.public_key_pem()),
         Request::Page { before, limit } => Response::Page(Box::new(page(log, before, limit)?)),
-        Request::Export { since_ms, bucket } => {
+        Request::Status => Response::Status(ReplicaStatus {
+            records: log.len()?,
+            checkpoint_size: log.latest_checkpoint()?.map(|c| c.tree_size),
+            public_key: log.public_key_pem(),
+        }),
+        Request::AppendAt { index, record } => Response::Index(log.append_at(index, *record)?),
+        Request::CheckpointAt {
+            tree_size,
+            timestamp_ms,
+        } => Response::Checkpoint(log.checkpoint_at(tree_size, timestamp_ms)?),
+        Request::Contains { op_id } => Response::Contains(log.contains(&op_id)?),
+        Request::Records { from, limit } => {
+            let end = log
+                .len()?
+                .min(from.saturating_add(limit.clamp(1, MAX_RECORDS) as u64));
+            let records = (from..end).map(|i| log.get(i)).collect::<Result<_, _>>()?;
+            let checkpoints = log
+                .checkpoints()?
+                .into_iter()
+                .filter(|c| c.tree_size >= from && c.tree_size <= end.max(from))
+                .map(|c| (c.tree_size, c.timestamp_ms))
+                .collect();
+            Response::Records {
+                records,
+                checkpoints,
+            }
+        }
+        Request::Export {
+            since_ms,
+            bucket,
+            at_latest,
+        } => {
             let dir = scratch.join(format!("export-{}", hex::encode(rand::random::<[u8; 8]>())));
-            let out = export_files(log, since_ms, bucket.as_deref(), &dir);
+            let out = export_files(log, since_ms, bucket.as_deref(), at_latest, &dir);
             let _ = std::fs::remove_dir_all(&dir);
             let (summary, files) = out?;
             Response::Export { summary, files }
@@ -129,9 +201,19 @@ fn export_files(
     log: &DestructionLog,
     since_ms: Option<i64>,
     bucket: Option<&str>,
+    at_latest: bool,
     dir: &Path,
 ) -> Result<(ExportSummary, Vec<(String, String)>), LogError> {
-    let summary = log.export(since_ms, bucket, dir)?;
+    let filter = crate::ExportFilter {
+        since_ms,
+        bucket: bucket.map(str::to_string),
+        ..crate::ExportFilter::default()
+    };
+    let summary = if at_latest {
+        log.export_at_latest(&filter, dir)?
+    } else {
+        log.export_filtered(&filter, dir)?
+    };
     let mut files = Vec::new();
     let mut total = 0usize;
     let mut stack = vec![dir.to_path_buf()];
@@ -177,7 +259,7 @@ impl RemoteLog {
         RemoteLog { transport }
     }
 
-    fn ask(&self, req: &Request) -> Result<Response, LogError> {
+    pub(crate) fn ask(&self, req: &Request) -> Result<Response, LogError> {
         let body = serde_json::to_vec(req).map_err(|e| LogError::Export(e.to_string()))?;
         let raw = self.transport.call(body).map_err(|e| {
             LogError::Io(std::io::Error::other(format!(
@@ -196,7 +278,7 @@ impl RemoteLog {
     }
 }
 
-fn unexpected() -> LogError {
+pub(crate) fn unexpected() -> LogError {
     LogError::Corrupt("unexpected answer from the destruction log service".into())
 }
 
@@ -205,6 +287,8 @@ fn unexpected() -> LogError {
 pub enum LogHandle {
     Local(Arc<DestructionLog>),
     Remote(RemoteLog),
+    /// The cluster's log, replicated on every key-service node (`replicated.rs`).
+    Replicated(Arc<crate::replicated::ReplicatedLog>),
 }
 
 impl From<Arc<DestructionLog>> for LogHandle {
@@ -231,12 +315,14 @@ impl LogHandle {
                 Response::Index(i) => Ok(i),
                 _ => Err(unexpected()),
             },
+            LogHandle::Replicated(r) => r.append(rec),
         }
     }
 
     pub fn find(&self, bucket: &str, key: &str) -> Result<Vec<(u64, DestructionRecord)>, LogError> {
         match self {
             LogHandle::Local(l) => l.find(bucket, key),
+            LogHandle::Replicated(r) => r.serving()?.find(bucket, key),
             LogHandle::Remote(r) => match r.ask(&Request::Find {
                 bucket: bucket.into(),
                 key: key.into(),
@@ -250,6 +336,7 @@ impl LogHandle {
     pub fn checkpoint(&self, now_ms: i64) -> Result<SignedCheckpoint, LogError> {
         match self {
             LogHandle::Local(l) => l.checkpoint(now_ms),
+            LogHandle::Replicated(r) => r.checkpoint(now_ms),
             LogHandle::Remote(r) => match r.ask(&Request::Checkpoint { now_ms })? {
                 Response::Checkpoint(c) => Ok(c),
                 _ => Err(unexpected()),
@@ -260,6 +347,7 @@ impl LogHandle {
     pub fn public_key_pem(&self) -> Result<String, LogError> {
         match self {
             LogHandle::Local(l) => Ok(l.public_key_pem()),
+            LogHandle::Replicated(r) => r.serving()?.public_key_pem(),
             LogHandle::Remote(r) => match r.ask(&Request::PublicKey)? {
                 Response::PublicKey(p) => Ok(p),
                 _ => Err(unexpected()),
@@ -271,6 +359,7 @@ impl LogHandle {
     pub fn page(&self, before: Option<u64>, limit: usize) -> Result<LogPage, LogError> {
         match self {
             LogHandle::Local(l) => page(l, before, limit),
+            LogHandle::Replicated(r) => r.serving()?.page(before, limit),
             LogHandle::Remote(r) => match r.ask(&Request::Page { before, limit })? {
                 Response::Page(p) => Ok(*p),
                 _ => Err(unexpected()),
@@ -288,19 +377,73 @@ impl LogHandle {
     ) -> Result<ExportSummary, LogError> {
         match self {
             LogHandle::Local(l) => l.export(since_ms, bucket, out),
-            LogHandle::Remote(r) => {
-                let Response::Export { mut summary, files } = r.ask(&Request::Export {
-                    since_ms,
-                    bucket: bucket.map(str::to_string),
-                })?
-                else {
-                    return Err(unexpected());
-                };
-                write_export(out, &files)?;
-                summary.dir = out.to_path_buf();
-                Ok(summary)
+            LogHandle::Replicated(r) => {
+                // A checkpoint on every replica first, then the export of one caught-up
+                // replica as of it: the same checkpoints whichever replica answers.
+                r.checkpoint(crate::log::now_ms())?;
+                r.serving()?.export_at_latest(since_ms, bucket, out)
             }
+            LogHandle::Remote(r) => r.export(since_ms, bucket, false, out),
         }
+    }
+}
+
+impl RemoteLog {
+    pub(crate) fn find(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Vec<(u64, DestructionRecord)>, LogError> {
+        match self.ask(&Request::Find {
+            bucket: bucket.into(),
+            key: key.into(),
+        })? {
+            Response::Found(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn public_key_pem(&self) -> Result<String, LogError> {
+        match self.ask(&Request::PublicKey)? {
+            Response::PublicKey(p) => Ok(p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn page(&self, before: Option<u64>, limit: usize) -> Result<LogPage, LogError> {
+        match self.ask(&Request::Page { before, limit })? {
+            Response::Page(p) => Ok(*p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn export_at_latest(
+        &self,
+        since_ms: Option<i64>,
+        bucket: Option<&str>,
+        out: &Path,
+    ) -> Result<ExportSummary, LogError> {
+        self.export(since_ms, bucket, true, out)
+    }
+
+    fn export(
+        &self,
+        since_ms: Option<i64>,
+        bucket: Option<&str>,
+        at_latest: bool,
+        out: &Path,
+    ) -> Result<ExportSummary, LogError> {
+        let Response::Export { mut summary, files } = self.ask(&Request::Export {
+            since_ms,
+            bucket: bucket.map(str::to_string),
+            at_latest,
+        })?
+        else {
+            return Err(unexpected());
+        };
+        write_export(out, &files)?;
+        summary.dir = out.to_path_buf();
+        Ok(summary)
     }
 }
 

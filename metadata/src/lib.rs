@@ -26,6 +26,7 @@ pub mod archive;
 mod buckets;
 mod cluster;
 pub mod coord;
+mod destruction_seq;
 mod error;
 #[doc(hidden)]
 pub mod etcd_server;
