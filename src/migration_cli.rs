@@ -60,13 +60,20 @@ pub enum MigrationVerb {
         /// Source read limit in bytes per second, e.g. 50MiB, 1G.
         #[arg(long)]
         bandwidth: Option<String>,
+        /// Keys per listing request of the source (1-1000, default 1000).
+        #[arg(long)]
+        list_page: Option<u32>,
     },
     /// Versions of KEY in BUCKET with the source each was copied from (job, source version
     /// id, ETag, Last-Modified), newest first.
-    Origins {
-        bucket: String,
-        key: String,
-    },
+    Origins { bucket: String, key: String },
+    #[command(flatten)]
+    Job(JobVerb),
+}
+
+/// The verbs of an existing job, the same for imports (`migration`) and exports (`export`).
+#[derive(Subcommand)]
+pub enum JobVerb {
     /// State and every counter of a job (--json: one JSON object).
     Status {
         name: String,
@@ -78,7 +85,7 @@ pub enum MigrationVerb {
         #[arg(long, requires = "watch", default_value_t = 7 * 24 * 3600)]
         watch_timeout: u64,
     },
-    /// Every job.
+    /// Every job (`export list`: the export jobs).
     List,
     Pause {
         name: String,
@@ -145,37 +152,9 @@ pub enum ExportVerb {
     },
     /// Offline (no server): re-hash every file of an export directory against its manifest;
     /// exits non-zero on a missing, extra or altered file.
-    Verify {
-        dir: std::path::PathBuf,
-    },
-    /// State and every counter of an export job (--json: one JSON object).
-    Status {
-        name: String,
-        /// Follow the job until it ends: a progress bar in a terminal, one line per change
-        /// otherwise (or with --json); Ctrl-C stops following.
-        #[arg(long)]
-        watch: bool,
-        /// Stop following after this many seconds (exit status 2 if the job has not ended).
-        #[arg(long, requires = "watch", default_value_t = 7 * 24 * 3600)]
-        watch_timeout: u64,
-    },
-    /// Every export job.
-    List,
-    Pause {
-        name: String,
-    },
-    Resume {
-        name: String,
-    },
-    Cancel {
-        name: String,
-    },
-    /// Every object the export failed or skipped (JSON lines, the summary last; --csv: CSV).
-    Report {
-        name: String,
-        #[arg(long)]
-        csv: bool,
-    },
+    Verify { dir: std::path::PathBuf },
+    #[command(flatten)]
+    Job(JobVerb),
 }
 
 /// `export verify DIR`, offline.
@@ -217,7 +196,7 @@ pub fn verify_export(dir: &std::path::Path, json_out: bool) -> anyhow::Result<()
 
 /// `strata admin export ...` (other than verify) on the server.
 pub async fn run_export(verb: ExportVerb, conn: &Conn, json_out: bool) -> anyhow::Result<()> {
-    let same = match verb {
+    match verb {
         ExportVerb::Start {
             name,
             bucket,
@@ -260,41 +239,11 @@ pub async fn run_export(verb: ExportVerb, conn: &Conn, json_out: bool) -> anyhow
                 )
                 .await?;
             print_job(&v, json_out);
-            return Ok(());
+            Ok(())
         }
-        ExportVerb::Verify { dir } => return verify_export(&dir, json_out),
-        ExportVerb::List => {
-            let v = conn.call("migration-list", json!({})).await?;
-            let exports: Vec<&Value> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|j| j["kind"] == "export")
-                .collect();
-            if json_out {
-                println!("{}", json!(exports));
-            } else {
-                for j in exports {
-                    println!("{}", one_line(j));
-                }
-            }
-            return Ok(());
-        }
-        ExportVerb::Status {
-            name,
-            watch,
-            watch_timeout,
-        } => MigrationVerb::Status {
-            name,
-            watch,
-            watch_timeout,
-        },
-        ExportVerb::Pause { name } => MigrationVerb::Pause { name },
-        ExportVerb::Resume { name } => MigrationVerb::Resume { name },
-        ExportVerb::Cancel { name } => MigrationVerb::Cancel { name },
-        ExportVerb::Report { name, csv } => MigrationVerb::Report { name, csv },
-    };
-    run(same, conn, json_out).await
+        ExportVerb::Verify { dir } => verify_export(&dir, json_out),
+        ExportVerb::Job(verb) => run_job(verb, conn, json_out, Kind::Export).await,
+    }
 }
 
 pub struct Conn {
@@ -337,6 +286,7 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
             part_threshold,
             part_size,
             source_ca_bundle,
+            list_page,
         } => {
             let source_ca_pem = match source_ca_bundle {
                 Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| {
@@ -354,21 +304,10 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
                         "prefix": prefix, "bucket": bucket, "versions": versions,
                         "overwrite": overwrite, "concurrency": concurrency, "bandwidth": bandwidth,
                         "part_threshold": part_threshold, "part_size": part_size,
-                        "source_ca_pem": source_ca_pem,
+                        "source_ca_pem": source_ca_pem, "list_page": list_page,
                     }),
                 )
                 .await?;
-            print_job(&v, json_out);
-        }
-        MigrationVerb::Status {
-            name,
-            watch,
-            watch_timeout,
-        } => {
-            if watch {
-                return follow(conn, &name, json_out, Duration::from_secs(watch_timeout)).await;
-            }
-            let v = conn.call("migration-status", json!({"name": name})).await?;
             print_job(&v, json_out);
         }
         MigrationVerb::Origins { bucket, key } => {
@@ -383,24 +322,52 @@ pub async fn run(verb: MigrationVerb, conn: &Conn, json_out: bool) -> anyhow::Re
                 }
             }
         }
-        MigrationVerb::List => {
+        MigrationVerb::Job(verb) => run_job(verb, conn, json_out, Kind::Any).await?,
+    }
+    Ok(())
+}
+
+/// Which jobs `list` shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Any,
+    Export,
+}
+
+/// status / list / pause / resume / cancel / report, for either kind of job.
+async fn run_job(verb: JobVerb, conn: &Conn, json_out: bool, kind: Kind) -> anyhow::Result<()> {
+    match verb {
+        JobVerb::Status {
+            name,
+            watch,
+            watch_timeout,
+        } => {
+            if watch {
+                return follow(conn, &name, json_out, Duration::from_secs(watch_timeout)).await;
+            }
+            let v = conn.call("migration-status", json!({"name": name})).await?;
+            print_job(&v, json_out);
+        }
+        JobVerb::List => {
             let v = conn.call("migration-list", json!({})).await?;
+            let jobs: Vec<&Value> = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|j| kind == Kind::Any || j["kind"] == "export")
+                .collect();
             if json_out {
-                println!("{v}");
+                println!("{}", json!(jobs));
             } else {
-                for j in v.as_array().into_iter().flatten() {
+                for j in jobs {
                     println!("{}", one_line(j));
                 }
             }
         }
-        MigrationVerb::Pause { name } => control(conn, "migration-pause", &name, json_out).await?,
-        MigrationVerb::Resume { name } => {
-            control(conn, "migration-resume", &name, json_out).await?
-        }
-        MigrationVerb::Cancel { name } => {
-            control(conn, "migration-cancel", &name, json_out).await?
-        }
-        MigrationVerb::Report { name, csv } => report(conn, &name, csv).await?,
+        JobVerb::Pause { name } => control(conn, "migration-pause", &name, json_out).await?,
+        JobVerb::Resume { name } => control(conn, "migration-resume", &name, json_out).await?,
+        JobVerb::Cancel { name } => control(conn, "migration-cancel", &name, json_out).await?,
+        JobVerb::Report { name, csv } => report(conn, &name, csv).await?,
     }
     Ok(())
 }

@@ -192,6 +192,7 @@ pub async fn start(engine: &Engine, args: ExportArgs, admin: &str) -> Result<Val
         part_threshold: job::DEFAULT_PART_THRESHOLD,
         part_size: job::DEFAULT_PART_SIZE,
         export: Some(spec),
+        list_page: None,
     };
     // Conditional on the name being free in the whole tier (cluster: another gateway).
     if !job::save_job_if(engine, &job, None).await? {

@@ -112,6 +112,9 @@ pub struct JobRecord {
     /// `source_*` fields describe the remote written to (`--to-endpoint`); `None`: an import.
     #[serde(default)]
     pub export: Option<crate::export::ExportSpec>,
+    /// Keys per listing request of the source (`max-keys`, 1-1000; `None`: 1000).
+    #[serde(default)]
+    pub list_page: Option<u32>,
 }
 
 fn default_part_threshold() -> u64 {
@@ -187,6 +190,12 @@ pub struct Progress {
     /// Export to a directory: manifest segments written (the next one is this plus one).
     #[serde(default)]
     pub manifest_segments: u64,
+    /// An import's listing ranges, each with its cursor (see `ranges`), once split.
+    #[serde(default)]
+    pub ranges: Vec<crate::ranges::Range>,
+    /// The split is done (a job started before ranges existed continues as one range).
+    #[serde(default)]
+    pub ranges_planned: bool,
 }
 
 pub fn job_key(name: &str) -> String {
@@ -232,6 +241,9 @@ pub struct StartArgs {
     pub part_threshold: Option<String>,
     #[serde(default)]
     pub part_size: Option<String>,
+    /// Keys per listing request (1-1000).
+    #[serde(default)]
+    pub list_page: Option<u32>,
 }
 
 fn default_region() -> String {
@@ -399,6 +411,9 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
     if !(crate::parts::MIN_PART..=crate::parts::MAX_PART).contains(&part_size) {
         return Err(invalid("part-size must be 5MiB-5GiB"));
     }
+    if args.list_page.is_some_and(|n| !(1..=1000).contains(&n)) {
+        return Err(invalid("list-page must be 1-1000"));
+    }
     if args.versions && overwrite != Overwrite::IfDifferent {
         return Err(invalid(
             "--overwrite does not apply with --versions: every source version is added once",
@@ -462,6 +477,7 @@ pub async fn start(engine: &Engine, args: StartArgs, admin: &str) -> Result<Valu
         part_threshold,
         part_size,
         export: None,
+        list_page: args.list_page,
     };
     // Conditional on the name being free in the whole tier: two gateways starting the same
     // name at once get one job and one refusal.
@@ -627,6 +643,9 @@ pub fn job_json(job: &JobRecord, p: &Progress) -> Value {
     v["part_threshold"] = json!(job.part_threshold);
     v["part_size"] = json!(job.part_size);
     v["source_ca_bundle"] = json!(job.source_ca_pem.is_some());
+    v["list_page"] = json!(job.list_page.unwrap_or(1000));
+    v["ranges"] = json!(p.ranges);
+    v["ranges_done"] = json!(p.ranges.iter().filter(|r| r.done).count());
     v["kind"] = json!(if job.export.is_some() {
         "export"
     } else {

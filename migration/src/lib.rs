@@ -12,6 +12,7 @@ pub mod export_dir;
 pub mod export_remote;
 pub mod job;
 pub mod parts;
+pub mod ranges;
 pub mod report;
 pub mod source;
 pub mod worker;

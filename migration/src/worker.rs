@@ -11,7 +11,7 @@
 //! first, keys `concurrency` at a time. A redone step skips every version whose source version
 //! id the destination already has from this job (its origin), so nothing is added twice.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use strata_engine::workers::{WorkState, Worker};
 
 use crate::copy::{Ctx, Limiter, Outcome, Skip, copy_one, copy_version};
 use crate::job::{self, JOB_LOCK, JobRecord, JobState, Progress, load_progress, progress_key};
+use crate::ranges::{self, Range};
 use crate::report::{Entry, entry_key};
 use crate::source::{Listed, ListedVersion, Source, SourceError};
 
@@ -45,7 +46,7 @@ struct VersionsPage {
 
 struct PageState {
     job: String,
-    /// The cursor the front of `items` follows.
+    /// The `start-after` the front of `items` follows.
     cursor: Option<String>,
     items: VecDeque<Listed>,
     truncated: bool,
@@ -53,7 +54,8 @@ struct PageState {
 
 pub struct MigrationWorker {
     pub(crate) engine: Engine,
-    page: Option<PageState>,
+    /// The listed page of each active range (by index), kept between steps.
+    pages: HashMap<usize, PageState>,
     vpage: Option<VersionsPage>,
     source: Option<(String, Source)>,
     pub(crate) status: Value,
@@ -63,7 +65,7 @@ impl MigrationWorker {
     pub fn new(engine: Engine) -> Self {
         MigrationWorker {
             engine,
-            page: None,
+            pages: HashMap::new(),
             vpage: None,
             source: None,
             status: json!({"job": null}),
@@ -174,13 +176,6 @@ impl MigrationWorker {
         let started = Instant::now();
         let engine = self.engine.clone();
         let mut progress = step_progress(&engine, &job.name).await?;
-        if self
-            .page
-            .as_ref()
-            .is_some_and(|p| p.job != job.name || p.cursor != progress.cursor)
-        {
-            self.page = None;
-        }
         // A secret that no longer opens (or a bad endpoint) cannot get better by retrying.
         let source = match self.source(&job).cloned() {
             Ok(s) => s,
@@ -190,63 +185,130 @@ impl MigrationWorker {
                 return Ok(WorkState::Busy);
             }
         };
-        if self
-            .page
-            .as_ref()
-            .is_none_or(|p| p.items.is_empty() && p.truncated)
-        {
-            let page = match source
-                .list(
-                    &job.source_bucket,
-                    &job.prefix,
-                    progress.cursor.as_deref(),
-                    LIST_PAGE,
-                )
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    progress.consecutive_errors += 1;
-                    progress.last_error = Some(e.to_string());
-                    if e.permanent() || progress.consecutive_errors >= MAX_LIST_ERRORS {
-                        self.finish(&job.name, JobState::Error, Some(e.to_string()), progress)
-                            .await?;
-                        return Ok(WorkState::Busy);
-                    }
-                    save_progress(&engine, &job.name, &progress, Vec::new()).await?;
-                    return Err(format!("job {}: listing the source: {e}", job.name));
+        if !progress.ranges_planned {
+            // A job begun before ranges existed continues from its one cursor.
+            progress.ranges = if progress.cursor.is_some() || progress.listing_done {
+                vec![Range {
+                    cursor: progress.cursor.clone(),
+                    listed_through: progress.listed_through.clone(),
+                    done: progress.listing_done,
+                    ..Range::default()
+                }]
+            } else {
+                let want = (job.concurrency as usize * 4).min(ranges::MAX_RANGES);
+                match ranges::plan(&source, &job.source_bucket, &job.prefix, want).await {
+                    Ok(b) => ranges::from_boundaries(&b),
+                    Err(e) => return self.listing_failed(&job, progress, e).await,
                 }
             };
+            progress.ranges_planned = true;
             progress.consecutive_errors = 0;
-            self.page = Some(PageState {
-                job: job.name.clone(),
-                cursor: progress.cursor.clone(),
-                items: page.objects.into(),
-                truncated: page.truncated,
-            });
+            self.pages.clear();
+            save_progress(&engine, &job.name, &progress, Vec::new()).await?;
+            return Ok(WorkState::Busy);
         }
-        let page = self.page.as_mut().expect("listed above");
-        if page.items.is_empty() {
-            // The last page is done: so is the job.
+        // Pages of another job, or that no longer follow their range's cursor, are dropped.
+        let name = job.name.clone();
+        self.pages.retain(|i, p| {
+            p.job == name
+                && progress
+                    .ranges
+                    .get(*i)
+                    .is_some_and(|r| !r.done && r.start_after() == p.cursor.as_deref())
+        });
+        let active: Vec<usize> = (0..progress.ranges.len())
+            .filter(|&i| !progress.ranges[i].done)
+            .take(job.concurrency as usize)
+            .collect();
+        if active.is_empty() {
+            // Every range is done: so is the job.
             progress.listing_done = true;
-            self.page = None;
+            self.pages.clear();
             self.finish(&job.name, JobState::Done, None, progress)
                 .await?;
             return Ok(WorkState::Busy);
         }
-        for item in &page.items {
-            if progress
-                .listed_through
-                .as_deref()
-                .is_none_or(|t| item.key.as_str() > t)
-            {
-                progress.objects_listed += 1;
-                progress.bytes_listed += item.size;
-                progress.listed_through = Some(item.key.clone());
+        // The active ranges whose page is used up list their next pages concurrently.
+        let page_len = job.list_page.map_or(LIST_PAGE, |n| n as usize);
+        let need: Vec<(usize, Option<String>)> = active
+            .iter()
+            .filter(|i| {
+                self.pages
+                    .get(i)
+                    .is_none_or(|p| p.items.is_empty() && p.truncated)
+            })
+            .map(|&i| (i, progress.ranges[i].start_after().map(str::to_string)))
+            .collect();
+        let mut lists = Vec::with_capacity(need.len());
+        for (i, after) in need {
+            let (source, bucket, prefix) = (
+                source.clone(),
+                job.source_bucket.clone(),
+                job.prefix.clone(),
+            );
+            lists.push(async move {
+                let r = source
+                    .list(&bucket, &prefix, after.as_deref(), page_len)
+                    .await;
+                (i, after, r)
+            });
+        }
+        let listed = futures::future::join_all(lists).await;
+        let mut failed = None;
+        for (i, after, res) in listed {
+            match res {
+                Ok(page) => {
+                    let range = &progress.ranges[i];
+                    let mut items: VecDeque<Listed> = page.objects.into();
+                    let mut truncated = page.truncated;
+                    // The next range's keys are its own.
+                    if let Some(end) = items.iter().position(|l| !range.holds(&l.key)) {
+                        items.truncate(end);
+                        truncated = false;
+                    }
+                    self.pages.insert(
+                        i,
+                        PageState {
+                            job: job.name.clone(),
+                            cursor: after,
+                            items,
+                            truncated,
+                        },
+                    );
+                }
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
-        let take = page.items.len().min(job.concurrency as usize * 4);
-        let chunk: Vec<Listed> = page.items.drain(..take).collect();
+        if let Some(e) = failed {
+            return self.listing_failed(&job, progress, e).await;
+        }
+        progress.consecutive_errors = 0;
+        for &i in &active {
+            let Some(page) = self.pages.get(&i) else {
+                continue;
+            };
+            for item in &page.items {
+                let range = &mut progress.ranges[i];
+                if range
+                    .listed_through
+                    .as_deref()
+                    .is_none_or(|t| item.key.as_str() > t)
+                {
+                    range.listed_through = Some(item.key.clone());
+                    progress.objects_listed += 1;
+                    progress.bytes_listed += item.size;
+                }
+            }
+        }
+        // `4 × concurrency` keys a step, shared by the active ranges, in key order in each.
+        let per = (job.concurrency as usize * 4 / active.len()).max(1);
+        let mut chunk: Vec<(usize, Listed)> = Vec::new();
+        for &i in &active {
+            if let Some(p) = self.pages.get_mut(&i) {
+                let take = p.items.len().min(per);
+                chunk.extend(p.items.drain(..take).map(|l| (i, l)));
+            }
+        }
         let dest = match engine.bucket(&job.bucket).await {
             Ok(Some(b)) => b,
             Ok(None) => {
@@ -264,27 +326,26 @@ impl MigrationWorker {
         let limiter = Arc::new(Limiter::new(job.bandwidth));
         let source = Arc::new(source);
         let shared = Arc::new((engine.clone(), job.clone(), dest));
-        let outcomes: Vec<(usize, Outcome)> =
-            futures::stream::iter(chunk.clone().into_iter().enumerate())
-                .map(|(i, item)| {
-                    let (shared, source, limiter) =
-                        (shared.clone(), source.clone(), limiter.clone());
-                    async move {
-                        let (engine, job, dest) = &*shared;
-                        (
-                            i,
-                            copy_one(engine, &source, job, dest, &item, limiter).await,
-                        )
-                    }
-                })
-                .buffer_unordered(job.concurrency as usize)
-                .collect()
-                .await;
+        let items: Vec<Listed> = chunk.iter().map(|(_, l)| l.clone()).collect();
+        let outcomes: Vec<(usize, Outcome)> = futures::stream::iter(items.into_iter().enumerate())
+            .map(|(i, item)| {
+                let (shared, source, limiter) = (shared.clone(), source.clone(), limiter.clone());
+                async move {
+                    let (engine, job, dest) = &*shared;
+                    (
+                        i,
+                        copy_one(engine, &source, job, dest, &item, limiter).await,
+                    )
+                }
+            })
+            .buffer_unordered(job.concurrency as usize)
+            .collect()
+            .await;
         let mut outcomes = outcomes;
         outcomes.sort_by_key(|(i, _)| *i);
         let mut reports = Vec::new();
         for (i, outcome) in outcomes {
-            let item = &chunk[i];
+            let item = &chunk[i].1;
             let about = About {
                 key: &item.key,
                 version_id: None,
@@ -293,20 +354,58 @@ impl MigrationWorker {
             };
             account(&job.name, &mut progress, &mut reports, &about, outcome);
         }
-        progress.cursor = chunk.last().map(|l| l.key.clone());
+        for (r, item) in &chunk {
+            progress.ranges[*r].cursor = Some(item.key.clone());
+        }
+        for &i in &active {
+            let range = &mut progress.ranges[i];
+            match self.pages.get_mut(&i) {
+                Some(p) if !p.items.is_empty() || p.truncated => {
+                    p.cursor = range.start_after().map(str::to_string);
+                }
+                _ => {
+                    range.done = true;
+                    self.pages.remove(&i);
+                }
+            }
+        }
+        // Every key up to here is done: the first unfinished range's cursor.
+        progress.cursor = progress
+            .ranges
+            .iter()
+            .find(|r| !r.done)
+            .and_then(|r| r.start_after().map(str::to_string))
+            .or_else(|| progress.ranges.last().and_then(|r| r.cursor.clone()));
         progress.active_ms += started.elapsed().as_millis() as u64;
         save_progress(&engine, &job.name, &progress, reports).await?;
-        if let Some(p) = self.page.as_mut() {
-            p.cursor = progress.cursor.clone();
-        }
         self.status = json!({
             "job": job.name,
             "cursor": progress.cursor,
+            "ranges": progress.ranges.len(),
+            "ranges_active": active.len(),
             "objects_copied": progress.objects_copied,
             "objects_failed": progress.objects_failed,
             "objects_skipped": progress.objects_skipped,
         });
         Ok(WorkState::Busy)
+    }
+
+    /// A failed source listing: counted, and the job ends in ERROR when retrying cannot help.
+    async fn listing_failed(
+        &self,
+        job: &JobRecord,
+        mut progress: Progress,
+        e: SourceError,
+    ) -> Result<WorkState, String> {
+        progress.consecutive_errors += 1;
+        progress.last_error = Some(e.to_string());
+        if e.permanent() || progress.consecutive_errors >= MAX_LIST_ERRORS {
+            self.finish(&job.name, JobState::Error, Some(e.to_string()), progress)
+                .await?;
+            return Ok(WorkState::Busy);
+        }
+        save_progress(&self.engine, &job.name, &progress, Vec::new()).await?;
+        Err(format!("job {}: listing the source: {e}", job.name))
     }
 }
 
@@ -698,7 +797,7 @@ impl Worker for MigrationWorker {
 
     async fn work(&mut self) -> Result<WorkState, String> {
         let Some(job) = self.pick().await? else {
-            self.page = None;
+            self.pages.clear();
             self.vpage = None;
             self.source = None;
             return Ok(WorkState::Idle);
