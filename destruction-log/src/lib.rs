@@ -15,6 +15,8 @@ pub mod merkle;
 mod record;
 pub mod replicated;
 pub mod service;
+#[cfg(test)]
+mod test_support;
 mod verify;
 
 pub use export::{ExportFilter, ExportSummary};

@@ -458,27 +458,12 @@ impl ServingReplica<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{LogHandle, LogTransport, handle};
-    use crate::{Actor, DestructionLog, Reason};
+    use crate::DestructionLog;
+    use crate::service::LogHandle;
+    use crate::test_support::{Direct, record};
     use std::path::PathBuf;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// A replica reached directly; `down` makes it unreachable.
-    struct Direct {
-        log: Arc<DestructionLog>,
-        scratch: PathBuf,
-        down: Arc<AtomicBool>,
-    }
-
-    impl LogTransport for Direct {
-        fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
-            if self.down.load(Ordering::SeqCst) {
-                return Err("connection refused".into());
-            }
-            Ok(handle(&self.log, &self.scratch, &body))
-        }
-    }
 
     #[derive(Default)]
     struct MemSeq(Mutex<MemState>);
@@ -542,30 +527,6 @@ mod tests {
             s.ops.retain(|_, v| keep.contains(v));
             s.cps.retain(|k, _| *k >= cp);
             Ok(())
-        }
-    }
-
-    fn record(op: &str, key: &str) -> DestructionRecord {
-        DestructionRecord {
-            op_id: op.into(),
-            bucket: "b".into(),
-            key: key.into(),
-            version_id: "v".into(),
-            size: 1,
-            etag: "e".into(),
-            checksum: None,
-            storage_class: "STANDARD".into(),
-            written_ms: 1,
-            destroyed_ms: 2,
-            reason: Reason::BucketPurge,
-            actor: Actor {
-                user: None,
-                access_key: None,
-                engine: Some("test".into()),
-            },
-            key_id: "dek".into(),
-            shards_removed: 6,
-            verification: "gone".into(),
         }
     }
 

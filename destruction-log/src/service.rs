@@ -482,43 +482,7 @@ fn write_export(out: &Path, files: &[(String, String)]) -> Result<(), LogError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Actor, Reason};
-
-    /// A transport that calls the handler directly (the node side is the real log).
-    struct Direct {
-        log: Arc<DestructionLog>,
-        scratch: PathBuf,
-    }
-
-    impl LogTransport for Direct {
-        fn call(&self, body: Vec<u8>) -> Result<Vec<u8>, String> {
-            Ok(handle(&self.log, &self.scratch, &body))
-        }
-    }
-
-    fn record(op: &str, key: &str) -> DestructionRecord {
-        DestructionRecord {
-            op_id: op.into(),
-            bucket: "b".into(),
-            key: key.into(),
-            version_id: "v".into(),
-            size: 1,
-            etag: "e".into(),
-            checksum: None,
-            storage_class: "STANDARD".into(),
-            written_ms: 1,
-            destroyed_ms: 2,
-            reason: Reason::BucketPurge,
-            actor: Actor {
-                user: None,
-                access_key: None,
-                engine: Some("test".into()),
-            },
-            key_id: "dek".into(),
-            shards_removed: 6,
-            verification: "gone".into(),
-        }
-    }
+    use crate::test_support::{Direct, record};
 
     #[test]
     fn a_remote_log_appends_once_finds_and_exports_a_verifiable_copy() {
@@ -527,6 +491,7 @@ mod tests {
         let remote = LogHandle::Remote(RemoteLog::new(Box::new(Direct {
             log: log.clone(),
             scratch: dir.path().to_path_buf(),
+            down: Default::default(),
         })));
         assert_eq!(remote.append(record("op1", "k1")).unwrap(), 0);
         assert_eq!(remote.append(record("op2", "k2")).unwrap(), 1);
