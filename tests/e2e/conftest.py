@@ -228,6 +228,15 @@ def empty_bucket(client, name: str) -> None:
         pass  # locked (COMPLIANCE) data legitimately outlives the test; the data dir is temporary
 
 
+@pytest.fixture(scope="module")
+def bob(server):
+    """A second user (one per test module): its client, canonical id and display name."""
+    u = server.admin_json("user", "add", "bob" + uuid.uuid4().hex[:8])
+    c = make_s3(server.endpoint, u["access_key"], u["secret_key"])
+    owner = c.list_buckets()["Owner"]
+    return c, owner["ID"], owner["DisplayName"]
+
+
 def allow_public(client, name: str, ownership: str | None = "ObjectWriter") -> None:
     """Lets bucket `name` be made public, as an S3 owner must since 2023: new buckets block public
     access (all four Public Access Block settings) and disable ACLs (BucketOwnerEnforced)."""

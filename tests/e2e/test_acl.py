@@ -75,14 +75,6 @@ def grants_of(acl) -> set[tuple[str, str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def bob(server):
-    u = server.admin_json("user", "add", "bob" + uuid.uuid4().hex[:8])
-    c = make_s3(server.endpoint, u["access_key"], u["secret_key"])
-    owner = c.list_buckets()["Owner"]
-    return c, owner["ID"], owner["DisplayName"]
-
-
 def test_bucket_acl_canned_grants_and_body(s3, bob):
     me = s3.list_buckets()["Owner"]["ID"]
     b3, bob_id, bob_name = bob

@@ -18,21 +18,13 @@ import uuid
 
 import pytest
 
-from conftest import IS_MOTO, Clients, allow_public, create_public_bucket, empty_bucket, make_s3
+from conftest import IS_MOTO, Clients, allow_public, create_public_bucket, empty_bucket
 from s3util import expect_error
 from test_acl import ALL_USERS, AUTH_USERS, anonymous, grants_of
 
 pytestmark = pytest.mark.skipif(IS_MOTO, reason="canonical ids and user names are strata's")
 
 OBJECT_WRITER = {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
-
-
-@pytest.fixture(scope="module")
-def bob(server):
-    u = server.admin_json("user", "add", "bob" + uuid.uuid4().hex[:8])
-    c = make_s3(server.endpoint, u["access_key"], u["secret_key"])
-    owner = c.list_buckets()["Owner"]
-    return c, owner["ID"], owner["DisplayName"]
 
 
 @pytest.fixture

@@ -10,19 +10,11 @@ import uuid
 
 import pytest
 
-from conftest import IS_MOTO, empty_bucket, make_s3
+from conftest import IS_MOTO, empty_bucket
 from s3util import expect_error
 from test_acl import anonymous
 
 pytestmark = pytest.mark.skipif(IS_MOTO, reason="user names and ARNs are strata's")
-
-
-@pytest.fixture(scope="module")
-def bob(server):
-    u = server.admin_json("user", "add", "bob" + uuid.uuid4().hex[:8])
-    c = make_s3(server.endpoint, u["access_key"], u["secret_key"])
-    owner = c.list_buckets()["Owner"]
-    return c, owner["ID"], owner["DisplayName"]
 
 
 @pytest.fixture
